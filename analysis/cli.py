@@ -1,0 +1,66 @@
+"""``dynas``: the command line. Each package registers its own subcommands.
+
+This root lives in the last layer because it is the only place allowed to see every
+package: ``space`` (search_space), ``train`` (trainers), ``search``/``resume``
+(controllers), ``report``/``export`` (analysis). Handlers import heavy libraries
+lazily, so ``dynas --help`` stays instant.
+
+A user error (``DynasError``) prints one line and exits with 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search_space.errors import DynasError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search_space import commands as space_commands
+    from trainers import commands as train_commands
+    from controllers import commands as search_commands
+    from analysis import commands as analysis_commands
+
+    parser = argparse.ArgumentParser(
+        prog="dynas",
+        description="Dynamic architecture search for MoE / attention transformers "
+        "under a continual-learning curriculum.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The space commands need a task's shape (sequence length) for the cost model;
+    # only trainers knows tasks, so the root hands search_space a resolver.
+    space_commands.register(sub, task_shape_fn=_task_shape)
+    for module in (train_commands, search_commands, analysis_commands):
+        module.register(sub)
+    return parser
+
+
+def _task_shape(task_settings):
+    from trainers.tasks import task_shape
+
+    return task_shape(task_settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+        run_dir = getattr(args, "result_run_dir", None)
+        if run_dir is not None and not getattr(args, "no_report", True):
+            from analysis.commands import write_report_for
+
+            write_report_for([run_dir], out=None)
+        return int(code or 0)
+    except DynasError as err:
+        print(f"dynas: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("dynas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

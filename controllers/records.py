@@ -1,0 +1,123 @@
+"""The run directory and its append-only trial records.
+
+Layout of a run directory (everything JSON/YAML, nothing pickled)::
+
+    RUN_DIR/
+      run.json            what was asked: experiment path, strategy, trials, seed, version
+      experiment.yaml     a copy of the experiment file the run started from
+      trials.jsonl        one line per finished trial (complete, failed or pruned)
+      policy_state.json   the policy's state_dict after its last tell (atomic rewrite)
+      ray/                Ray Tune's own storage (experiment state, trial checkpoints)
+
+A record line (``TrialRecord.to_dict``) is self-contained: analysis reads only these.
+Lines are appended with flush + fsync; a torn last line (a crash mid-write) is skipped
+by the reader, never fatal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from search_space.errors import DynasError
+
+RECORDS_FILE = "trials.jsonl"
+RUN_FILE = "run.json"
+POLICY_STATE_FILE = "policy_state.json"
+EXPERIMENT_COPY = "experiment.yaml"
+RECORD_SCHEMA_VERSION = 1
+
+
+@dataclass
+class TrialRecord:
+    proposal_id: int
+    arch_id: str
+    arch: dict[str, Any]                      # ArchConfig.to_dict() or an Assignment's dict
+    params: dict[str, Any]                    # decision name -> value
+    state: str                                # complete | failed | pruned
+    metrics: dict[str, float] = field(default_factory=dict)   # names from search_space.names
+    objectives: list[float] | None = None     # values told to the policy, objective order
+    acc_matrix: list[list[float]] = field(default_factory=list)
+    expert_load: dict[str, list[float]] = field(default_factory=dict)
+    curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None                 # why it failed / was pruned
+    policy: str = ""
+    seed: int = 0
+    wall_time_s: float = 0.0
+    experiences_done: int = 0
+    cached_from: int | None = None            # proposal id whose result was reused
+    trial_id: str = ""                        # Ray's trial id, when run under Ray
+    node: str = ""
+    finished_at: float = field(default_factory=time.time)
+    schema_version: int = RECORD_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def append_record(run_dir: str | os.PathLike, record: TrialRecord) -> None:
+    """Append one line durably: a crash after this returns never loses the record."""
+    path = Path(run_dir) / RECORDS_FILE
+    line = json.dumps(record.to_dict(), sort_keys=True, allow_nan=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # A torn previous line (crash mid-write) must not swallow this one.
+        if os.fstat(fd).st_size and not _ends_with_newline(path):
+            line = "\n" + line
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def iter_records(run_dir: str | os.PathLike) -> Iterator[TrialRecord]:
+    """Every intact record, in file order; torn or foreign lines are skipped."""
+    path = Path(run_dir) / RECORDS_FILE
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict) and "arch_id" in data and "state" in data:
+                yield TrialRecord.from_dict(data)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write-then-rename with fsync, so readers see the old or the new file, never half."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def require_run_dir(run_dir: str | os.PathLike) -> Path:
+    """A run directory made by dynas, or a one-line error naming the path."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise DynasError(f"{path}: no such run directory")
+    if not (path / RUN_FILE).is_file():
+        raise DynasError(f"{path}: not a dynas run directory (no {RUN_FILE})")
+    return path

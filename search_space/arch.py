@@ -1,0 +1,227 @@
+"""The architecture a search produces: a tree of frozen configs, saved as JSON.
+
+An ``ArchConfig`` is all that is needed to rebuild a model (with the task's shape);
+it carries no weights and loading it never executes code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .schema import from_mapping, to_mapping
+
+SCHEMA_VERSION = 1
+
+ATTENTION_KINDS = ("full", "sliding_window", "dynamic_span", "linear")
+FFN_KINDS = ("dense", "moe")
+ROUTER_KINDS = ("topk", "dynamic")
+BALANCE_KINDS = ("aux_loss", "z_loss", "bias", "none")
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """One layer's token mixer.
+
+    ``window``: tokens per segment for ``sliding_window`` (each query sees its own and
+    the previous segment). ``max_span``: the largest span ``dynamic_span`` can learn.
+    """
+
+    kind: Literal["full", "sliding_window", "dynamic_span", "linear"]
+    heads: int
+    window: int = 0
+    max_span: int = 0
+
+    def validate(self, key: str = "") -> None:
+        if self.heads < 1:
+            raise ConfigError(f"{key}.heads", f"must be >= 1, got {self.heads}")
+        if self.kind == "sliding_window" and self.window < 1:
+            raise ConfigError(f"{key}.window", "sliding_window needs window >= 1")
+        if self.kind == "dynamic_span" and self.max_span < 1:
+            raise ConfigError(f"{key}.max_span", "dynamic_span needs max_span >= 1")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How tokens pick experts.
+
+    ``topk``: softmax over a linear gate with a learnable temperature, the k best.
+    ``dynamic``: input-dependent k: the fewest experts whose probability mass reaches
+    ``top_p``, at most ``top_k`` (the cap).
+    """
+
+    kind: Literal["topk", "dynamic"] = "topk"
+    top_k: int = 2
+    top_p: float = 0.5
+
+    def validate(self, key: str = "") -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"{key}.top_k", f"must be >= 1, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"{key}.top_p", f"must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class FFNConfig:
+    """One layer's channel mixer: a dense MLP or a mixture of experts.
+
+    Hidden width is ``expansion * d_model`` (per expert for MoE).
+    ``capacity_factor`` 0 means dropless; otherwise each expert takes at most
+    ``ceil(capacity_factor * tokens * k / experts)`` tokens and drops the rest.
+    """
+
+    kind: Literal["dense", "moe"]
+    expansion: int = 4
+    experts: int = 0
+    router: RouterConfig | None = None
+    shared_experts: int = 0
+    capacity_factor: float = 0.0
+    balance: Literal["aux_loss", "z_loss", "bias", "none"] = "aux_loss"
+
+    def validate(self, key: str = "") -> None:
+        if self.expansion < 1:
+            raise ConfigError(f"{key}.expansion", f"must be >= 1, got {self.expansion}")
+        if self.kind == "dense":
+            return
+        if self.experts < 1:
+            raise ConfigError(f"{key}.experts", f"moe needs experts >= 1, got {self.experts}")
+        if self.router is None:
+            raise ConfigError(f"{key}.router", "moe needs a router")
+        if self.router.top_k > self.experts:
+            raise ConfigError(
+                f"{key}.top_k", f"{self.router.top_k} exceeds experts={self.experts}"
+            )
+        if self.shared_experts < 0:
+            raise ConfigError(f"{key}.shared_experts", "must be >= 0")
+        if self.capacity_factor < 0:
+            raise ConfigError(f"{key}.capacity_factor", "must be >= 0 (0 = dropless)")
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    attention: AttentionConfig
+    ffn: FFNConfig
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A heterogeneous transformer: one shared width, a config per layer."""
+
+    d_model: int
+    layers: tuple[LayerConfig, ...]
+    schema_version: int = SCHEMA_VERSION
+
+    def validate(self, key: str = "") -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{key}.schema_version" if key else "schema_version",
+                f"unsupported version {self.schema_version} (this dynas reads {SCHEMA_VERSION})",
+            )
+        if self.d_model < 1:
+            raise ConfigError("d_model", f"must be >= 1, got {self.d_model}")
+        if not self.layers:
+            raise ConfigError("layers", "an architecture needs at least one layer")
+        for i, layer in enumerate(self.layers):
+            heads = layer.attention.heads
+            if self.d_model % heads:
+                raise ConfigError(
+                    f"layers[{i}].attention.heads",
+                    f"{heads} does not divide d_model={self.d_model}",
+                )
+
+    # --- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> "ArchConfig":
+        try:
+            return from_mapping(cls, data)
+        except ConfigError as err:
+            raise err.with_source(source) if source else err
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def arch_id(self) -> str:
+        """Stable content hash: equal architectures share an id across runs."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename), so a crash never leaves half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ArchConfig":
+        """Read an arch JSON file (plain, or an export with an ``arch`` entry)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("", "no such architecture file", str(path))
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError("", f"not valid JSON ({err})", str(path)) from None
+        if isinstance(data, dict) and "arch" in data and "layers" not in data:
+            data = data["arch"]
+        return cls.from_dict(data, source=str(path))
+
+    # --- summaries -----------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def describe(self) -> str:
+        """One line per layer, for logs and reports."""
+        rows = [f"d_model={self.d_model} layers={self.num_layers}"]
+        for i, layer in enumerate(self.layers):
+            a, f = layer.attention, layer.ffn
+            attn = f"{a.kind}(h={a.heads}" + (f",w={a.window}" if a.window else "") + (
+                f",span={a.max_span}" if a.max_span else "") + ")"
+            if f.kind == "dense":
+                ffn = f"dense(x{f.expansion})"
+            else:
+                r = f.router
+                ffn = (f"moe(E={f.experts},{r.kind},k={r.top_k}"
+                       + (f",p={r.top_p}" if r.kind == "dynamic" else "")
+                       + f",shared={f.shared_experts},cf={f.capacity_factor},{f.balance},x{f.expansion})")
+            rows.append(f"  [{i}] {attn} + {ffn}")
+        return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What a task feeds a model; enough for the cost model, no data needed.
+
+    Exactly one of ``input_dim`` (continuous tokens, e.g. image patches, embedded by
+    a linear layer) and ``vocab_size`` (discrete tokens, embedded by a table) is > 0.
+    ``per_token``: a label per position (sequence tasks) instead of one per sample.
+    """
+
+    seq_len: int
+    num_classes: int
+    input_dim: int = 0
+    vocab_size: int = 0
+    per_token: bool = False
+    causal: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.input_dim > 0) == (self.vocab_size > 0):
+            raise ValueError("TaskShape needs exactly one of input_dim and vocab_size")
+
+
+def replace_layer(arch: ArchConfig, index: int, **changes: Any) -> ArchConfig:
+    """A copy of ``arch`` with one layer's fields changed (for tests and ablations)."""
+    layers = list(arch.layers)
+    layers[index] = dataclasses.replace(layers[index], **changes)
+    return dataclasses.replace(arch, layers=tuple(layers))

@@ -1,0 +1,29 @@
+"""Errors a user can cause. The CLI prints them as one line and exits with code 2."""
+from __future__ import annotations
+
+
+class DynasError(Exception):
+    """Base of every error caused by user input (config, files, arguments).
+
+    ``str(err)`` is the one line shown to the user: it names the file and/or key.
+    """
+
+
+class ConfigError(DynasError):
+    """A value in an experiment file, arch file or argument is wrong.
+
+    ``key`` is the dotted path of the offending value (``space.layer.ffn[1].top_k``),
+    ``source`` the file it came from, when known.
+    """
+
+    def __init__(self, key: str, message: str, source: str | None = None):
+        self.key, self.message, self.source = key, message, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
+
+    def with_source(self, source: str) -> "ConfigError":
+        return ConfigError(self.key, self.message, source)
+
+
+class InfeasibleError(DynasError):
+    """Nothing in the space satisfies the constraints (or one arch does not)."""

@@ -1,0 +1,160 @@
+"""The non-space sections of an experiment file: task, training, search.
+
+search_space only validates them (types, known keys, ranges); trainers and
+controllers read them. Every field has a tested default, so a minimal file works.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .names import FINAL_AVG_ACCURACY, FLOPS
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """``name`` picks a registered task factory; ``options`` are its keyword args,
+    validated by the factory (in trainers) with keys reported as ``task.options.X``."""
+
+    name: str = "split_digits"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CurriculumSettings:
+    """Progressive curriculum inside each experience.
+
+    ``kind``: none (plain shuffling), entropy / loss (difficulty scored by the current
+    model, easy first), random (the control: same pacing and promotion, random scores).
+    """
+
+    kind: Literal["none", "entropy", "loss", "random"] = "none"
+    pacing: Literal["sqrt", "linear", "step"] = "sqrt"
+    levels: int = 3
+    start_competence: float = 0.25
+    threshold: float = 0.9
+    patience: int = 2
+    max_stage_steps: int = 0          # 0 = no cap beyond the experience budget
+    eval_every: int = 25              # steps between promotion checks
+    mask_schedule: Literal["none", "fixed_0.15", "fixed_0.40", "0.15->0.50", "0.50->0.15"] = "none"
+
+    def validate(self, key: str = "") -> None:
+        if self.levels < 1:
+            raise ConfigError(f"{key}.levels", "must be >= 1")
+        if not 0.0 < self.start_competence <= 1.0:
+            raise ConfigError(f"{key}.start_competence", "must be in (0, 1]")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"{key}.threshold", "must be in [0, 1]")
+        if self.patience < 1 or self.eval_every < 1:
+            raise ConfigError(f"{key}.patience", "patience and eval_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """Rehearsal across experiences: a fixed-size buffer mixed into every step."""
+
+    policy: Literal["none", "reservoir", "class_balanced"] = "none"
+    budget: int = 200                 # samples kept in total
+    weight: Literal["equal", "inverse_t"] = "equal"   # replay loss weight 1 or 1/t
+    der_alpha: float = 0.0            # > 0 adds DER++ logit matching on stored logits
+
+    def validate(self, key: str = "") -> None:
+        if self.budget < 0:
+            raise ConfigError(f"{key}.budget", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Explicit weights of the auxiliary terms (each is also logged on its own)."""
+
+    balance: float = 0.01             # Switch load-balancing loss
+    z_loss: float = 0.001             # router z-loss
+    bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
+    span: float = 0.0                 # L1 on learned dynamic spans
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    steps_per_experience: int = 100
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_batch_size: int = 256
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    joint: bool = False               # upper-bound control: all experiences at once
+
+    def validate(self, key: str = "") -> None:
+        for name in ("steps_per_experience", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{key}.{name}", "must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"{key}.lr", "must be > 0")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A value a policy optimises, read from TrialMetrics by name."""
+
+    metric: str
+    direction: Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Hard limits checked before training (0 = unlimited)."""
+
+    max_flops: float = 0.0
+    max_params: float = 0.0
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    lr: float = 0.05
+    clip: float = 0.2
+    batch: int = 4                    # proposals per policy update
+    epochs: int = 4                   # passes over each batch
+    entropy_bonus: float = 0.01
+    baseline_decay: float = 0.9       # moving-average baseline
+    reward: Literal["scalar", "hypervolume"] = "scalar"
+    flops_penalty: float = 0.05       # scalar reward: acc - penalty * log2(flops / min_flops)
+    surrogate: bool = False
+    surrogate_screen: int = 8         # policy samples scored by the surrogate per ask
+    warmup: int = 4                   # random proposals before the policy is used
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    strategy: Literal["random", "tpe", "nsga2", "ppo"] = "random"
+    trials: int = 12
+    concurrent: int = 2
+    seed: int = 0
+    objectives: tuple[Objective, ...] = (
+        Objective(FINAL_AVG_ACCURACY, "max"),
+        Objective(FLOPS, "min"),
+    )
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    budget: Budget = field(default_factory=Budget)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1             # Ray retries of a crashed trial
+    storage: str = "runs"             # parent of run directories
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+
+    def validate(self, key: str = "") -> None:
+        if self.trials < 1:
+            raise ConfigError(f"{key}.trials", "must be >= 1")
+        if self.concurrent < 1:
+            raise ConfigError(f"{key}.concurrent", "must be >= 1")
+        if not self.objectives:
+            raise ConfigError(f"{key}.objectives", "need at least one objective")
+
+
+def settings_dict(obj: Any) -> dict:
+    from .schema import to_mapping
+
+    return to_mapping(obj)

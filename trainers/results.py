@@ -1,0 +1,50 @@
+"""What ``fit`` returns and reports: the contract between trainers and controllers."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class TrialMetrics:
+    """Everything one candidate's training produced.
+
+    ``values`` maps names from ``search_space.names`` (accuracy, forgetting, cost) to
+    floats; ``acc_matrix[i][j]`` is test accuracy on experience j after training on
+    experience i (j > i: not yet seen, still measured); ``expert_load`` maps an MoE
+    layer name to the fraction of routed tokens each expert received.
+    """
+
+    values: dict[str, float]
+    acc_matrix: list[list[float]]
+    expert_load: dict[str, list[float]] = field(default_factory=dict)
+    curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    wall_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialMetrics":
+        return cls(**data)
+
+
+@dataclass
+class ExperienceProgress:
+    """Sent to callbacks after each experience: enough to report and to prune."""
+
+    experience: int               # index just finished (0-based)
+    num_experiences: int
+    values: dict[str, float]      # continual metrics over experiences 0..experience
+    acc_matrix: list[list[float]] # rows 0..experience
+    checkpoint_dir: Path | None   # where fit saved its resumable state, if it did
+
+
+class FitCallback(Protocol):
+    def on_experience_end(self, progress: ExperienceProgress) -> None: ...
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged (NaN/inf loss): the trial fails with this as its reason."""

@@ -1,0 +1,90 @@
+"""Tasks: a stream of experiences for continual learning, and their registry.
+
+A task factory is registered by name with a cheap ``shape`` function (no data loaded)
+so the cost model and ``dynas space describe`` know the sequence length up front.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from torch.utils.data import Dataset
+
+from search_space.arch import TaskShape
+from search_space.errors import ConfigError
+from search_space.settings import TaskSettings
+
+
+@dataclass
+class Experience:
+    """One step of the stream.
+
+    Each split yields ``(x, y)``: x is (T, input_dim) float or (T,) long tokens; y is a
+    long class index, or (T,) per-token labels with -100 where no loss applies.
+    ``levels``: a difficulty level per train sample when the task defines one
+    (synthetic tasks), else None and the curriculum scores difficulty itself.
+    """
+
+    index: int
+    classes: tuple[int, ...]          # labels this experience introduces / uses
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    levels: Any = None                # LongTensor (len(train),) or None
+
+
+@dataclass
+class Task:
+    name: str
+    shape: TaskShape
+    experiences: list[Experience]
+    scenario: Literal["class_il", "task_il", "domain_il"] = "class_il"
+
+    @property
+    def num_experiences(self) -> int:
+        return len(self.experiences)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    factory: Callable[..., Task]          # factory(seed=..., **options) -> Task
+    shape: Callable[..., TaskShape]       # shape(**options) -> TaskShape, no data loaded
+    description: str = ""
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(name: str, shape: Callable[..., TaskShape], description: str = ""):
+    """Decorator: ``@register_task("my_task", shape=my_shape)`` on a factory."""
+
+    def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
+        TASKS[name] = TaskSpec(factory, shape, description)
+        return factory
+
+    return wrap
+
+
+def _spec(settings: TaskSettings) -> TaskSpec:
+    if settings.name not in TASKS:
+        raise ConfigError("task.name", f"unknown task {settings.name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[settings.name]
+
+
+def _call(fn: Callable[..., Any], settings: TaskSettings, **extra: Any) -> Any:
+    try:
+        return fn(**settings.options, **extra)
+    except TypeError as err:  # unknown keyword -> name it as a config key
+        msg = str(err)
+        if "unexpected keyword argument" in msg:
+            bad = msg.split("'")[-2]
+            raise ConfigError(f"task.options.{bad}", f"unknown option for task {settings.name!r}") from None
+        raise
+
+
+def task_shape(settings: TaskSettings) -> TaskShape:
+    return _call(_spec(settings).shape, settings)
+
+
+def build_task(settings: TaskSettings, seed: int = 0) -> Task:
+    return _call(_spec(settings).factory, settings, seed=seed)
