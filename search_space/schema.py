@@ -6,10 +6,12 @@ every message names the offending key the same way and nothing is ever executed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Mapping
 
+from .choices import short
 from .errors import ConfigError
 
 _SCALARS = (bool, int, float, str)
@@ -35,37 +37,39 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ConfigError as err:
                 errors.append(err.message)
-        raise ConfigError(key, errors[0] if errors else f"unexpected value {value!r}")
+        raise ConfigError(key, errors[0] if errors else f"unexpected value {short(value)}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(key, f"{short(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected a list, got {value!r}")
+            raise ConfigError(key, f"expected a list, got {short(value)}")
         item = args[0] if args else Any
         return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(key, f"expected a mapping, got {value!r}")
+            raise ConfigError(key, f"expected a mapping, got {short(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, key)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
+            raise ConfigError(key, f"expected true or false, got {short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
+            raise ConfigError(key, f"expected an integer, got {short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {value!r}")
+            raise ConfigError(key, f"expected a number, got {short(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(key, f"expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
+            raise ConfigError(key, f"expected a string, got {short(value)}")
         return value
     raise ConfigError(key, f"unsupported field type {_type_name(tp)}")
 
@@ -75,7 +79,7 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(key, f"expected a mapping, got {data!r}")
+        raise ConfigError(key, f"expected a mapping, got {short(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]

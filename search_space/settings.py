@@ -111,6 +111,12 @@ class Budget:
     max_flops: float = 0.0
     max_params: float = 0.0
 
+    def validate(self, key: str = "") -> None:
+        for name in ("max_flops", "max_params"):
+            value = getattr(self, name)
+            if not value >= 0:  # also rejects nan, which would silently admit everything
+                raise ConfigError(f"{key}.{name}", f"must be >= 0 (0 = unlimited), got {value}")
+
 
 @dataclass(frozen=True)
 class PPOSettings:

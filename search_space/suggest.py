@@ -89,6 +89,6 @@ class RecordingSuggester:
         return value
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        value = self.inner.suggest_int(name, low, high, step)
+        value = self.inner.suggest_int(name, low, high, step=step)  # optuna: step is keyword-only
         self.params[name] = value
         return value

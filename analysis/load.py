@@ -1,0 +1,211 @@
+"""Run directories -> one pandas DataFrame, one row per finished trial.
+
+Analysis reads only what the search wrote (``run.json`` and ``trials.jsonl``), so a
+report can be made of a run that is still going, was killed, or came from another
+machine. Column groups:
+
+* bookkeeping: ``run``, ``strategy``, ``run_dir``, ``trial`` (order in the file),
+  ``proposal_id``, ``arch_id``, ``state``, ``reason``, ``policy``, ``seed``,
+  ``wall_time_s``, ``experiences_done``, ``cached_from``, ``finished_at``;
+* metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
+  always present, NaN when a trial did not report it);
+* decisions: ``param.<name>`` for each decision value the policy chose;
+* architecture summary (transformer archs only; NaN for plain assignments):
+  ``arch.layers``, ``arch.d_model``, ``arch.attention_kinds`` ("full,sliding_window",
+  distinct kinds in layer order), ``arch.ffn_kinds``, ``arch.moe_layers``,
+  ``arch.summary`` (one short line);
+* raw, as Python objects: ``arch`` (dict), ``acc_matrix``, ``expert_load``,
+  ``objective_values``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from controllers.records import RUN_FILE, iter_records, require_run_dir
+from search_space import names
+from search_space.errors import DynasError
+from search_space.settings import Objective
+
+PathLike = str | os.PathLike
+OBJECT_COLUMNS = ("arch", "acc_matrix", "expert_load", "objective_values")
+ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn_kinds",
+                "arch.moe_layers", "arch.summary")
+BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
+                "reason", "policy", "seed", "wall_time_s", "experiences_done",
+                "cached_from", "finished_at")
+DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
+
+
+def read_run_meta(run_dir: PathLike) -> dict[str, Any]:
+    """``run.json`` of a dynas run directory (one-line DynasError when absent/broken)."""
+    path = require_run_dir(run_dir) / RUN_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DynasError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise DynasError(f"{path}: expected a JSON object")
+    return meta
+
+
+def run_objectives(run_dirs: PathLike | Sequence[PathLike]) -> tuple[Objective, ...]:
+    """The objectives the (first) run optimised; accuracy max / FLOPs min by default."""
+    dirs = as_run_dirs(run_dirs)
+    raw = read_run_meta(dirs[0]).get("objectives") if dirs else None
+    return as_objectives(raw) if raw else DEFAULT_OBJECTIVES
+
+
+def as_objectives(raw: Iterable[Any] | None) -> tuple[Objective, ...]:
+    """Objectives from ``Objective``s, ``{"metric", "direction"}`` dicts or pairs."""
+    if raw is None:
+        return DEFAULT_OBJECTIVES
+    out = []
+    for item in raw:
+        if isinstance(item, Objective):
+            obj = item
+        elif isinstance(item, dict):
+            obj = Objective(str(item.get("metric")), item.get("direction", "max"))
+        else:
+            metric, direction = item
+            obj = Objective(str(metric), direction)
+        if obj.direction not in ("max", "min"):
+            raise DynasError(f"objective {obj.metric}: direction must be max or min, "
+                             f"got {obj.direction!r}")
+        out.append(obj)
+    if not out:
+        raise DynasError("at least one objective is needed")
+    return tuple(out)
+
+
+def load_runs(run_dirs: PathLike | Sequence[PathLike]) -> pd.DataFrame:
+    """All intact trial records of the given run directories, in file order per run."""
+    dirs = as_run_dirs(run_dirs)
+    if not dirs:
+        raise DynasError("no run directory given")
+    rows: list[dict[str, Any]] = []
+    seen_names: dict[str, int] = {}
+    for run_dir in dirs:
+        meta = read_run_meta(run_dir)
+        name = str(meta.get("name") or Path(run_dir).resolve().name)
+        seen_names[name] = seen_names.get(name, 0) + 1
+        if seen_names[name] > 1:  # two runs with one name stay distinguishable
+            name = f"{name}#{seen_names[name]}"
+        base = {"run": name, "strategy": str(meta.get("strategy", "")), "run_dir": str(run_dir)}
+        for trial, record in enumerate(iter_records(run_dir)):
+            rows.append(_row(base, trial, record))
+    return _frame(rows)
+
+
+def as_run_dirs(run_dirs: PathLike | Sequence[PathLike]) -> list[Path]:
+    if isinstance(run_dirs, (str, os.PathLike)):
+        return [Path(run_dirs)]
+    return [Path(d) for d in run_dirs]
+
+
+def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
+    row = dict(base)
+    row.update(trial=trial, proposal_id=record.proposal_id, arch_id=record.arch_id,
+               state=record.state, reason=record.reason, policy=record.policy,
+               seed=record.seed, wall_time_s=record.wall_time_s,
+               experiences_done=record.experiences_done, cached_from=record.cached_from,
+               finished_at=record.finished_at)
+    for key, value in (record.metrics or {}).items():
+        row[key] = _as_float(value)
+    for key, value in (record.params or {}).items():
+        row[f"param.{key}"] = value
+    row.update(arch_summary(record.arch))
+    row.update(arch=record.arch, acc_matrix=record.acc_matrix,
+               expert_load=record.expert_load, objective_values=record.objectives)
+    return row
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def is_transformer_arch(arch: Any) -> bool:
+    """An ``ArchConfig.to_dict()`` (has layers), as opposed to a plain assignment."""
+    return isinstance(arch, dict) and isinstance(arch.get("layers"), list) and "d_model" in arch
+
+
+def arch_summary(arch: Any) -> dict[str, Any]:
+    """The ``arch.*`` summary columns of one record's arch dict (empty for assignments)."""
+    if not is_transformer_arch(arch):
+        return {}
+    layers = arch["layers"]
+    attn = [str((layer.get("attention") or {}).get("kind", "?")) for layer in layers]
+    ffn = [str((layer.get("ffn") or {}).get("kind", "?")) for layer in layers]
+    return {
+        "arch.layers": len(layers),
+        "arch.d_model": arch.get("d_model"),
+        "arch.attention_kinds": ",".join(dict.fromkeys(attn)),
+        "arch.ffn_kinds": ",".join(dict.fromkeys(ffn)),
+        "arch.moe_layers": sum(kind == "moe" for kind in ffn),
+        "arch.summary": short_arch(arch),
+    }
+
+
+_ATTN_SHORT = {"full": "full", "sliding_window": "sw", "dynamic_span": "span", "linear": "lin"}
+
+
+def short_arch(arch: Any) -> str:
+    """One line: ``d64 | full+dense, sw16+moe8k2`` (width, then attention+FFN per layer)."""
+    if not is_transformer_arch(arch):
+        if isinstance(arch, dict):
+            return ", ".join(f"{k}={v}" for k, v in sorted(arch.items()))
+        return str(arch)
+    parts = []
+    for layer in arch["layers"]:
+        a, f = layer.get("attention") or {}, layer.get("ffn") or {}
+        attn = _ATTN_SHORT.get(a.get("kind"), str(a.get("kind")))
+        if a.get("kind") == "sliding_window":
+            attn += str(a.get("window", ""))
+        if f.get("kind") == "moe":
+            router = f.get("router") or {}
+            ffn = f"moe{f.get('experts')}k{router.get('top_k')}"
+            if router.get("kind") == "dynamic":
+                ffn += "dyn"
+        else:
+            ffn = f"dense x{f.get('expansion')}"
+        parts.append(f"{attn}+{ffn}")
+    return f"d{arch.get('d_model')} | " + ", ".join(parts)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    for column in BASE_COLUMNS:
+        if column not in df:
+            df[column] = pd.Series(dtype=object)
+    for metric in names.ALL_METRICS:
+        if metric not in df:
+            df[metric] = np.nan
+        df[metric] = df[metric].astype(float)
+    for column in ARCH_COLUMNS + OBJECT_COLUMNS:
+        if column not in df:
+            df[column] = None
+        df[column] = df[column].astype(object)
+    for column in ("arch.layers", "arch.d_model", "arch.moe_layers"):
+        df[column] = pd.to_numeric(df[column], errors="coerce")  # NaN for assignments
+    return df.reset_index(drop=True)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Metric columns present in ``df``: the known names first, then any others."""
+    known = [m for m in names.ALL_METRICS if m in df]
+    taken = set(BASE_COLUMNS) | set(OBJECT_COLUMNS) | set(ARCH_COLUMNS) | set(known)
+    extra = [c for c in df.columns if c not in taken and not c.startswith("param.")]
+    return known + extra
+
+
+def complete(df: pd.DataFrame) -> pd.DataFrame:
+    """Only the trials that finished with results."""
+    return df[df["state"] == "complete"]

@@ -1,0 +1,312 @@
+"""Pareto fronts, hypervolume, the knee, and the rules that pick one architecture.
+
+Everything is computed in a *minimisation* frame: a maximised objective is negated,
+so "a dominates b" is ``all(a <= b) and any(a < b)`` on the converted values.
+
+Reference point rule (``reference_point``): per objective, a user-given value wins;
+otherwise a maximised accuracy metric (``names.ACCURACY_METRICS``, values in [0, 1])
+uses 0, its worst possible value, so its axis does not depend on which trials were
+seen; every other objective uses its worst observed value over all complete trials
+passed in (all runs together), moved 10% of the observed range further out (10% of
+the value's magnitude when the range is 0, or 1 when the value is 0 too). FLOPs
+(minimised) thus get ``max + 0.1 * (max - min)``. Computing it once over every run
+loaded together keeps the hypervolumes of several runs comparable.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from search_space import names
+from search_space.errors import DynasError
+from search_space.settings import Objective
+
+from .load import as_objectives, complete
+
+PICK_RULES = ("knee", "best-accuracy", "max-flops=X")
+REFERENCE_PAD = 0.10
+
+
+# --- dominance ---------------------------------------------------------------------
+def _signs(objectives: Sequence[Objective]) -> np.ndarray:
+    return np.array([-1.0 if o.direction == "max" else 1.0 for o in objectives])
+
+
+def to_min(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """(N, M) objective values -> minimisation frame (maximised columns negated)."""
+    return np.asarray(values, dtype=float).reshape(-1, len(objectives)) * _signs(objectives)
+
+
+def non_dominated_sort(values: np.ndarray, objectives: Sequence[Any]) -> np.ndarray:
+    """Front rank of each row (0 = non-dominated), Deb et al.'s fast sort, O(M N^2).
+
+    Equal points do not dominate each other, so duplicates share a rank.
+    """
+    objectives = as_objectives(objectives)
+    pts = to_min(values, objectives)  # (N, M)
+    n = len(pts)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    dominates = _dominance(pts)  # (N, N) [i, j]: i dominates j
+    counts = dominates.sum(0)  # how many dominate j
+    ranks = np.full(n, -1, dtype=int)
+    current = np.flatnonzero(counts == 0)
+    rank = 0
+    while current.size:
+        ranks[current] = rank
+        counts = counts - dominates[current].sum(0)
+        counts[ranks >= 0] = -1  # already ranked: never picked again
+        current = np.flatnonzero(counts == 0)
+        rank += 1
+    return ranks
+
+
+def objective_matrix(df: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
+    """(N, M) values of ``df`` for ``objectives``; a missing metric is a DynasError."""
+    missing = [o.metric for o in objectives if o.metric not in df]
+    if missing:
+        raise DynasError(f"no trial reports metric {missing[0]!r}; "
+                         f"metrics available: {', '.join(_metric_names(df)) or 'none'}")
+    return df[[o.metric for o in objectives]].to_numpy(dtype=float)
+
+
+def _metric_names(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c in names.ALL_METRICS and df[c].notna().any()]
+
+
+def rankable(df: pd.DataFrame, objectives: Sequence[Any]) -> pd.DataFrame:
+    """Complete trials with a finite value for every objective."""
+    objectives = as_objectives(objectives)
+    done = complete(df)
+    if done.empty or any(o.metric not in done for o in objectives):
+        return done.iloc[:0]
+    values = objective_matrix(done, objectives)
+    return done[np.isfinite(values).all(1)]
+
+
+def front_ranks(df: pd.DataFrame, objectives: Sequence[Any]) -> pd.Series:
+    """Rank per row of ``df`` (0 = front); -1 for trials that cannot be ranked."""
+    objectives = as_objectives(objectives)
+    ranks = pd.Series(-1, index=df.index, dtype=int)
+    ok = rankable(df, objectives)
+    if not ok.empty:
+        ranks.loc[ok.index] = non_dominated_sort(objective_matrix(ok, objectives), objectives)
+    return ranks
+
+
+def pareto_front(df: pd.DataFrame, objectives: Sequence[Any]) -> pd.DataFrame:
+    """The non-dominated complete trials, best first on the first objective."""
+    objectives = as_objectives(objectives)
+    ok = rankable(df, objectives)
+    if ok.empty:
+        return ok
+    front = ok[non_dominated_sort(objective_matrix(ok, objectives), objectives) == 0]
+    first = objectives[0]
+    return front.sort_values(first.metric, ascending=first.direction == "min", kind="stable")
+
+
+# --- hypervolume ---------------------------------------------------------------------
+def reference_point(df: pd.DataFrame, objectives: Sequence[Any],
+                    given: Mapping[str, float] | Sequence[float] | None = None) -> tuple[float, ...]:
+    """The reference point by the rule in the module docstring (original units)."""
+    objectives = as_objectives(objectives)
+    if given is not None and not isinstance(given, Mapping):
+        given = {o.metric: float(v) for o, v in zip(objectives, given, strict=True)}
+    given = dict(given or {})
+    ok = rankable(df, objectives)
+    ref = []
+    for j, obj in enumerate(objectives):
+        if obj.metric in given:
+            ref.append(float(given[obj.metric]))
+        elif obj.direction == "max" and obj.metric in names.ACCURACY_METRICS:
+            ref.append(0.0)
+        elif ok.empty:
+            ref.append(float("nan"))
+        else:
+            col = ok[obj.metric].to_numpy(dtype=float)
+            lo, hi = float(col.min()), float(col.max())
+            pad = REFERENCE_PAD * (hi - lo) or REFERENCE_PAD * abs(hi if obj.direction == "min" else lo) or 1.0
+            ref.append(hi + pad if obj.direction == "min" else lo - pad)
+    return tuple(ref)
+
+
+def hypervolume(values: np.ndarray, ref: Sequence[float], objectives: Sequence[Any]) -> float:
+    """Exact volume dominated by ``values`` (N, M) and bounded by ``ref``.
+
+    Points that are not strictly better than ``ref`` in every objective add nothing.
+    2-D: one sweep, O(N log N). M > 2: slicing on the last objective (HSO), each slab
+    a (M-1)-D hypervolume; exact and fine for fronts of up to a few hundred points.
+    """
+    objectives = as_objectives(objectives)
+    pts = to_min(values, objectives)
+    r = to_min(np.asarray(ref, dtype=float), objectives)[0]
+    if not np.isfinite(r).all():
+        raise DynasError(f"reference point {tuple(ref)} must be finite")
+    pts = pts[np.isfinite(pts).all(1) & (pts < r).all(1)]
+    if pts.shape[1] > 2 and len(pts) > 1:  # dominated points add nothing; slicing is O(N^M)
+        pts = pts[_dominance(pts).sum(0) == 0]
+        pts = np.unique(pts, axis=0)
+    return _hv_min(pts, r)
+
+
+def _dominance(pts: np.ndarray) -> np.ndarray:
+    """(N, N) bool: [i, j] when i dominates j (minimisation frame)."""
+    le = (pts[:, None, :] <= pts[None, :, :]).all(-1)
+    lt = (pts[:, None, :] < pts[None, :, :]).any(-1)
+    return le & lt
+
+
+def _hv_min(pts: np.ndarray, r: np.ndarray) -> float:
+    if len(pts) == 0:
+        return 0.0
+    m = pts.shape[1]
+    if m == 1:
+        return float(r[0] - pts[:, 0].min())
+    if m == 2:
+        return _hv2(pts, r)
+    order = np.argsort(pts[:, -1], kind="stable")
+    pts = pts[order]
+    zs = np.append(pts[:, -1], r[-1])
+    volume = 0.0
+    for i in range(len(pts)):
+        depth = zs[i + 1] - zs[i]
+        if depth > 0:  # slab [z_i, z_{i+1}) is dominated by the points with z <= z_i
+            volume += depth * _hv_min(pts[: i + 1, :-1], r[:-1])
+    return float(volume)
+
+
+def _hv2(pts: np.ndarray, r: np.ndarray) -> float:
+    """2-D sweep: sort by x; each point adds the strip up to the best y seen so far."""
+    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+    area, best_y = 0.0, r[1]
+    for x, y in pts:
+        if y < best_y:
+            area += (r[0] - x) * (best_y - y)
+            best_y = y
+    return float(area)
+
+
+def running_hypervolume(df: pd.DataFrame, objectives: Sequence[Any],
+                        ref: Sequence[float]) -> pd.DataFrame:
+    """Per run and trial index: hypervolume and best value so far of each objective.
+
+    Failed and pruned trials keep the previous values, so the x axis is the number of
+    trials spent, whatever their outcome. Columns: run, strategy, trial, hypervolume,
+    ``best.<metric>`` for every objective.
+    """
+    objectives = as_objectives(objectives)
+    ok_index = set(rankable(df, objectives).index)
+    signs = _signs(objectives)
+    out = []
+    for run, group in df.groupby("run", sort=False):
+        group = group.sort_values("trial", kind="stable")
+        front = np.zeros((0, len(objectives)))  # non-dominated so far, original units
+        best = np.full(len(objectives), np.inf)  # minimisation frame
+        hv = 0.0
+        for idx, row in group.iterrows():
+            if idx in ok_index:
+                v = np.array([row[o.metric] for o in objectives], dtype=float)
+                best = np.minimum(best, v * signs)
+                mv, mf = v * signs, front * signs
+                if not (mf <= mv).all(1).any():  # v adds volume only when not covered
+                    keep = ~((mv <= mf).all(1) & (mv < mf).any(1))
+                    front = np.vstack([front[keep], v])
+                    hv = hypervolume(front, ref, objectives)
+            entry = {"run": run, "strategy": row["strategy"], "trial": int(row["trial"]),
+                     "hypervolume": hv}
+            entry.update({f"best.{o.metric}": (b * s if np.isfinite(b) else math.nan)
+                          for o, b, s in zip(objectives, best, signs)})
+            out.append(entry)
+    return pd.DataFrame(out, columns=["run", "strategy", "trial", "hypervolume"]
+                        + [f"best.{o.metric}" for o in objectives])
+
+
+# --- choosing one ----------------------------------------------------------------------
+def knee_index(values: np.ndarray, objectives: Sequence[Any]) -> int:
+    """Row of the knee of a front (N, M).
+
+    Objectives are normalised to [0, 1] over the front (minimisation frame). 2-D: the
+    point farthest from the line through the two extremes, on the side of the ideal
+    point (a bulge toward "better in both"); when no point bulges (a straight or
+    concave front, or N <= 2) and for M > 2: the point closest to the ideal point.
+    """
+    objectives = as_objectives(objectives)
+    pts = to_min(values, objectives)
+    if len(pts) == 0:
+        raise DynasError("the front is empty: no knee")
+    lo, hi = pts.min(0), pts.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    z = (pts - lo) / span  # (N, M) in [0, 1], ideal at the origin
+    if z.shape[1] == 2 and len(z) > 2:
+        a, b = z[np.argmin(z[:, 0])], z[np.argmin(z[:, 1])]
+        d = b - a
+        norm = float(np.hypot(*d))
+        if norm > 0:
+            # signed distance; positive on the side of the origin (the ideal point)
+            signed = (d[0] * (z[:, 1] - a[1]) - d[1] * (z[:, 0] - a[0])) / norm
+            toward_ideal = signed * np.sign(d[0] * (0 - a[1]) - d[1] * (0 - a[0]) or 1.0)
+            if toward_ideal.max() > 1e-12:
+                return int(np.argmax(toward_ideal))
+    return int(np.argmin(np.linalg.norm(z, axis=1)))
+
+
+def parse_flops(text: str) -> float:
+    """``1e6``, ``2.5M``, ``300k``, ``1.2G`` -> FLOPs as a float."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT]?)\s*", text)
+    if not match:
+        raise DynasError(f"max-flops={text}: expected a number such as 2e6 or 2.5M")
+    scale = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[match.group(2).lower()]
+    return float(match.group(1)) * scale
+
+
+def accuracy_metric(objectives: Sequence[Objective]) -> str:
+    """The accuracy that ``best-accuracy`` maximises: the first maximised accuracy
+    objective, else the final average accuracy."""
+    for o in objectives:
+        if o.direction == "max" and o.metric in names.ACCURACY_METRICS:
+            return o.metric
+    return names.FINAL_AVG_ACCURACY
+
+
+def pick(df: pd.DataFrame, rule: str, objectives: Sequence[Any] | None = None) -> pd.Series:
+    """One complete trial chosen by ``rule``: ``knee``, ``best-accuracy`` or
+    ``max-flops=X`` (best accuracy with FLOPs <= X). Ties go to fewer FLOPs."""
+    objectives = as_objectives(objectives)
+    rule = rule.strip()
+    if rule == "knee":
+        front = pareto_front(df, objectives)
+        if front.empty:
+            raise DynasError("no complete trial with every objective: nothing to pick")
+        return front.iloc[knee_index(objective_matrix(front, objectives), objectives)]
+    acc = accuracy_metric(objectives)
+    done = complete(df)
+    if acc not in done:
+        raise DynasError(f"no trial reports {acc}")
+    done = done[done[acc].notna()]
+    if done.empty:
+        raise DynasError(f"no complete trial reports {acc}: nothing to pick")
+    if rule == "best-accuracy":
+        return _best(done, acc)
+    if rule.startswith("max-flops="):
+        budget = parse_flops(rule.split("=", 1)[1])
+        costed = done[done[names.FLOPS].notna()] if names.FLOPS in done else done.iloc[:0]
+        if costed.empty:
+            raise DynasError("no complete trial reports flops: max-flops cannot apply")
+        within = costed[costed[names.FLOPS] <= budget]
+        if within.empty:
+            cheapest = costed[names.FLOPS].min()
+            raise DynasError(f"no complete trial has flops <= {budget:.4g}; "
+                             f"the cheapest has {cheapest:.4g}")
+        return _best(within, acc)
+    raise DynasError(f"unknown pick rule {rule!r}; rules: {', '.join(PICK_RULES)}")
+
+
+def _best(df: pd.DataFrame, acc: str) -> pd.Series:
+    keys = [acc] + ([names.FLOPS] if names.FLOPS in df else [])
+    ordered = df.sort_values(keys, ascending=[False] + [True] * (len(keys) - 1),
+                             kind="stable", na_position="last")
+    return ordered.iloc[0]

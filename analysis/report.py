@@ -1,0 +1,284 @@
+"""One Markdown report of one or several runs, with its figures and a flat CSV.
+
+``write_report(run_dirs, out_dir)`` writes into ``out_dir`` (default ``RUN_DIR/report``
+of the first run): ``report.md``, ``trials.csv`` and the PNG figures it links. It is
+meant to be read after any search, so it never fails for lack of results: one trial,
+every trial failed (no front: the report says so), plain decision spaces (no
+transformer to describe) and several runs side by side all give a report.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from search_space import names
+from search_space.arch import ArchConfig
+from search_space.errors import DynasError
+
+from . import plots
+from .load import (OBJECT_COLUMNS, as_run_dirs, complete, is_transformer_arch, load_runs,
+                   run_objectives, short_arch)
+from .pareto import (front_ranks, hypervolume, objective_matrix, pareto_front, pick,
+                     rankable, reference_point, running_hypervolume, REFERENCE_PAD)
+from .plots import fmt
+
+REPORT_FILE = "report.md"
+CSV_FILE = "trials.csv"
+MAX_FRONT_ROWS = 30
+MAX_DESCRIBED = 10
+
+
+def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                 out_dir: str | os.PathLike | None = None) -> Path:
+    """Write the report of ``run_dirs`` and return the path of ``report.md``."""
+    dirs = as_run_dirs(run_dirs)
+    df = load_runs(dirs)
+    objectives = run_objectives(dirs)
+    out = Path(out_dir) if out_dir is not None else dirs[0] / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    df = df.assign(front_rank=front_ranks(df, objectives) if not df.empty else [])
+    write_trials_csv(df, out / CSV_FILE)
+
+    ok = rankable(df, objectives) if not df.empty else df
+    front = pareto_front(df, objectives) if not ok.empty else ok
+    ref = reference_point(df, objectives) if not ok.empty else None
+    picks = _picks(df, objectives) if not front.empty else {}
+    figures = _figures(df, objectives, ref, picks, out)
+
+    lines = [f"# dynas report: {', '.join(dict.fromkeys(df['run'])) or ', '.join(d.name for d in dirs)}", ""]
+    lines += _summary(df, dirs, objectives)
+    lines += _front_section(df, front, objectives, picks, figures)
+    lines += _best_section(ok, objectives)
+    lines += _hypervolume_section(df, front, objectives, ref, figures)
+    lines += _figure_section("Choices on the front", figures, "choices")
+    lines += _trial_figures(figures)
+    lines += _failures(df)
+    lines += ["## Files", "", f"- [`{CSV_FILE}`]({CSV_FILE}): one row per trial "
+              "(metrics, `param.*` decisions, `arch.*` summary, `front_rank`; -1 = not ranked)"]
+    lines += [f"- [`{p.name}`]({p.name})" for p in figures.values()]
+    path = out / REPORT_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_trials_csv(df: pd.DataFrame, path: Path) -> Path:
+    """The trials flat: raw objects (arch, matrices, loads) as JSON strings."""
+    flat = df.copy()
+    for column in OBJECT_COLUMNS:
+        if column in flat:
+            flat[column] = flat[column].map(lambda v: json.dumps(v, sort_keys=True) if v is not None else "")
+    flat.to_csv(path, index=False)
+    return path
+
+
+# --- numbers ---------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    clean = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def _objective_text(objectives) -> str:
+    return ", ".join(f"{o.metric} ({o.direction})" for o in objectives)
+
+
+# --- sections ---------------------------------------------------------------------------
+def _summary(df: pd.DataFrame, dirs: list[Path], objectives) -> list[str]:
+    lines = ["## Summary", "", f"Objectives: {_objective_text(objectives)}.", ""]
+    rows = []
+    for run, group in df.groupby("run", sort=False):
+        states = group["state"].value_counts()
+        rows.append([run, group["strategy"].iloc[0], len(group), states.get("complete", 0),
+                     states.get("failed", 0), states.get("pruned", 0),
+                     f"{group['wall_time_s'].astype(float).sum():.1f} s"])
+    if len(rows) > 1:
+        states = df["state"].value_counts()
+        rows.append(["**all**", ", ".join(dict.fromkeys(df["strategy"])), len(df),
+                     states.get("complete", 0), states.get("failed", 0), states.get("pruned", 0),
+                     f"{df['wall_time_s'].astype(float).sum():.1f} s"])
+    if df.empty:
+        return lines + [f"No trial records yet in {', '.join(str(d) for d in dirs)}.", ""]
+    return lines + _table(["run", "strategy", "trials", "complete", "failed", "pruned",
+                           "trial time (sum)"], rows)
+
+
+def _picks(df: pd.DataFrame, objectives) -> dict[str, pd.Series]:
+    out = {}
+    for rule in ("knee", "best-accuracy"):
+        try:
+            out[rule] = pick(df, rule, objectives)
+        except DynasError:
+            pass
+    return out
+
+
+def _front_section(df, front, objectives, picks, figures) -> list[str]:
+    lines = ["## Pareto front", ""]
+    if front.empty:
+        done = complete(df)
+        missing = [o.metric for o in objectives if o.metric not in done or done[o.metric].isna().all()]
+        reason = ("no trial completed" if done.empty else
+                  f"no complete trial reports {', '.join(missing)}" if missing else
+                  "no complete trial reports every objective")
+        return lines + [f"No Pareto front: {reason}.", ""]
+    n_ok = len(complete(df))
+    lines += [f"{len(front)} of {n_ok} complete trials are non-dominated in "
+              f"{_objective_text(objectives)}.", ""]
+    lines += _figure_lines("Pareto front", figures, "pareto")
+    metrics = _front_metrics(df, objectives)
+    header = ["run", "trial id", "arch_id"] + metrics + ["architecture"]
+    rows = []
+    for _, row in front.head(MAX_FRONT_ROWS).iterrows():
+        tags = [rule for rule, p in picks.items() if p.name == row.name]
+        arch_id = f"`{row['arch_id']}`" + (f" ({', '.join(tags)})" if tags else "")
+        rows.append([row["run"], row["proposal_id"], arch_id]
+                    + [fmt(m, row[m]) for m in metrics] + [short_arch(row["arch"])])
+    lines += _table(header, rows)
+    if len(front) > MAX_FRONT_ROWS:
+        lines += [f"({len(front) - MAX_FRONT_ROWS} more in `{CSV_FILE}`, `front_rank` 0.)", ""]
+    lines += ["### Picks", ""]
+    for rule, row in picks.items():
+        values = ", ".join(f"{o.metric} = {fmt(o.metric, row[o.metric])}" for o in objectives)
+        lines.append(f"- **{rule}**: trial {row['proposal_id']} of {row['run']}, "
+                     f"`{row['arch_id']}` ({values}); export with "
+                     f"`dynas export {row['run_dir']} --pick {rule} --out arch.json`")
+    lines += ["", "### Front architectures", ""]
+    for _, row in front.head(MAX_DESCRIBED).iterrows():
+        lines += [f"`{row['arch_id']}` (trial {row['proposal_id']} of {row['run']}):", "",
+                  "```", describe_arch(row["arch"]), "```", ""]
+    return lines
+
+
+def _front_metrics(df: pd.DataFrame, objectives) -> list[str]:
+    wanted = [o.metric for o in objectives] + [
+        names.FINAL_AVG_ACCURACY, names.FORGETTING_LAST, names.FLOPS, names.PARAMS,
+        names.ACTIVE_PARAMS]
+    present = [m for m in dict.fromkeys(wanted) if m in df and df[m].notna().any()]
+    return present
+
+
+def describe_arch(arch: Any) -> str:
+    """``ArchConfig.describe()`` for a transformer, ``name=value`` lines otherwise."""
+    if is_transformer_arch(arch):
+        try:
+            return ArchConfig.from_dict(arch).describe()
+        except DynasError:
+            return short_arch(arch)
+    if isinstance(arch, dict):
+        return "\n".join(f"{k} = {v}" for k, v in sorted(arch.items()))
+    return str(arch)
+
+
+def _best_section(ok: pd.DataFrame, objectives) -> list[str]:
+    lines = ["## Best per objective", ""]
+    if ok.empty:
+        return lines + ["No complete trial reports every objective.", ""]
+    rows = []
+    for o in objectives:
+        row = ok.loc[ok[o.metric].idxmax() if o.direction == "max" else ok[o.metric].idxmin()]
+        others = ", ".join(f"{p.metric} = {fmt(p.metric, row[p.metric])}"
+                           for p in objectives if p is not o)
+        rows.append([o.metric, o.direction, fmt(o.metric, row[o.metric]), row["run"],
+                     row["proposal_id"], f"`{row['arch_id']}`", others])
+    return lines + _table(["objective", "direction", "best", "run", "trial id", "arch_id",
+                           "its other objectives"], rows)
+
+
+def _hypervolume_section(df, front, objectives, ref, figures) -> list[str]:
+    lines = ["## Hypervolume", ""]
+    if front.empty or ref is None:
+        return lines + ["No hypervolume: no Pareto front.", ""]
+    total = hypervolume(objective_matrix(front, objectives), ref, objectives)
+    ref_text = ", ".join(f"{o.metric} = {r:.6g}" for o, r in zip(objectives, ref))
+    lines += [f"Reference point: {ref_text}. Rule: accuracy objectives use 0; every other "
+              f"objective its worst complete value over all runs here, padded by "
+              f"{REFERENCE_PAD:.0%} of its range.", "",
+              f"Hypervolume of the combined front: **{total:.6g}**.", ""]
+    hist = running_hypervolume(df, objectives, ref)
+    rows = []
+    for run, group in hist.groupby("run", sort=False):
+        final = float(group["hypervolume"].iloc[-1])
+        reached = group[group["hypervolume"] >= 0.9 * final]["trial"]
+        rows.append([run, group["strategy"].iloc[0], f"{final:.6g}",
+                     f"{final / total:.1%}" if total > 0 else "–",
+                     int(reached.iloc[0]) + 1 if final > 0 and not reached.empty else "–"])
+    lines += _table(["run", "strategy", "hypervolume", "share of combined",
+                     "trials to 90% of own final"], rows)
+    return lines + _figure_lines("Hypervolume and best so far per trial", figures, "progress")
+
+
+def _failures(df: pd.DataFrame) -> list[str]:
+    lines = ["## Failed and pruned trials", ""]
+    bad = df[df["state"] != "complete"]
+    if bad.empty:
+        return lines + ["None: every trial completed.", ""]
+    rows = []
+    keyed = bad.assign(reason=bad["reason"].fillna("(no reason recorded)").astype(str))
+    for (state, reason), group in keyed.groupby(["state", "reason"], sort=False):
+        ids = ", ".join(f"{r}:{p}" if df["run"].nunique() > 1 else str(p)
+                        for r, p in zip(group["run"], group["proposal_id"]))
+        rows.append([state, reason[:160], len(group), ids[:120]])
+    rows.sort(key=lambda r: (r[0], -r[2]))
+    return lines + _table(["state", "reason", "count", "trials"], rows)
+
+
+# --- figures ---------------------------------------------------------------------------
+def _figures(df, objectives, ref, picks, out: Path) -> dict[str, Path]:
+    """Every figure the data supports; a figure without data is left out, not faked."""
+    knee = picks.get("knee")
+    focus = [p for p in (knee, picks.get("best-accuracy")) if p is not None]
+    jobs = {
+        "expert_load": lambda p: plots.plot_expert_load(
+            df, p, index=_first_with(df, focus, "expert_load")),
+        "accuracy_matrix": lambda p: plots.plot_accuracy_matrix(
+            df, p, index=_first_with(df, focus, "acc_matrix")),
+    }
+    if ref is not None:  # there is a front
+        jobs = {
+            "pareto": lambda p: plots.plot_pareto(df, p, objectives=objectives, pick=knee,
+                                                  pick_label="knee"),
+            "progress": lambda p: plots.plot_progress(df, p, objectives=objectives, ref=ref),
+            "choices": lambda p: plots.plot_choice_frequencies(df, p, objectives=objectives),
+            **jobs,
+        }
+        if len(objectives) < 2:
+            del jobs["pareto"]
+    figures: dict[str, Path] = {}
+    for name, draw in jobs.items():
+        try:
+            figures[name] = draw(out / f"{name}.png")
+        except DynasError:  # e.g. no MoE trial: no expert-load figure
+            continue
+    return figures
+
+
+def _first_with(df: pd.DataFrame, focus: list[pd.Series], column: str) -> Any:
+    """Index of the first focus trial (knee, then best) that has ``column``, else None
+    (the plot then takes the first complete trial that has it)."""
+    for row in focus:
+        if df.loc[row.name, column]:
+            return row.name
+    return None
+
+
+def _figure_lines(title: str, figures: dict[str, Path], key: str) -> list[str]:
+    return [f"![{title}]({figures[key].name})", ""] if key in figures else []
+
+
+def _figure_section(title: str, figures: dict[str, Path], key: str) -> list[str]:
+    if key not in figures:
+        return []
+    return [f"## {title}", ""] + _figure_lines(title, figures, key)
+
+
+def _trial_figures(figures: dict[str, Path]) -> list[str]:
+    lines = []
+    for key, title in (("accuracy_matrix", "Accuracy matrix"),
+                       ("expert_load", "Expert load")):
+        lines += _figure_section(title, figures, key)
+    return lines

@@ -1,0 +1,52 @@
+"""Shared timing helpers for the benchmark scripts (plain scripts, not tests)."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def setup(threads: int, seed: int = 0) -> None:
+    """Fix the thread count and seed so figures are comparable within a run."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def median_seconds(fns: dict[str, Callable[[], object]], warmup: int = 2,
+                   repeats: int = 5) -> dict[str, float]:
+    """Median wall time of each ``fn()``, timed round-robin after ``warmup`` rounds.
+
+    Interleaving the candidates spreads the load of a shared machine evenly over them,
+    so their ratio is fairer than that of back-to-back blocks of runs.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def forward_backward(module: torch.nn.Module, x: torch.Tensor,
+                     output: Callable[[object], torch.Tensor] = lambda out: out):
+    """A closure running one forward and backward of ``module`` on ``x``."""
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        output(module(x)).float().square().mean().backward()
+    return step
+
+
+def print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
+    """A fixed-width table; floats get 4 significant digits."""
+    cells = [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for r in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))

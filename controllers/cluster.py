@@ -1,0 +1,121 @@
+"""Where a search runs: a private local Ray instance, or a cluster the user names.
+
+Without ``--address`` dynas starts its OWN Ray instance (``ray.init(address="local")``)
+sized to the search (``concurrent x cpus_per_trial`` CPUs), and shuts it down at the
+end. It never attaches to a Ray instance it happens to find on the machine.
+
+With ``--address HOST:PORT`` it connects to a cluster started by ``ray start``:
+
+    # on the head node (token authentication, Ray >= 2.5x):
+    export RAY_AUTH_MODE=token
+    ray get-auth-token --generate        # writes ~/.ray/auth_token if there is none
+    ray start --head --port=6379 --num-cpus=8
+    # on every worker node, with the same token:
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/path/to/auth_token
+    ray start --address=HEAD_IP:6379
+    # on the machine that runs the search:
+    RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/path/to/auth_token \
+        dynas search experiment.yaml --address HEAD_IP:6379
+
+Token authentication (read from the installed Ray 2.60 source, ``ray/_private/
+authentication``): ``RAY_AUTH_MODE=token`` switches it on (``disabled`` switches it
+off); the token (64 hex characters) is taken from ``RAY_AUTH_TOKEN`` (the token
+itself), else from the file named by ``RAY_AUTH_TOKEN_PATH``, else from
+``~/.ray/auth_token``. A driver connecting to an explicit address does NOT turn token
+mode on by itself, so set ``RAY_AUTH_MODE=token`` in its environment too. A new local
+instance turns token mode on by default and creates ``~/.ray/auth_token`` if missing.
+
+Every node must be able to import dynas (``pip install`` it, same version, on each node),
+and for trial checkpoints to survive a move between nodes the run directory
+(``--storage``) must be on a filesystem every node shares.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+from typing import Iterator
+
+from search_space.errors import DynasError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (optionally ``ray://``-prefixed) -> (host, port), or a DynasError."""
+    bare = address.split("://", 1)[-1].strip().rstrip("/")
+    host, sep, port = bare.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise DynasError(f"cannot connect to Ray at {address}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast: ``ray.init`` on a dead address retries for minutes."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise DynasError(f"cannot connect to Ray at {address}: {err.strerror or err}") from None
+
+
+def connect(address: str, *, verbose: int = 1) -> None:
+    """Join the cluster at ``address`` as a driver; errors become one-line DynasErrors."""
+    import ray
+
+    if address != "auto":
+        check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=verbose >= 2, logging_level=_level(verbose))
+    except Exception as err:  # ConnectionError, AuthenticationError, RuntimeError, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DynasError(f"cannot connect to Ray at {address}: {first}") from None
+
+
+def start_private(num_cpus: int, *, verbose: int = 1) -> None:
+    """A Ray instance of our own on this machine, whatever else runs here."""
+    import ray
+
+    ray.init(address="local", num_cpus=max(1, int(num_cpus)), include_dashboard=False,
+             log_to_driver=verbose >= 2, configure_logging=True, logging_level=_level(verbose))
+
+
+def local_cpus(concurrent: int, cpus_per_trial: float) -> int:
+    """CPUs of the private instance: exactly the slots the search asked for."""
+    return max(1, math.ceil(concurrent * cpus_per_trial))
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1) -> Iterator[bool]:
+    """Ray for the duration of a search; yields whether we started it.
+
+    A Ray already initialised in this process (a notebook, a test) is used as is and
+    left running; otherwise we connect or start one and shut it down afterwards.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield False
+        return
+    if address:
+        connect(address, verbose=verbose)
+    else:
+        start_private(num_cpus, verbose=verbose)
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def _level(verbose: int) -> int:
+    return logging.INFO if verbose >= 2 else logging.WARNING

@@ -1,0 +1,66 @@
+"""``dynas search`` and ``dynas resume``: the controllers' subcommands.
+
+Both set ``args.result_run_dir`` so the CLI root writes the report afterwards (unless
+``--no-report``); Ray is imported only when a handler runs.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+STRATEGIES = ("random", "tpe", "nsga2", "ppo")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search an experiment's space on Ray Tune",
+        description="Search an experiment file's space with a policy on Ray Tune. Without "
+        "--address a private local Ray instance is started; with it, dynas joins that cluster "
+        "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
+    p.add_argument("config", type=Path, help="experiment file (YAML)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="search policy (default: the file's search.strategy)")
+    p.add_argument("--trials", type=int, help="distinct architectures to train to completion, "
+                   "failure or pruning (duplicates are reused, not counted)")
+    p.add_argument("--concurrent", type=int, help="trials running at once")
+    p.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    p.add_argument("--name", help="run directory name (default: <config>-<strategy>-<UTC time>)")
+    p.add_argument("--seed", type=int, help="policy seed (default: the file's search.seed)")
+    p.add_argument("--storage", type=Path, help="parent of run directories (default: search.storage)")
+    _common(p)
+    p.set_defaults(handler=_search)
+
+    r = sub.add_parser(
+        "resume", help="continue a killed search, or extend a finished one",
+        description="Continue a search run directory until it holds its requested number of "
+        "distinct finished architectures (plus --extra-trials).")
+    r.add_argument("run_dir", type=Path, help="run directory made by `dynas search`")
+    r.add_argument("--extra-trials", type=int, default=0, help="train this many more architectures")
+    r.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    _common(r)
+    r.set_defaults(handler=_resume)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
+                   help="Ray Tune progress output (0 silent, 1 default, 2-3 with trial logs)")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .search import run_search
+
+    run_dir = run_search(args.config, strategy=args.strategy, trials=args.trials,
+                         concurrent=args.concurrent, address=args.address, name=args.name,
+                         seed=args.seed, storage=args.storage, verbose=args.verbose)
+    print(run_dir)
+    args.result_run_dir = run_dir
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from .search import resume_search
+
+    run_dir = resume_search(args.run_dir, args.extra_trials, address=args.address, verbose=args.verbose)
+    print(run_dir)
+    args.result_run_dir = run_dir
+    return 0

@@ -1,0 +1,355 @@
+"""PPO over the space's decisions: a learned sampling distribution, batched clipped updates.
+
+The policy is factorised: one vector of logits per ``Decision`` (as in TuNAS, Bender et
+al. 2020), sampled define-by-run through a ``Suggester``, so only the decisions a
+candidate actually asks contribute to its log-probability and entropy; inactive
+(conditional) decisions are masked out simply by never being asked, and choices a space
+offers as a subset of the declared options are masked to that subset. Factorised logits
+learn "which option is good" per decision; interactions are left to the optional
+surrogate, which screens several policy samples per ask.
+
+Reward (``settings.reward``):
+- ``scalar``: primary - flops_penalty * cost_term. The primary is the first objective
+  to maximise (else the first objective, sign-flipped); the cost is the first objective
+  to minimise other than the primary. ``cost_term = log2(v / min v seen)`` for cost
+  metrics (FLOPs, params, memory: they span orders of magnitude), else ``v - min``.
+- ``hypervolume``: the gain in 2-D hypervolume of the told points (first two
+  objectives, minimise sense, cost metrics on a log2 scale) when this point is added,
+  in coordinates normalised to the observed box (reference point 10% beyond the worst
+  seen), divided by the box's area. A point with no gain (dominated) gets minus its
+  normalised distance to the nearest point of the told front that dominates it: the plain gain is
+  zero for almost every point once a front exists, too sparse a signal to learn from.
+  With one objective it falls back to ``scalar``.
+Failed and pruned trials are not scored: their reward is the lowest reward seen so far
+(0 before any). Advantage = reward - moving-average baseline, the baseline taken before
+it absorbs the reward (the first reward initialises it).
+
+The first ``warmup`` proposals come from a composed ``RandomPolicy``; they also train the
+policy, with their behaviour log-probability (uniform) in the importance ratio.
+
+State: logits, Adam's moments, baseline, generator state, the pending batch and the told
+history, all as JSON lists; a restored policy continues identically.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from search_space import names
+from search_space.base import Space
+from search_space.errors import ConfigError
+from search_space.settings import Objective, PPOSettings
+from search_space.suggest import RecordingSuggester
+
+from ..objectives import hypervolume_improvement_2d, non_dominated
+from ..policy import Outcome, Proposal
+from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, rng_from_json, rng_to_json,
+                      scored_form)
+from .random import RandomPolicy
+from .surrogate import OneHotEncoder, RidgeSurrogate
+
+Step = tuple[int, int, tuple[int, ...]]    # (decision index, option index, allowed options)
+SURROGATE_MIN_POINTS = 8                   # complete trials before the surrogate screens
+
+
+@dataclass
+class _Sample:
+    steps: list[Step]
+    logp: float                            # behaviour log-probability of the steps
+
+
+class _PolicySuggester:
+    """Draws each asked decision from the current (detached) logits with ``rng``."""
+
+    def __init__(self, logits: torch.Tensor, encoder: OneHotEncoder, rng: random.Random):
+        self.logits, self.encoder, self.rng = logits, encoder, rng
+        self.steps: list[Step] = []
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._draw(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self._draw(name, list(range(low, high + 1, step)))
+
+    def _draw(self, name: str, choices: list[Any]) -> Any:
+        if name not in self.encoder.index:
+            raise ValueError(f"decision {name!r} was asked but is not in space.decisions()")
+        i = self.encoder.index[name]
+        allowed = tuple(self.encoder.option_index(name, c) for c in choices)
+        probs = _log_probs(self.logits, self.encoder, i, allowed).exp().tolist()
+        u, k, acc = self.rng.random(), len(probs) - 1, 0.0
+        for pos, p in enumerate(probs):
+            acc += p
+            if u < acc:
+                k = pos
+                break
+        self.steps.append((i, allowed[k], allowed))
+        return choices[k]
+
+
+def _log_probs(logits: torch.Tensor, enc: OneHotEncoder, i: int, allowed: tuple[int, ...]) -> torch.Tensor:
+    """Log-softmax over the allowed options of decision i: (len(allowed),)."""
+    idx = torch.tensor([enc.offsets[i] + j for j in allowed])
+    return torch.log_softmax(logits[idx], dim=0)
+
+
+def _logp_entropy(logits: torch.Tensor, enc: OneHotEncoder, steps: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over the asked decisions of log pi(choice) and of the entropy."""
+    logp, ent = logits.new_zeros(()), logits.new_zeros(())
+    for i, j, allowed in steps:
+        lp = _log_probs(logits, enc, i, allowed)
+        logp = logp + lp[allowed.index(j)]
+        ent = ent - (lp.exp() * lp).sum()
+    return logp, ent
+
+
+class PPOPolicy:
+    name = "ppo"
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: Sequence[Objective],
+        *,
+        seed: int = 0,
+        settings: PPOSettings | None = None,
+    ):
+        self.space = space
+        self.objectives = tuple(objectives)
+        self.seed = seed
+        self.settings = settings or PPOSettings()
+        _validate(self.settings)
+        decisions = space.decisions()
+        if not decisions:
+            raise ValueError("ppo needs a space that declares its decisions")
+        self.encoder = OneHotEncoder(decisions)
+        self._primary, self._cost = _roles(self.objectives)
+        self._reset(RandomPolicy(space, objectives, seed=seed))
+
+    def _reset(self, warmup: RandomPolicy) -> None:
+        self.logits = torch.zeros(self.encoder.width, dtype=torch.float64, requires_grad=True)
+        self._optimizer = torch.optim.Adam([self.logits], lr=self.settings.lr)
+        self._rng = random.Random(f"ppo:{self.seed}")
+        self._warmup = warmup
+        self._next_id = 0
+        self._outstanding = Outstanding()
+        self._baseline: float | None = None
+        self._buffer: list[dict[str, Any]] = []       # {steps, old_logp, advantage}
+        self._history: list[dict[str, Any]] = []      # {params, state, values, reward}
+        self._asked: set[str] = set()
+        self.updates = 0
+
+    # --- ask ---------------------------------------------------------------------------
+    def ask(self) -> Proposal:
+        pid = self._next_id
+        if pid < self.settings.warmup:
+            inner = self._warmup.ask()
+            steps = self._steps_of(inner.params)
+            sample = _Sample(steps, -sum(math.log(len(a)) for _, _, a in steps))
+            arch, params, warm_id = inner.arch, inner.params, inner.id
+        else:
+            arch, params, sample = self._policy_sample()
+            warm_id = None
+        self._next_id += 1
+        self._asked.add(arch.arch_id)
+        self._outstanding.add(pid, (sample, params, warm_id))
+        return Proposal(pid, arch, dict(params))
+
+    def _policy_sample(self) -> tuple[Any, dict[str, Any], _Sample]:
+        screen = self.settings.surrogate_screen if self._surrogate_ready() else 1
+        candidates = [self._draw() for _ in range(max(1, screen))]
+        if len(candidates) > 1:
+            fresh = [c for c in candidates if c[0].arch_id not in self._asked] or candidates
+            scores = self._surrogate().predict(np.stack([self.encoder.encode(c[1]) for c in fresh]))
+            return fresh[int(np.argmax(scores))]
+        return candidates[0]
+
+    def _draw(self) -> tuple[Any, dict[str, Any], _Sample]:
+        with torch.no_grad():
+            logits = self.logits.detach()
+            suggester = _PolicySuggester(logits, self.encoder, self._rng)
+            recorder = RecordingSuggester(suggester)
+            arch = self.space.sample(recorder)
+            logp, _ = _logp_entropy(logits, self.encoder, suggester.steps)
+        return arch, dict(recorder.params), _Sample(suggester.steps, float(logp))
+
+    def _steps_of(self, params: dict[str, Any]) -> list[Step]:
+        """The steps a uniform draw took to produce ``params`` (every option allowed)."""
+        steps = []
+        for name, value in params.items():
+            i = self.encoder.index[name]
+            every = tuple(range(len(self.encoder.decisions[i].options)))
+            steps.append((i, self.encoder.option_index(name, value), every))
+        return steps
+
+    # --- tell --------------------------------------------------------------------------
+    def tell(self, proposal_id: int, outcome: Outcome) -> None:
+        check_outcome(outcome, self.objectives)
+        sample, params, warm_id = self._outstanding.pop(proposal_id)
+        if warm_id is not None:
+            self._warmup.tell(warm_id, outcome)
+        outcome = scored_form(outcome)
+        scored = outcome.state == "complete"
+        values = [float(v) for v in outcome.values] if scored else None
+        reward = self._reward(values) if scored else self._failure_reward()
+        self._history.append({"params": dict(params), "state": outcome.state, "values": values, "reward": reward})
+        baseline = reward if self._baseline is None else self._baseline
+        self._buffer.append({"steps": sample.steps, "old_logp": sample.logp, "advantage": reward - baseline})
+        decay = self.settings.baseline_decay
+        self._baseline = decay * baseline + (1 - decay) * reward
+        if len(self._buffer) >= self.settings.batch:
+            self._update()
+
+    def _update(self) -> None:
+        """Clipped PPO over the pending batch, ``epochs`` full-batch Adam steps."""
+        batch, self._buffer = self._buffer, []
+        old = torch.tensor([b["old_logp"] for b in batch], dtype=torch.float64)   # (N,)
+        adv = torch.tensor([b["advantage"] for b in batch], dtype=torch.float64)  # (N,)
+        clip = self.settings.clip
+        for _ in range(self.settings.epochs):
+            pairs = [_logp_entropy(self.logits, self.encoder, b["steps"]) for b in batch]
+            logp = torch.stack([p[0] for p in pairs])                              # (N,)
+            entropy = torch.stack([p[1] for p in pairs])                           # (N,)
+            ratio = torch.exp(logp - old)
+            surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+            loss = -(surrogate.mean() + self.settings.entropy_bonus * entropy.mean())
+            self._optimizer.zero_grad()
+            loss.backward()
+            self._optimizer.step()
+        self.updates += 1
+
+    # --- rewards -----------------------------------------------------------------------
+    def _scored(self) -> list[list[float]]:
+        return [h["values"] for h in self._history if h["state"] == "complete"]
+
+    def _cost_term(self, value: float, seen: list[float]) -> float:
+        metric = self.objectives[self._cost].metric
+        low = min(seen)
+        if metric in names.COST_METRICS and low > 0 and value > 0:
+            return math.log2(value / low)
+        return value - low
+
+    def scalar_reward(self, values: Sequence[float], seen: list[list[float]] | None = None) -> float:
+        """primary - flops_penalty * cost_term, relative to the cheapest point seen."""
+        seen = (self._scored() if seen is None else seen) + [list(values)]
+        sign = 1.0 if self.objectives[self._primary].direction == "max" else -1.0
+        reward = sign * values[self._primary]
+        if self._cost is not None:
+            costs = [v[self._cost] for v in seen]
+            reward -= self.settings.flops_penalty * self._cost_term(values[self._cost], costs)
+        return reward
+
+    def _reward(self, values: list[float]) -> float:
+        if self.settings.reward == "scalar" or len(self.objectives) < 2:
+            return self.scalar_reward(values)
+        return self._hypervolume_reward(values)
+
+    def _hypervolume_reward(self, values: list[float]) -> float:
+        """Normalised hypervolume gain; minus the distance to the nearest front point that
+        dominates it when there is no gain (a graded, not a flat, reward for the dominated)."""
+        pts = np.array([self._hv_point(v) for v in self._scored() + [values]])   # (N, 2)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        z = (pts - lo) / np.where(hi > lo, hi - lo, 1.0)                          # (N, 2) in [0, 1]
+        gain = hypervolume_improvement_2d(z[:-1], z[-1], (1.1, 1.1)) / 1.21
+        if gain > 0:
+            return float(gain)
+        p, earlier = z[-1], z[:-1]
+        front = earlier[non_dominated(earlier.tolist())] if len(earlier) else earlier
+        better = [np.linalg.norm(p - q) for q in front if np.all(q <= p)]
+        return -float(min(better)) if better else 0.0
+
+    def _hv_point(self, values: Sequence[float]) -> tuple[float, float]:
+        point = []
+        for v, obj in zip(values[:2], self.objectives[:2]):
+            v = -v if obj.direction == "max" else v
+            point.append(math.log2(v) if obj.metric in names.COST_METRICS and v > 0 else v)
+        return tuple(point)
+
+    def _failure_reward(self) -> float:
+        rewards = [h["reward"] for h in self._history]
+        return min(rewards) if rewards else 0.0
+
+    # --- surrogate ---------------------------------------------------------------------
+    def _surrogate_ready(self) -> bool:
+        return self.settings.surrogate and len(self._scored()) >= SURROGATE_MIN_POINTS
+
+    def _surrogate(self) -> RidgeSurrogate:
+        done = [h for h in self._history if h["state"] == "complete"]
+        seen = [h["values"] for h in done]
+        X = np.stack([self.encoder.encode(h["params"]) for h in done])             # (N, F)
+        y = np.array([self.scalar_reward(v, seen) for v in seen])                   # (N,)
+        return RidgeSurrogate(alpha=1.0).fit(X, y)
+
+    # --- inspection and state ----------------------------------------------------------
+    def probabilities(self) -> dict[str, list[float]]:
+        """The current sampling distribution of every decision (all options allowed)."""
+        out = {}
+        for i, d in enumerate(self.encoder.decisions):
+            all_options = tuple(range(len(d.options)))
+            out[d.name] = _log_probs(self.logits.detach(), self.encoder, i, all_options).exp().tolist()
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        adam = self._optimizer.state_dict()["state"].get(0, {})
+        return {
+            "policy": self.name,
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "next_id": self._next_id,
+            "logits": self.logits.detach().tolist(),
+            "adam": {k: {"dtype": str(t.dtype).removeprefix("torch."), "data": t.tolist()} for k, t in adam.items()},
+            "rng": rng_to_json(self._rng),
+            "warmup": self._warmup.state_dict(),
+            "baseline": self._baseline,
+            "buffer": [{**b, "steps": [[i, j, list(a)] for i, j, a in b["steps"]]} for b in self._buffer],
+            "history": [dict(h) for h in self._history],
+            "asked": sorted(self._asked),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_state(state, self.name)
+        if len(state["logits"]) != self.encoder.width:
+            raise ValueError("state was saved for a space with different decisions")
+        warmup = RandomPolicy(self.space, self.objectives, seed=self.seed)
+        warmup.load_state_dict(state["warmup"])
+        self._reset(warmup)
+        with torch.no_grad():
+            self.logits.copy_(torch.tensor(state["logits"], dtype=torch.float64))
+        if state["adam"]:
+            adam = {k: torch.tensor(v["data"], dtype=getattr(torch, v["dtype"])) for k, v in state["adam"].items()}
+            groups = self._optimizer.state_dict()["param_groups"]
+            self._optimizer.load_state_dict({"state": {0: adam}, "param_groups": groups})
+        self._rng = rng_from_json(state["rng"])
+        self._next_id = int(state["next_id"])
+        self._baseline = state["baseline"]
+        self._buffer = [{**b, "steps": [(i, j, tuple(a)) for i, j, a in b["steps"]]} for b in state["buffer"]]
+        self._history = [dict(h) for h in state["history"]]
+        self._asked = set(state["asked"])
+        self.updates = int(state["updates"])
+
+
+def _roles(objectives: Sequence[Objective]) -> tuple[int, int | None]:
+    """Index of the primary objective and of the cost objective (None without one)."""
+    maxes = [i for i, o in enumerate(objectives) if o.direction == "max"]
+    primary = maxes[0] if maxes else 0
+    mins = [i for i, o in enumerate(objectives) if o.direction == "min" and i != primary]
+    return primary, (mins[0] if mins else None)
+
+
+def _validate(s: PPOSettings) -> None:
+    """Settings a file can get wrong, reported with their keys."""
+    checks = {
+        "lr": s.lr > 0, "clip": s.clip > 0, "batch": s.batch >= 1, "epochs": s.epochs >= 1,
+        "entropy_bonus": s.entropy_bonus >= 0, "baseline_decay": 0 <= s.baseline_decay < 1,
+        "flops_penalty": s.flops_penalty >= 0, "surrogate_screen": s.surrogate_screen >= 1,
+        "warmup": s.warmup >= 0,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"search.ppo.{key}", f"invalid value {getattr(s, key)!r}")

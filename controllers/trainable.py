@@ -1,0 +1,110 @@
+"""The Ray Tune trial function: one architecture through ``trainers.fit``.
+
+Runs in a Tune worker. The task is built once per worker process and kept (keyed by
+its settings and seed), so with ``reuse_actors`` a worker pays for data loading once.
+After every experience but the last it reports the continual metrics so far, with
+``fit``'s resumable state as a Tune checkpoint; a retried trial (``FailureConfig``)
+gets that checkpoint back from ``tune.get_checkpoint()`` and continues where it was.
+The last experience is reported once ``fit`` returns, with the full ``TrialMetrics``:
+a scheduler that stops trials at ``max_t`` would otherwise cut that report off.
+
+Exceptions (``NonFiniteLoss``, out of memory, bugs) propagate: Tune marks the trial
+errored and the searcher records it as failed with the exception as its reason.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_space.settings import TaskSettings, TrainingSettings
+
+from .tune_searcher import tune_result
+
+_TASKS: dict[tuple, Any] = {}                # per worker process: settings -> Task
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What every trial of a run shares (the config dict carries the architecture)."""
+
+    task: TaskSettings
+    training: TrainingSettings
+    threads: int = 1                        # torch threads per trial (= cpus_per_trial)
+
+
+def run_trial(config: dict, spec: TrialSpec) -> None:
+    """Tune function trainable; use as ``tune.with_parameters(run_trial, spec=spec)``."""
+    import torch
+    from ray import tune
+
+    from search_space.arch import ArchConfig
+    from search_space.cost import estimate_cost
+    from trainers.fit import fit
+
+    torch.set_num_threads(max(1, spec.threads))
+    arch = ArchConfig.from_dict(config["arch"])
+    task = task_for(spec.task, spec.training.seed)
+    cost = estimate_cost(arch, task.shape).as_metrics()
+    state_dir, resume = _state_dir()
+    try:
+        reporter = _Reporter(cost, task.num_experiences)
+        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    n = task.num_experiences
+    tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
+                            expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
+                            wall_time_s=metrics.wall_time_s))
+
+
+def task_for(settings: TaskSettings, seed: int) -> Any:
+    """The task for these settings, built once per process."""
+    from trainers.tasks import build_task
+
+    key = (settings.name, json.dumps(settings.options, sort_keys=True, default=str), seed)
+    if key not in _TASKS:
+        _TASKS[key] = build_task(settings, seed=seed)
+    return _TASKS[key]
+
+
+class _Reporter:
+    """``FitCallback`` -> ``tune.report`` after each experience, with a checkpoint."""
+
+    def __init__(self, cost: dict[str, float], num_experiences: int):
+        self.cost, self.num_experiences = cost, num_experiences
+
+    def on_experience_end(self, progress: Any) -> None:
+        from ray import tune
+
+        done = progress.experience + 1
+        if done >= self.num_experiences:     # reported after fit returns, in full
+            return
+        result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
+                             acc_matrix=progress.acc_matrix)
+        checkpoint = None
+        if progress.checkpoint_dir is not None:
+            checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
+        tune.report(result, checkpoint=checkpoint)   # persists (copies) the checkpoint now
+
+
+def _state_dir() -> tuple[Path, bool]:
+    """A private directory for fit's resumable state, seeded from Tune's last
+    checkpoint when this is a retry; ``(dir, resume)``."""
+    from ray import tune
+
+    base = None
+    try:
+        base = tune.get_context().get_trial_dir()
+    except Exception:  # outside a Tune session (direct call in a test)
+        pass
+    state_dir = Path(tempfile.mkdtemp(prefix="fit-state-", dir=base if base and Path(base).is_dir() else None))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return state_dir, False
+    with checkpoint.as_directory() as src:
+        shutil.copytree(src, state_dir, dirs_exist_ok=True)
+    return state_dir, True

@@ -1,0 +1,82 @@
+"""Reject candidates before training: structural checks and FLOPs/params budgets.
+
+A parsed ``ArchSpace`` only samples buildable architectures; these checks still run on
+every candidate because archs also arrive from files, records and other policies.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .arch import ArchConfig, TaskShape
+from .base import Candidate, Space
+from .cost import estimate_cost
+from .errors import ConfigError, InfeasibleError
+from .settings import Budget
+from .suggest import Suggester
+
+
+def is_feasible(arch: Candidate, shape: TaskShape | None, budget: Budget | None) -> tuple[bool, str]:
+    """``(True, "")`` or ``(False, reason)``; the reason names the violated limit.
+
+    Plain-space candidates (``Assignment``) have no structure or cost: always feasible
+    (an experiment refuses budgets on a plain space at load time).
+    """
+    if not isinstance(arch, ArchConfig):
+        return True, ""
+    problem = structural_problem(arch)
+    if problem:
+        return False, problem
+    if budget is None or not (budget.max_flops or budget.max_params):
+        return True, ""
+    if shape is None:
+        raise ValueError("a FLOPs/params budget needs the task shape")
+    cost = estimate_cost(arch, shape)
+    if budget.max_flops and cost.flops > budget.max_flops:
+        return False, f"flops {fmt(cost.flops)} > max_flops {fmt(budget.max_flops)}"
+    if budget.max_params and cost.params > budget.max_params:
+        return False, f"params {fmt(cost.params)} > max_params {fmt(budget.max_params)}"
+    return True, ""
+
+
+def structural_problem(arch: ArchConfig) -> str:
+    """The first reason ``arch`` cannot be built (heads vs d_model, top_k vs experts,
+    ranges), or "". Reuses the configs' own validation, so the rules live in one place."""
+    try:
+        arch.validate()
+        for i, layer in enumerate(arch.layers):
+            layer.attention.validate(f"layers[{i}].attention")
+            layer.ffn.validate(f"layers[{i}].ffn")
+            if layer.ffn.router is not None:
+                layer.ffn.router.validate(f"layers[{i}].ffn.router")
+    except ConfigError as err:
+        return str(err)
+    return ""
+
+
+def sample_feasible(space: Space, make_suggester: Callable[[int], Suggester],
+                    shape: TaskShape | None, budget: Budget | None, tries: int = 200) -> Candidate:
+    """Rejection sampling: the first feasible candidate among ``tries`` samples.
+
+    ``make_suggester(attempt)`` gives the suggester for each attempt; to know the
+    decisions of the accepted one, return a ``RecordingSuggester`` and keep the last.
+    Raises ``InfeasibleError`` with an example reason when nothing passes.
+    """
+    if tries < 1:
+        raise ValueError(f"tries must be >= 1, got {tries}")
+    first_reason = ""
+    for attempt in range(tries):
+        candidate = space.sample(make_suggester(attempt))
+        ok, reason = is_feasible(candidate, shape, budget)
+        if ok:
+            return candidate
+        first_reason = first_reason or reason
+    raise InfeasibleError(f"nothing feasible in {tries} samples: e.g. {first_reason}")
+
+
+def fmt(x: float) -> str:
+    """Compact numbers for messages: 1200000 -> 1.2e6, 640 -> 640."""
+    text = f"{x:.3g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text

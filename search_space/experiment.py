@@ -1,0 +1,92 @@
+"""An experiment file: the space, the task, the training budget and the search settings.
+
+Loading is ``yaml.safe_load`` (plain data, never code) followed by full validation, so
+a file that loads is one a search can run to the end. Every error names the file and
+the key (or the line, for YAML syntax errors).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .choices import mapping, reject_unknown, short
+from .errors import ConfigError
+from .plain import DecisionSpace
+from .schema import from_mapping
+from .settings import SearchSettings, TaskSettings, TrainingSettings
+from .space import ArchSpace, parse_space
+
+SECTIONS = ("space", "task", "training", "search")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment. ``raw`` is the file's mapping as loaded (copied into run
+    directories so a run records exactly what it was asked to do)."""
+
+    space: ArchSpace | DecisionSpace
+    task: TaskSettings = field(default_factory=TaskSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    source: Path | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Read and validate an experiment file; user errors raise ``ConfigError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("", "no such experiment file", str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError("", f"cannot read ({type(err).__name__})", str(path)) from None
+    return parse_experiment(_load_yaml(text, path), source=path)
+
+
+def parse_experiment(data: Any, source: Path | None = None) -> Experiment:
+    """Validate an already loaded mapping (what ``load_experiment`` does after YAML)."""
+    try:
+        return _parse(data, source)
+    except ConfigError as err:
+        raise err.with_source(str(source)) if source else err
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(err.problem or err.context or "syntax error").split())
+        raise ConfigError("", f"invalid YAML{where}: {problem}", str(path)) from None
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise ConfigError("", f"invalid YAML: {problem}", str(path)) from None
+    except RecursionError:
+        raise ConfigError("", "invalid YAML: nested too deeply", str(path)) from None
+
+
+def _parse(data: Any, source: Path | None) -> Experiment:
+    if data is None:
+        raise ConfigError("", "empty experiment file; it needs at least a 'space' section")
+    if not isinstance(data, dict):
+        raise ConfigError("", f"expected a mapping of sections ({', '.join(SECTIONS)}), "
+                              f"got {short(data)}")
+    mapping(data, "")
+    reject_unknown(data, SECTIONS, "")
+    if "space" not in data:
+        raise ConfigError("space", "missing required section (the search space)")
+    space = parse_space(data["space"], "space")
+    task = from_mapping(TaskSettings, data.get("task"), "task")
+    training = from_mapping(TrainingSettings, data.get("training"), "training")
+    search = from_mapping(SearchSettings, data.get("search"), "search")
+    budget = search.budget
+    if isinstance(space, DecisionSpace) and (budget.max_flops or budget.max_params):
+        raise ConfigError("search.budget", "FLOPs/params budgets need an architecture space, "
+                          "not a plain decisions space")
+    return Experiment(space, task, training, search, source, data)

@@ -1,0 +1,222 @@
+"""PolicySearcher: the Tune Searcher around any Policy.
+
+The first tests drive the searcher by hand, as Tune would (no Ray process needed):
+state mapping, records, duplicates, infeasible candidates, save/restore. The last
+ones run it under Ray Tune with Ray's ConcurrencyLimiter and a cheap function
+trainable over a plain decision space (no torch training).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from controllers.dedup import DedupCache
+from controllers.policies import make_policy
+from controllers.records import POLICY_STATE_FILE, iter_records
+from controllers.tune_searcher import PolicySearcher, parse_result, tune_result
+from search_space import names
+from search_space.plain import parse_decision_space
+from search_space.settings import Objective
+
+OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
+
+
+def small_space(b_high: int = 5):
+    """4 x (b_high + 1) assignments of two decisions."""
+    return parse_decision_space({"decisions": {"a": [1, 2, 3, 4], "b": {"low": 0, "high": b_high}}})
+
+
+def score(arch: dict, experience: int = 1) -> dict[str, float]:
+    """A cheap stand-in for training: accuracy grows with a*b and with experiences."""
+    acc = min(1.0, 0.1 * arch["a"] + 0.02 * arch["b"] + 0.05 * experience)
+    return {names.FINAL_AVG_ACCURACY: acc, names.FLOPS: 1e3 * arch["a"] * (1 + arch["b"])}
+
+
+def make_searcher(tmp_path, budget=4, strategy="random", space=None, **kwargs) -> PolicySearcher:
+    space = space or small_space()
+    policy = make_policy(strategy, space, OBJECTIVES, seed=0)
+    return PolicySearcher(policy, tmp_path, budget=budget, seed=0, **kwargs)
+
+
+def finish(searcher, trial_id, config, done=2, total=2):
+    result = tune_result(score(config["arch"], done), done, total, acc_matrix=[[0.5]] * done)
+    searcher.on_trial_complete(trial_id, result=result)
+
+
+# --- by hand ------------------------------------------------------------------------
+def test_suggest_returns_a_config_and_finished_after_budget(tmp_path):
+    s = make_searcher(tmp_path, budget=2)
+    configs = [s.suggest(f"t{i}") for i in range(2)]
+    assert all(set(c) == {"proposal_id", "arch", "params", "arch_id"} for c in configs)
+    assert configs[0]["arch_id"] != configs[1]["arch_id"]
+    assert s.suggest("t2") == "FINISHED"
+
+
+def test_complete_pruned_and_failed_are_recorded_once_each(tmp_path):
+    s = make_searcher(tmp_path, budget=3)
+    c = [s.suggest(f"t{i}") for i in range(3)]
+    finish(s, "t0", c[0])                                   # every experience: complete
+    finish(s, "t1", c[1], done=1, total=2)                  # stopped early: pruned
+    s.on_trial_result("t2", tune_result(score(c[2]["arch"]), 1, 2))
+    s.on_trial_complete("t2", error=True)                   # Tune gives no message ...
+    assert "t2" not in {r.trial_id for r in iter_records(tmp_path)}   # ... so it waits for one
+    s.record_error("t2", "NonFiniteLoss: loss is nan")
+    records = {r.trial_id: r for r in iter_records(tmp_path)}
+    assert [records[t].state for t in ("t0", "t1", "t2")] == ["complete", "pruned", "failed"]
+    assert records["t0"].objectives == list(score(c[0]["arch"], 2).values())
+    assert records["t0"].acc_matrix == [[0.5], [0.5]] and records["t0"].experiences_done == 2
+    assert records["t1"].reason == "stopped by the scheduler after 1 of 2 experiences"
+    assert records["t1"].objectives is not None             # pruned keeps its last values
+    assert records["t2"].reason == "NonFiniteLoss: loss is nan" and records["t2"].objectives is None
+    assert records["t2"].experiences_done == 1              # from the last reported result
+    state = json.loads((tmp_path / POLICY_STATE_FILE).read_text())
+    assert state == s.policy.state_dict()
+
+
+def test_missing_objective_metric_fails_the_trial_not_the_search(tmp_path):
+    s = make_searcher(tmp_path, budget=1)
+    s.suggest("t0")
+    s.on_trial_complete("t0", result=tune_result({names.FLOPS: 1.0}, 2, 2))
+    (record,) = iter_records(tmp_path)
+    assert record.state == "failed" and names.FINAL_AVG_ACCURACY in record.reason
+
+
+def test_duplicates_are_told_from_cache_and_never_trained(tmp_path):
+    space = small_space(b_high=0)                           # only 4 distinct candidates
+    s = make_searcher(tmp_path, budget=4, space=space)
+    for i in range(4):
+        config = s.suggest(f"t{i}")
+        finish(s, f"t{i}", config)
+    records = list(iter_records(tmp_path))
+    trained = [r for r in records if r.cached_from is None]
+    assert len({r.arch_id for r in trained}) == len(trained) == 4
+    cached = [r for r in records if r.cached_from is not None]
+    originals = {r.proposal_id: r for r in trained}
+    for r in cached:
+        assert r.arch_id == originals[r.cached_from].arch_id and r.trial_id == ""
+        assert r.objectives == originals[r.cached_from].objectives
+    assert s.suggest("t4") == "FINISHED"
+
+
+def test_exhausted_space_finishes_early(tmp_path):
+    space = small_space(b_high=0)
+    s = make_searcher(tmp_path, budget=10, space=space)
+    for i in range(4):
+        finish(s, f"t{i}", s.suggest(f"t{i}"))
+    assert s.suggest("t4") == "FINISHED" and "exhausted" in s.exhausted
+
+
+def test_duplicate_of_a_running_trial_waits_for_it(tmp_path):
+    space = small_space(b_high=0)
+    s = make_searcher(tmp_path, budget=5, space=space)
+    configs = [s.suggest(f"t{i}") for i in range(4)]         # all four running
+    assert s.suggest("t4") is None                          # only duplicates left: wait
+    for i, config in enumerate(configs):
+        finish(s, f"t{i}", config)
+    waiting = [r for r in iter_records(tmp_path) if r.cached_from is not None]
+    assert waiting, "the duplicates asked while all four ran are recorded once they finish"
+    assert s.suggest("t5") == "FINISHED" and "exhausted" in s.exhausted
+
+
+def test_infeasible_candidates_fail_at_once_and_count(tmp_path):
+    s = make_searcher(tmp_path, budget=3, feasible=lambda arch: (arch.to_dict()["a"] != 4, "a is 4"))
+    started = [s.suggest(f"t{i}") for i in range(3)]
+    infeasible = [r for r in iter_records(tmp_path) if r.state == "failed"]
+    assert all(r.reason == "infeasible: a is 4" and r.trial_id == "" for r in infeasible)
+    assert len([c for c in started if isinstance(c, dict)]) + len(infeasible) == 3
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_save_restore_round_trip(tmp_path, strategy):
+    s = make_searcher(tmp_path / "a", budget=6, strategy=strategy)
+    (tmp_path / "a").mkdir()
+    for i in range(3):
+        finish(s, f"t{i}", s.suggest(f"t{i}"))
+    s.save(str(tmp_path / "searcher.json"))
+    json.loads((tmp_path / "searcher.json").read_text())    # JSON, not a pickle
+    (tmp_path / "b").mkdir()
+    restored = make_searcher(tmp_path / "b", budget=1, strategy=strategy)
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert (restored.started, restored.budget) == (3, 6)
+    assert restored.suggest("x")["arch"] == s.suggest("y")["arch"]
+
+
+def test_resume_bookkeeping_skips_records_already_written(tmp_path):
+    """A record whose tell never reached policy_state.json (crash in between) is told
+    again from the cache on resume, but not written twice."""
+    s = make_searcher(tmp_path, budget=2)
+    finish(s, "t0", s.suggest("t0"))
+    state_after_first = s.policy.state_dict()
+    finish(s, "t1", s.suggest("t1"))
+    records = list(iter_records(tmp_path))
+    policy = make_policy("random", small_space(), OBJECTIVES, seed=0)
+    policy.load_state_dict(state_after_first)               # the crash lost the 2nd tell
+    again = PolicySearcher(policy, tmp_path, budget=1, cache=DedupCache.from_records(records),
+                           known={r.proposal_id: r for r in records})
+    config = again.suggest("t2")
+    assert config["arch_id"] not in {r.arch_id for r in records}
+    assert len(list(iter_records(tmp_path))) == 2
+
+
+# --- under Ray Tune -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def cheap_trainable(config, fail_odd=False):
+    """Two 'experiences' of a closed-form score; odd a + b raises like a diverged model."""
+    from ray import tune
+
+    from trainers.results import NonFiniteLoss
+
+    arch = config["arch"]
+    if fail_odd and (arch["a"] + arch["b"]) % 2:
+        raise NonFiniteLoss("loss is nan at step 3")
+    for e in (1, 2):
+        time.sleep(0.05)
+        tune.report(tune_result(score(arch, e), e, 2, acc_matrix=[[0.5] * e] * e))
+
+
+def run_under_tune(tmp_path, trials, concurrent=2, **params):
+    from controllers.search import tune_search
+
+    searcher = make_searcher(tmp_path, budget=trials)
+    tune_search(searcher, cheap_trainable, run_dir=tmp_path, name="t", concurrent=concurrent,
+                resources={"cpu": 1}, verbose=0, **params)
+    return searcher, list(iter_records(tmp_path))
+
+
+def test_concurrency_limited_search_writes_one_record_per_trial(tmp_path, ray_local):
+    searcher, records = run_under_tune(tmp_path, trials=6)
+    trained = [r for r in records if r.cached_from is None]
+    assert len(trained) == len({r.arch_id for r in trained}) == 6
+    assert all(r.state == "complete" and r.experiences_done == 2 and r.trial_id for r in trained)
+    assert all(r.acc_matrix == [[0.5, 0.5], [0.5, 0.5]] for r in trained)
+    assert (tmp_path / "ray" / "t").is_dir()                # Tune's storage inside the run dir
+
+
+def test_errors_become_failed_records_with_the_reason_and_the_search_goes_on(tmp_path, ray_local):
+    searcher, records = run_under_tune(tmp_path, trials=8, fail_odd=True)
+    failed = [r for r in records if r.state == "failed"]
+    assert failed and all((r.arch["a"] + r.arch["b"]) % 2 for r in failed)
+    assert all(r.reason.startswith("NonFiniteLoss: loss is nan") for r in failed), [r.reason for r in failed]
+    assert len([r for r in records if r.cached_from is None]) == 8
+    assert any(r.state == "complete" for r in records)
+
+
+def test_parse_result_round_trip():
+    result = tune_result({names.FLOPS: 3}, 1, 4, expert_load={"l0": [0.5, 0.5]})
+    blob = parse_result(result)
+    assert blob["metrics"] == {names.FLOPS: 3.0} and blob["experiences_done"] == 1
+    assert blob["num_experiences"] == 4 and blob["expert_load"] == {"l0": [0.5, 0.5]}
+    assert parse_result(None) == {}

@@ -1,0 +1,125 @@
+"""fit: metrics, determinism, resumable checkpoints, callbacks, the joint control."""
+import pytest
+import torch
+
+from search_space import names
+from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from search_space.errors import DynasError
+from search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
+from trainers.fit import LAST_CKPT, STATE_FILE, fit
+from trainers.results import NonFiniteLoss
+from trainers.tasks import build_task
+
+ARCH = ArchConfig(16, (LayerConfig(
+    AttentionConfig("full", 2),
+    FFNConfig("moe", expansion=2, experts=4, router=RouterConfig("topk", 1), balance="aux_loss")),))
+CFG = TrainingSettings(steps_per_experience=8, batch_size=16, device="cpu",
+                       replay=ReplaySettings("reservoir", 50, der_alpha=0.2),
+                       curriculum=CurriculumSettings(kind="entropy", eval_every=3, threshold=0.5, patience=1))
+
+
+@pytest.fixture(scope="module")
+def task():
+    # 3 experiences (4 + 4 + 2 classes) keep the runs short
+    return build_task(TaskSettings("split_digits", {"classes_per_experience": 4}), seed=0)
+
+
+@pytest.fixture(scope="module")
+def reference(task, tmp_path_factory):
+    """An uninterrupted checkpointed run, shared by the tests below."""
+    out = tmp_path_factory.mktemp("ref")
+    return fit(ARCH, task, CFG, checkpoint_dir=out, seed=3), out
+
+
+def comparable(metrics):
+    data = metrics.to_dict()
+    data.pop("wall_time_s")
+    return data
+
+
+def test_metrics_hold_every_name_and_the_matrix(reference, task):
+    metrics, _ = reference
+    assert set(names.ALL_METRICS) <= set(metrics.values)
+    assert len(metrics.acc_matrix) == task.num_experiences
+    assert all(len(row) == task.num_experiences for row in metrics.acc_matrix)
+    assert metrics.steps == CFG.steps_per_experience * task.num_experiences
+    assert metrics.values[names.FINAL_AVG_ACCURACY] == pytest.approx(
+        sum(metrics.acc_matrix[-1]) / task.num_experiences)
+    load = metrics.expert_load["layers.0.ffn"]
+    assert len(load) == 4 and sum(load) == pytest.approx(1.0)
+    assert {e["experience"] for e in metrics.curriculum_log} == {0, 1, 2}
+    assert metrics.wall_time_s > 0
+
+
+def test_same_seed_same_metrics(reference, task):
+    again = fit(ARCH, task, CFG, seed=3)
+    assert comparable(again) == comparable(reference[0])
+
+
+def test_resume_equals_an_uninterrupted_run(reference, task, tmp_path):
+    class Crash:
+        def on_experience_end(self, progress):
+            if progress.experience == 1:
+                raise KeyboardInterrupt("killed after experience 1")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ARCH, task, CFG, [Crash()], checkpoint_dir=tmp_path, seed=3)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert state["done"] == 2 and len(state["acc_matrix"]) == 2
+    seen = []
+    resumed = fit(ARCH, task, CFG, [type("Rec", (), {"on_experience_end": lambda s, p: seen.append(p)})()],
+                  checkpoint_dir=tmp_path, resume=True, seed=3)
+    assert comparable(resumed) == comparable(reference[0])
+    assert [p.experience for p in seen] == [2]
+
+
+def test_resume_refuses_another_configuration(reference, task):
+    _, out = reference
+    with pytest.raises(DynasError, match="different arch_id"):
+        other = ArchConfig(32, ARCH.layers)
+        fit(other, task, CFG, checkpoint_dir=out, resume=True, seed=3)
+
+
+def test_checkpoints_load_with_weights_only(reference):
+    _, out = reference
+    ckpt = torch.load(out / LAST_CKPT, weights_only=True)
+    assert "state_dict" in ckpt and ckpt["replay"]["size"] == 50
+    assert ckpt["hyper_parameters"]["arch"] == ARCH.to_dict()
+
+
+def test_callbacks_hear_each_experience(task):
+    seen = []
+
+    class Recorder:
+        def on_experience_end(self, progress):
+            seen.append(progress)
+
+    cfg = TrainingSettings(steps_per_experience=4, batch_size=16, device="cpu")
+    fit(ARCH, task, cfg, [Recorder()])
+    assert [p.experience for p in seen] == [0, 1, 2]
+    assert [len(p.acc_matrix) for p in seen] == [1, 2, 3]
+    assert all(p.num_experiences == 3 and p.checkpoint_dir is None for p in seen)
+    assert names.FINAL_AVG_ACCURACY in seen[1].values
+
+
+def test_joint_control_trains_once_on_the_union(task):
+    cfg = TrainingSettings(steps_per_experience=5, batch_size=16, device="cpu", joint=True)
+    metrics = fit(ARCH, task, cfg)
+    assert metrics.steps == 15
+    assert all(row == metrics.acc_matrix[0] for row in metrics.acc_matrix)
+    assert len(metrics.acc_matrix) == 3
+    assert metrics.values[names.FORGETTING_LAST] == 0.0
+
+
+def test_divergence_raises_non_finite_loss(task):
+    with pytest.raises(NonFiniteLoss):
+        fit(ARCH, task, TrainingSettings(steps_per_experience=5, lr=1e30, device="cpu"))
+
+
+def test_package_level_fit_is_callable_whatever_the_import_order(task):
+    import trainers
+    from trainers import fit as package_fit
+
+    assert callable(package_fit) and callable(trainers.fit)
+    metrics = package_fit(ARCH, task, TrainingSettings(steps_per_experience=2, device="cpu"))
+    assert len(metrics.acc_matrix) == 3

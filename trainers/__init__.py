@@ -1,0 +1,43 @@
+"""trainers: turning an ``ArchConfig`` into numbers (torch + Lightning; no Ray).
+
+Names are imported on first use (PEP 562), so ``trainers.commands`` -- and with it
+``dynas --help`` -- loads without torch or Lightning::
+
+    from trainers import fit, build_task
+    metrics = fit(ArchConfig.load("arch.json"), build_task(TaskSettings("split_digits")), TrainingSettings())
+"""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "fit": "trainers.fit",
+    "evaluate_checkpoint": "trainers.downstream",
+    "train_arch": "trainers.downstream",
+    "build_model": "trainers.model",
+    "ModelOutput": "trainers.model",
+    "ContinualSystem": "trainers.system",
+    "build_task": "trainers.tasks",
+    "task_shape": "trainers.tasks",
+    "register_task": "trainers.tasks",
+    "ReplayBuffer": "trainers.replay",
+    "continual_metrics": "trainers.continual",
+    "TrialMetrics": "trainers.results",
+    "ExperienceProgress": "trainers.results",
+    "FitCallback": "trainers.results",
+    "NonFiniteLoss": "trainers.results",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value      # after the submodule import, so `fit` is the function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

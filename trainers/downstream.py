@@ -1,0 +1,115 @@
+"""Downstream training of an exported architecture (what ``dynas train`` runs).
+
+An output directory holds: ``arch.json``; ``resume.pt`` (state after each
+experience, for ``--resume``); ``last.ckpt`` (Lightning checkpoint of the final
+system, readable with ``weights_only=True``); ``metrics.json`` (``TrialMetrics`` plus
+arch, seeds and settings); ``acc_matrix.csv``. ``evaluate_checkpoint`` rebuilds the
+model from ``last.ckpt`` and recomputes the final row of R.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from search_space.arch import ArchConfig
+from search_space.cost import estimate_cost
+from search_space.errors import DynasError
+from search_space.names import FINAL_AVG_ACCURACY
+from search_space.schema import from_mapping
+from search_space.settings import TaskSettings, TrainingSettings, settings_dict
+
+from .evaluation import evaluate_row, expert_fractions
+from .fit import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
+from .results import FitCallback, TrialMetrics
+from .tasks import build_task
+
+METRICS_FILE, MATRIX_FILE, ARCH_FILE = "metrics.json", "acc_matrix.csv", "arch.json"
+RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE)
+
+
+def default_out_dir(arch: ArchConfig) -> Path:
+    return Path("runs") / f"train-{arch.arch_id}"
+
+
+def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: TrainingSettings, *,
+               out_dir: str | os.PathLike, seed: int | None = None, resume: bool = False,
+               force: bool = False, callbacks: Iterable[FitCallback] = ()) -> TrialMetrics:
+    """Train ``arch`` from scratch on the task and write the results into ``out_dir``.
+
+    The task's data split is drawn with ``training.seed``; ``seed`` (default the same)
+    seeds the training. An existing result is never overwritten unless ``force``;
+    ``resume`` continues from the saved per-experience state.
+    """
+    out = Path(out_dir)
+    existing = [name for name in RESULT_FILES if (out / name).exists()]
+    if existing and not (resume or force):
+        raise DynasError(f"{out} already holds results ({', '.join(existing)}); "
+                         "pass --resume to continue that run or --force to overwrite it")
+    if resume and (out / ARCH_FILE).is_file() and ArchConfig.load(out / ARCH_FILE) != arch:
+        raise DynasError(f"{out}: cannot resume, it was trained with another architecture "
+                         f"({ArchConfig.load(out / ARCH_FILE).arch_id} != {arch.arch_id})")
+    if force and not resume and (out / STATE_FILE).exists():
+        (out / STATE_FILE).unlink()            # a forced run starts from scratch
+    seed = training.seed if seed is None else seed
+    task = build_task(task_settings, seed=training.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    arch.save(out / ARCH_FILE)
+    metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed)
+    record = metrics.to_dict() | {
+        "arch": arch.to_dict(), "arch_id": arch.arch_id, "seed": seed, "task_seed": training.seed,
+        "settings": {"task": settings_dict(task_settings),
+                     "training": settings_dict(dataclasses.replace(training, seed=seed))},
+    }
+    _write_atomic(out / METRICS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _write_atomic(out / MATRIX_FILE, matrix_csv(metrics.acc_matrix))
+    return metrics
+
+
+def matrix_csv(matrix: list[list[float]]) -> str:
+    """R as CSV: one row per trained experience, one column per evaluated one."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    width = len(matrix[0]) if matrix else 0
+    writer.writerow(["after"] + [f"exp{j}" for j in range(width)])
+    for i, row in enumerate(matrix):
+        writer.writerow([i] + [f"{a:.6f}" for a in row])
+    return buf.getvalue()
+
+
+def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> TrialMetrics:
+    """Reload ``last.ckpt`` of a ``dynas train`` directory and re-measure the final row.
+
+    Returns a ``TrialMetrics`` whose ``acc_matrix`` is that one row, with the final
+    average accuracy, the cost metrics and the expert load of this evaluation.
+    """
+    from .system import ContinualSystem
+
+    out = Path(out_dir)
+    for name in (METRICS_FILE, LAST_CKPT):
+        if not (out / name).is_file():
+            raise DynasError(f"{out}: no {name}; is this a `dynas train` output directory?")
+    meta = json.loads((out / METRICS_FILE).read_text())
+    system = ContinualSystem.load_from_checkpoint(out / LAST_CKPT, map_location="cpu", weights_only=True)
+    training: TrainingSettings = system.cfg
+    task = build_task(from_mapping(TaskSettings, meta["settings"]["task"], "task"), seed=meta["task_seed"])
+    import torch
+
+    dev = torch.device(resolve_accelerator(device))
+    model = system.model.to(dev)
+    row, counts = evaluate_row(model, task.experiences, scenario=task.scenario,
+                               num_classes=task.shape.num_classes,
+                               batch_size=training.eval_batch_size, device=dev)
+    values = {FINAL_AVG_ACCURACY: sum(row) / len(row)} | estimate_cost(system.arch, task.shape).as_metrics()
+    return TrialMetrics(values=values, acc_matrix=[row], expert_load=expert_fractions(counts),
+                        steps=int(meta.get("steps", 0)))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

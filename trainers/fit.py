@@ -1,0 +1,241 @@
+"""``fit``: one architecture trained through a task's stream, end to end.
+
+One ``Trainer.fit`` per experience with a fixed step budget and a fresh optimiser;
+after each, every experience's test set is evaluated (a row of R), the resumable
+state is saved (when asked) and the ``FitCallback``s hear about it. Knows nothing of
+Ray: a controller passes callbacks and a checkpoint directory.
+
+Determinism: the global torch RNG is seeded once (``seed_everything``); the sampler,
+replay draws, masking and random curriculum scores use generators seeded from
+(seed, experience). On CPU two fits with one seed give equal metrics, and a resumed
+fit equals an uninterrupted one: the resumable state holds the model, the replay
+buffer (its generator included), R, the curriculum log and the global RNG state.
+
+``joint=True`` (the upper-bound control) trains once on the union of all experiences
+for T * steps_per_experience steps; R then holds that one evaluation repeated in all
+T rows, so forgetting is 0 by construction and final accuracy is the joint model's.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import time
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import lightning as L
+import torch
+from torch.utils.data import ConcatDataset
+
+from search_space.arch import ArchConfig
+from search_space.cost import estimate_cost
+from search_space.errors import ConfigError, DynasError
+from search_space.settings import TrainingSettings, settings_dict
+
+from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
+from .continual import continual_metrics
+from .evaluation import expert_fractions
+from .results import FitCallback, TrialMetrics
+from .system import ContinualSystem
+from .tasks.base import Experience, Task
+
+STATE_FILE = "resume.pt"          # per-experience resumable state (torch.save, plain data)
+LAST_CKPT = "last.ckpt"           # Lightning checkpoint of the final system
+STATE_FORMAT = 1
+
+
+@dataclass
+class Stint:
+    """One ``Trainer.fit``: an experience (or the joint union) and its step budget."""
+
+    index: int
+    experience: Experience
+    steps: int
+    seen: int                     # experiences seen once this one is trained
+
+
+def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
+        callbacks: Iterable[FitCallback] = (), *, checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False, seed: int | None = None) -> TrialMetrics:
+    """Train ``arch`` through ``task`` and measure it; see the module docstring.
+
+    ``seed`` overrides ``train_cfg.seed``. With ``checkpoint_dir`` the resumable state
+    is saved after each experience (``resume.pt``) and the final system as a Lightning
+    checkpoint (``last.ckpt``); ``resume=True`` continues from the saved state if there
+    is one. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
+    """
+    cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed)
+    cfg.validate("training")
+    arch.validate()
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, verbose=False)
+    system = ContinualSystem(arch.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
+                             [list(e.classes) for e in task.experiences], task.scenario)
+    matrix = EvaluationMatrix(task.experiences, scenario=task.scenario,
+                              num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size)
+    loads, curriculum = ExpertLoadLogger(matrix), CurriculumLogger()
+    stints = plan(task, cfg)
+    fingerprint = _fingerprint(arch, task, cfg)
+    done, steps, past_wall = 0, 0, 0.0
+    if resume and ckpt_dir is not None and (ckpt_dir / STATE_FILE).is_file():
+        done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix, curriculum)
+    bridge = ProgressBridge(callbacks, task.num_experiences)
+    trainer = None
+    for k in range(done, len(stints)):
+        stint = stints[k]
+        system.begin_experience(stint.index, stint.experience, stint.steps, stint.seen,
+                                seed=cfg.seed * 1_000_003 + 7919 * (k + 1))
+        with quiet_lightning():
+            trainer = make_trainer(cfg, stint.steps, [matrix, loads, curriculum], ckpt_dir, k)
+            trainer.fit(system)
+        steps += trainer.global_step
+        if cfg.joint:                         # one evaluation stands for every row
+            matrix.rows = [list(matrix.rows[-1]) for _ in range(task.num_experiences)]
+        if ckpt_dir is not None:
+            _save_state(ckpt_dir / STATE_FILE, fingerprint, k + 1, system, matrix, curriculum,
+                        steps, past_wall + time.perf_counter() - started)
+        reported = task.num_experiences - 1 if cfg.joint else stint.index
+        bridge.report(reported, matrix.rows, ckpt_dir)
+    if trainer is not None and ckpt_dir is not None:
+        trainer.save_checkpoint(ckpt_dir / LAST_CKPT)
+    values = continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
+    return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
+                        expert_load=expert_fractions(matrix.expert_counts),
+                        curriculum_log=list(curriculum.entries), steps=steps,
+                        wall_time_s=past_wall + time.perf_counter() - started)
+
+
+def plan(task: Task, cfg: TrainingSettings) -> list[Stint]:
+    """The Trainer.fit calls of a run: one per experience, or one joint stint."""
+    if not cfg.joint:
+        return [Stint(e.index, e, cfg.steps_per_experience, i + 1) for i, e in enumerate(task.experiences)]
+    exps = task.experiences
+    levels = None
+    if all(e.levels is not None for e in exps):
+        levels = torch.cat([torch.as_tensor(e.levels).long() for e in exps])
+    union = Experience(index=0, classes=tuple(sorted({c for e in exps for c in e.classes})),
+                       train=ConcatDataset([e.train for e in exps]), val=ConcatDataset([e.val for e in exps]),
+                       test=ConcatDataset([e.test for e in exps]), levels=levels)
+    return [Stint(0, union, cfg.steps_per_experience * len(exps), len(exps))]
+
+
+def resolve_accelerator(device: str) -> str:
+    """``auto``: cuda when available, else cpu; an explicit cuda must exist."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device", "cuda requested but torch sees no CUDA device")
+    return device
+
+
+def make_trainer(cfg: TrainingSettings, steps: int, callbacks: Iterable = (),
+                 log_dir: Path | None = None, k: int = 0) -> L.Trainer:
+    """One experience's Trainer: ``steps`` optimiser steps, no bars, summaries or
+    checkpoints; a CSV logger under ``log_dir/logs/stint_<k>`` when given."""
+    accelerator = resolve_accelerator(cfg.device)
+    logger = False
+    if log_dir is not None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        logger = CSVLogger(log_dir, name="logs", version=f"stint_{k}")
+    return L.Trainer(
+        accelerator=accelerator, devices=1, max_steps=steps, logger=logger,
+        callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        log_every_n_steps=max(1, min(50, steps)),
+        # "warn": deterministic kernels where they exist, a warning (not a crash) where
+        # a CUDA op has none (e.g. index_add in MoE dispatch)
+        deterministic="warn",
+    )
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Silence Lightning's banner lines and its single-process data-loader advice."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+            # a resumed or forced run rewrites the CSV logs of the stints it retrains
+            warnings.filterwarnings("ignore", message=".*Previous log files in this directory will be deleted.*")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+# --- resumable state ------------------------------------------------------------------
+def _fingerprint(arch: ArchConfig, task: Task, cfg: TrainingSettings) -> dict:
+    """What a resumed run must share with the saved one."""
+    return {"arch_id": arch.arch_id, "task": task.name, "experiences": task.num_experiences,
+            "training": settings_dict(cfg)}
+
+
+def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSystem,
+                matrix: EvaluationMatrix, curriculum: CurriculumLogger, steps: int, wall: float) -> None:
+    """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it."""
+    state = {
+        "format": STATE_FORMAT, "fingerprint": fingerprint, "done": done,
+        "model": system.model.state_dict(),
+        "replay": system.replay.state_dict() if system.replay is not None else None,
+        "acc_matrix": [list(r) for r in matrix.rows], "expert_counts": dict(matrix.expert_counts),
+        "curriculum_log": list(curriculum.entries), "steps": steps, "wall_time_s": wall,
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: EvaluationMatrix,
+             curriculum: CurriculumLogger) -> tuple[int, int, float]:
+    """Load a saved state into the fresh run; returns (experiences done, steps, wall)."""
+    state = load_state(path)
+    if state.get("format") != STATE_FORMAT:
+        raise DynasError(f"{path}: unsupported resume state format {state.get('format')!r}")
+    saved = state["fingerprint"]
+    for key, value in fingerprint.items():
+        if saved.get(key) != value:
+            raise DynasError(f"{path}: cannot resume, the saved run has a different {key} "
+                             f"({saved.get(key)!r} != {value!r})")
+    system.model.load_state_dict(state["model"])
+    if system.replay is not None and state["replay"] is not None:
+        system.replay.load_state_dict(state["replay"])
+    matrix.rows = [list(r) for r in state["acc_matrix"]]
+    matrix.expert_counts = dict(state["expert_counts"])
+    curriculum.entries = list(state["curriculum_log"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["done"]), int(state["steps"]), float(state["wall_time_s"])
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Read a resume state safely (tensors and plain containers only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a torn or foreign file is a user-facing problem
+        raise DynasError(f"{path}: unreadable resume state ({type(err).__name__}: {err})") from None
+
+
+class _CallableModule(types.ModuleType):
+    """``from trainers import fit`` may bind this module (its name equals the function's):
+    calling it calls ``fit``, so the import order never matters."""
+
+    def __call__(self, *args, **kwargs) -> TrialMetrics:
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

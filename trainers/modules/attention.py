@@ -1,0 +1,131 @@
+"""Softmax token mixers: full attention and segmented sliding-window attention.
+
+Shape legend: B batch, T tokens, D model, H heads, Dh head dim (D / H),
+N blocks (ceil(T / w)), w block size, W keys per query block (2w here).
+
+Every attention module maps (B, T, D) -> ((B, T, D), aux dict); aux holds auxiliary
+losses by name (empty for these two). The blocked helpers here are shared with
+dynamic-span attention.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class HeadProjection(nn.Module):
+    """The qkv and output projections every attention kind shares."""
+
+    def __init__(self, d_model: int, heads: int):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"heads={heads} does not divide d_model={d_model}")
+        self.heads = heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, T, D) -> q, k, v each (B, H, T, Dh)."""
+        b, t, d = x.shape
+        qkv = self.qkv(x).view(b, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def merge(self, y: Tensor) -> Tensor:
+        """(B, H, T, Dh) -> (B, T, D) through the output projection."""
+        b, h, t, dh = y.shape
+        return self.out(y.transpose(1, 2).reshape(b, t, h * dh))
+
+
+# --- blocked (segmented) helpers -------------------------------------------------------
+def to_blocks(x: Tensor, w: int) -> Tensor:
+    """(B, H, T, Dh) -> (B, H, N, w, Dh), zero-padding T up to N * w."""
+    b, h, t, dh = x.shape
+    n = math.ceil(t / w)
+    if n * w != t:
+        x = F.pad(x, (0, 0, 0, n * w - t))
+    return x.view(b, h, n, w, dh)
+
+
+def neighbour_blocks(x: Tensor, w: int, before: int = 1, after: int = 0) -> Tensor:
+    """(B, H, T, Dh) -> (B, H, N, W, Dh) with W = (before + 1 + after) * w: the keys of
+    each block of w queries, blocks n - before .. n + after; missing ones are zeros
+    (callers mask them by position).
+
+    One padded copy, then ``unfold``: the overlapping windows are a strided view, and
+    its backward is a single fused accumulation (no per-block cat/slice copies).
+    """
+    b, h, t, dh = x.shape
+    n = math.ceil(t / w)
+    padded = F.pad(x, (0, 0, before * w, n * w - t + after * w))   # (B, H, (N+before+after)*w, Dh)
+    return padded.unfold(2, (before + 1 + after) * w, w).transpose(-1, -2)
+
+
+def block_positions(t: int, w: int, before: int, after: int,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+    """Absolute positions of blocked queries (N, w, 1) and their keys (N, 1, W)."""
+    n = math.ceil(t / w)
+    starts = torch.arange(n, device=device) * w
+    qpos = starts[:, None, None] + torch.arange(w, device=device)[None, :, None]
+    width = (before + 1 + after) * w
+    kpos = starts[:, None, None] - before * w + torch.arange(width, device=device)[None, None, :]
+    return qpos, kpos
+
+
+# --- modules ---------------------------------------------------------------------------
+class FullAttention(nn.Module):
+    """Multi-head softmax attention over all T tokens (SDPA picks the kernel)."""
+
+    def __init__(self, d_model: int, heads: int, causal: bool = False):
+        super().__init__()
+        self.proj = HeadProjection(d_model, heads)
+        self.causal = causal
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        return self.proj.merge(y), {}
+
+
+class SlidingWindowAttention(nn.Module):
+    """Segmented local attention (Longformer/Transformer-XL style blocks).
+
+    The sequence is cut into blocks of ``window`` tokens; each query block attends to
+    its own block and the previous one (with a causal mask when ``causal``). Work and
+    memory are O(T * w), never O(T^2): scores exist only per block, (N, w, 2w).
+    """
+
+    def __init__(self, d_model: int, heads: int, window: int, causal: bool = False):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.proj = HeadProjection(d_model, heads)
+        self.window = window
+        self.causal = causal
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        b, t, _ = x.shape
+        q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
+        w = self.window
+        if t <= w:  # one block with no predecessor: exactly full attention
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            return self.proj.merge(y), {}
+        h, dh = q.shape[1], q.shape[3]
+        qb = to_blocks(q, w)                                  # (B, H, N, w, Dh)
+        n = qb.shape[2]
+        kb = neighbour_blocks(k, w)                           # (B, H, N, 2w, Dh)
+        vb = neighbour_blocks(v, w)                           # (B, H, N, 2w, Dh)
+        qpos, kpos = block_positions(t, w, 1, 0, x.device)
+        allowed = (kpos >= 0) & (kpos < t)                    # (N, 1, 2w)
+        if self.causal:
+            allowed = allowed & (kpos <= qpos)                # (N, w, 2w)
+        # Blocks as SDPA's "heads" (B*H, N, ...) and a 4-D mask: only 4-D inputs reach
+        # the fused CPU/GPU kernels; anything else falls back to the slower math path.
+        y = F.scaled_dot_product_attention(
+            qb.reshape(b * h, n, w, dh), kb.reshape(b * h, n, 2 * w, dh),
+            vb.reshape(b * h, n, 2 * w, dh), attn_mask=allowed.expand(n, w, 2 * w)[None])
+        y = y.view(b, h, n * w, dh)[:, :, :t]                 # (B, H, T, Dh)
+        return self.proj.merge(y), {}

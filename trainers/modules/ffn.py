@@ -1,0 +1,20 @@
+"""The dense channel mixer (also the shared expert of a mixture of experts).
+
+Shape legend: N tokens (any leading dims), D model, F hidden.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DenseFFN(nn.Module):
+    """Linear D -> F, GELU, Linear F -> D."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.up = nn.Linear(d_model, hidden)
+        self.down = nn.Linear(hidden, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.gelu(self.up(x)))                # (..., D)

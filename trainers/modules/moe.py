@@ -1,0 +1,127 @@
+"""Mixture of experts with sorted dispatch, capacity and shared experts.
+
+Shape legend: B batch, T tokens, N = B * T flat tokens, D model, F expert hidden,
+E experts, K slots per token, S routed (token, expert) slots, C capacity per expert.
+
+Dispatch sorts the S slots by expert (a stable argsort, so earlier tokens come first
+within an expert), keeps at most C slots per expert, runs each expert once on its
+contiguous slice, and scatters the gated results back with ``index_add``. No expert
+ever sees a token that was not routed to it. A dropped slot contributes zero; the
+block's residual connection carries the token through.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ffn import DenseFFN
+from .routers import DynamicRouter, TopKRouter
+
+
+class ExpertGroup(nn.Module):
+    """E two-layer GELU experts, weights stored batched: (E, D, F) and (E, F, D)."""
+
+    def __init__(self, experts: int, d_model: int, hidden: int):
+        super().__init__()
+        self.w_up = nn.Parameter(torch.empty(experts, d_model, hidden))
+        self.b_up = nn.Parameter(torch.empty(experts, hidden))
+        self.w_down = nn.Parameter(torch.empty(experts, hidden, d_model))
+        self.b_down = nn.Parameter(torch.empty(experts, d_model))
+        for w, b, fan_in in ((self.w_up, self.b_up, d_model), (self.w_down, self.b_down, hidden)):
+            bound = 1.0 / math.sqrt(fan_in)          # nn.Linear's default init
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    @property
+    def num_experts(self) -> int:
+        return self.w_up.shape[0]
+
+    def expert(self, e: int, x: Tensor) -> Tensor:
+        """Expert e on its tokens: (n, D) -> (n, D)."""
+        h = F.gelu(torch.addmm(self.b_up[e], x, self.w_up[e]))          # (n, F)
+        return torch.addmm(self.b_down[e], h, self.w_down[e])          # (n, D)
+
+    def forward(self, x: Tensor, counts: list[int]) -> Tensor:
+        """x (S, D) sorted by expert, ``counts[e]`` rows each -> (S, D)."""
+        outs = [self.expert(e, chunk) if n else chunk
+                for e, (chunk, n) in enumerate(zip(x.split(counts), counts))]
+        return torch.cat(outs) if outs else x
+
+
+@dataclass
+class MoEOutput:
+    out: Tensor                           # (B, T, D)
+    aux_losses: dict[str, Tensor]
+    tokens_per_expert: Tensor             # (E,) slots the router assigned, before drops
+    dropped_fraction: Tensor              # () share of assigned slots over capacity
+
+
+class MoE(nn.Module):
+    """Routed experts (+ an optional shared expert every token uses).
+
+    ``capacity_factor`` 0 is dropless; otherwise each expert keeps at most
+    C = ceil(capacity_factor * S / E) slots per forward (S = N * K for top-k routing).
+    Routing loads are accumulated across forwards in training mode for
+    ``update_router_bias`` (DeepSeek-V3 balancing) and reset by it.
+    """
+
+    def __init__(self, experts: ExpertGroup, router: TopKRouter | DynamicRouter,
+                 shared_expert: DenseFFN | None = None, capacity_factor: float = 0.0):
+        super().__init__()
+        if router.num_experts != experts.num_experts:
+            raise ValueError("router and expert group disagree on the number of experts")
+        self.experts = experts
+        self.router = router
+        self.shared_expert = shared_expert
+        self.capacity_factor = capacity_factor
+        self.register_buffer("pending_load", torch.zeros(experts.num_experts), persistent=False)
+
+    def forward(self, x: Tensor) -> MoEOutput:
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)                                      # (N, D)
+        route = self.router(flat)
+        k = route.experts.shape[1]
+        slot_expert = route.experts.reshape(-1)                         # (N*K,)
+        slot_token = torch.arange(b * t, device=x.device).repeat_interleave(k)
+        slot_weight = route.weights.reshape(-1)
+        if not bool(route.valid.all()):                                 # dynamic k
+            keep = route.valid.reshape(-1)
+            slot_expert, slot_token, slot_weight = (
+                slot_expert[keep], slot_token[keep], slot_weight[keep])
+        order = torch.argsort(slot_expert, stable=True)                 # (S,)
+        sorted_expert = slot_expert[order]
+        counts = torch.bincount(sorted_expert, minlength=self.experts.num_experts)  # (E,)
+        if self.capacity_factor > 0:
+            order, kept = self._apply_capacity(order, sorted_expert, counts)
+        else:
+            kept = counts
+        token = slot_token[order]                                       # (S_kept,)
+        y = self.experts(flat[token], kept.tolist())                    # (S_kept, D)
+        y = y * slot_weight[order].unsqueeze(-1)
+        out = torch.zeros_like(flat).index_add_(0, token, y)            # (N, D)
+        if self.shared_expert is not None:
+            out = out + self.shared_expert(flat)
+        if self.training:
+            self.pending_load += counts.to(self.pending_load)
+        routed = counts.sum().clamp(min=1)
+        dropped = 1.0 - kept.sum().to(x.dtype) / routed
+        return MoEOutput(out.view(b, t, d), route.aux_losses, counts, dropped)
+
+    def _apply_capacity(self, order: Tensor, sorted_expert: Tensor,
+                        counts: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep the first C slots of each expert (in token order); drop the rest."""
+        capacity = math.ceil(self.capacity_factor * sorted_expert.numel() / counts.numel())
+        starts = torch.cumsum(counts, 0) - counts                       # (E,)
+        rank = torch.arange(order.numel(), device=order.device) - starts[sorted_expert]
+        keep = rank < capacity                                          # (S,)
+        return order[keep], counts.clamp(max=capacity)
+
+    def update_router_bias(self, rate: float) -> None:
+        """Apply the loads seen since the last call to the router's selection bias."""
+        if self.router.bias_balance and bool(self.pending_load.any()):
+            self.router.update_bias(self.pending_load, rate)
+        self.pending_load.zero_()

@@ -1,0 +1,79 @@
+"""Adaptive-span attention (Sukhbaatar et al., 2019, "Adaptive Attention Span").
+
+Shape legend: B batch, T tokens, D model, H heads, Dh head dim, N blocks, w block size
+(= max_span), W keys per query block (2w causal, 3w bidirectional).
+
+Each head h learns a span z_h in [0, max_span]. Attention weights are multiplied by a
+soft ramp over the query-key distance d, m(d) = clamp((R + z_h - d) / R, 0, 1), and
+renormalised, so the span is differentiable. Work is blocked like sliding-window
+attention over a hard window of max_span tokens: the mask zeroes weights, it does not
+skip work (the cost model counts the whole window).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
+
+
+def default_ramp(max_span: int) -> int:
+    """Ramp length R: the paper's 32 for long spans, a quarter of the span for short ones."""
+    return max(1, min(32, max_span // 4))
+
+
+class DynamicSpanAttention(nn.Module):
+    """Blocked softmax attention with a learnable soft span per head.
+
+    ``span_fraction`` (H,) holds z_h / max_span. Its forward value is clamped to
+    [0, 1] with a straight-through gradient, so a span pushed past a bound is not
+    stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
+    penalty that shrinks spans not worth their cost (weight set by the trainer).
+    """
+
+    def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
+                 ramp: int | None = None, init_fraction: float = 1.0):
+        super().__init__()
+        if max_span < 1:
+            raise ValueError(f"max_span must be >= 1, got {max_span}")
+        self.proj = HeadProjection(d_model, heads)
+        self.max_span = max_span
+        self.ramp = ramp if ramp is not None else default_ramp(max_span)
+        self.causal = causal
+        self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
+
+    def spans(self) -> Tensor:
+        """Current spans in tokens, (H,), clamped to [0, max_span] (straight-through)."""
+        f = self.span_fraction
+        clamped = f + (f.clamp(0.0, 1.0) - f).detach()
+        return clamped * self.max_span
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        b, t, _ = x.shape
+        q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
+        s = self.max_span
+        if t <= s:  # a single block holds every key
+            qb, kb, vb = q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2)   # (B, H, 1, T, Dh)
+            qpos = torch.arange(t, device=x.device)[None, :, None]      # (1, T, 1)
+            kpos = torch.arange(t, device=x.device)[None, None, :]      # (1, 1, T)
+        else:
+            after = 0 if self.causal else 1
+            qb = to_blocks(q, s)                                        # (B, H, N, w, Dh)
+            kb = neighbour_blocks(k, s, 1, after)                       # (B, H, N, W, Dh)
+            vb = neighbour_blocks(v, s, 1, after)                       # (B, H, N, W, Dh)
+            qpos, kpos = block_positions(t, s, 1, after, x.device)
+        dist = qpos - kpos                                              # (N, w, W)
+        if not self.causal:
+            dist = dist.abs()
+        allowed = (kpos >= 0) & (kpos < t) & (dist >= 0) & (dist < s)   # (N, w, W)
+        # m * softmax(s) renormalised == softmax(s + log m): one additive bias carries
+        # both the hard window (-inf) and the soft ramp (log m; clamped so that
+        # log(0) never meets a zero gradient as nan).
+        z = self.spans().view(-1, 1, 1, 1)                              # (H, 1, 1, 1)
+        soft = ((self.ramp + z - dist) / self.ramp).clamp(0.0, 1.0)     # (H, N, w, W)
+        bias = torch.where(allowed, soft.clamp(min=1e-30).log(), float("-inf"))
+        scores = torch.matmul(qb, kb.transpose(-1, -2)) * qb.shape[-1] ** -0.5
+        weights = (scores + bias).softmax(dim=-1)                       # (B, H, N, w, W)
+        y = torch.matmul(weights, vb).flatten(2, 3)[:, :, :t]           # (B, H, T, Dh)
+        penalty = self.span_fraction.clamp(min=0.0).mean()
+        return self.proj.merge(y), {"span": penalty}
