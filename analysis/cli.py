@@ -17,13 +17,21 @@ from search_space.errors import DynasError
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are user errors too: one line and exit code 2, no usage dump
+    (subparsers inherit the class, so every subcommand behaves the same)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from search_space import commands as space_commands
     from trainers import commands as train_commands
     from controllers import commands as search_commands
     from analysis import commands as analysis_commands
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dynas",
         description="Dynamic architecture search for MoE / attention transformers "
         "under a continual-learning curriculum.",

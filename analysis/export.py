@@ -73,7 +73,10 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
                 raise DynasError(f"{path} exists; pass --force to overwrite it")
     df = load_runs([run_dir])
     objectives = tuple(objectives) if objectives else run_objectives([run_dir])
-    chosen = pick_trial(df, pick, objectives)
+    try:
+        chosen = pick_trial(df, pick, objectives)
+    except DynasError as err:   # say which run had nothing to pick
+        raise DynasError(f"{run_dir}: pick {pick}: {err}") from None
     arch = _checked_arch(chosen)
     front = pareto_front(df, objectives)
     meta = read_run_meta(run_dir)

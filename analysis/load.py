@@ -19,7 +19,6 @@ machine. Column groups:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -27,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from controllers.records import RUN_FILE, iter_records, require_run_dir
+from controllers.records import iter_records, read_run
 from search_space import names
 from search_space.errors import DynasError
 from search_space.settings import Objective
@@ -44,14 +43,7 @@ DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(name
 
 def read_run_meta(run_dir: PathLike) -> dict[str, Any]:
     """``run.json`` of a dynas run directory (one-line DynasError when absent/broken)."""
-    path = require_run_dir(run_dir) / RUN_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DynasError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict):
-        raise DynasError(f"{path}: expected a JSON object")
-    return meta
+    return read_run(run_dir)
 
 
 def run_objectives(run_dirs: PathLike | Sequence[PathLike]) -> tuple[Objective, ...]:

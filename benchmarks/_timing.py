@@ -50,3 +50,17 @@ def print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     for r in cells:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+def contention_probe(pieces: int = 16) -> float:
+    """Time of ``pieces`` small matmuls over that of one matmul with the same FLOPs.
+
+    About 1 on a quiet machine. On an oversubscribed one, every small op waits for
+    its OpenMP team to be scheduled, and layers made of many ops (an MoE's expert
+    loop) slow down far more than layers of few big ones; print this beside figures.
+    """
+    a, w = torch.randn(pieces * 512, 256), torch.randn(256, 512)
+    parts = a.split(512)
+    times = median_seconds({"one": lambda: a @ w, "many": lambda: [p @ w for p in parts]},
+                           warmup=1, repeats=9)
+    return times["many"] / times["one"]

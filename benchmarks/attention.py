@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-from benchmarks._timing import forward_backward, median_seconds, print_table, setup
+from benchmarks._timing import (contention_probe, forward_backward, median_seconds,
+                                print_table, setup)
 from trainers.modules import (DynamicSpanAttention, FullAttention, LinearAttention,
                               SlidingWindowAttention)
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                 verdict = "" if target is None else ("ok" if ratio <= target else "MISSED")
                 rows.append((t, causal, name, times["full"] * 1e3, sec * 1e3, ratio,
                              f"<= {target}" if target else "-", verdict))
+    print(f"contention probe (16 small / 1 big matmul, ~1 when quiet): "
+          f"{contention_probe():.2f}")
     print_table(f"attention fwd+bwd, B={args.batch} D={d} H={h} window={w} "
                 f"threads={args.threads} (median of {args.repeats})",
                 ("T", "causal", "kind", "full ms", "kind ms", "ratio", "target", ""), rows)

@@ -38,8 +38,11 @@ def arch() -> ArchConfig:
 def methods(steps: int, budget: int) -> dict[str, TrainingSettings]:
     base = TrainingSettings(steps_per_experience=steps, batch_size=64, lr=3e-3, device="cpu")
     replay = ReplaySettings("reservoir", budget)
+    # a stage lasts at most a quarter of the experience, so the last quarter or more
+    # always sees all the data even when promotion by accuracy stalls
     curriculum = CurriculumSettings(kind="entropy", pacing="sqrt", levels=3, threshold=0.9,
-                                    patience=2, eval_every=max(1, steps // 12))
+                                    patience=2, eval_every=max(1, steps // 12),
+                                    max_stage_steps=max(1, steps // 4))
     return {
         "fine-tuning": base,
         f"replay (reservoir, {budget})": dataclasses.replace(base, replay=replay),

@@ -42,6 +42,8 @@ from search_space.errors import DynasError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+AUTH_WORDS = ("Unauthenticated", "InvalidAuthToken", "AuthenticationError", "authentication token")
+TOKEN_HINT = "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -72,8 +74,8 @@ def connect(address: str, *, verbose: int = 1) -> None:
     try:
         ray.init(address=address, log_to_driver=verbose >= 2, logging_level=_level(verbose))
     except Exception as err:  # ConnectionError, AuthenticationError, RuntimeError, ...
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DynasError(f"cannot connect to Ray at {address}: {first}") from None
+        ray.shutdown()                      # whatever half of the connection was made
+        raise DynasError(f"cannot connect to Ray at {address}: {_why(err)}") from None
 
 
 def start_private(num_cpus: int, *, verbose: int = 1) -> None:
@@ -94,11 +96,13 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1) -> Iter
     """Ray for the duration of a search; yields whether we started it.
 
     A Ray already initialised in this process (a notebook, a test) is used as is and
-    left running; otherwise we connect or start one and shut it down afterwards.
+    left running (and then ``address`` must be None); otherwise we connect or start one and shut it down afterwards.
     """
     import ray
 
     if ray.is_initialized():
+        if address:
+            raise DynasError(f"cannot connect to Ray at {address}: this process already runs Ray")
         yield False
         return
     if address:
@@ -119,3 +123,19 @@ def cluster_gpus() -> float:
 
 def _level(verbose: int) -> int:
     return logging.INFO if verbose >= 2 else logging.WARNING
+
+
+def _why(err: BaseException) -> str:
+    """One line: Ray's message, or the authentication failure buried in its chain
+    (a wrong token surfaces as "Failed to connect to GCS" with a traceback inside)."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 5:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for exc in chain:
+        for line in str(exc).splitlines():
+            if any(word in line for word in AUTH_WORDS):
+                line = " ".join(line.split()).split(". ")[0].rstrip(".")
+                return f"authentication failed ({line[:200]}); {TOKEN_HINT}"
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(". ")[0].rstrip(".")

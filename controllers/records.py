@@ -121,3 +121,15 @@ def require_run_dir(run_dir: str | os.PathLike) -> Path:
     if not (path / RUN_FILE).is_file():
         raise DynasError(f"{path}: not a dynas run directory (no {RUN_FILE})")
     return path
+
+
+def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``run.json`` of a run directory as a mapping, or a one-line error naming it."""
+    path = require_run_dir(run_dir) / RUN_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise DynasError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
+    if not isinstance(info, dict):
+        raise DynasError(f"{path}: expected a JSON object")
+    return info

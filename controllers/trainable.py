@@ -58,7 +58,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     n = task.num_experiences
     tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
                             expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
-                            wall_time_s=metrics.wall_time_s))
+                            wall_time_s=metrics.wall_time_s, node_id=_node_id()))
 
 
 def task_for(settings: TaskSettings, seed: int) -> Any:
@@ -84,11 +84,17 @@ class _Reporter:
         if done >= self.num_experiences:     # reported after fit returns, in full
             return
         result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
-                             acc_matrix=progress.acc_matrix)
+                             acc_matrix=progress.acc_matrix, node_id=_node_id())
         checkpoint = None
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
         tune.report(result, checkpoint=checkpoint)   # persists (copies) the checkpoint now
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _state_dir() -> tuple[Path, bool]:

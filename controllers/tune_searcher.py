@@ -23,15 +23,18 @@ travel as one JSON string under ``RESULT_KEY`` because Tune flattens nested resu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ray import cloudpickle
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from search_space import names
 from search_space.base import Candidate
 from search_space.errors import ConfigError, InfeasibleError
 from search_space.settings import Objective
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 RESULT_KEY = "dynas"                  # JSON blob: metrics, acc_matrix, expert_load, ...
 DONE_KEY = "experiences_done"         # Tune's time attribute for ASHA
 TOTAL_KEY = "num_experiences"
+SHOWN_FIRST = (names.FINAL_AVG_ACCURACY, names.FLOPS, names.FORGETTING_LAST)
 Feasibility = Callable[[Candidate], "tuple[bool, str]"]
 
 
@@ -53,11 +57,14 @@ def tune_result(metrics: Mapping[str, float], experiences_done: int, num_experie
                 **extra: Any) -> dict[str, Any]:
     """What a trainable passes to ``tune.report``: scalars for Tune, one blob for us.
 
-    ``extra`` may hold ``acc_matrix``, ``expert_load``, ``curriculum_log``, ``wall_time_s``.
+    ``extra`` may hold ``acc_matrix``, ``expert_load``, ``curriculum_log``, ``wall_time_s``
+    and ``node_id`` (Ray's node id; the record's ``node`` is ``IP/node-id-prefix``).
     """
     blob = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
-    scalars = {k: float(v) for k, v in metrics.items()}
-    return {**scalars, DONE_KEY: int(experiences_done), TOTAL_KEY: int(num_experiences),
+    # Tune's status table shows the first few scalars: make them the telling ones.
+    first = [k for k in SHOWN_FIRST if k in metrics]
+    scalars = {k: float(metrics[k]) for k in first + sorted(set(metrics) - set(first))}
+    return {DONE_KEY: int(experiences_done), **scalars, TOTAL_KEY: int(num_experiences),
             RESULT_KEY: json.dumps(blob, allow_nan=True)}
 
 
@@ -68,7 +75,8 @@ def parse_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     blob = json.loads(result[RESULT_KEY])
     blob[DONE_KEY] = int(result.get(DONE_KEY, 0))
     blob[TOTAL_KEY] = int(result.get(TOTAL_KEY, 0))
-    blob["node"] = str(result.get("node_ip", ""))
+    node_id = blob.pop("node_id", "")       # IPs alone do not tell loopback nodes apart
+    blob["node"] = str(result.get("node_ip", "")) + (f"/{node_id[:8]}" if node_id else "")
     blob.setdefault("wall_time_s", float(result.get("time_total_s", 0.0)))
     return blob
 
@@ -252,17 +260,18 @@ class TrialErrors(Callback):
 
 def error_reason(trial: Any, limit: int = 500) -> str:
     """``"ExceptionType: message"`` of the trial's last error, one line."""
-    exc = None
-    try:
-        exc = trial.get_pickled_error()
-    except Exception:  # an unpicklable error: fall back to the text file
-        pass
+    # Tune has just written both files next to the driver (trial.local_path); the
+    # storage copies that get_error() reads appear only after the next sync.
+    exc, text = None, "trial errored"
+    with contextlib.suppress(Exception):
+        with open(trial.pickled_error_file, "rb") as fh:
+            exc = cloudpickle.load(fh)
     if exc is not None:
         cause = getattr(exc, "cause", None) or exc
         text = f"{type(cause).__name__}: {cause}"
     else:
-        text = str(trial.get_error() or "trial errored")
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        text = lines[-1] if lines else "trial errored"
+        with contextlib.suppress(Exception):
+            lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
+            text = lines[-1] if lines else text
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -169,9 +169,13 @@ class ArchConfig:
         if not path.is_file():
             raise ConfigError("", "no such architecture file", str(path))
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError("", f"cannot read ({err.strerror or type(err).__name__})", str(path)) from None
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
             raise ConfigError("", f"not valid JSON ({err})", str(path)) from None
+        except RecursionError:
+            raise ConfigError("", "not valid JSON (nested too deeply)", str(path)) from None
         if isinstance(data, dict) and "arch" in data and "layers" not in data:
             data = data["arch"]
         return cls.from_dict(data, source=str(path))

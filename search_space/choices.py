@@ -115,4 +115,8 @@ def reject_unknown(data: Mapping, known: tuple[str, ...], key: str, what: str = 
 
 
 def join(prefix: str, name: str) -> str:
+    """``prefix.name``; a name a terminal would mangle (newlines, control characters,
+    hundreds of characters) is shown quoted and cut, so messages stay one short line."""
+    if not (isinstance(name, str) and name.isprintable() and 0 < len(name) <= 40):
+        name = short(name)
     return f"{prefix}.{name}" if prefix else name

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .arch import ArchConfig, TaskShape
-from .constraints import fmt, is_feasible, sample_feasible
+from .constraints import fmt, is_feasible, require_feasible
 from .cost import estimate_cost
 from .experiment import Experiment, load_experiment
 from .names import ACTIVE_PARAMS, FLOPS, PARAMS
@@ -55,10 +55,7 @@ def register(sub: Any, task_shape_fn: TaskShapeFn | None = None) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.config)
     shape = _shape(args, exp)
-    budget = exp.search.budget
-    if shape is not None and (budget.max_flops or budget.max_params):
-        seed = exp.search.seed
-        sample_feasible(exp.space, lambda i: RandomSuggester(seed + i), shape, budget)
+    require_feasible(exp.space, shape, exp.search.budget, seed=exp.search.seed, source=str(args.config))
     size = exp.space.size()
     print(f"OK: {args.config}: {len(exp.space.decisions())} decisions, space size {size}")
     return 0
@@ -127,4 +124,7 @@ def _options_text(d: Decision) -> str:
 def _shape(args: argparse.Namespace, exp: Experiment) -> TaskShape | None:
     """The task's shape, which also validates ``task``; None without a resolver."""
     fn = getattr(args, "task_shape_fn", None)
-    return fn(exp.task) if fn is not None else None
+    if fn is None:
+        return None
+    with exp.attribute_errors():
+        return fn(exp.task)

@@ -12,7 +12,7 @@ from .base import Candidate, Space
 from .cost import estimate_cost
 from .errors import ConfigError, InfeasibleError
 from .settings import Budget
-from .suggest import Suggester
+from .suggest import RandomSuggester, Suggester
 
 
 def is_feasible(arch: Candidate, shape: TaskShape | None, budget: Budget | None) -> tuple[bool, str]:
@@ -71,6 +71,21 @@ def sample_feasible(space: Space, make_suggester: Callable[[int], Suggester],
             return candidate
         first_reason = first_reason or reason
     raise InfeasibleError(f"nothing feasible in {tries} samples: e.g. {first_reason}")
+
+
+def require_feasible(space: Space, shape: TaskShape | None, budget: Budget | None, *,
+                     seed: int = 0, tries: int = 200, source: str | None = None) -> None:
+    """Refuse up front a budget that no sampled candidate meets, so a search never
+    spends its trials on rejections. The error names the file and the limit
+    (``exp.yaml: search.budget.max_flops: nothing feasible ...``)."""
+    if shape is None or budget is None or not (budget.max_flops or budget.max_params):
+        return
+    try:
+        sample_feasible(space, lambda i: RandomSuggester(seed + i), shape, budget, tries)
+    except InfeasibleError as err:
+        limit = "max_flops" if "> max_flops" in str(err) else "max_params"  # is_feasible's reasons
+        where = f"{source}: " if source else ""
+        raise InfeasibleError(f"{where}search.budget.{limit}: {err}") from None
 
 
 def fmt(x: float) -> str:

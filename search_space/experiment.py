@@ -6,10 +6,11 @@ the key (or the line, for YAML syntax errors).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -34,6 +35,18 @@ class Experiment:
     search: SearchSettings = field(default_factory=SearchSettings)
     source: Path | None = None
     raw: dict = field(default_factory=dict, compare=False)
+
+    @contextlib.contextmanager
+    def attribute_errors(self) -> Iterator[None]:
+        """Name this file in ``ConfigError``s raised inside that name none: the task
+        factories and the device check (in trainers) read these settings without
+        knowing where they came from, and only the experiment knows its file."""
+        try:
+            yield
+        except ConfigError as err:
+            if err.source is None and self.source is not None:
+                raise err.with_source(str(self.source)) from None
+            raise
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:

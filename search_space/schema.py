@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from .choices import short
+from .choices import join, short
 from .errors import ConfigError
 
 _SCALARS = (bool, int, float, str)
@@ -85,10 +85,10 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
     unknown = [k for k in data if k not in fields]
     if unknown:
         k = unknown[0]
-        raise ConfigError(_join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}")
+        raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}")
     kwargs = {}
     for name, field in fields.items():
-        sub = _join(key, name)
+        sub = join(key, name)
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], sub)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
@@ -109,7 +109,3 @@ def to_mapping(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_mapping(v) for k, v in obj.items()}
     return obj
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name

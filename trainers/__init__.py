@@ -34,8 +34,11 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'trainers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value      # after the submodule import, so `fit` is the function
+    module = importlib.import_module(_LAZY[name])
+    if name == "fit":            # the module trainers.fit, callable as fit() (see there)
+        return module
+    value = getattr(module, name)
+    globals()[name] = value
     return value
 
 

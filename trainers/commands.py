@@ -49,8 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else default_out_dir(arch)
     try:
-        metrics = train_arch(arch, experiment.task, training, out_dir=out, seed=args.seed,
-                             resume=args.resume, force=args.force)
+        with experiment.attribute_errors():       # task options, device: name the file
+            metrics = train_arch(arch, experiment.task, training, out_dir=out, seed=args.seed,
+                                 resume=args.resume, force=args.force)
     except NonFiniteLoss as err:
         print(f"dynas: training diverged: {err}", file=sys.stderr)
         return 1

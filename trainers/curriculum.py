@@ -230,15 +230,16 @@ class Curriculum:
 class CurriculumBatchSampler(Sampler[list[int]]):
     """Yields ``steps`` batches of indices; with a curriculum, from its allowed prefix.
 
-    Without one (``kind: none``) it is plain shuffling: concatenated random
-    permutations, so every sample is seen once per pass. ``step_fn`` returns the
-    current training step (the system's counter), read lazily per batch.
+    Batch i is drawn for step i (pacing reads i); the stage is read when the batch is
+    drawn, so a promotion shows from the next batch the loader fetches. Without a
+    curriculum (``kind: none``) it is plain shuffling: concatenated random
+    permutations, so every sample is seen once per pass.
     """
 
     def __init__(self, num_samples: int, batch_size: int, steps: int, seed: int,
-                 curriculum: Curriculum | None = None, step_fn=None):
+                 curriculum: Curriculum | None = None):
         self.num_samples, self.batch_size, self.steps = num_samples, batch_size, steps
-        self.curriculum, self.step_fn = curriculum, step_fn
+        self.curriculum = curriculum
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -246,8 +247,7 @@ class CurriculumBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         if self.curriculum is not None:
-            for i in range(self.steps):
-                step = self.step_fn() if self.step_fn is not None else i
+            for step in range(self.steps):
                 yield self.curriculum.draw(self.batch_size, step, self.generator).tolist()
             return
         pool = torch.empty(0, dtype=torch.long)

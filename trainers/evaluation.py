@@ -7,7 +7,7 @@ Shape legend: B batch, T tokens, C classes, E experts.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -88,18 +88,21 @@ def accumulate_experts(counts: dict[str, Tensor], tokens_per_expert: dict[str, T
 
 
 def accuracy(model: torch.nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
-             mask: Tensor | None = None, indices: Tensor | None = None,
+             mask: Tensor | Callable[[Tensor], Tensor] | None = None, indices: Tensor | None = None,
              expert_counts: dict[str, Tensor] | None = None) -> float:
     """Accuracy of ``model`` on ``dataset`` (optionally ``indices`` of it).
 
-    ``mask`` (C,) restricts predictions (task-IL); ``expert_counts`` accumulates the
-    tokens each expert received, per MoE layer.
+    ``mask`` restricts predictions (task-IL): a (C,) mask, or a function of the labels
+    giving (B, C) masks; ``expert_counts`` accumulates the tokens each expert
+    received, per MoE layer.
     """
     correct = total = 0
     with eval_mode(model):
         for x, y in batches(dataset, batch_size, indices):
             out = model(x.to(device))
-            c, n = correct_and_count(restrict(out.logits, mask), y.to(device))
+            y = y.to(device)
+            allowed = mask(y) if callable(mask) else mask
+            c, n = correct_and_count(restrict(out.logits, allowed), y)
             correct, total = correct + c, total + n
             if expert_counts is not None:
                 accumulate_experts(expert_counts, out.tokens_per_expert)

@@ -31,7 +31,7 @@ from typing import Iterable
 
 import lightning as L
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
 from search_space.arch import ArchConfig
 from search_space.cost import estimate_cost
@@ -121,9 +121,16 @@ def plan(task: Task, cfg: TrainingSettings) -> list[Stint]:
     if all(e.levels is not None for e in exps):
         levels = torch.cat([torch.as_tensor(e.levels).long() for e in exps])
     union = Experience(index=0, classes=tuple(sorted({c for e in exps for c in e.classes})),
-                       train=ConcatDataset([e.train for e in exps]), val=ConcatDataset([e.val for e in exps]),
-                       test=ConcatDataset([e.test for e in exps]), levels=levels)
+                       train=_concat([e.train for e in exps]), val=_concat([e.val for e in exps]),
+                       test=_concat([e.test for e in exps]), levels=levels)
     return [Stint(0, union, cfg.steps_per_experience * len(exps), len(exps))]
+
+
+def _concat(datasets: list) -> Dataset:
+    """One dataset of all; TensorDatasets stay one (fast batch slicing)."""
+    if all(isinstance(d, TensorDataset) for d in datasets):
+        return TensorDataset(*(torch.cat(parts) for parts in zip(*(d.tensors for d in datasets))))
+    return ConcatDataset(datasets)
 
 
 def resolve_accelerator(device: str) -> str:
@@ -231,11 +238,13 @@ def load_state(path: str | os.PathLike) -> dict:
 
 
 class _CallableModule(types.ModuleType):
-    """``from trainers import fit`` may bind this module (its name equals the function's):
-    calling it calls ``fit``, so the import order never matters."""
+    """This module shares its name with ``fit``, and whichever of the two a package
+    attribute holds depends on import order; so the module itself calls ``fit``:
+    ``from trainers import fit; fit(arch, task, cfg)`` always works."""
 
     def __call__(self, *args, **kwargs) -> TrialMetrics:
         return fit(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule
+__wrapped__ = fit          # inspect.signature(trainers.fit) shows fit's signature

@@ -223,10 +223,8 @@ class ContinualSystem(L.LightningModule):
                 self._begin_stage(step, "accuracy", acc)
 
     def _val_accuracy(self, indices: Tensor | None) -> float:
-        exp = self.experience
-        mask = self.exp_masks[self.exp_index] if self.scenario == "task_il" else None
-        return accuracy(self.model, exp.val, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, mask=mask, indices=indices)
+        return accuracy(self.model, self.experience.val, batch_size=self.cfg.eval_batch_size,
+                        device=self.device, mask=self._task_mask, indices=indices)
 
     def _begin_stage(self, step: int, reason: str, val_accuracy: float | None = None) -> None:
         """Score the experience with the current model and freeze the stage's order."""

@@ -123,8 +123,9 @@ def test_duplicate_of_a_running_trial_waits_for_it(tmp_path):
 def test_infeasible_candidates_fail_at_once_and_count(tmp_path):
     s = make_searcher(tmp_path, budget=3, feasible=lambda arch: (arch.to_dict()["a"] != 4, "a is 4"))
     started = [s.suggest(f"t{i}") for i in range(3)]
-    infeasible = [r for r in iter_records(tmp_path) if r.state == "failed"]
-    assert all(r.reason == "infeasible: a is 4" and r.trial_id == "" for r in infeasible)
+    failed = [r for r in iter_records(tmp_path) if r.state == "failed"]
+    assert failed and all(r.reason == "infeasible: a is 4" and r.trial_id == "" for r in failed)
+    infeasible = [r for r in failed if r.cached_from is None]   # duplicates are not new
     assert len([c for c in started if isinstance(c, dict)]) + len(infeasible) == 3
 
 
@@ -157,7 +158,8 @@ def test_resume_bookkeeping_skips_records_already_written(tmp_path):
                            known={r.proposal_id: r for r in records})
     config = again.suggest("t2")
     assert config["arch_id"] not in {r.arch_id for r in records}
-    assert len(list(iter_records(tmp_path))) == 2
+    ids = [r.proposal_id for r in iter_records(tmp_path)]
+    assert len(ids) == len(set(ids)), "proposal 1 was told again but not recorded again"
 
 
 # --- under Ray Tune -----------------------------------------------------------------
@@ -173,8 +175,8 @@ def ray_local():
         ray.shutdown()
 
 
-def cheap_trainable(config, fail_odd=False):
-    """Two 'experiences' of a closed-form score; odd a + b raises like a diverged model."""
+def cheap_trainable(config, fail_odd=False, experiences=2):
+    """'Experiences' of a closed-form score; odd a + b raises like a diverged model."""
     from ray import tune
 
     from trainers.results import NonFiniteLoss
@@ -182,17 +184,18 @@ def cheap_trainable(config, fail_odd=False):
     arch = config["arch"]
     if fail_odd and (arch["a"] + arch["b"]) % 2:
         raise NonFiniteLoss("loss is nan at step 3")
-    for e in (1, 2):
+    for e in range(1, experiences + 1):
         time.sleep(0.05)
-        tune.report(tune_result(score(arch, e), e, 2, acc_matrix=[[0.5] * e] * e))
+        tune.report(tune_result(score(arch, e), e, experiences, acc_matrix=[[0.5] * e] * e))
 
 
-def run_under_tune(tmp_path, trials, concurrent=2, **params):
+def run_under_tune(tmp_path, trials, concurrent=2, scheduler="fifo", max_t=0, **params):
     from controllers.search import tune_search
 
-    searcher = make_searcher(tmp_path, budget=trials)
+    metric = (names.FINAL_AVG_ACCURACY, "max") if scheduler == "asha" else (None, None)
+    searcher = make_searcher(tmp_path, budget=trials, metric=metric[0], mode=metric[1])
     tune_search(searcher, cheap_trainable, run_dir=tmp_path, name="t", concurrent=concurrent,
-                resources={"cpu": 1}, verbose=0, **params)
+                resources={"cpu": 1}, scheduler=scheduler, max_t=max_t, verbose=0, **params)
     return searcher, list(iter_records(tmp_path))
 
 
@@ -206,12 +209,24 @@ def test_concurrency_limited_search_writes_one_record_per_trial(tmp_path, ray_lo
 
 
 def test_errors_become_failed_records_with_the_reason_and_the_search_goes_on(tmp_path, ray_local):
-    searcher, records = run_under_tune(tmp_path, trials=8, fail_odd=True)
+    searcher, records = run_under_tune(tmp_path, trials=5, fail_odd=True)
     failed = [r for r in records if r.state == "failed"]
     assert failed and all((r.arch["a"] + r.arch["b"]) % 2 for r in failed)
     assert all(r.reason.startswith("NonFiniteLoss: loss is nan") for r in failed), [r.reason for r in failed]
-    assert len([r for r in records if r.cached_from is None]) == 8
+    assert len([r for r in records if r.cached_from is None]) == 5
     assert any(r.state == "complete" for r in records)
+
+
+def test_asha_prunes_only_after_two_experiences(tmp_path, ray_local):
+    _, records = run_under_tune(tmp_path, trials=8, concurrent=1, scheduler="asha", max_t=4,
+                                experiences=4)
+    trained = [r for r in records if r.cached_from is None]
+    pruned = [r for r in trained if r.state == "pruned"]
+    assert len(trained) == 8 and pruned, "worse candidates are cut at the first rung"
+    assert all(r.experiences_done == 2 and "after 2 of 4" in r.reason for r in pruned)
+    assert all(r.objectives is not None for r in pruned)    # told their last values
+    complete = [r for r in trained if r.state == "complete"]
+    assert complete and all(r.experiences_done == 4 for r in complete)
 
 
 def test_parse_result_round_trip():

@@ -123,3 +123,27 @@ def test_package_level_fit_is_callable_whatever_the_import_order(task):
     assert callable(package_fit) and callable(trainers.fit)
     metrics = package_fit(ARCH, task, TrainingSettings(steps_per_experience=2, device="cpu"))
     assert len(metrics.acc_matrix) == 3
+
+
+def test_token_task_with_levels_masking_and_balanced_der_replay():
+    """Per-token labels, task-IL heads, the task's own levels, input masking and a
+    class-balanced (per-experience) DER++ buffer all go through one fit."""
+    task = build_task(TaskSettings("assoc_recall", {"n_train": 120, "n_val": 40, "n_test": 40,
+                                                    "n_experiences": 2}), seed=0)
+    cfg = TrainingSettings(
+        steps_per_experience=6, batch_size=16, device="cpu",
+        replay=ReplaySettings("class_balanced", 30, der_alpha=0.1),
+        curriculum=CurriculumSettings(kind="loss", eval_every=2, threshold=0.0, patience=1,
+                                      mask_schedule="0.15->0.50"))
+    metrics = fit(ARCH, task, cfg)
+    assert len(metrics.acc_matrix) == 2 and all(0 <= a <= 1 for row in metrics.acc_matrix for a in row)
+    stages = [(e["experience"], e["stage"]) for e in metrics.curriculum_log]
+    assert stages == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+def test_checkpointed_runs_log_terms_accuracy_load_and_stages_to_csv(reference):
+    _, out = reference
+    header = (out / "logs" / "stint_1" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("train/task", "train/replay", "train/der", "train/balance", "train/loss",
+                   "test/acc_exp0", "test/acc_exp2", "expert_load/layers.0.ffn/0", "curriculum/stage"):
+        assert column in header

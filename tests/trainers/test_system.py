@@ -121,3 +121,15 @@ def test_nan_loss_term_raises_non_finite_loss(task, monkeypatch):
     monkeypatch.setattr("trainers.system.cross_entropy", lambda logits, y: logits.sum() * float("nan"))
     with pytest.raises(NonFiniteLoss, match="task=nan"):
         train_experience(system, task, 0)
+
+
+def test_random_twin_ignores_the_task_levels():
+    task = build_task(TaskSettings("sorting", {"n_train": 30, "n_val": 10, "n_test": 10}), seed=0)
+    assert task.experiences[0].levels is not None
+    for kind, uses_task_levels in (("entropy", True), ("random", False)):
+        system = make_system(task, arch=ArchConfig(16, (LayerConfig(AttentionConfig("full", 2),
+                                                                    FFNConfig("dense", 2)),)),
+                             scenario=task.scenario, curriculum=CurriculumSettings(kind=kind))
+        system.begin_experience(0, task.experiences[0], 10, 1, seed=0)
+        assert (system.curriculum.task_levels is not None) == uses_task_levels
+        assert system.curriculum.num_levels == int(task.experiences[0].levels.max()) + 1

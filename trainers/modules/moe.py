@@ -40,16 +40,19 @@ class ExpertGroup(nn.Module):
     def num_experts(self) -> int:
         return self.w_up.shape[0]
 
-    def expert(self, e: int, x: Tensor) -> Tensor:
-        """Expert e on its tokens: (n, D) -> (n, D)."""
-        h = F.gelu(torch.addmm(self.b_up[e], x, self.w_up[e]))          # (n, F)
-        return torch.addmm(self.b_down[e], h, self.w_down[e])          # (n, D)
-
     def forward(self, x: Tensor, counts: list[int]) -> Tensor:
         """x (S, D) sorted by expert, ``counts[e]`` rows each -> (S, D)."""
-        outs = [self.expert(e, chunk) if n else chunk
-                for e, (chunk, n) in enumerate(zip(x.split(counts), counts))]
-        return torch.cat(outs) if outs else x
+        # unbind once: indexing w[e] per expert would make backward build E full-size
+        # zero gradients; unbind's backward stacks the E slices in one copy.
+        params = zip(self.w_up.unbind(0), self.b_up.unbind(0),
+                     self.w_down.unbind(0), self.b_down.unbind(0))
+        outs = []
+        for (w_up, b_up, w_down, b_down), chunk, n in zip(params, x.split(counts), counts):
+            if n:
+                h = F.gelu(torch.addmm(b_up, chunk, w_up))             # (n, F)
+                chunk = torch.addmm(b_down, h, w_down)                 # (n, D)
+            outs.append(chunk)
+        return torch.cat(outs)
 
 
 @dataclass
@@ -100,8 +103,8 @@ class MoE(nn.Module):
         else:
             kept = counts
         token = slot_token[order]                                       # (S_kept,)
-        y = self.experts(flat[token], kept.tolist())                    # (S_kept, D)
-        y = y * slot_weight[order].unsqueeze(-1)
+        y = self.experts(flat.index_select(0, token), kept.tolist())    # (S_kept, D)
+        y = (y * slot_weight[order].unsqueeze(-1)).to(flat.dtype)     # autocast-safe
         out = torch.zeros_like(flat).index_add_(0, token, y)            # (N, D)
         if self.shared_expert is not None:
             out = out + self.shared_expert(flat)

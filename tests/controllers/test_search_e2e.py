@@ -1,0 +1,145 @@
+"""``dynas search`` / ``dynas resume`` end to end: real ``trainers.fit`` on Ray Tune.
+
+A tiny experiment (Split-Digits in 2 experiences of 5 classes, 4 tokens of 16 pixels,
+10 steps per experience, one-layer models) keeps a trial to about a second once a
+worker has imported torch; most of each test is Ray and worker start-up.
+"""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from analysis.cli import main
+from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
+from controllers.search import resume_search, run_search, trained_count
+from search_space.errors import DynasError
+
+TINY = """
+space:
+  layers: [1]
+  d_model: [16, 32]
+  layer:
+    attention:
+      - {kind: full, heads: [2]}
+      - {kind: sliding_window, heads: [2, 4], window: [2]}
+    ffn:
+      - {kind: dense, expansion: [2]}
+      - {kind: moe, experts: [2], top_k: [1], expansion: 2}
+task:
+  name: split_digits
+  options: {classes_per_experience: 5, patch: 4}
+training:
+  steps_per_experience: 10
+  batch_size: 32
+search:
+  strategy: random
+  trials: 3
+  concurrent: 2
+  max_failures: 0
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def check_run(run_dir, trials, strategy):
+    records = list(iter_records(run_dir))
+    trained = [r for r in records if r.cached_from is None]
+    assert len(trained) == len({r.arch_id for r in trained}) == trials
+    assert all(r.policy == strategy for r in records)
+    for r in trained:
+        assert r.state == "complete", r.reason
+        assert r.experiences_done == 2 and len(r.acc_matrix) == 2 and r.trial_id
+        assert 0.0 <= r.metrics["final_avg_accuracy"] <= 1.0 and r.metrics["flops"] > 0
+        assert r.objectives == [r.metrics["final_avg_accuracy"], r.metrics["flops"]]
+    run = json.loads((run_dir / RUN_FILE).read_text())
+    assert run["strategy"] == strategy and run["trials"] == trials and run["runner"] == "ray"
+    assert (run_dir / "experiment.yaml").is_file() and (run_dir / POLICY_STATE_FILE).is_file()
+    return records
+
+
+# --- user errors first: they need no Ray (and must not find one running) -----------------
+def test_bad_address_is_one_line_and_exit_2(tiny, tmp_path, capsys):
+    with socket.socket() as s:                 # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["search", str(tiny), "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path),
+                 "--no-report"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"dynas: error: cannot connect to Ray at 127.0.0.1:{port}:")
+    assert not any(tmp_path.glob("tiny-*")), "no run directory for a search that never started"
+
+
+def test_unknown_strategy_exit_2(tiny, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", str(tiny), "--strategy", "bogus"])
+    assert exit_info.value.code == 2
+    with pytest.raises(DynasError, match="unknown strategy 'bogus'"):
+        run_search(tiny, strategy="bogus")
+
+
+def test_refuses_a_non_empty_run_dir(tiny, tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / RUN_FILE).write_text("{}")
+    code = main(["search", str(tiny), "--storage", str(tmp_path), "--name", "taken", "--no-report"])
+    assert code == 2 and "use `dynas resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
+    import ray
+
+    assert not ray.is_initialized()
+    code = main(["search", str(tiny), "--storage", str(tmp_path), "--name", "r", "--verbose", "0",
+                 "--no-report"])
+    assert code == 0 and not ray.is_initialized(), "the private instance is shut down"
+    assert capsys.readouterr().out.strip().endswith(str(tmp_path / "r"))
+    check_run(tmp_path / "r", 3, "random")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["tpe", "nsga2", "ppo"])
+def test_search_each_strategy(tiny, tmp_path, ray_local, strategy):
+    # one worker: it imports torch once and trains the trials in turn (reuse_actors)
+    run_dir = run_search(tiny, strategy=strategy, trials=3, concurrent=1, storage=tmp_path, verbose=0)
+    assert run_dir.parent == tmp_path and run_dir.name.startswith(f"tiny-{strategy}-")
+    check_run(run_dir, 3, strategy)
+
+
+@pytest.mark.slow
+def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp_path, ray_local):
+    run_dir = run_search(tiny, trials=2, concurrent=1, storage=tmp_path, name="p", verbose=0)
+    # Make it look killed after 2 of 4: the run asked for 4, and the crash tore a line.
+    run = json.loads((run_dir / RUN_FILE).read_text())
+    (run_dir / RUN_FILE).write_text(json.dumps({**run, "trials": 4}))
+    with open(run_dir / RECORDS_FILE, "a") as fh:
+        fh.write('{"proposal_id": 99, "arch_id": "torn')
+    resume_search(run_dir, verbose=0)
+    records = check_run(run_dir, 4, "random")
+    assert 99 not in {r.proposal_id for r in records}
+    assert (run_dir / "ray" / "resume-1").is_dir()
+    # A finished run is extended by --extra-trials, through the CLI.
+    assert main(["resume", str(run_dir), "--extra-trials", "1", "--verbose", "0", "--no-report"]) == 0
+    check_run(run_dir, 5, "random")
+    ids = [r.proposal_id for r in iter_records(run_dir)]
+    assert len(ids) == len(set(ids))
+    assert trained_count(list(iter_records(run_dir))) == 5
