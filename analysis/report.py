@@ -90,21 +90,24 @@ def _objective_text(objectives) -> str:
 # --- sections ---------------------------------------------------------------------------
 def _summary(df: pd.DataFrame, dirs: list[Path], objectives) -> list[str]:
     lines = ["## Summary", "", f"Objectives: {_objective_text(objectives)}.", ""]
-    rows = []
-    for run, group in df.groupby("run", sort=False):
-        states = group["state"].value_counts()
-        rows.append([run, group["strategy"].iloc[0], len(group), states.get("complete", 0),
-                     states.get("failed", 0), states.get("pruned", 0),
-                     f"{group['wall_time_s'].astype(float).sum():.1f} s"])
-    if len(rows) > 1:
-        states = df["state"].value_counts()
-        rows.append(["**all**", ", ".join(dict.fromkeys(df["strategy"])), len(df),
-                     states.get("complete", 0), states.get("failed", 0), states.get("pruned", 0),
-                     f"{df['wall_time_s'].astype(float).sum():.1f} s"])
     if df.empty:
         return lines + [f"No trial records yet in {', '.join(str(d) for d in dirs)}.", ""]
-    return lines + _table(["run", "strategy", "trials", "complete", "failed", "pruned",
-                           "trial time (sum)"], rows)
+    rows = [_summary_row(run, group) for run, group in df.groupby("run", sort=False)]
+    if len(rows) > 1:
+        rows.append(_summary_row("**all**", df))
+    return lines + _table(["run", "strategy", "trained", "complete", "failed", "pruned",
+                           "cached repeats", "trial time (sum)"], rows) + [
+        "", "Cached repeats are proposals of an architecture already trained in the run: "
+        "the policy was told the earlier result and nothing was retrained.", ""]
+
+
+def _summary_row(name: str, group: pd.DataFrame) -> list:
+    cached = group["cached_from"].notna()
+    trained = group[~cached]
+    states = trained["state"].value_counts()
+    return [name, ", ".join(dict.fromkeys(group["strategy"])), len(trained),
+            states.get("complete", 0), states.get("failed", 0), states.get("pruned", 0),
+            int(cached.sum()), f"{trained['wall_time_s'].astype(float).sum():.1f} s"]
 
 
 def _picks(df: pd.DataFrame, objectives) -> dict[str, pd.Series]:

@@ -25,6 +25,12 @@ itself), else from the file named by ``RAY_AUTH_TOKEN_PATH``, else from
 mode on by itself, so set ``RAY_AUTH_MODE=token`` in its environment too. A new local
 instance turns token mode on by default and creates ``~/.ray/auth_token`` if missing.
 
+Ray rewrites a loopback address (``127.0.0.1``, ``localhost``) to the machine's primary
+IP before connecting (``services.canonicalize_bootstrap_address``); a single-machine
+test cluster therefore sees its GCS reached on that (local) address.
+``ray.init`` against an address where nothing listens retries for minutes, so
+``connect`` first checks that the port answers (5 s) and fails in one line otherwise.
+
 Every node must be able to import dynas (``pip install`` it, same version, on each node),
 and for trial checkpoints to survive a move between nodes the run directory
 (``--storage``) must be on a filesystem every node shares.
@@ -96,7 +102,8 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1) -> Iter
     """Ray for the duration of a search; yields whether we started it.
 
     A Ray already initialised in this process (a notebook, a test) is used as is and
-    left running (and then ``address`` must be None); otherwise we connect or start one and shut it down afterwards.
+    left running (and then ``address`` must be None); otherwise we connect or start one
+    and shut it down afterwards.
     """
     import ray
 

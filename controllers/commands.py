@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--address a private local Ray instance is started; with it, dynas joins that cluster "
         "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
     p.add_argument("config", type=Path, help="experiment file (YAML)")
-    p.add_argument("--strategy", choices=STRATEGIES, help="search policy (default: the file's search.strategy)")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="search policy (default: the file's search.strategy)")
     p.add_argument("--trials", type=int, help="distinct architectures to train to completion, "
                    "failure or pruning (duplicates are reused, not counted)")
     p.add_argument("--concurrent", type=int, help="trials running at once")

@@ -225,7 +225,9 @@ def _is_oom(err: Exception) -> bool:
     """CUDA (or CPU allocator) out of memory; frees the CUDA cache so the next trial fits."""
     import torch
 
-    oom = isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    text = str(err).lower()
+    oom = (isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError))
+           or "out of memory" in text or "can't allocate memory" in text)   # CUDA / CPU allocator
     if oom and torch.cuda.is_available():
         torch.cuda.empty_cache()
     return oom

@@ -8,13 +8,15 @@ answered from the cache, recorded with ``cached_from`` and never counted or retr
 Resuming does not use Tune's experiment restore: it rebuilds the policy from
 ``policy_state.json``, the duplicate cache from ``trials.jsonl``, and starts a fresh
 Tune run (``ray/resume-N``) for the architectures still missing. Proposals that were
-asked but never finished before the kill are simply asked again.
+asked but never finished before the kill are simply asked again. Trial checkpoints
+(``fit``'s state after each experience) live only while a run goes on: a retried
+trial continues from them; they are deleted when the Tune run ends.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +25,12 @@ from search_space.errors import ConfigError, DynasError
 from search_space.experiment import Experiment, load_experiment
 
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RUN_FILE, TrialRecord, iter_records,
-                      require_run_dir, write_json_atomic)
+                      read_run, require_run_dir, write_json_atomic)
 
 TUNE_DIR = "ray"
 ASHA_GRACE = 2              # never prune before two experiences
 ASHA_REDUCTION = 2          # keep the better half at each rung
+KEEP_CHECKPOINTS = 4        # per trial, while it runs (fit state after each experience)
 
 
 def run_search(config_path: str | Path, strategy: str | None = None, trials: int | None = None,
@@ -63,9 +66,13 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
     from .cluster import local_cpus, ray_session
 
     run_dir = require_run_dir(run_dir).resolve()
-    run = json.loads((run_dir / RUN_FILE).read_text())
+    run = read_run(run_dir)
     if run.get("runner") != "ray":
-        raise DynasError(f"{run_dir}: made by the {run.get('runner', '?')} runner; resume it with that runner")
+        raise DynasError(f"{run_dir}: made by the {run.get('runner', '?')} runner; "
+                         "resume it with that runner")
+    missing = [key for key in ("trials", "strategy", "concurrent", "seed") if key not in run]
+    if missing:
+        raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
     if extra_trials < 0:
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
@@ -107,8 +114,13 @@ def report_counts(run_dir: Path, target: int) -> dict[str, int]:
 # --- pieces -------------------------------------------------------------------------
 def _settings(experiment: Experiment, strategy: str | None, trials: int | None,
               concurrent: int | None, seed: int | None):
+    from search_space.space import ArchSpace
+
     from .policies import POLICIES
 
+    if not isinstance(experiment.space, ArchSpace):
+        raise ConfigError("space", "a plain decision space has no trainer; search it with "
+                                   "controllers.search.tune_search and a trainable of your own")
     search = experiment.search
     search = dataclasses.replace(
         search, strategy=strategy or search.strategy,
@@ -116,7 +128,8 @@ def _settings(experiment: Experiment, strategy: str | None, trials: int | None,
         concurrent=search.concurrent if concurrent is None else int(concurrent),
         seed=search.seed if seed is None else int(seed))
     if search.strategy not in POLICIES:
-        raise ConfigError("search.strategy", f"unknown strategy {search.strategy!r}; known: {', '.join(POLICIES)}")
+        raise ConfigError("search.strategy",
+                          f"unknown strategy {search.strategy!r}; known: {', '.join(POLICIES)}")
     search.validate("search")
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
@@ -128,7 +141,8 @@ def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
     if name:
         run_dir = storage / name
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise DynasError(f"{run_dir}: run directory exists and is not empty; use `dynas resume {run_dir}`")
+            raise DynasError(f"{run_dir}: run directory exists and is not empty; "
+                             f"use `dynas resume {run_dir}`")
         return run_dir
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir, n = storage / f"{prefix}-{stamp}", 1
@@ -158,7 +172,11 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     state = run_dir / POLICY_STATE_FILE
     if records and state.is_file():
-        policy.load_state_dict(json.loads(state.read_text()))
+        try:
+            policy.load_state_dict(json.loads(state.read_text()))
+        except (ValueError, KeyError, TypeError) as err:   # JSONDecodeError is a ValueError
+            raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
+                             f"({type(err).__name__}: {err})") from None
     metric, mode = (search.objectives[0].metric, search.objectives[0].direction) \
         if search.scheduler == "asha" else (None, None)
     return PolicySearcher(policy, run_dir, budget=budget, cache=DedupCache.from_records(records),
@@ -180,14 +198,9 @@ def _feasibility(experiment: Experiment) -> Callable | None:
 
 def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
     """The real trainable (``trainers.fit``) on the cluster's CPUs/GPUs."""
-    from search_space.space import ArchSpace
-
     from .cluster import cluster_gpus
     from .trainable import TrialSpec, run_trial, task_for
 
-    if not isinstance(experiment.space, ArchSpace):
-        raise ConfigError("space", "a plain decision space has no trainer; run it with "
-                                   "controllers.search.tune_search and your own trainable")
     gpus = search.gpus_per_trial
     if gpus > 0 and cluster_gpus() < gpus:
         print(f"dynas: no GPU in the Ray cluster for gpus_per_trial={gpus}; trials run on CPU")
@@ -216,7 +229,8 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     fn = tune.with_resources(fn, resources or {"cpu": 1})
     sched = FIFOScheduler()
     if scheduler == "asha":
-        sched = ASHAScheduler(time_attr=DONE_KEY, max_t=max(1, max_t), grace_period=min(ASHA_GRACE, max(1, max_t)),
+        max_t = max(1, max_t)
+        sched = ASHAScheduler(time_attr=DONE_KEY, max_t=max_t, grace_period=min(ASHA_GRACE, max_t),
                               reduction_factor=ASHA_REDUCTION)
     tuner = tune.Tuner(
         fn,
@@ -227,12 +241,15 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
         run_config=tune.RunConfig(
             name=name, storage_path=str((Path(run_dir) / TUNE_DIR).resolve()), verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Tune forces an experiment snapshot whenever a trial has saved num_to_keep
+            # checkpoints since the last one: 1 would snapshot on every experience.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             callbacks=[TrialErrors(searcher)]))
-    started = time.perf_counter()
     grid = tuner.fit()
     searcher.flush_errors()
-    searcher.wall_time_s = time.perf_counter() - started
+    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
+    for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
     return grid
 
 

@@ -107,7 +107,8 @@ def _state_dir() -> tuple[Path, bool]:
         base = tune.get_context().get_trial_dir()
     except Exception:  # outside a Tune session (direct call in a test)
         pass
-    state_dir = Path(tempfile.mkdtemp(prefix="fit-state-", dir=base if base and Path(base).is_dir() else None))
+    parent = base if base and Path(base).is_dir() else None
+    state_dir = Path(tempfile.mkdtemp(prefix="fit-state-", dir=parent))
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return state_dir, False

@@ -3,8 +3,10 @@
 Names are imported on first use (PEP 562), so ``trainers.commands`` -- and with it
 ``dynas --help`` -- loads without torch or Lightning::
 
-    from trainers import fit, build_task
+    from trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
     metrics = fit(ArchConfig.load("arch.json"), build_task(TaskSettings("split_digits")), TrainingSettings())
+
+(the three config types are re-exported from ``search_space`` for that purpose).
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ _LAZY = {
     "register_task": "trainers.tasks",
     "ReplayBuffer": "trainers.replay",
     "continual_metrics": "trainers.continual",
+    "ArchConfig": "search_space.arch",
+    "TaskSettings": "search_space.settings",
+    "TrainingSettings": "search_space.settings",
     "TrialMetrics": "trainers.results",
     "ExperienceProgress": "trainers.results",
     "FitCallback": "trainers.results",

@@ -104,7 +104,9 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         reported = task.num_experiences - 1 if cfg.joint else stint.index
         bridge.report(reported, matrix.rows, ckpt_dir)
     if trainer is not None and ckpt_dir is not None:
-        trainer.save_checkpoint(ckpt_dir / LAST_CKPT)
+        # the full Lightning checkpoint (optimiser and loop state too); its content is
+        # still plain tensors and containers, so torch.load(weights_only=True) reads it
+        trainer.save_checkpoint(ckpt_dir / LAST_CKPT, weights_only=False)
     values = continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),

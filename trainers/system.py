@@ -142,9 +142,7 @@ class ContinualSystem(L.LightningModule):
             labels = torch.cat([y, ry.to(self.device)])
         out = self.model(inputs)
         logits = restrict(out.logits, self._task_mask(labels))     # (B', C) or (B', T, C)
-        zero = logits.new_zeros(())
-        terms = {name: zero for name in LOSS_TERMS}
-        terms["task"] = cross_entropy(logits[:n], y)
+        terms = {"task": cross_entropy(logits[:n], y)}      # absent terms count as 0
         if labels.shape[0] > n:
             terms["replay"] = cross_entropy(logits[n:], labels[n:])
             if stored is not None:
@@ -174,15 +172,21 @@ class ContinualSystem(L.LightningModule):
         self._count += 1
         done = self.trainer.global_step + 1
         if done % self.trainer.log_every_n_steps == 0 or done >= self.exp_steps:
-            self.log_dict({f"train/{k}": v / self._count for k, v in self._sums.items()},
-                          on_step=True, on_epoch=False)
+            zero = self._sums["loss"].new_zeros(())
+            means = {k: self._sums.get(k, zero) / self._count for k in (*LOSS_TERMS, "loss")}
+            self.log_dict({f"train/{k}": v for k, v in means.items()}, on_step=True, on_epoch=False)
             self._sums, self._count = {}, 0
 
     def _total(self, terms: dict[str, Tensor]) -> Tensor:
+        """The weighted sum of the terms present (a missing term is 0)."""
         w, r = self.cfg.loss_weights, self.cfg.replay
-        replay_weight = 1.0 if r.weight == "equal" else 1.0 / max(1, self.seen)
-        return (terms["task"] + replay_weight * terms["replay"] + r.der_alpha * terms["der"]
-                + w.balance * terms["balance"] + w.z_loss * terms["z_loss"] + w.span * terms["span"])
+        weights = {"task": 1.0, "replay": 1.0 if r.weight == "equal" else 1.0 / max(1, self.seen),
+                   "der": r.der_alpha, "balance": w.balance, "z_loss": w.z_loss, "span": w.span}
+        loss = terms["task"]
+        for name, value in terms.items():
+            if name != "task" and weights[name]:
+                loss = loss + weights[name] * value
+        return loss
 
     def _task_mask(self, y: Tensor) -> Tensor | None:
         """(B, C) allowed classes per sample for task-IL (from its label), else None."""

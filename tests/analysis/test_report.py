@@ -93,3 +93,13 @@ def test_report_names_an_objective_no_trial_reports(runs):
     run = runs.make("typo", [runs.record(0, runs.tiny_arch(), 0.5, 1e5)], objectives=objectives)
     text = write_report(run).read_text()
     assert "No Pareto front: no complete trial reports val_loss." in text
+
+
+def test_report_counts_cached_repeats_apart_from_trained_trials(runs):
+    first = runs.record(0, runs.tiny_arch(), 0.5, 1e5)
+    repeat = runs.record(1, runs.tiny_arch(), 0.5, 1e5)
+    repeat.cached_from = 0
+    text = write_report(runs.make("repeats", [first, repeat])).read_text()
+    header = "| run | strategy | trained | complete | failed | pruned | cached repeats | trial time (sum) |"
+    assert header in text
+    assert "| repeats | random | 1 | 1 | 0 | 0 | 1 | 1.5 s |" in text

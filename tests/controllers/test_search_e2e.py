@@ -60,14 +60,17 @@ def ray_local():
         ray.shutdown()
 
 
-def check_run(run_dir, trials, strategy):
+def check_run(run_dir, trials, strategy, experiences=2):
     records = list(iter_records(run_dir))
     trained = [r for r in records if r.cached_from is None]
     assert len(trained) == len({r.arch_id for r in trained}) == trials
     assert all(r.policy == strategy for r in records)
     for r in trained:
+        if r.state == "pruned":                # ASHA: never before two experiences
+            assert 2 <= r.experiences_done < experiences and len(r.acc_matrix) == r.experiences_done
+            continue
         assert r.state == "complete", r.reason
-        assert r.experiences_done == 2 and len(r.acc_matrix) == 2 and r.trial_id
+        assert r.experiences_done == experiences and len(r.acc_matrix) == experiences and r.trial_id
         assert 0.0 <= r.metrics["final_avg_accuracy"] <= 1.0 and r.metrics["flops"] > 0
         assert r.objectives == [r.metrics["final_avg_accuracy"], r.metrics["flops"]]
     run = json.loads((run_dir / RUN_FILE).read_text())
@@ -117,12 +120,22 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["tpe", "nsga2", "ppo"])
+@pytest.mark.parametrize("strategy", ["tpe", "ppo"])
 def test_search_each_strategy(tiny, tmp_path, ray_local, strategy):
     # one worker: it imports torch once and trains the trials in turn (reuse_actors)
     run_dir = run_search(tiny, strategy=strategy, trials=3, concurrent=1, storage=tmp_path, verbose=0)
     assert run_dir.parent == tmp_path and run_dir.name.startswith(f"tiny-{strategy}-")
     check_run(run_dir, 3, strategy)
+
+
+@pytest.mark.slow
+def test_search_nsga2_under_asha(tmp_path, ray_local):
+    """ASHA on 4 experiences (grace 2): the scheduler may stop a trial after 2, never before."""
+    path = tmp_path / "asha.yaml"
+    path.write_text(TINY.replace("classes_per_experience: 5", "classes_per_experience: 3")
+                    .replace("strategy: random", "strategy: nsga2\n  scheduler: asha"))
+    run_dir = run_search(path, trials=4, concurrent=1, storage=tmp_path, verbose=0)
+    check_run(run_dir, 4, "nsga2", experiences=4)
 
 
 @pytest.mark.slow
@@ -143,3 +156,50 @@ def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp
     ids = [r.proposal_id for r in iter_records(run_dir)]
     assert len(ids) == len(set(ids))
     assert trained_count(list(iter_records(run_dir))) == 5
+
+
+def flaky_trial(config, spec, marker):
+    """``run_trial`` whose first attempt dies right after reporting experience 1 (as a
+    lost worker would); the retry notes what ``fit`` was given."""
+    import trainers.fit as fit_module
+    from controllers.trainable import run_trial
+
+    real = fit_module.fit
+
+    class Crash:
+        def on_experience_end(self, progress):
+            raise RuntimeError("worker lost")
+
+    def fit(arch, task, cfg, callbacks=(), **kwargs):
+        if not marker.exists():
+            marker.write_text("crashed once")
+            return real(arch, task, cfg, [*callbacks, Crash()], **kwargs)
+        saved = sorted(p.name for p in kwargs["checkpoint_dir"].iterdir())
+        marker.with_suffix(".retry").write_text(json.dumps({"resume": kwargs["resume"], "saved": saved}))
+        return real(arch, task, cfg, callbacks, **kwargs)
+
+    fit_module.fit = fit
+    try:
+        run_trial(config, spec)
+    finally:
+        fit_module.fit = real
+
+
+@pytest.mark.slow
+def test_a_retried_trial_continues_from_its_checkpoint(tiny, tmp_path, ray_local):
+    from controllers.policies import make_policy
+    from controllers.search import tune_search
+    from controllers.trainable import TrialSpec
+    from controllers.tune_searcher import PolicySearcher
+    from search_space.experiment import load_experiment
+
+    exp = load_experiment(tiny)
+    policy = make_policy("random", exp.space, exp.search.objectives, seed=0)
+    searcher = PolicySearcher(policy, tmp_path, budget=1)
+    marker = tmp_path / "marker"
+    tune_search(searcher, flaky_trial, run_dir=tmp_path, name="flaky", concurrent=1, max_failures=1,
+                verbose=0, spec=TrialSpec(exp.task, exp.training), marker=marker)
+    retry = json.loads(marker.with_suffix(".retry").read_text())
+    assert retry["resume"] is True and "resume.pt" in retry["saved"]
+    (record,) = iter_records(tmp_path)
+    assert record.state == "complete" and record.experiences_done == 2 and len(record.acc_matrix) == 2

@@ -209,11 +209,11 @@ def test_concurrency_limited_search_writes_one_record_per_trial(tmp_path, ray_lo
 
 
 def test_errors_become_failed_records_with_the_reason_and_the_search_goes_on(tmp_path, ray_local):
-    searcher, records = run_under_tune(tmp_path, trials=5, fail_odd=True)
+    searcher, records = run_under_tune(tmp_path, trials=4, fail_odd=True)
     failed = [r for r in records if r.state == "failed"]
     assert failed and all((r.arch["a"] + r.arch["b"]) % 2 for r in failed)
     assert all(r.reason.startswith("NonFiniteLoss: loss is nan") for r in failed), [r.reason for r in failed]
-    assert len([r for r in records if r.cached_from is None]) == 5
+    assert len([r for r in records if r.cached_from is None]) == 4
     assert any(r.state == "complete" for r in records)
 
 

@@ -125,8 +125,7 @@ def test_commands_module_does_not_import_torch():
 
 
 def test_two_line_python_usage(files):
-    from search_space.settings import TaskSettings, TrainingSettings
-    from trainers import build_task, fit
+    from trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
 
     metrics = fit(ArchConfig.load(files / "arch.json"), build_task(TaskSettings("split_digits")),
                   TrainingSettings(steps_per_experience=3, device="cpu"))

@@ -1,0 +1,88 @@
+"""The run directory's files survive crashes: records are durable before the call
+returns, rewrites are atomic, and a torn last line costs only that line."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from controllers import records
+from controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, iter_records,
+                                 read_run, write_json_atomic)
+from search_space.errors import DynasError
+
+
+def rec(pid: int) -> TrialRecord:
+    return TrialRecord(pid, f"a{pid:011d}", {"x": pid}, {"x": pid}, "complete", metrics={"m": 0.5},
+                       objectives=[0.5])
+
+
+def test_append_record_fsyncs_the_line_before_returning(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        # what is on disk when fsync is called: the line must already be written
+        synced.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", spy)
+    append_record(tmp_path, rec(0))
+    size = (tmp_path / RECORDS_FILE).stat().st_size
+    assert synced == [size] and size > 0
+    append_record(tmp_path, rec(1))
+    assert len(synced) == 2 and synced[1] == (tmp_path / RECORDS_FILE).stat().st_size
+
+
+def test_write_json_atomic_fsyncs_then_renames(tmp_path, monkeypatch):
+    order = []
+    monkeypatch.setattr(records.os, "fsync", lambda fd: order.append("fsync"))
+    real_replace = os.replace
+    monkeypatch.setattr(records.os, "replace", lambda a, b: (order.append("replace"), real_replace(a, b)))
+    write_json_atomic(tmp_path / "state.json", {"a": 1})
+    assert order == ["fsync", "replace"]
+    assert json.loads((tmp_path / "state.json").read_text()) == {"a": 1}
+
+
+def test_a_crash_mid_rewrite_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "policy_state.json"
+    write_json_atomic(path, {"version": 1})
+
+    def crash(a, b):
+        raise KeyboardInterrupt("killed between write and rename")
+
+    monkeypatch.setattr(records.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic(path, {"version": 2})
+    assert json.loads(path.read_text()) == {"version": 1}
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_append_starts_clean(tmp_path):
+    append_record(tmp_path, rec(0))
+    append_record(tmp_path, rec(1))
+    path = tmp_path / RECORDS_FILE
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole.splitlines(keepends=True)[1][:25])   # a crash mid-write
+    assert [r.proposal_id for r in iter_records(tmp_path)] == [0, 1]
+    append_record(tmp_path, rec(2))
+    assert [r.proposal_id for r in iter_records(tmp_path)] == [0, 1, 2]
+    with open(path, "ab") as fh:                                        # foreign junk lines
+        fh.write(b"\x00\xff garbage\n[1, 2]\n{\"no\": \"arch_id\"}\n")
+    append_record(tmp_path, rec(3))
+    assert [r.proposal_id for r in iter_records(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_read_run_names_the_file(tmp_path):
+    with pytest.raises(DynasError, match="no such run directory"):
+        read_run(tmp_path / "nope")
+    with pytest.raises(DynasError, match="not a dynas run directory"):
+        read_run(tmp_path)
+    (tmp_path / RUN_FILE).write_text('{"name": ')
+    with pytest.raises(DynasError, match=r"run\.json: not valid JSON"):
+        read_run(tmp_path)
+    (tmp_path / RUN_FILE).write_text("[1]")
+    with pytest.raises(DynasError, match="expected a JSON object"):
+        read_run(tmp_path)
+    write_json_atomic(tmp_path / RUN_FILE, {"runner": "ray"})
+    assert read_run(tmp_path) == {"runner": "ray"}
