@@ -199,5 +199,6 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:
-    """Only the trials that finished with results."""
-    return df[df["state"] == "complete"]
+    """The trials that finished with results, each trained architecture once: a cached
+    repeat (a proposal answered with an earlier trial's result) is not a new point."""
+    return df[(df["state"] == "complete") & df["cached_from"].isna()]

@@ -58,6 +58,8 @@ def split_address(address: str) -> tuple[str, int]:
     host, sep, port = bare.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise DynasError(f"cannot connect to Ray at {address}: expected HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise DynasError(f"cannot connect to Ray at {address}: port must be 1-65535")
     return host.strip("[]"), int(port)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,3 +134,27 @@ def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise DynasError(f"{path}: expected a JSON object")
     return info
+
+
+def create_run_dir(run_dir: str | os.PathLike, run_info: dict[str, Any], files: dict[str, str]) -> Path:
+    """Make a run directory whole or not at all: ``run.json`` and ``files`` (name ->
+    text) are written into a hidden sibling, synced, and renamed into place in one step.
+    A crash leaves no half-made run (one without run.json that neither ``dynas resume``
+    nor a new search of that name would accept), at most a ``.NAME.partial-PID`` folder.
+    ``run_dir`` may exist if it is empty."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    staging.mkdir()
+    for name, text in files.items():
+        with open(staging / name, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    write_json_atomic(staging / RUN_FILE, run_info)
+    try:
+        os.replace(staging, run_dir)     # atomic; replaces an empty directory
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DynasError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
+    return run_dir

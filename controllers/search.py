@@ -24,8 +24,8 @@ from typing import Any, Callable
 from search_space.errors import ConfigError, DynasError
 from search_space.experiment import Experiment, load_experiment
 
-from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RUN_FILE, TrialRecord, iter_records,
-                      read_run, require_run_dir, write_json_atomic)
+from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RUN_FILE, TrialRecord, create_run_dir,
+                      iter_records, read_run, require_run_dir, write_json_atomic)
 
 TUNE_DIR = "ray"
 ASHA_GRACE = 2              # never prune before two experiences
@@ -44,15 +44,14 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
     stem = Path(config_path).stem
     run_dir = _new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
     with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _copy_experiment(experiment, run_dir)
-        write_json_atomic(run_dir / RUN_FILE, {
+        create_run_dir(run_dir, {
             "name": run_dir.name, "runner": "ray", "strategy": search.strategy,
             "trials": search.trials, "concurrent": search.concurrent, "seed": search.seed,
             "objectives": [dataclasses.asdict(o) for o in search.objectives],
             "experiment": EXPERIMENT_COPY, "source": str(Path(config_path).resolve()),
             "dynas_version": dynas_version(), "created": _utc_now(), "address": address,
-            "scheduler": search.scheduler, "space_size": experiment.space.size()})
+            "scheduler": search.scheduler, "space_size": experiment.space.size()},
+            {EXPERIMENT_COPY: _experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
         _tune(experiment, search, searcher, run_dir, "search", verbose)
     report_counts(run_dir, search.trials)
@@ -80,18 +79,23 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
     search = _settings(experiment, run["strategy"], target, run["concurrent"], run["seed"])
     records = list(iter_records(run_dir))
     missing = target - trained_count(records)
-    if extra_trials:
-        run.setdefault("extensions", []).append({"extra_trials": extra_trials, "at": _utc_now()})
-        write_json_atomic(run_dir / RUN_FILE, {**run, "trials": target})
     if missing <= 0:
+        _extend(run_dir, run, extra_trials, target)
         print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
         return run_dir
     with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+        _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
         _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
     report_counts(run_dir, target)
     return run_dir
+
+
+def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
+    if extra_trials:
+        run.setdefault("extensions", []).append({"extra_trials": extra_trials, "at": _utc_now()})
+        write_json_atomic(run_dir / RUN_FILE, {**run, "trials": target})
 
 
 def trained_count(records: list[TrialRecord]) -> int:
@@ -133,7 +137,20 @@ def _settings(experiment: Experiment, strategy: str | None, trials: int | None,
     search.validate("search")
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
+    _check_buildable(experiment, search)
     return search
+
+
+def _check_buildable(experiment: Experiment, search: Any) -> None:
+    """A task that cannot be built or a budget nothing meets fails here, naming the
+    file, before Ray starts and before a run directory exists."""
+    from search_space.constraints import require_feasible
+    from trainers.tasks import task_shape
+
+    with experiment.attribute_errors():
+        shape = task_shape(experiment.task)
+    require_feasible(experiment.space, shape, search.budget, seed=search.seed,
+                     source=str(experiment.source) if experiment.source else None)
 
 
 def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
@@ -152,14 +169,13 @@ def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
     return run_dir
 
 
-def _copy_experiment(experiment: Experiment, run_dir: Path) -> None:
+def _experiment_text(experiment: Experiment) -> str:
+    """The experiment file as given (comments kept), or its mapping when there is none."""
     import yaml
 
-    target = run_dir / EXPERIMENT_COPY
     if experiment.source and Path(experiment.source).is_file():
-        target.write_text(Path(experiment.source).read_text(encoding="utf-8"), encoding="utf-8")
-    else:
-        target.write_text(yaml.safe_dump(experiment.raw, sort_keys=False), encoding="utf-8")
+        return Path(experiment.source).read_text(encoding="utf-8")
+    return yaml.safe_dump(experiment.raw, sort_keys=False)
 
 
 def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int,

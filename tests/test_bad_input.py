@@ -181,6 +181,8 @@ SEARCH_CASES = [
                                     "--no-report"), ("127.0.0.1:1", "cannot connect")),
     Case("search-address-no-port", {}, ("search", "good.yaml", "--storage", "st", "--address", "127.0.0.1",
                                         "--no-report"), ("127.0.0.1", "HOST:PORT")),
+    Case("search-address-bad-port", {}, ("search", "good.yaml", "--storage", "st", "--address", "127.0.0.1:99999",
+                                         "--no-report"), ("127.0.0.1:99999", "port must be 1-65535")),
     Case("resume-bad-address", {}, ("resume", "run", "--extra-trials", "1", "--address", "127.0.0.1:1",
                                     "--no-report"), ("127.0.0.1:1", "cannot connect")),
     Case("resume-negative-extra", {}, ("resume", "run", "--extra-trials", "-1", "--no-report"),

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from controllers import records
-from controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, iter_records,
-                                 read_run, write_json_atomic)
+from controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, create_run_dir,
+                                 iter_records, read_run, write_json_atomic)
 from search_space.errors import DynasError
 
 
@@ -86,3 +86,25 @@ def test_read_run_names_the_file(tmp_path):
         read_run(tmp_path)
     write_json_atomic(tmp_path / RUN_FILE, {"runner": "ray"})
     assert read_run(tmp_path) == {"runner": "ray"}
+
+
+def test_a_run_directory_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "r"
+    create_run_dir(run_dir, {"runner": "ray"}, {"experiment.yaml": "space: {}\n"})
+    assert read_run(run_dir) == {"runner": "ray"}
+    assert (run_dir / "experiment.yaml").read_text() == "space: {}\n"
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["r"]       # no staging left
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed before the rename")
+
+    monkeypatch.setattr(records.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        create_run_dir(tmp_path / "runs" / "s", {"runner": "ray"}, {"experiment.yaml": "x: 1\n"})
+    assert not (tmp_path / "runs" / "s").exists()              # no run without run.json
+    monkeypatch.undo()
+    (tmp_path / "runs" / "t").mkdir()                            # an empty target is fine
+    create_run_dir(tmp_path / "runs" / "t", {"a": 1}, {})
+    with pytest.raises(DynasError, match="cannot create the run directory"):
+        create_run_dir(tmp_path / "runs" / "t", {"a": 2}, {})  # a full one is not
+    assert read_run(tmp_path / "runs" / "t") == {"a": 1}
