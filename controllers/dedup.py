@@ -31,6 +31,19 @@ class CachedResult:
     cached_from: int
 
 
+def cached_record(result: CachedResult, original: TrialRecord | None, policy: str,
+                  seed: int) -> TrialRecord:
+    """The record of a duplicate: the original's metrics, marked ``cached_from``."""
+    outcome = result.outcome
+    return TrialRecord(
+        proposal_id=result.proposal.id, arch_id=result.proposal.arch.arch_id,
+        arch=result.proposal.arch.to_dict(), params=dict(result.proposal.params),
+        state=outcome.state, metrics=dict(original.metrics) if original else {},
+        objectives=None if outcome.values is None else list(outcome.values),
+        reason=outcome.reason, policy=policy, seed=seed, cached_from=result.cached_from,
+        experiences_done=original.experiences_done if original else 0)
+
+
 class DedupCache:
     def __init__(self) -> None:
         self._done: dict[str, tuple[int, Outcome]] = {}        # arch_id -> (proposal id, outcome)

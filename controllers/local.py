@@ -27,7 +27,7 @@ from search_space.base import Candidate, Space
 from search_space.errors import DynasError, InfeasibleError
 from search_space.settings import Objective
 
-from .dedup import CachedResult, DedupCache, next_new_proposal
+from .dedup import CachedResult, DedupCache, cached_record, next_new_proposal
 from .objectives import is_finite, objective_values
 from .policy import Outcome, Policy, Proposal
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
@@ -163,15 +163,7 @@ class _Loop:
             self._save_state()
             return
         original = self.known.get(result.cached_from)
-        outcome = result.outcome
-        record = TrialRecord(
-            proposal_id=result.proposal.id, arch_id=result.proposal.arch.arch_id,
-            arch=result.proposal.arch.to_dict(), params=dict(result.proposal.params),
-            state=outcome.state, metrics=dict(original.metrics) if original else {},
-            objectives=None if outcome.values is None else list(outcome.values),
-            reason=outcome.reason, policy=self.policy.name, seed=self.seed,
-            cached_from=result.cached_from,
-            experiences_done=original.experiences_done if original else 0)
+        record = cached_record(result, original, self.policy.name, self.seed)
         self._write(record)
 
     def _write(self, record: TrialRecord) -> None:

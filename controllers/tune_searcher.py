@@ -39,7 +39,7 @@ from search_space.base import Candidate
 from search_space.errors import ConfigError, InfeasibleError
 from search_space.settings import Objective
 
-from .dedup import CachedResult, DedupCache, next_new_proposal
+from .dedup import CachedResult, DedupCache, cached_record, next_new_proposal
 from .objectives import is_finite, objective_values
 from .policy import Outcome, Policy, Proposal
 from .records import POLICY_STATE_FILE, TrialRecord, append_record, write_json_atomic
@@ -227,14 +227,7 @@ class PolicySearcher(Searcher):
             self._save_state()
             return
         original = self.known.get(result.cached_from)
-        record = TrialRecord(
-            proposal_id=result.proposal.id, arch_id=result.proposal.arch.arch_id,
-            arch=result.proposal.arch.to_dict(), params=dict(result.proposal.params),
-            state=result.outcome.state, metrics=dict(original.metrics) if original else {},
-            objectives=None if result.outcome.values is None else list(result.outcome.values),
-            reason=result.outcome.reason, policy=self.policy.name, seed=self.seed,
-            cached_from=result.cached_from,
-            experiences_done=original.experiences_done if original else 0)
+        record = cached_record(result, original, self.policy.name, self.seed)
         self._write(record)
 
     def _write(self, record: TrialRecord) -> None:
