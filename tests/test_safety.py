@@ -104,6 +104,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_booby_trapped_resume_state_is_refused_not_run(tmp_path):
     torch = pytest.importorskip("torch")
     from search_space.errors import DynasError

@@ -138,7 +138,7 @@ class OptunaPolicy:
             "seed": self.seed,
             "next_id": self._next_id,
             "directions": list(self._directions),
-            "trials": [_trial_to_json(t) for t in finished],
+            "trials": [_trial_to_json(t, i) for i, t in enumerate(finished)],
             "parent_cache": parent_cache,
         }
 
@@ -159,9 +159,12 @@ class OptunaPolicy:
         return self._storage.get_trial_number_from_id(trial_id)
 
 
-def _trial_to_json(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def _trial_to_json(trial: optuna.trial.FrozenTrial, number: int) -> dict[str, Any]:
+    # ``number`` is the trial's place among the finished ones, the number a restored
+    # study gives it (trials running at the save are left out), so a saved state
+    # restores to exactly itself; the proposal id stays in ``user_attrs``.
     return {
-        "number": trial.number,
+        "number": number,
         "state": _STATE_NAMES[trial.state],
         "values": None if trial.values is None else [float(v) for v in trial.values],
         "params": dict(trial.params),

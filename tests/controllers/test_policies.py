@@ -177,6 +177,19 @@ def test_restored_policy_forgets_outstanding_proposals(policy_name, objectives):
     assert restored.ask().id == pending.id + 1
 
 
+def test_a_state_saved_mid_flight_restores_to_itself(policy_name, objectives):
+    """What a resumed search relies on after a crash: a state saved while a proposal
+    was outstanding (a trial killed mid-flight) is exactly what the restored policy saves."""
+    policy = build(policy_name, ToySpace(), objectives)
+    drive(policy, 3, objectives)
+    policy.ask()                                      # never told: the killed trial
+    drive(policy, 2, objectives, start=4)
+    state = json.loads(json.dumps(policy.state_dict(), allow_nan=False))
+    restored = build(policy_name, ToySpace(), objectives)
+    restored.load_state_dict(state)
+    assert json.loads(json.dumps(restored.state_dict(), allow_nan=False)) == state
+
+
 def test_state_of_another_policy_is_refused(policy_name):
     other = "random" if policy_name != "random" else "tpe"
     state = build(other, ToySpace(), TWO_OBJECTIVES).state_dict()
