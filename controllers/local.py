@@ -27,11 +27,12 @@ from search_space.base import Candidate, Space
 from search_space.errors import DynasError, InfeasibleError
 from search_space.settings import Objective
 
-from .dedup import CachedResult, DedupCache, cached_record, next_new_proposal
+from .dedup import DedupCache, next_new_proposal
+from .recorder import RunRecorder
 from .objectives import is_finite, objective_values
 from .policy import Outcome, Policy, Proposal
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
-                      append_record, iter_records, require_run_dir, write_json_atomic)
+                      iter_records, require_run_dir, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def run_local(
         for waited in cache.finish(policy, proposal, outcome):   # none when sequential
             loop.write_cached(waited)
         trained += 1
-    return loop.written
+    return loop.recorder.written
 
 
 def _start(run_dir: Path, policy: Policy, resume: bool, info: dict, objectives: Sequence[Objective],
@@ -113,8 +114,8 @@ class _Loop:
     def __init__(self, run_dir: Path, policy: Policy, objectives: Sequence[Objective], seed: int,
                  known: dict[int, TrialRecord]):
         self.run_dir, self.policy, self.objectives, self.seed = run_dir, policy, tuple(objectives), seed
-        self.known = dict(known)
-        self.written: list[TrialRecord] = []
+        self.recorder = RunRecorder(run_dir, policy, seed, known)
+        self.write_cached = self.recorder.write_cached
 
     def evaluate_and_tell(self, evaluate: Evaluate, proposal: Proposal) -> Outcome:
         start = time.perf_counter()
@@ -140,7 +141,7 @@ class _Loop:
             params=dict(proposal.params), state=outcome.state, metrics=dict(metrics),
             objectives=None if outcome.values is None else list(outcome.values),
             policy=self.policy.name, seed=self.seed, **extra)
-        self._write(record)
+        self.recorder.write(record)
         return outcome
 
     def _outcome(self, state: str, metrics: dict[str, float], reason: str | None) -> Outcome:
@@ -156,24 +157,6 @@ class _Loop:
         if not all(math.isfinite(v) for v in values):
             return Outcome("failed", None, f"non-finite objective values {list(values)}")
         return Outcome("complete", values, reason)
-
-    def write_cached(self, result: CachedResult) -> None:
-        """A duplicate was told the original's outcome: record it as reused."""
-        if result.proposal.id in self.known:  # recorded before a crash; told again on resume
-            self._save_state()
-            return
-        original = self.known.get(result.cached_from)
-        record = cached_record(result, original, self.policy.name, self.seed)
-        self._write(record)
-
-    def _write(self, record: TrialRecord) -> None:
-        append_record(self.run_dir, record)
-        self.known[record.proposal_id] = record
-        self.written.append(record)
-        self._save_state()
-
-    def _save_state(self) -> None:
-        write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict())
 
 
 # --- the real thing: trainers.fit on an experiment --------------------------------------

@@ -39,10 +39,11 @@ from search_space.base import Candidate
 from search_space.errors import ConfigError, InfeasibleError
 from search_space.settings import Objective
 
-from .dedup import CachedResult, DedupCache, cached_record, next_new_proposal
+from .dedup import DedupCache, next_new_proposal
+from .recorder import RunRecorder
 from .objectives import is_finite, objective_values
 from .policy import Outcome, Policy, Proposal
-from .records import POLICY_STATE_FILE, TrialRecord, append_record, write_json_atomic
+from .records import TrialRecord, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,11 @@ class PolicySearcher(Searcher):
         self.run_dir = Path(run_dir)
         self.budget = int(budget)
         self.cache = cache if cache is not None else DedupCache()
-        self.known: dict[int, TrialRecord] = dict(known or {})
+        self.recorder = RunRecorder(run_dir, policy, seed, known)
         self.feasible = feasible
         self.seed = seed
         self.max_duplicates = max_duplicates
         self.started = 0                          # new architectures started here
-        self.written: list[TrialRecord] = []      # records written by this searcher
         self.exhausted: str | None = None         # why the policy ran out of new candidates
         self._live: dict[str, Proposal] = {}      # trial_id -> proposal training
         self._last: dict[str, dict] = {}          # trial_id -> last reported result
@@ -119,7 +119,7 @@ class PolicySearcher(Searcher):
                 return None
             try:
                 proposal, _ = next_new_proposal(self.policy, self.cache, self.max_duplicates,
-                                                on_cached=self._write_cached)
+                                                on_cached=self.recorder.write_cached)
             except InfeasibleError as err:
                 if self._live:                    # a finishing trial may unblock duplicates
                     self._starved = True
@@ -185,7 +185,7 @@ class PolicySearcher(Searcher):
         # Tune pickles its config (tuner.pkl). The policy's state lives in
         # policy_state.json instead; a searcher unpickled from there is a shell.
         state = self.__dict__.copy()
-        for key in ("policy", "cache", "known", "written", "feasible", "_live", "_last", "_errored"):
+        for key in ("policy", "cache", "recorder", "feasible", "_live", "_last", "_errored"):
             state[key] = None
         return state
 
@@ -217,27 +217,9 @@ class PolicySearcher(Searcher):
             curriculum_log=blob.get("curriculum_log", []), reason=outcome.reason,
             policy=self.policy.name, seed=self.seed, wall_time_s=float(blob.get("wall_time_s", 0.0)),
             experiences_done=int(blob.get(DONE_KEY, 0)), trial_id=trial_id, node=blob.get("node", ""))
-        self._write(record)
+        self.recorder.write(record)
         for dup in self.cache.finish(self.policy, proposal, outcome):
-            self._write_cached(dup)
-
-    def _write_cached(self, result: CachedResult) -> None:
-        """A duplicate was told the original's outcome: record it as reused, never train it."""
-        if result.proposal.id in self.known:     # recorded before a crash, told again on resume
-            self._save_state()
-            return
-        original = self.known.get(result.cached_from)
-        record = cached_record(result, original, self.policy.name, self.seed)
-        self._write(record)
-
-    def _write(self, record: TrialRecord) -> None:
-        append_record(self.run_dir, record)
-        self.known[record.proposal_id] = record
-        self.written.append(record)
-        self._save_state()
-
-    def _save_state(self) -> None:
-        write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict())
+            self.recorder.write_cached(dup)
 
 
 class TrialErrors(Callback):
