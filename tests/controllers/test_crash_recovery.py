@@ -27,7 +27,7 @@ from typing import Callable
 import pytest
 
 from controllers.policies import make_policy
-from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
+from controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
 from search_space.experiment import load_experiment
 
 pytestmark = [pytest.mark.slow]
