@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+# the `ray` CLI of the interpreter running the tests (the venv may not be on PATH)
+RAY_CLI = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +80,7 @@ class LoopbackCluster:
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "w")
-        proc = subprocess.Popen(["ray", "start", *args, *node_flags()], env=self.env, cwd=self.root,
+        proc = subprocess.Popen([RAY_CLI, "start", *args, *node_flags()], env=self.env, cwd=self.root,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc

@@ -318,15 +318,17 @@ def test_a_trial_on_a_killed_worker_node_is_retried_from_its_checkpoint(tmp_path
     assert len(trained) == 2 and all(r.state == "complete" for r in trained), [(r.state, r.reason) for r in trained]
     assert all(r.experiences_done == 5 and len(r.acc_matrix) == 5 for r in trained)
     # the retry ran in another process (on the surviving node) and resumed from the
-    # checkpoint: its first report continues where the dead node's reports stopped
-    rows = [json.loads(line) for line in (victim / "result.json").read_text().splitlines()]
-    before = [r for r in rows if r["pid"] == rows[0]["pid"]]
-    after = rows[len(before):]
+    # checkpoint: its first report has iterations_since_restore == 1 but continues the
+    # experience count. (Tune may or may not keep the dead run's rows in result.json.)
     assert checkpoints and "Failure # 1" in (victim / "error.txt").read_text()
-    assert after and {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
-    first = after[0]
-    assert first["iterations_since_restore"] == 1 and 1 < first["experiences_done"] <= before[-1]["experiences_done"] + 1, \
-        ([r["experiences_done"] for r in before], [r["experiences_done"] for r in after])
+    rows = [json.loads(line) for line in (victim / "result.json").read_text().splitlines()]
+    restarts = [i for i, r in enumerate(rows) if r["iterations_since_restore"] == 1]
+    first = rows[restarts[-1]]
+    before, after = rows[:restarts[-1]], rows[restarts[-1]:]
+    assert first["experiences_done"] > 1, [(r["pid"], r["experiences_done"]) for r in rows]
+    assert {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
+    if before:  # the dead run's rows were kept: the retry picks up at most one experience later
+        assert first["experiences_done"] <= before[-1]["experiences_done"] + 1
     assert after[-1]["experiences_done"] == 5
     print(f"worker node killed with {checkpoints}, after experiences {[r['experiences_done'] for r in before]}; "
           f"the retry reported {[r['experiences_done'] for r in after]}")
