@@ -65,3 +65,16 @@ def toy_metrics(arch: Assignment) -> dict[str, float]:
 @pytest.fixture
 def toy_space() -> ToySpace:
     return ToySpace()
+
+
+# A private Ray instance per test module (never a cluster found on the machine).
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()

@@ -48,18 +48,6 @@ def tiny(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def check_run(run_dir, trials, strategy, experiences=2):
     records = list(iter_records(run_dir))
     trained = [r for r in records if r.cached_from is None]

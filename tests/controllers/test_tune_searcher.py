@@ -163,18 +163,6 @@ def test_resume_bookkeeping_skips_records_already_written(tmp_path):
 
 
 # --- under Ray Tune -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def cheap_trainable(config, fail_odd=False, experiences=2):
     """'Experiences' of a closed-form score; odd a + b raises like a diverged model."""
     from ray import tune
