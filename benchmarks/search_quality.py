@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controllers.local import run_local  # noqa: E402
-from controllers.objectives import hypervolume_2d  # noqa: E402
+from controllers.pareto import hypervolume  # noqa: E402
 from controllers.policies import make_policy  # noqa: E402
 from search_space import names  # noqa: E402
 from search_space.plain import parse_decision_space  # noqa: E402
@@ -120,7 +120,7 @@ class Scorer:
 
     def hv(self, metrics: list[dict]) -> float:
         pts = [tuple((r[i] - self.lo[i]) / self.span[i] for i in (0, 1)) for r in map(self._raw, metrics)]
-        return hypervolume_2d(front_2d(pts), (1.1, 1.1))
+        return hypervolume(front_2d(pts), (1.1, 1.1))
 
     def score(self, m: dict) -> float:
         return m[names.FINAL_AVG_ACCURACY] - PENALTY * (math.log2(m[names.FLOPS]) - self.f_lo)

@@ -46,7 +46,7 @@ from search_space.errors import ConfigError
 from search_space.settings import Objective, PPOSettings
 from search_space.suggest import RecordingSuggester
 
-from ..objectives import hypervolume_improvement_2d, non_dominated
+from ..pareto import hypervolume_improvement, non_dominated
 from ..policy import Outcome, Proposal
 from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, rng_from_json, rng_to_json,
                       scored_form)
@@ -255,11 +255,11 @@ class PPOPolicy:
         pts = np.array([self._hv_point(v) for v in self._scored() + [values]])   # (N, 2)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         z = (pts - lo) / np.where(hi > lo, hi - lo, 1.0)                          # (N, 2) in [0, 1]
-        gain = hypervolume_improvement_2d(z[:-1], z[-1], (1.1, 1.1)) / 1.21
+        gain = hypervolume_improvement(z[:-1], z[-1], (1.1, 1.1)) / 1.21
         if gain > 0:
             return float(gain)
         p, earlier = z[-1], z[:-1]
-        front = earlier[non_dominated(earlier.tolist())] if len(earlier) else earlier
+        front = earlier[non_dominated(earlier)] if len(earlier) else earlier
         better = [np.linalg.norm(p - q) for q in front if np.all(q <= p)]
         return -float(min(better)) if better else 0.0
 
