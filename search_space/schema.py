@@ -81,12 +81,17 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(key, f"expected a mapping, got {short(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        k = unknown[0]
+    open_field = getattr(cls, "OPEN_SECTIONS", None)   # collects unknown keys holding mappings
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != open_field}
+    sections = {}
+    for k in data:
+        if k in fields:
+            continue
+        if open_field and isinstance(k, str) and isinstance(data[k], Mapping):
+            sections[k] = dict(data[k])
+            continue
         raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}")
-    kwargs = {}
+    kwargs = {open_field: sections} if open_field else {}
     for name, field in fields.items():
         sub = join(key, name)
         if name in data:
@@ -103,7 +108,10 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
 def to_mapping(obj: Any) -> Any:
     """Inverse of ``from_mapping``: plain dicts, lists and scalars (JSON-ready)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        open_field = getattr(obj, "OPEN_SECTIONS", None)
+        out = {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.name != open_field}
+        return {**out, **to_mapping(getattr(obj, open_field))} if open_field else out
     if isinstance(obj, (list, tuple)):
         return [to_mapping(v) for v in obj]
     if isinstance(obj, dict):
