@@ -224,3 +224,30 @@ def test_parse_result_round_trip():
     assert blob["metrics"] == {names.FLOPS: 3.0} and blob["experiences_done"] == 1
     assert blob["num_experiences"] == 4 and blob["expert_load"] == {"l0": [0.5, 0.5]}
     assert parse_result(None) == {}
+
+
+# --- dynas errors raised inside a Ray worker keep their message -------------------------
+def dynas_errors():
+    from search_space.errors import ConfigError, DynasError, InfeasibleError
+
+    return {1: (ConfigError("task.name", "unknown task 'x'"), "ConfigError: task.name: unknown task 'x'"),
+            2: (ConfigError("task.name", "unknown task 'y'", "exp.yaml"),
+                "ConfigError: exp.yaml: task.name: unknown task 'y'"),
+            3: (DynasError("broken run directory"), "DynasError: broken run directory"),
+            4: (InfeasibleError("flops 3e6 > budget 1e6"), "infeasible: flops 3e6 > budget 1e6")}
+
+
+def raising_trainable(config):
+    raise dynas_errors()[config["arch"]["a"]][0]
+
+
+def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_path, ray_local):
+    from controllers.search import tune_search
+
+    searcher = make_searcher(tmp_path, budget=4, space=small_space(b_high=0))
+    tune_search(searcher, raising_trainable, run_dir=tmp_path, name="t", concurrent=2,
+                resources={"cpu": 1}, verbose=0)
+    trained = {r.arch["a"]: r for r in iter_records(tmp_path) if r.cached_from is None}
+    assert sorted(trained) == [1, 2, 3, 4]
+    for a, (_, reason) in dynas_errors().items():
+        assert trained[a].state == "failed" and trained[a].reason == reason, trained[a].reason
