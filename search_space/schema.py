@@ -90,7 +90,8 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
         if open_field and isinstance(k, str) and isinstance(data[k], Mapping):
             sections[k] = dict(data[k])
             continue
-        raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}")
+        also = ", or a settings section (a mapping)" if open_field else ""
+        raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}{also}")
     kwargs = {open_field: sections} if open_field else {}
     for name, field in fields.items():
         sub = join(key, name)
