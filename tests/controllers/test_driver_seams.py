@@ -99,3 +99,24 @@ def test_search_commands_exit_1_when_no_trial_completed(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("dynas: no trial completed")
     append_record(tmp_path, TrialRecord(1, "x", arch.to_dict(), {}, "complete", metrics=toy_metrics(arch)))
     assert _finished(tmp_path).exit_code == 0 and len(list(iter_records(tmp_path))) == 2
+
+
+ARCH_EXPERIMENT = {
+    "space": {"layers": [1], "d_model": [16], "layer": {
+        "attention": [{"kind": "full", "heads": [2, 4]}], "ffn": [{"kind": "dense", "expansion": [2]}]}},
+    "task": {"name": "split_digits"},
+    "training": {"steps_per_experience": 2, "batch_size": 16, "device": "cpu"},
+}
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"trials": 2, "budget": {"max_flops": 1}}, "search.budget.max_flops"),
+    ({"strategy": "ppo", "ppo": {"batch": 0}}, "search.ppo.batch: invalid value 0"),
+    ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'"),
+])
+def test_the_local_runner_checks_the_file_as_dynas_search_does(tmp_path, search, message):
+    from controllers.local import run_local_experiment
+
+    with pytest.raises(DynasError, match=message):     # ConfigError or InfeasibleError
+        run_local_experiment(parse_experiment({**ARCH_EXPERIMENT, "search": search}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()          # refused before anything was written
