@@ -9,6 +9,7 @@ is built (``controllers.policies.POLICIES``).
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,5 +84,5 @@ def _finished(run_dir: Path) -> RunResult:
     print(run_dir)
     if any(r.state == "complete" for r in iter_records(run_dir)):
         return RunResult(run_dir)
-    print(f"dynas: no trial completed in {run_dir}; see the reasons in trials.jsonl")
+    print(f"dynas: no trial completed in {run_dir}; see the reasons in trials.jsonl", file=sys.stderr)
     return RunResult(run_dir, EXIT_NOTHING_COMPLETED)
