@@ -189,7 +189,7 @@ class ArchConfig:
             rows.append(f"  [{i}] {attn} + {_spec('ffn', f.kind, '').label(f)}")
         return "\n".join(rows)
 
-    def short(self) -> str:
+    def summary(self) -> str:
         """One line: ``d64 | full+dense x2, sw16+moe8k2`` (the kinds' short labels)."""
         parts = [_spec("attention", layer.attention.kind, "").short(layer.attention) + "+"
                  + _spec("ffn", layer.ffn.kind, "").short(layer.ffn) for layer in self.layers]

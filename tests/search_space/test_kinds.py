@@ -65,7 +65,7 @@ def test_a_plugin_kind_goes_through_the_space_cost_and_describers(plugin_kind):
     shape = TaskShape(4, 2, input_dim=3)
     full = ArchConfig(8, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2)),))
     assert estimate_cost(arch, shape) == estimate_cost(full, shape)
-    assert "half_full(h=2)" in arch.describe() and arch.short() == "d8 | half+dense x2"
+    assert "half_full(h=2)" in arch.describe() and arch.summary() == "d8 | half+dense x2"
     assert ArchConfig.from_dict(arch.to_dict()) == arch
     assert space.sample(RandomSuggester(0)).layers[0].attention.kind in {"half_full", "full"}
 
