@@ -103,3 +103,21 @@ def test_identity_and_glu_in_a_space():
 def test_identity_has_one_canonical_config():
     with pytest.raises(ConfigError, match="identity has no heads"):
         AttentionConfig("identity", 2).validate("a")
+
+
+# Written by dynas before kind specs (commit d5b6441), with the arch_id it had then.
+OLD_ARCH_JSON = (
+    '{"d_model":64,"layers":[{"attention":{"heads":4,"kind":"full","max_span":0,"window":0},'
+    '"ffn":{"balance":"aux_loss","capacity_factor":1.25,"expansion":2,"experts":4,"kind":"moe",'
+    '"router":{"kind":"dynamic","top_k":2,"top_p":0.5},"shared_experts":1}},{"attention":'
+    '{"heads":2,"kind":"dynamic_span","max_span":8,"window":0},"ffn":{"balance":"bias",'
+    '"capacity_factor":0.0,"expansion":2,"experts":4,"kind":"moe","router":{"kind":"topk",'
+    '"top_k":1,"top_p":0.5},"shared_experts":1}}],"schema_version":1}')
+
+
+def test_an_old_arch_file_loads_with_its_old_arch_id(tmp_path):
+    path = tmp_path / "arch.json"
+    path.write_text(OLD_ARCH_JSON)
+    arch = ArchConfig.load(path)
+    assert arch.arch_id == "2424938ad01b" and arch.to_json() == OLD_ARCH_JSON
+    assert arch.layers[0].ffn.expert == "dense"
