@@ -124,7 +124,7 @@ def _values(s: Suggester, prefix: str, opt: Option, spec: KindSpec) -> dict[str,
         if spec.active(field, out):
             out[field] = _ask(s, f"{prefix}.{field}", values)
         else:
-            out[field] = spec.field(field).default
+            out[field] = spec.get_field(field).default
     return out
 
 
@@ -191,7 +191,7 @@ def _boxes(opt: Option, spec: KindSpec, axes: tuple[str, ...]) -> list[tuple[fro
         w = dict(v, **{sel: (c,) for sel, c in zip(selectors, combo)})
         for field, (sel, active) in spec.conditions.items():
             if field in w and not active(w[sel][0]):
-                w[field] = (spec.field(field).default,)
+                w[field] = (spec.get_field(field).default,)
         boxes.append(tuple(frozenset(w.get(a, (None,))) for a in ("kind",) + axes))
     return boxes
 

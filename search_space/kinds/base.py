@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from ..choices import Field
+from ..choices import Field, short
 from ..errors import ConfigError
 
 
@@ -95,7 +95,7 @@ class KindSpec:
     def field_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.fields)
 
-    def field(self, name: str) -> Field:
+    def get_field(self, name: str) -> Field:
         return dict(self.fields)[name]
 
     def active(self, name: str, picked: Mapping[str, Any]) -> bool:
@@ -124,10 +124,14 @@ class Registry:
         """The spec of ``name``; an unknown one is a one-line error naming the known."""
         spec = self._specs.get(name) if isinstance(name, str) else None
         if spec is None:
-            from ..choices import short
             raise ConfigError(key or f"{self.family}.kind",
                               f"unknown kind {short(name)}; known kinds: {', '.join(self)}")
         return spec
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests; a plugin that unloads). Unknown names are an error."""
+        self.get(name)
+        del self._specs[name]
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._specs)

@@ -53,7 +53,8 @@ def plugin_kind():
                     fields=ATTENTION.get("full").fields)
     kinds.register_attention(spec)
     yield spec
-    del ATTENTION._specs["half_full"]
+    ATTENTION.unregister("half_full")
+    assert "half_full" not in ATTENTION
 
 
 def test_a_plugin_kind_goes_through_the_space_cost_and_describers(plugin_kind):
