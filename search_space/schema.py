@@ -102,8 +102,9 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
 
 def to_mapping(obj: Any) -> Any:
     """Inverse of ``from_mapping``: plain dicts, lists and scalars (JSON-ready)."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if dataclasses.is_dataclass(obj):  # a field marked omit_default is left out at its default
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, (list, tuple)):
         return [to_mapping(v) for v in obj]
     if isinstance(obj, dict):
