@@ -28,6 +28,7 @@ import pandas as pd
 
 from controllers.records import iter_records, read_run
 from search_space import names
+from search_space.arch import ArchConfig
 from search_space.errors import DynasError
 from search_space.settings import Objective
 
@@ -146,30 +147,21 @@ def arch_summary(arch: Any) -> dict[str, Any]:
     }
 
 
-_ATTN_SHORT = {"full": "full", "sliding_window": "sw", "dynamic_span": "span", "linear": "lin"}
-
-
 def short_arch(arch: Any) -> str:
-    """One line: ``d64 | full+dense, sw16+moe8k2`` (width, then attention+FFN per layer)."""
+    """One line: ``d64 | full+dense x2, sw16+moe8k2`` (width, then attention+FFN per
+    layer, in the kinds' short labels). A record whose arch no longer parses (an
+    unknown kind, a broken field) shows its raw kind names instead."""
     if not is_transformer_arch(arch):
         if isinstance(arch, dict):
             return ", ".join(f"{k}={v}" for k, v in sorted(arch.items()))
         return str(arch)
-    parts = []
-    for layer in arch["layers"]:
-        a, f = layer.get("attention") or {}, layer.get("ffn") or {}
-        attn = _ATTN_SHORT.get(a.get("kind"), str(a.get("kind")))
-        if a.get("kind") == "sliding_window":
-            attn += str(a.get("window", ""))
-        if f.get("kind") == "moe":
-            router = f.get("router") or {}
-            ffn = f"moe{f.get('experts')}k{router.get('top_k')}"
-            if router.get("kind") == "dynamic":
-                ffn += "dyn"
-        else:
-            ffn = f"dense x{f.get('expansion')}"
-        parts.append(f"{attn}+{ffn}")
-    return f"d{arch.get('d_model')} | " + ", ".join(parts)
+    try:
+        return ArchConfig.from_dict(arch).summary()
+    except DynasError:
+        kinds = [f"{(layer.get('attention') or {}).get('kind', '?')}+"
+                 f"{(layer.get('ffn') or {}).get('kind', '?')}"
+                 for layer in arch["layers"] if isinstance(layer, dict)]
+        return f"d{arch.get('d_model')} | " + ", ".join(kinds)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

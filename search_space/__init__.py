@@ -10,6 +10,7 @@ from .constraints import is_feasible, sample_feasible
 from .cost import Cost, estimate_cost
 from .errors import ConfigError, DynasError, InfeasibleError
 from .experiment import Experiment, load_experiment, parse_experiment
+from .kinds import KindSpec, register_attention, register_ffn, register_router
 from .plain import DecisionSpace
 from .space import ArchSpace, condition_holds, parse_space
 from .suggest import Decision, FixedSuggester, RandomSuggester, RecordingSuggester, Suggester
@@ -20,6 +21,7 @@ __all__ = [
     "condition_holds", "Decision",
     "Experiment", "load_experiment", "parse_experiment",
     "Cost", "estimate_cost", "is_feasible", "sample_feasible",
+    "KindSpec", "register_attention", "register_ffn", "register_router",
     "Suggester", "RandomSuggester", "FixedSuggester", "RecordingSuggester",
     "DynasError", "ConfigError", "InfeasibleError",
 ]

@@ -9,41 +9,44 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .errors import ConfigError
 from .schema import from_mapping, to_mapping
 
 SCHEMA_VERSION = 1
+# A field added after version 1 carries this metadata: its default is left out of the
+# JSON, so every architecture saved before it keeps its arch_id.
+OMIT_DEFAULT = {"omit_default": True}
 
-ATTENTION_KINDS = ("full", "sliding_window", "dynamic_span", "linear")
-FFN_KINDS = ("dense", "moe")
-ROUTER_KINDS = ("topk", "dynamic")
-BALANCE_KINDS = ("aux_loss", "z_loss", "bias", "none")
+
+def _spec(family: str, kind: str, key: str):
+    """The kind's spec (``search_space.kinds``); imported here lazily because the
+    specs build these configs."""
+    from .kinds import REGISTRIES
+    return REGISTRIES[family].get(kind, f"{key}.kind" if key else "kind")
 
 
 @dataclass(frozen=True)
 class AttentionConfig:
-    """One layer's token mixer.
+    """One layer's token mixer; ``kind`` names a spec in ``search_space.kinds``.
 
     ``window``: tokens per segment for ``sliding_window`` (each query sees its own and
     the previous segment). ``max_span``: the largest span ``dynamic_span`` can learn.
     """
 
-    kind: Literal["full", "sliding_window", "dynamic_span", "linear"]
+    kind: str
     heads: int
     window: int = 0
     max_span: int = 0
 
     def validate(self, key: str = "") -> None:
+        spec = _spec("attention", self.kind, key)
         if self.heads < 1:
             raise ConfigError(f"{key}.heads", f"must be >= 1, got {self.heads}")
-        if self.kind == "sliding_window" and self.window < 1:
-            raise ConfigError(f"{key}.window", "sliding_window needs window >= 1")
-        if self.kind == "dynamic_span" and self.max_span < 1:
-            raise ConfigError(f"{key}.max_span", "dynamic_span needs max_span >= 1")
+        spec.validate(self, key)
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,12 @@ class RouterConfig:
     ``top_p``, at most ``top_k`` (the cap).
     """
 
-    kind: Literal["topk", "dynamic"] = "topk"
+    kind: str = "topk"
     top_k: int = 2
     top_p: float = 0.5
 
     def validate(self, key: str = "") -> None:
+        _spec("router", self.kind, key).validate(self, key)
         if self.top_k < 1:
             raise ConfigError(f"{key}.top_k", f"must be >= 1, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
@@ -68,38 +72,29 @@ class RouterConfig:
 
 @dataclass(frozen=True)
 class FFNConfig:
-    """One layer's channel mixer: a dense MLP or a mixture of experts.
+    """One layer's channel mixer (a dense MLP, a gated one, a mixture of experts);
+    ``kind`` names a spec in ``search_space.kinds``.
 
     Hidden width is ``expansion * d_model`` (per expert for MoE).
     ``capacity_factor`` 0 means dropless; otherwise each expert takes at most
     ``ceil(capacity_factor * tokens * k / experts)`` tokens and drops the rest.
+    ``expert``: the FFN kind of a MoE's routed and shared experts (``dense``, ``glu``).
     """
 
-    kind: Literal["dense", "moe"]
+    kind: str
     expansion: int = 4
     experts: int = 0
     router: RouterConfig | None = None
     shared_experts: int = 0
     capacity_factor: float = 0.0
-    balance: Literal["aux_loss", "z_loss", "bias", "none"] = "aux_loss"
+    balance: str = "aux_loss"
+    expert: str = field(default="dense", metadata=OMIT_DEFAULT)
 
     def validate(self, key: str = "") -> None:
+        spec = _spec("ffn", self.kind, key)
         if self.expansion < 1:
             raise ConfigError(f"{key}.expansion", f"must be >= 1, got {self.expansion}")
-        if self.kind == "dense":
-            return
-        if self.experts < 1:
-            raise ConfigError(f"{key}.experts", f"moe needs experts >= 1, got {self.experts}")
-        if self.router is None:
-            raise ConfigError(f"{key}.router", "moe needs a router")
-        if self.router.top_k > self.experts:
-            raise ConfigError(
-                f"{key}.top_k", f"{self.router.top_k} exceeds experts={self.experts}"
-            )
-        if self.shared_experts < 0:
-            raise ConfigError(f"{key}.shared_experts", "must be >= 0")
-        if self.capacity_factor < 0:
-            raise ConfigError(f"{key}.capacity_factor", "must be >= 0 (0 = dropless)")
+        spec.validate(self, key)
 
 
 @dataclass(frozen=True)
@@ -186,21 +181,19 @@ class ArchConfig:
         return len(self.layers)
 
     def describe(self) -> str:
-        """One line per layer, for logs and reports."""
+        """One line per layer, for logs and reports (the kinds' spec labels)."""
         rows = [f"d_model={self.d_model} layers={self.num_layers}"]
         for i, layer in enumerate(self.layers):
             a, f = layer.attention, layer.ffn
-            attn = f"{a.kind}(h={a.heads}" + (f",w={a.window}" if a.window else "") + (
-                f",span={a.max_span}" if a.max_span else "") + ")"
-            if f.kind == "dense":
-                ffn = f"dense(x{f.expansion})"
-            else:
-                r = f.router
-                ffn = (f"moe(E={f.experts},{r.kind},k={r.top_k}"
-                       + (f",p={r.top_p}" if r.kind == "dynamic" else "")
-                       + f",shared={f.shared_experts},cf={f.capacity_factor},{f.balance},x{f.expansion})")
-            rows.append(f"  [{i}] {attn} + {ffn}")
+            attn = _spec("attention", a.kind, "").label(a)
+            rows.append(f"  [{i}] {attn} + {_spec('ffn', f.kind, '').label(f)}")
         return "\n".join(rows)
+
+    def summary(self) -> str:
+        """One line: ``d64 | full+dense x2, sw16+moe8k2`` (the kinds' short labels)."""
+        parts = [_spec("attention", layer.attention.kind, "").short(layer.attention) + "+"
+                 + _spec("ffn", layer.ffn.kind, "").short(layer.ffn) for layer in self.layers]
+        return f"d{self.d_model} | " + ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,11 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
 
 def to_mapping(obj: Any) -> Any:
     """Inverse of ``from_mapping``: plain dicts, lists and scalars (JSON-ready)."""
-    if dataclasses.is_dataclass(obj):
-        open_field = getattr(obj, "OPEN_SECTIONS", None)
+    if dataclasses.is_dataclass(obj):  # a field marked omit_default is left out at its default
+        open_field = getattr(obj, "OPEN_SECTIONS", None)   # its sections go back to the top
         out = {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-               if f.name != open_field}
+               if f.name != open_field
+               and not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
         return {**out, **to_mapping(getattr(obj, open_field))} if open_field else out
     if isinstance(obj, (list, tuple)):
         return [to_mapping(v) for v in obj]

@@ -19,57 +19,17 @@ buildable: parsing checks every combination of the declared choices up front.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .arch import (BALANCE_KINDS, ROUTER_KINDS, ArchConfig,
-                   AttentionConfig, FFNConfig, LayerConfig, RouterConfig)
-from .choices import (Field, as_float, as_int, as_str, at_least, choices, join, mapping,
-                      one_of, reject_unknown, short)
+from .arch import ArchConfig, LayerConfig
+from .choices import as_int, at_least, choices, join, mapping, reject_unknown, short
 from .errors import ConfigError
+from .kinds import REGISTRIES, KindSpec, Registry
 from .plain import DecisionSpace, parse_decision_space
 from .suggest import Decision, Suggester
 
-
-def _default(cls: type, name: str) -> Any:
-    return next(f.default for f in fields(cls) if f.name == name)
-
-
-def _top_p_check(v: float) -> str | None:
-    return None if 0.0 < v <= 1.0 else f"must be in (0, 1], got {v}"
-
-
 _POSITIVE = at_least(1)
-FIELDS: dict[str, Field] = {
-    "heads": Field(as_int, _POSITIVE),
-    "window": Field(as_int, _POSITIVE),
-    "max_span": Field(as_int, _POSITIVE),
-    "experts": Field(as_int, _POSITIVE),
-    "top_k": Field(as_int, _POSITIVE, _default(RouterConfig, "top_k")),
-    "router": Field(as_str, one_of(*ROUTER_KINDS), _default(RouterConfig, "kind")),
-    "top_p": Field(as_float, _top_p_check, _default(RouterConfig, "top_p")),
-    "shared_experts": Field(as_int, at_least(0), _default(FFNConfig, "shared_experts")),
-    "capacity_factor": Field(as_float, at_least(0), _default(FFNConfig, "capacity_factor")),
-    "balance": Field(as_str, one_of(*BALANCE_KINDS), _default(FFNConfig, "balance")),
-    "expansion": Field(as_int, _POSITIVE, _default(FFNConfig, "expansion")),
-}
-# The fields each kind accepts, in the order sampling asks them.
-KIND_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "attention": {
-        "full": ("heads",),
-        "sliding_window": ("heads", "window"),
-        "dynamic_span": ("heads", "max_span"),
-        "linear": ("heads",),
-    },
-    "ffn": {
-        "dense": ("expansion",),
-        "moe": ("experts", "top_k", "router", "top_p", "shared_experts", "capacity_factor",
-                "balance", "expansion"),
-    },
-}
-# top_p only shapes the dynamic router; a topk arch stores the default so that equal
-# models share an arch_id whatever top_p list the file declared.
-CANONICAL_TOP_P = _default(RouterConfig, "top_p")
 ARCH_KEYS = ("layers", "d_model", "layer")
 MAX_LAYERS = 1024  # a typo like 10000 would otherwise hang describe and sampling
 
@@ -111,11 +71,12 @@ class ArchSpace:
         return ArchConfig(d_model, tuple(self._sample_layer(suggester, i) for i in range(n)))
 
     def _sample_layer(self, s: Suggester, i: int) -> LayerConfig:
-        att = self._pick(s, f"layer{i}.attention", self.attention)
-        a = _values(s, f"layer{i}.attention.{att.label}", att)
-        ffn = self._pick(s, f"layer{i}.ffn", self.ffn)
-        return LayerConfig(AttentionConfig(att.kind, **a),
-                           _build_ffn(ffn.kind, _values(s, f"layer{i}.ffn.{ffn.label}", ffn)))
+        parts = {}
+        for part in ("attention", "ffn"):
+            opt = self._pick(s, f"layer{i}.{part}", getattr(self, part))
+            spec = REGISTRIES[part].get(opt.kind)
+            parts[part] = spec.make(_values(s, f"layer{i}.{part}.{opt.label}", opt, spec))
+        return LayerConfig(parts["attention"], parts["ffn"])
 
     @staticmethod
     def _pick(s: Suggester, name: str, options: tuple[Option, ...]) -> Option:
@@ -135,21 +96,18 @@ class ArchSpace:
                 _add(out, name, tuple(o.label for o in options), exists)
                 for opt in options:
                     picked = exists + ([f"{name} == {opt.label}"] if len(options) > 1 else [])
-                    prefix = f"{name}.{opt.label}"
-                    for field, values in opt.values:
-                        cond = picked
-                        if field == "top_p":
-                            if "dynamic" not in opt["router"]:
-                                continue
-                            if len(opt["router"]) > 1:
-                                cond = picked + [f"{prefix}.router == dynamic"]
-                        _add(out, f"{prefix}.{field}", values, cond)
+                    _add_option(out, f"{name}.{opt.label}", opt,
+                                REGISTRIES[part].get(opt.kind), picked)
         return out
 
     def size(self) -> int:
         """Distinct architectures, exactly: options that overlap are counted once."""
-        per_layer = _union_size([_attention_box(o) for o in self.attention]) * _union_size(
-            [box for o in self.ffn for box in _ffn_boxes(o)])
+        per_layer = 1
+        for part in ("attention", "ffn"):
+            options = getattr(self, part)
+            axes = tuple(dict.fromkeys(f for o in options for f, _ in o.values))
+            per_layer *= _union_size([box for o in options
+                                      for box in _boxes(o, REGISTRIES[part].get(o.kind), axes)])
         return len(self.d_model) * sum(per_layer ** n for n in self.layers)
 
 
@@ -158,24 +116,40 @@ def _ask(s: Suggester, name: str, options: tuple) -> Any:
     return options[0] if len(options) == 1 else s.suggest_categorical(name, list(options))
 
 
-def _values(s: Suggester, prefix: str, opt: Option) -> dict[str, Any]:
+def _values(s: Suggester, prefix: str, opt: Option, spec: KindSpec) -> dict[str, Any]:
+    """One value per field; a field inactive for the values picked so far (``top_p``
+    under router ``topk``) holds its default, so equal models share an arch_id."""
     out: dict[str, Any] = {}
     for field, values in opt.values:
-        if field == "top_p" and out["router"] != "dynamic":
-            out[field] = CANONICAL_TOP_P
-        else:
+        if spec.active(field, out):
             out[field] = _ask(s, f"{prefix}.{field}", values)
+        else:
+            out[field] = spec.get_field(field).default
     return out
 
 
-def _build_ffn(kind: str, v: dict[str, Any]) -> FFNConfig:
-    if kind == "dense":
-        return FFNConfig("dense", expansion=v["expansion"])
-    return FFNConfig(
-        "moe", expansion=v["expansion"], experts=v["experts"],
-        router=RouterConfig(v["router"], v["top_k"], v["top_p"]),
-        shared_experts=v["shared_experts"], capacity_factor=v["capacity_factor"],
-        balance=v["balance"])
+def _active_when(opt: Option, spec: KindSpec, field: str) -> tuple[str, list, list]:
+    """(selector, its declared values that activate ``field``, those that do not)."""
+    selector, active = spec.conditions[field]
+    on = [v for v in opt[selector] if active(v)]
+    return selector, on, [v for v in opt[selector] if not active(v)]
+
+
+def _add_option(out: list[Decision], prefix: str, opt: Option, spec: KindSpec,
+                picked: list[str]) -> None:
+    """An option's field decisions; a conditional field is asked only under the
+    selector values that use it (``top_p`` when ``router == dynamic``)."""
+    for field, values in opt.values:
+        cond = picked
+        if field in spec.conditions:
+            selector, on, off = _active_when(opt, spec, field)
+            if not on:
+                continue
+            if off and len(on) == 1:
+                cond = picked + [f"{prefix}.{selector} == {on[0]}"]
+            elif off:
+                cond = picked + [f"{prefix}.{selector} != {v}" for v in off]
+        _add(out, f"{prefix}.{field}", values, cond)
 
 
 def _add(out: list[Decision], name: str, options: tuple, conds: list[str]) -> None:
@@ -206,26 +180,19 @@ def condition_holds(condition: str | None, params: Mapping[str, Any]) -> bool:
 
 
 # --- exact counting: each option is a union of boxes (a product of value sets) -------
-_FFN_AXES = ("kind",) + KIND_FIELDS["ffn"]["moe"]
-
-
-def _attention_box(opt: Option) -> tuple[frozenset, ...]:
-    # Axes are the AttentionConfig fields; unused ones hold the config's default.
-    return (frozenset([opt.kind]), frozenset(opt["heads"]),
-            frozenset(opt["window"]) if opt.kind == "sliding_window" else frozenset([0]),
-            frozenset(opt["max_span"]) if opt.kind == "dynamic_span" else frozenset([0]))
-
-
-def _ffn_boxes(opt: Option) -> list[tuple[frozenset, ...]]:
-    v = dict(opt.values)
-    if opt.kind == "dense":
-        return [tuple(frozenset([opt.kind]) if a == "kind" else frozenset(v.get(a, [None]))
-                      for a in _FFN_AXES)]
+def _boxes(opt: Option, spec: KindSpec, axes: tuple[str, ...]) -> list[tuple[frozenset, ...]]:
+    """The option's boxes over ``axes`` (every field of the part's options; a field
+    the kind lacks holds None). A conditional field splits the option into one box per
+    selector value, holding its default where the selector does not use it."""
+    v = dict(opt.values, kind=(opt.kind,))
+    selectors = tuple(dict.fromkeys(sel for sel, _ in spec.conditions.values()))
     boxes = []
-    for router in v["router"]:  # the top_p axis depends on the router: one box each
-        w = dict(v, kind=(opt.kind,), router=(router,),
-                 top_p=v["top_p"] if router == "dynamic" else (CANONICAL_TOP_P,))
-        boxes.append(tuple(frozenset(w[a]) for a in _FFN_AXES))
+    for combo in itertools.product(*(v[sel] for sel in selectors)):
+        w = dict(v, **{sel: (c,) for sel, c in zip(selectors, combo)})
+        for field, (sel, active) in spec.conditions.items():
+            if field in w and not active(w[sel][0]):
+                w[field] = (spec.get_field(field).default,)
+        boxes.append(tuple(frozenset(w.get(a, (None,))) for a in ("kind",) + axes))
     return boxes
 
 
@@ -270,12 +237,12 @@ def parse_space(data: Any, key: str = "space") -> ArchSpace | DecisionSpace:
     for part in ("attention", "ffn"):
         if part not in layer:
             raise ConfigError(f"{lkey}.{part}", "missing required key")
-        parsed[part] = _options(layer[part], f"{lkey}.{part}", KIND_FIELDS[part])
+        parsed[part] = _options(layer[part], f"{lkey}.{part}", REGISTRIES[part])
     _check_combinations(parsed["attention"], parsed["ffn"], d_model)
     return ArchSpace(layers, d_model, parsed["attention"], parsed["ffn"])
 
 
-def _options(value: Any, key: str, kinds: dict[str, tuple[str, ...]]) -> tuple[Option, ...]:
+def _options(value: Any, key: str, kinds: Registry) -> tuple[Option, ...]:
     """A list of option mappings (choose one) or a single mapping (fixed)."""
     if isinstance(value, (list, tuple)):
         if not value:
@@ -292,7 +259,7 @@ def _options(value: Any, key: str, kinds: dict[str, tuple[str, ...]]) -> tuple[O
     return tuple(options)
 
 
-def _option(key: str, value: Any, kinds: dict[str, tuple[str, ...]]) -> tuple:
+def _option(key: str, value: Any, kinds: Registry) -> tuple:
     known = ", ".join(kinds)
     data = mapping(value, key, f"a mapping with a kind ({known})")
     if "kind" not in data:
@@ -300,19 +267,16 @@ def _option(key: str, value: Any, kinds: dict[str, tuple[str, ...]]) -> tuple:
     kind = data["kind"]
     if not isinstance(kind, str):
         raise ConfigError(f"{key}.kind", f"expected one kind name (list options separately), got {short(kind)}")
-    if kind not in kinds:
-        raise ConfigError(f"{key}.kind", f"unknown kind {kind!r}; known kinds: {known}")
-    allowed = ("kind",) + kinds[kind]
-    reject_unknown(data, allowed, key, f" for kind {kind}")
+    spec = kinds.get(kind, f"{key}.kind")
+    reject_unknown(data, ("kind",) + spec.field_names, key, f" for kind {kind}")
     values = []
-    for name in kinds[kind]:
-        spec = FIELDS[name]
+    for name, field in spec.fields:
         if name not in data:
-            if spec.required:
+            if field.required:
                 raise ConfigError(f"{key}.{name}", f"missing required key for kind {kind}")
-            values.append((name, (spec.default,)))
+            values.append((name, (field.default,)))
         else:
-            values.append((name, choices(data[name], f"{key}.{name}", spec.coerce, spec.check)))
+            values.append((name, choices(data[name], f"{key}.{name}", field.coerce, field.check)))
     return kind, key, tuple(values)
 
 
@@ -320,16 +284,16 @@ def _check_combinations(attention: tuple[Option, ...], ffn: tuple[Option, ...],
                         d_model: tuple[int, ...]) -> None:
     """Every combination of declared choices must build; name the first that cannot."""
     for opt in attention:
-        for heads, d in itertools.product(opt["heads"], d_model):
+        for heads, d in itertools.product(dict(opt.values).get("heads", ()), d_model):
             if d % heads:
                 raise ConfigError(f"{opt.key}.heads", f"{heads} does not divide d_model={d}")
-    for opt in ffn:
-        if opt.kind != "moe":
-            continue
-        top_k, experts = max(opt["top_k"]), min(opt["experts"])
-        if top_k > experts:
-            raise ConfigError(f"{opt.key}.top_k", f"{top_k} exceeds experts={experts}")
-        if "dynamic" not in opt["router"] and len(opt["top_p"]) > 1:
-            raise ConfigError(f"{opt.key}.top_p", "choices are only used by router dynamic, "
-                              "which this option never picks")
-
+    for part, options in (("attention", attention), ("ffn", ffn)):
+        for opt in options:
+            spec = REGISTRIES[part].get(opt.kind)
+            spec.check_option(dict(opt.values), opt.key)
+            for field in spec.conditions:
+                selector, on, _ = _active_when(opt, spec, field)
+                if not on and len(opt[field]) > 1:
+                    users = [k for k in REGISTRIES.get(selector, ()) if spec.conditions[field][1](k)]
+                    raise ConfigError(f"{opt.key}.{field}", f"choices are only used by {selector} "
+                                      f"{', '.join(users)}, which this option never picks")

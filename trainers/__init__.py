@@ -17,6 +17,7 @@ _LAZY = {
     "evaluate_checkpoint": "trainers.downstream",
     "train_arch": "trainers.downstream",
     "build_model": "trainers.model",
+    "builder": "trainers.modules.registry",
     "ModelOutput": "trainers.model",
     "ContinualSystem": "trainers.system",
     "build_task": "trainers.tasks",

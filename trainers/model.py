@@ -2,71 +2,20 @@
 
 Shape legend: B batch, T tokens, D model, C classes, E experts, I input features.
 
-A new attention or FFN kind is one module, one entry in ``ATTENTION_BUILDERS`` or
-``FFN_BUILDERS``, one case in the contract tests, and its cost in
-``search_space.cost``.
+Builders are looked up by kind name in ``modules.BUILDERS``; each module file
+registers its own (``@builder("attention", "full")``), under the name of the kind's
+spec in ``search_space.kinds``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, TaskShape
+from search_space.arch import ArchConfig, TaskShape
 
-from .modules import (Block, DenseFFN, DynamicRouter, DynamicSpanAttention, ExpertGroup,
-                      FullAttention, LinearAttention, MoE, SlidingWindowAttention,
-                      TopKRouter)
-
-
-# --- registries ----------------------------------------------------------------------
-def _full(cfg: AttentionConfig, d: int, causal: bool) -> nn.Module:
-    return FullAttention(d, cfg.heads, causal=causal)
-
-
-def _sliding(cfg: AttentionConfig, d: int, causal: bool) -> nn.Module:
-    return SlidingWindowAttention(d, cfg.heads, cfg.window, causal=causal)
-
-
-def _span(cfg: AttentionConfig, d: int, causal: bool) -> nn.Module:
-    return DynamicSpanAttention(d, cfg.heads, cfg.max_span, causal=causal)
-
-
-def _linear(cfg: AttentionConfig, d: int, causal: bool) -> nn.Module:
-    return LinearAttention(d, cfg.heads, causal=causal)
-
-
-ATTENTION_BUILDERS: dict[str, Callable[[AttentionConfig, int, bool], nn.Module]] = {
-    "full": _full,
-    "sliding_window": _sliding,
-    "dynamic_span": _span,
-    "linear": _linear,
-}
-
-
-def _dense(cfg: FFNConfig, d: int) -> nn.Module:
-    return DenseFFN(d, cfg.expansion * d)
-
-
-def _moe(cfg: FFNConfig, d: int) -> nn.Module:
-    hidden = cfg.expansion * d
-    losses = {"aux_loss": ("balance",), "z_loss": ("z_loss",)}.get(cfg.balance, ())
-    common = dict(aux_losses=losses, bias_balance=cfg.balance == "bias")
-    r = cfg.router
-    if r.kind == "dynamic":
-        router = DynamicRouter(d, cfg.experts, r.top_k, r.top_p, **common)
-    else:
-        router = TopKRouter(d, cfg.experts, r.top_k, **common)
-    shared = DenseFFN(d, cfg.shared_experts * hidden) if cfg.shared_experts else None
-    return MoE(ExpertGroup(cfg.experts, d, hidden), router, shared, cfg.capacity_factor)
-
-
-FFN_BUILDERS: dict[str, Callable[[FFNConfig, int], nn.Module]] = {
-    "dense": _dense,
-    "moe": _moe,
-}
+from .modules import BUILDERS, Block, MoE
 
 
 # --- the model -----------------------------------------------------------------------
@@ -126,7 +75,8 @@ def build_model(arch: ArchConfig, shape: TaskShape) -> DynasModel:
     arch.validate()
     blocks = []
     for layer in arch.layers:
-        attn = ATTENTION_BUILDERS[layer.attention.kind](layer.attention, arch.d_model, shape.causal)
-        ffn = FFN_BUILDERS[layer.ffn.kind](layer.ffn, arch.d_model)
+        attn = BUILDERS["attention"].get(layer.attention.kind)(
+            layer.attention, arch.d_model, shape.causal)
+        ffn = BUILDERS["ffn"].get(layer.ffn.kind)(layer.ffn, arch.d_model)
         blocks.append(Block(attn, ffn, arch.d_model))
     return DynasModel(arch, shape, blocks)

@@ -13,25 +13,16 @@ from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConf
                                RouterConfig, TaskShape)
 from search_space.cost import estimate_cost, expected_k
 from search_space.suggest import RandomSuggester
+from search_space import kinds
+from tests.kind_cases import (FFN_CASES, ROUTER_CASES, all_attentions, all_ffns,
+                              moe_with_expert, moe_with_router)
 
 torch = pytest.importorskip("torch")
 from trainers.model import build_model  # noqa: E402
 from trainers.modules import measured_flops  # noqa: E402
 
-ATTENTIONS = [
-    AttentionConfig("full", 2), AttentionConfig("full", 4),
-    AttentionConfig("sliding_window", 2, window=4), AttentionConfig("sliding_window", 4, window=16),
-    AttentionConfig("dynamic_span", 2, max_span=5), AttentionConfig("dynamic_span", 4, max_span=32),
-    AttentionConfig("linear", 2), AttentionConfig("linear", 4),
-]
-DROPLESS_FFNS = [
-    FFNConfig("dense", 1), FFNConfig("dense", 4),
-    FFNConfig("moe", 2, 4, RouterConfig("topk", 1), 0, 0.0, "aux_loss"),
-    FFNConfig("moe", 1, 6, RouterConfig("topk", 2), 1, 0.0, "z_loss"),
-    FFNConfig("moe", 2, 4, RouterConfig("topk", 4), 2, 0.0, "bias"),
-    # top_p = 1 always takes the cap, so the dynamic router's k is known exactly
-    FFNConfig("moe", 2, 4, RouterConfig("dynamic", 3, 1.0), 0, 0.0, "none"),
-]
+ATTENTIONS = all_attentions()
+DROPLESS_FFNS = all_ffns()
 SHAPES = [
     TaskShape(seq_len=21, num_classes=5, input_dim=7),
     TaskShape(seq_len=40, num_classes=3, vocab_size=13, per_token=True, causal=True),
@@ -75,6 +66,24 @@ def test_params_exact_and_flops_within_2_percent(seed, shape):
 def test_every_attention_kind_is_costed_exactly(attention, causal):
     arch = ArchConfig(32, (LayerConfig(attention, DROPLESS_FFNS[1]),))
     shape = TaskShape(seq_len=37, num_classes=3, input_dim=4, causal=causal)
+    params, flops = _measure(arch, shape)
+    cost = estimate_cost(arch, shape)
+    assert (cost.params, cost.flops) == (params, pytest.approx(flops, rel=0.02))
+
+
+def _ffn_cases():
+    """Every FFN case, every router kind inside a MoE, every expert kind inside a MoE."""
+    out = [(f"ffn-{kind}-{i}", cfg) for kind, cases in FFN_CASES.items()
+           for i, cfg in enumerate(cases)]
+    out += [(f"router-{kind}", moe_with_router(kind)) for kind in ROUTER_CASES]
+    return out + [(f"expert-{kind}", moe_with_expert(kind)) for kind in kinds.expert_kinds()]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("ffn", [c for _, c in _ffn_cases()], ids=[n for n, _ in _ffn_cases()])
+def test_every_ffn_router_and_expert_kind_is_costed_exactly(ffn, causal):
+    arch = ArchConfig(32, (LayerConfig(ATTENTIONS[0], ffn),))
+    shape = TaskShape(seq_len=19, num_classes=3, vocab_size=7, causal=causal)
     params, flops = _measure(arch, shape)
     cost = estimate_cost(arch, shape)
     assert (cost.params, cost.flops) == (params, pytest.approx(flops, rel=0.02))

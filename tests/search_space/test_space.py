@@ -8,12 +8,13 @@ import optuna
 import pytest
 import yaml
 
-from search_space.arch import ATTENTION_KINDS, FFN_KINDS, ArchConfig
+from search_space.arch import ArchConfig
+from search_space.kinds import ATTENTION, FFN
 from search_space.base import Assignment, Space
 from search_space.constraints import structural_problem
 from search_space.cost import estimate_cost
 from search_space.plain import DecisionSpace
-from search_space.space import KIND_FIELDS, ArchSpace, condition_holds, parse_space
+from search_space.space import ArchSpace, condition_holds, parse_space
 from search_space.suggest import FixedSuggester, RandomSuggester, RecordingSuggester
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -80,16 +81,17 @@ def test_design_example_parses_into_an_arch_space(space_dict):
     assert moe["capacity_factor"] == (0.0, 1.25) and moe["expansion"] == (2,)
 
 
-MINIMAL = {"full": {}, "sliding_window": {"window": 4}, "dynamic_span": {"max_span": 8},
-           "linear": {}, "dense": {}, "moe": {"experts": 2, "top_k": 1}}
+MINIMAL = {"full": {"heads": 2}, "sliding_window": {"heads": 2, "window": 4},
+           "dynamic_span": {"heads": 2, "max_span": 8}, "linear": {"heads": 2},
+           "identity": {}, "dense": {}, "glu": {}, "moe": {"experts": 2, "top_k": 1}}
 
 
-@pytest.mark.parametrize("part, kind", [("attention", k) for k in ATTENTION_KINDS]
-                         + [("ffn", k) for k in FFN_KINDS])
+@pytest.mark.parametrize("part, kind", [("attention", k) for k in ATTENTION.names()]
+                         + [("ffn", k) for k in FFN.names()])
 def test_every_arch_kind_can_be_declared_and_sampled(part, kind):
-    assert set(KIND_FIELDS[part]) == set(ATTENTION_KINDS if part == "attention" else FFN_KINDS)
+    assert set(MINIMAL) == set(ATTENTION.names()) | set(FFN.names())
     layer = {"attention": {"kind": "full", "heads": 2}, "ffn": {"kind": "dense"}}
-    layer[part] = {"kind": kind, **({"heads": 2} if part == "attention" else {}), **MINIMAL[kind]}
+    layer[part] = {"kind": kind, **MINIMAL[kind]}
     arch = parse_space({"layers": 1, "d_model": 8, "layer": layer}).sample(_Forbidden())
     assert getattr(arch.layers[0], part).kind == kind
     assert structural_problem(arch) == ""

@@ -31,13 +31,13 @@ ARCH_CASES = [
     (ATT + (0, "heads"), [[2]], "space.layer.attention[0].heads[0]: expected an integer, got [2]"),
     (ATT + (0, "kind"), "flash",
      "space.layer.attention[0].kind: unknown kind 'flash'; known kinds: full, sliding_window, "
-     "dynamic_span, linear"),
+     "dynamic_span, linear, identity"),
     (ATT + (0, "kind"), ["full", "linear"],
      "space.layer.attention[0].kind: expected one kind name (list options separately), got "
      "['full', 'linear']"),
     (ATT + (0, "kind"), DELETE,
      "space.layer.attention[0].kind: missing required key; known kinds: full, sliding_window, "
-     "dynamic_span, linear"),
+     "dynamic_span, linear, identity"),
     (ATT + (0, "heads"), DELETE, "space.layer.attention[0].heads: missing required key for kind full"),
     (ATT + (1, "window"), DELETE,
      "space.layer.attention[1].window: missing required key for kind sliding_window"),
@@ -61,7 +61,7 @@ ARCH_CASES = [
     (ATT, [], "space.layer.attention: empty list; give at least one option"),
     (ATT, ["full"],
      "space.layer.attention[0]: expected a mapping with a kind (full, sliding_window, dynamic_span, "
-     "linear), got 'full'"),
+     "linear, identity), got 'full'"),
     (("layer",), [1], "space.layer: expected a mapping with attention and ffn, got [1]"),
     (("layer", "ffn"), DELETE, "space.layer.ffn: missing required key"),
     (("layer", "norm"), "pre", "space.layer.norm: unknown key; known keys: attention, ffn"),

@@ -10,31 +10,42 @@ import torch.nn.functional as F
 
 from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                RouterConfig, TaskShape)
-from trainers.model import ATTENTION_BUILDERS, FFN_BUILDERS, ModelOutput, build_model
-from trainers.modules import (DenseFFN, DynamicRouter, DynamicSpanAttention, ExpertGroup,
-                              LinearAttention, MoE, MoEOutput, SlidingWindowAttention,
-                              TopKRouter)
+from search_space import kinds
+from trainers.model import ModelOutput, build_model
+from trainers.modules import (BUILDERS, DenseFFN, DynamicRouter, DynamicSpanAttention,
+                              ExpertGroup, GLUExpertGroup, GLUFFN, LinearAttention, MoE,
+                              MoEOutput, SlidingWindowAttention, TopKRouter)
+from tests.kind_cases import ATTENTION_CASES, FFN_CASES
 
 D, H = 16, 2
 
-ATTENTIONS = {
-    "full": AttentionConfig("full", H),
-    "sliding_window": AttentionConfig("sliding_window", H, window=4),
-    "dynamic_span": AttentionConfig("dynamic_span", H, max_span=4),
-    "linear": AttentionConfig("linear", H),
-}
+ATTENTIONS = {kind: cases[0] for kind, cases in ATTENTION_CASES.items()}
+ATTENTIONS["dynamic_span"] = AttentionConfig("dynamic_span", H, max_span=4)
 FFNS = {
-    "dense": FFNConfig("dense", expansion=2),
+    **{kind: cases[0] for kind, cases in FFN_CASES.items() if kind != "moe"},
     "moe_topk": FFNConfig("moe", 2, 4, RouterConfig("topk", 2), 1, 0.0, "aux_loss"),
     "moe_top1_capacity": FFNConfig("moe", 2, 4, RouterConfig("topk", 1), 0, 1.0, "z_loss"),
     "moe_dynamic_bias": FFNConfig("moe", 2, 4, RouterConfig("dynamic", 3, 0.6), 0, 0.0, "bias"),
+    "moe_glu": FFNConfig("moe", 2, 4, RouterConfig("topk", 2), 1, 0.0, "aux_loss", expert="glu"),
 }
 
 
-def test_registries_cover_every_kind():
-    from search_space.arch import ATTENTION_KINDS, FFN_KINDS
-    assert set(ATTENTION_BUILDERS) == set(ATTENTION_KINDS)
-    assert set(FFN_BUILDERS) == set(FFN_KINDS)
+def test_every_spec_has_a_builder_and_every_builder_a_spec():
+    assert set(BUILDERS["attention"].names()) == set(kinds.ATTENTION.names())
+    assert set(BUILDERS["ffn"].names()) == set(kinds.FFN.names())
+    assert set(BUILDERS["router"].names()) == set(kinds.ROUTER.names())
+    assert set(BUILDERS["expert"].names()) == set(kinds.expert_kinds())
+    assert set(ATTENTIONS) == set(kinds.ATTENTION.names())
+    assert {c.kind for c in FFNS.values()} == set(kinds.FFN.names())
+    assert {c.expert for c in FFNS.values() if c.kind == "moe"} == set(kinds.expert_kinds())
+
+
+def test_builder_lookup_and_double_registration_fail_in_one_line():
+    from search_space.errors import ConfigError
+    with pytest.raises(ConfigError, match="no builder for kind 'flash'; known kinds: full"):
+        BUILDERS["attention"].get("flash")
+    with pytest.raises(ConfigError, match="already registered"):
+        BUILDERS["ffn"].register("dense")(lambda cfg, d: None)
 
 
 # --- attention ------------------------------------------------------------------------
@@ -43,7 +54,10 @@ def test_registries_cover_every_kind():
 @pytest.mark.parametrize("t", [3, 11])          # shorter than a block; not a multiple of it
 def test_attention_shapes_and_gradients(kind, causal, t):
     torch.manual_seed(0)
-    attn = ATTENTION_BUILDERS[kind](ATTENTIONS[kind], D, causal)
+    attn = BUILDERS["attention"].get(kind)(ATTENTIONS[kind], D, causal)
+    if attn is None:                             # no token mixer: no pre-norm either
+        assert not kinds.ATTENTION.get(kind).norm
+        return
     if kind == "dynamic_span":
         attn.span_fraction.data.fill_(0.5)       # inside the ramp, so the span has a gradient
     x = torch.randn(2, t, D, requires_grad=True)
@@ -58,7 +72,9 @@ def test_attention_shapes_and_gradients(kind, causal, t):
 @pytest.mark.parametrize("kind", sorted(ATTENTIONS))
 def test_causal_attention_ignores_the_future(kind):
     torch.manual_seed(0)
-    attn = ATTENTION_BUILDERS[kind](ATTENTIONS[kind], D, True)
+    attn = BUILDERS["attention"].get(kind)(ATTENTIONS[kind], D, True)
+    if attn is None:
+        return                                   # identity mixes no tokens at all
     x = torch.randn(1, 13, D)
     later = x.clone()
     later[:, 7:] = torch.randn(1, 6, D)
@@ -134,7 +150,7 @@ def test_linear_attention_equals_its_quadratic_form(causal):
 @pytest.mark.parametrize("kind", sorted(FFNS))
 def test_ffn_shapes_and_gradients_reach_router_and_experts(kind):
     torch.manual_seed(0)
-    ffn = FFN_BUILDERS[FFNS[kind].kind](FFNS[kind], D)
+    ffn = BUILDERS["ffn"].get(FFNS[kind].kind)(FFNS[kind], D)
     x = torch.randn(2, 12, D)
     out = ffn(x)
     if isinstance(out, MoEOutput):
@@ -147,6 +163,30 @@ def test_ffn_shapes_and_gradients_reach_router_and_experts(kind):
     loss.backward()
     for name, p in ffn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_glu_ffn_and_glu_experts_follow_swiglu():
+    """silu(x W1) * (x W3), then W2; each GLU expert is that FFN on its own tokens."""
+    torch.manual_seed(0)
+    ffn, group = GLUFFN(D, 8), GLUExpertGroup(3, D, 8)
+    x = torch.randn(5, D)
+    ref = (F.silu(x @ ffn.gate.weight.T) * (x @ ffn.up.weight.T)) @ ffn.down.weight.T
+    assert torch.allclose(ffn(x), ref, atol=1e-6)
+    y = group(x, [2, 0, 3])
+    for rows, e in ((slice(0, 2), 0), (slice(2, 5), 2)):
+        expected = (F.silu(x[rows] @ group.w_gate[e]) * (x[rows] @ group.w_up[e])) @ group.w_down[e]
+        assert torch.allclose(y[rows], expected, atol=1e-6)
+
+
+def test_identity_layer_is_its_ffn_alone():
+    torch.manual_seed(0)
+    arch = _arch(("identity", "dense"))
+    model = build_model(arch, TaskShape(6, 3, input_dim=4))
+    block = model.layers[0]
+    assert block.attn is None and block.norm_attn is None
+    assert all(name.startswith(("norm_ffn.", "ffn.")) for name, _ in block.named_parameters())
+    h = torch.randn(2, 6, D)
+    assert torch.allclose(block(h).x, h + block.ffn(block.norm_ffn(h)))
 
 
 def _naive_moe(moe: MoE, x: torch.Tensor) -> torch.Tensor:

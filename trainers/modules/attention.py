@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import builder
+
 
 class HeadProjection(nn.Module):
     """The qkv and output projections every attention kind shares."""
@@ -129,3 +131,19 @@ class SlidingWindowAttention(nn.Module):
             vb.reshape(b * h, n, 2 * w, dh), attn_mask=allowed.expand(n, w, 2 * w)[None])
         y = y.view(b, h, n * w, dh)[:, :, :t]                 # (B, H, T, Dh)
         return self.proj.merge(y), {}
+
+
+@builder("attention", "full")
+def build_full(cfg, d_model: int, causal: bool) -> nn.Module:
+    return FullAttention(d_model, cfg.heads, causal=causal)
+
+
+@builder("attention", "sliding_window")
+def build_sliding_window(cfg, d_model: int, causal: bool) -> nn.Module:
+    return SlidingWindowAttention(d_model, cfg.heads, cfg.window, causal=causal)
+
+
+@builder("attention", "identity")
+def build_identity(cfg, d_model: int, causal: bool) -> None:
+    """No token mixer: the block keeps only its FFN sub-layer (NAS-Bench-201's skip)."""
+    return None

@@ -19,19 +19,22 @@ class BlockOutput:
 
 
 class Block(nn.Module):
-    """Receives its parts: any attention (x -> (y, aux)) and any FFN (dense tensor or
+    """Receives its parts: any attention (x -> (y, aux)) or None (no attention
+    sub-layer, no norm: the ``identity`` kind), and any FFN (dense tensor or
     ``MoEOutput``)."""
 
-    def __init__(self, attn: nn.Module, ffn: nn.Module, d_model: int):
+    def __init__(self, attn: nn.Module | None, ffn: nn.Module, d_model: int):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(d_model)
+        self.norm_attn = nn.LayerNorm(d_model) if attn is not None else None
         self.attn = attn
         self.norm_ffn = nn.LayerNorm(d_model)
         self.ffn = ffn
 
     def forward(self, x: Tensor) -> BlockOutput:
-        y, aux = self.attn(self.norm_attn(x))
-        x = x + y
+        aux: dict[str, Tensor] = {}
+        if self.attn is not None:
+            y, aux = self.attn(self.norm_attn(x))
+            x = x + y
         out = self.ffn(self.norm_ffn(x))
         if isinstance(out, MoEOutput):
             aux = {**aux, **out.aux_losses}

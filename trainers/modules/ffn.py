@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import builder
+
 
 class DenseFFN(nn.Module):
     """Linear D -> F, GELU, Linear F -> D."""
@@ -18,3 +20,8 @@ class DenseFFN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(F.gelu(self.up(x)))                # (..., D)
+
+
+@builder("ffn", "dense")
+def build_dense(cfg, d_model: int) -> nn.Module:
+    return DenseFFN(d_model, cfg.expansion * d_model)

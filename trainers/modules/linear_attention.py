@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.cost import LINEAR_ATTENTION_CHUNK
+from search_space.kinds.attention import LINEAR_ATTENTION_CHUNK
 
 from .attention import HeadProjection, to_blocks
+from .registry import builder
 
 
 def feature_map(x: Tensor) -> Tensor:
@@ -56,3 +57,8 @@ class LinearAttention(nn.Module):
         scores = scores * torch.ones(c, c, device=q.device, dtype=q.dtype).tril()
         intra = torch.matmul(scores, vc)                                # (B, H, N, c, Dv)
         return (inter + intra).flatten(2, 3)[:, :, :t]                  # (B, H, T, Dv)
+
+
+@builder("attention", "linear")
+def build_linear(cfg, d_model: int, causal: bool) -> nn.Module:
+    return LinearAttention(d_model, cfg.heads, causal=causal)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ffn import DenseFFN
-from .routers import DynamicRouter, TopKRouter
+from search_space.arch import FFNConfig
+
+from .registry import BUILDERS, builder
 
 
 class ExpertGroup(nn.Module):
@@ -72,8 +73,8 @@ class MoE(nn.Module):
     ``update_router_bias`` (DeepSeek-V3 balancing) and reset by it.
     """
 
-    def __init__(self, experts: ExpertGroup, router: TopKRouter | DynamicRouter,
-                 shared_expert: DenseFFN | None = None, capacity_factor: float = 0.0):
+    def __init__(self, experts: nn.Module, router: nn.Module,
+                 shared_expert: nn.Module | None = None, capacity_factor: float = 0.0):
         super().__init__()
         if router.num_experts != experts.num_experts:
             raise ValueError("router and expert group disagree on the number of experts")
@@ -128,3 +129,23 @@ class MoE(nn.Module):
         if self.router.bias_balance and bool(self.pending_load.any()):
             self.router.update_bias(self.pending_load, rate)
         self.pending_load.zero_()
+
+
+@builder("expert", "dense")
+def build_dense_experts(experts: int, d_model: int, hidden: int) -> nn.Module:
+    return ExpertGroup(experts, d_model, hidden)
+
+
+@builder("ffn", "moe")
+def build_moe(cfg: FFNConfig, d_model: int) -> nn.Module:
+    """Experts and shared expert of kind ``cfg.expert``, the router of its kind."""
+    hidden = cfg.expansion * d_model
+    losses = {"aux_loss": ("balance",), "z_loss": ("z_loss",)}.get(cfg.balance, ())
+    router = BUILDERS["router"].get(cfg.router.kind)(
+        cfg.router, d_model, cfg.experts, aux_losses=losses, bias_balance=cfg.balance == "bias")
+    shared = None
+    if cfg.shared_experts:
+        wide = FFNConfig(cfg.expert, expansion=cfg.shared_experts * cfg.expansion)
+        shared = BUILDERS["ffn"].get(cfg.expert)(wide, d_model)
+    experts = BUILDERS["expert"].get(cfg.expert)(cfg.experts, d_model, hidden)
+    return MoE(experts, router, shared, cfg.capacity_factor)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .registry import builder
+
 AUX_LOSSES = ("balance", "z_loss")
 
 
@@ -109,3 +111,13 @@ class DynamicRouter(_Router):
         weights = weights * valid
         return RouterOutput(experts, weights, valid, probs,
                             self._aux(logits, probs, experts, valid))
+
+
+@builder("router", "topk")
+def build_topk(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
+    return TopKRouter(d_model, experts, cfg.top_k, **balancing)
+
+
+@builder("router", "dynamic")
+def build_dynamic(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
+    return DynamicRouter(d_model, experts, cfg.top_k, cfg.top_p, **balancing)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
+from .registry import builder
 
 
 def default_ramp(max_span: int) -> int:
@@ -77,3 +78,8 @@ class DynamicSpanAttention(nn.Module):
         y = torch.matmul(weights, vb).flatten(2, 3)[:, :, :t]           # (B, H, T, Dh)
         penalty = self.span_fraction.clamp(min=0.0).mean()
         return self.proj.merge(y), {"span": penalty}
+
+
+@builder("attention", "dynamic_span")
+def build_dynamic_span(cfg, d_model: int, causal: bool) -> nn.Module:
+    return DynamicSpanAttention(d_model, cfg.heads, cfg.max_span, causal=causal)

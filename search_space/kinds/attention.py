@@ -1,0 +1,123 @@
+"""The built-in attention kinds: fields, checks, cost and labels, one spec each.
+
+Cost signature: ``cost(cfg: AttentionConfig, d_model, seq_len, causal) -> Part`` for
+one sample, the qkv/output projections included, the pre-norm not (the block adds
+it when ``spec.norm``). FLOPs conventions (what FlopCounterMode counts):
+
+- ``full``: dense T x T scores and mixing; a causal mask is *not* halved, because
+  SDPA's math/efficient kernels and FlopCounterMode's formula do the dense work.
+- ``sliding_window`` (w): the sequence is padded to blocks of w; each query block
+  attends to its own and the previous block, i.e. 2w keys per query. If T <= w it is
+  plain full attention over T.
+- ``dynamic_span`` (S): blocks of S; causal queries see the previous and own block
+  (2S keys), bidirectional ones also the next (3S keys); one block if T <= S.
+  Computed over the whole window whatever the learned span.
+- ``linear``: elu+1 features with a ones column appended to V (Dv = Dh + 1).
+  Bidirectional: phi(K)^T V then phi(Q) S. Causal: chunks of
+  ``LINEAR_ATTENTION_CHUNK``: a masked intra-chunk quadratic part plus a carried state.
+- ``identity``: no token mixing at all (NAS-Bench-201's skip): the layer is its FFN.
+
+KV floats: 2 * T_kv * D with T_kv = T (full), min(T, 2w) (sliding window), min(T, S)
+(dynamic span); linear attention keeps its state, H * Dh * (Dh + 1) floats.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..arch import AttentionConfig
+from ..choices import Field, as_int, at_least
+from ..errors import ConfigError
+from .base import KindSpec, Part, linear
+from .registries import register_attention
+
+LINEAR_ATTENTION_CHUNK = 64   # causal linear attention processes chunks of this many tokens
+POSITIVE = at_least(1)
+HEADS = ("heads", Field(as_int, POSITIVE))
+
+
+def attention_keys(att: AttentionConfig, seq_len: int, causal: bool) -> tuple[int, int]:
+    """(padded query count, keys per query) the blocked attention kinds compute."""
+    t = seq_len
+    block = att.window if att.kind == "sliding_window" else att.max_span
+    if att.kind not in ("sliding_window", "dynamic_span") or t <= block:
+        return t, t
+    blocks = math.ceil(t / block)
+    width = 2 if (att.kind == "sliding_window" or causal) else 3
+    return blocks * block, width * block
+
+
+def _softmax_cost(att: AttentionConfig, d: int, t: int, causal: bool, kv_tokens: int) -> Part:
+    """Projections + blocked or full softmax attention; the span kind adds H params."""
+    tq, keys = attention_keys(att, t, causal)
+    core = 4.0 * tq * keys * d                          # QK^T and AV over all heads
+    params = att.heads if att.kind == "dynamic_span" else 0   # one learnable span per head
+    mix = Part(params, params, core, 2.0 * min(t, kv_tokens) * d,
+               8.0 * t * d + att.heads * tq * keys)
+    return linear(d, 3 * d, t) + linear(d, d, t) + mix
+
+
+def _linear_cost(att: AttentionConfig, d: int, t: int, causal: bool) -> Part:
+    h, dh = att.heads, d // att.heads
+    dv = dh + 1
+    if not causal:
+        core = 4.0 * t * h * dh * dv                    # phi(K)^T V and phi(Q) S
+        scores = 0.0
+    else:
+        c = min(t, LINEAR_ATTENTION_CHUNK)
+        tp = math.ceil(t / c) * c
+        core = 4.0 * tp * h * dh * dv + 2.0 * tp * c * h * (dh + dv)
+        scores = h * t * c
+    mix = Part(0, 0, core, h * dh * dv, 8.0 * t * d + scores)
+    return linear(d, 3 * d, t) + linear(d, d, t) + mix
+
+
+def _needs(name: str, kind: str):
+    def check(cfg: AttentionConfig, key: str) -> None:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{key}.{name}", f"{kind} needs {name} >= 1")
+    return check
+
+
+def _identity_check(cfg: AttentionConfig, key: str) -> None:
+    if cfg.heads != 1:   # one canonical config, so equal models share an arch_id
+        raise ConfigError(f"{key}.heads", f"identity has no heads; must be 1, got {cfg.heads}")
+
+
+def _make(kind: str):
+    return lambda v: AttentionConfig(kind, **v)
+
+
+def _heads_label(a: AttentionConfig, extra: str = "") -> str:
+    return f"{a.kind}(h={a.heads}{extra})"
+
+
+def _register_builtins() -> None:
+    register_attention(KindSpec(
+        "full", _make("full"),
+        cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, t),
+        label=_heads_label, short=lambda a: "full", fields=(HEADS,)))
+    register_attention(KindSpec(
+        "sliding_window", _make("sliding_window"),
+        cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, 2 * a.window),
+        label=lambda a: _heads_label(a, f",w={a.window}"), short=lambda a: f"sw{a.window}",
+        fields=(HEADS, ("window", Field(as_int, POSITIVE))),
+        validate=_needs("window", "sliding_window")))
+    register_attention(KindSpec(
+        "dynamic_span", _make("dynamic_span"),
+        cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, a.max_span),
+        label=lambda a: _heads_label(a, f",span={a.max_span}"), short=lambda a: "span",
+        fields=(HEADS, ("max_span", Field(as_int, POSITIVE))),
+        validate=_needs("max_span", "dynamic_span")))
+    register_attention(KindSpec(
+        "linear", _make("linear"), cost=_linear_cost,
+        label=_heads_label, short=lambda a: "lin", fields=(HEADS,)))
+    register_attention(KindSpec(
+        "identity", lambda v: AttentionConfig("identity", heads=1),
+        cost=lambda a, d, t, causal: Part(), label=lambda a: "identity",
+        short=lambda a: "skip", validate=_identity_check, norm=False))
+
+
+_register_builtins()
+
+

@@ -1,0 +1,147 @@
+"""The kind registries' building blocks: a kind's spec, a registry, cost parts.
+
+A *kind* (an attention, FFN or router variant) is declared once, as a ``KindSpec``
+registered in its family's ``Registry``. Everything else derives from the spec: the
+space's option fields and conditions, config validation, the cost model and the
+describers. ``trainers`` registers one builder per kind under the same name.
+
+No torch here; specs import the config dataclasses, never the other way round
+(``arch.py`` looks specs up lazily).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from ..choices import Field, short
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Part:
+    """Cost of one component; ``floats`` are activation floats kept for backward,
+    ``kv_floats`` the floats kept per sample for incremental decoding."""
+
+    params: int = 0
+    active: int = 0
+    flops: float = 0.0
+    kv_floats: float = 0.0
+    floats: float = 0.0
+
+    def __add__(self, other: "Part") -> "Part":
+        return Part(self.params + other.params, self.active + other.active,
+                    self.flops + other.flops, self.kv_floats + other.kv_floats,
+                    self.floats + other.floats)
+
+
+def linear(n_in: int, n_out: int, tokens: float, bias: bool = True) -> Part:
+    """An ``nn.Linear`` applied to ``tokens`` rows: 2 FLOPs per multiply-add."""
+    p = n_in * n_out + (n_out if bias else 0)
+    return Part(p, p, 2.0 * tokens * n_in * n_out)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The dataclass default of ``cls.name`` (so a spec never restates it)."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _no_check(cfg: Any, key: str) -> None:
+    return None
+
+
+def _no_option_check(values: Mapping[str, tuple], key: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One kind, declared once.
+
+    ``name``: the ``kind`` value in files and configs (also the builder's key).
+    ``fields``: the option fields a space may list for this kind, in the order
+    sampling asks them, each with its coercion, check and default (None = required).
+    ``make(values)``: the config built from one sampled value per field.
+    ``cost``: the family's cost function (see ``Registry`` for each signature).
+    ``label(cfg)``: the text ``ArchConfig.describe()`` shows; ``short(cfg)`` the
+    compact token of one-line summaries (``sw16``, ``moe8k2``).
+    ``validate(cfg, key)``: checks beyond the field types, raising ``ConfigError``.
+    ``conditions``: field -> (selector field, active(selector value)): the field
+    matters only for some values of the selector (``top_p`` only for router
+    ``dynamic``); otherwise it holds its default, so equal models share an arch_id.
+    The selector comes before the field in ``fields``.
+    ``check_option(values, key)``: cross-field checks over a space option's declared
+    choices (``top_k`` <= ``experts`` for every combination).
+    ``token_cost(d_model, hidden)``: FFN kinds only: (params, FLOPs per token,
+    activation floats per token) of one instance; a kind that has it can also serve
+    as a mixture of experts' expert and shared expert.
+    ``norm``: the block gives this part a pre-norm (False for ``identity``: no
+    sub-layer at all).
+    """
+
+    name: str
+    make: Callable[[dict[str, Any]], Any]
+    cost: Callable[..., Any]
+    label: Callable[[Any], str]
+    short: Callable[[Any], str]
+    fields: tuple[tuple[str, Field], ...] = ()
+    validate: Callable[[Any, str], None] = _no_check
+    conditions: Mapping[str, tuple[str, Callable[[Any], bool]]] = field(default_factory=dict)
+    check_option: Callable[[Mapping[str, tuple], str], None] = _no_option_check
+    token_cost: Callable[[int, int], tuple[int, float, float]] | None = None
+    norm: bool = True
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.fields)
+
+    def get_field(self, name: str) -> Field:
+        return dict(self.fields)[name]
+
+    def active(self, name: str, picked: Mapping[str, Any]) -> bool:
+        """Whether field ``name`` shapes the model, given the values picked so far."""
+        cond = self.conditions.get(name)
+        return cond is None or cond[1](picked[cond[0]])
+
+
+class Registry:
+    """The kinds of one family by name. Built-ins register at import; plugins call
+    ``register`` later. A second registration of a name is refused."""
+
+    def __init__(self, family: str, cost_signature: str):
+        self.family = family
+        self.cost_signature = cost_signature   # what ``KindSpec.cost`` receives
+        self._specs: dict[str, KindSpec] = {}
+
+    def register(self, spec: KindSpec) -> KindSpec:
+        if spec.name in self._specs:
+            raise ConfigError(f"{self.family}.{spec.name}",
+                              f"{self.family} kind {spec.name!r} is already registered")
+        self._specs[spec.name] = spec
+        return spec
+
+    def get(self, name: Any, key: str = "") -> KindSpec:
+        """The spec of ``name``; an unknown one is a one-line error naming the known."""
+        spec = self._specs.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise ConfigError(key or f"{self.family}.kind",
+                              f"unknown kind {short(name)}; known kinds: {', '.join(self)}")
+        return spec
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests; a plugin that unloads). Unknown names are an error."""
+        self.get(name)
+        del self._specs[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def one_of(self) -> Callable[[Any], str | None]:
+        """A field check accepting the kinds registered *when it runs* (plugins too)."""
+        return lambda v: None if v in self._specs else f"{v!r} is not one of {', '.join(self)}"

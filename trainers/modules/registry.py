@@ -1,0 +1,61 @@
+"""Builders keyed by kind name: the trainers' half of each kind.
+
+Each module file defines its module and registers its builder under the name of the
+kind's spec in ``search_space.kinds``:
+
+    @builder("attention", "sliding_window")
+    def build_sliding(cfg: AttentionConfig, d_model: int, causal: bool) -> nn.Module:
+        return SlidingWindowAttention(d_model, cfg.heads, cfg.window, causal=causal)
+
+Families and builder signatures:
+
+- ``attention``: ``(cfg: AttentionConfig, d_model, causal) -> module | None``; a module
+  maps (B, T, D) -> ((B, T, D), aux dict); None means no token mixer at all (the
+  block then has no attention sub-layer, as for ``identity``).
+- ``ffn``: ``(cfg: FFNConfig, d_model) -> module``, (B, T, D) -> (B, T, D) or ``MoEOutput``.
+- ``expert``: ``(experts, d_model, hidden) -> module``, a group of E experts of that
+  FFN kind: ``forward(x (S, D) sorted by expert, counts) -> (S, D)``.
+- ``router``: ``(cfg: RouterConfig, d_model, experts, aux_losses, bias_balance) -> module``
+  returning ``RouterOutput``.
+
+``trainers.model.build_model`` looks builders up here; it is the only wiring point.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from search_space.errors import ConfigError
+
+
+class Builders:
+    """One family's builders by kind name; a second registration of a name is refused."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self._builders: dict[str, Callable] = {}
+
+    def register(self, name: str) -> Callable[[Callable], Callable]:
+        def add(fn: Callable) -> Callable:
+            if name in self._builders:
+                raise ConfigError(f"{self.family}.{name}",
+                                  f"a {self.family} builder for {name!r} is already registered")
+            self._builders[name] = fn
+            return fn
+        return add
+
+    def get(self, name: str) -> Callable:
+        if name not in self._builders:
+            raise ConfigError(f"{self.family}.kind", f"no builder for kind {name!r}; "
+                              f"known kinds: {', '.join(self._builders)}")
+        return self._builders[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._builders)
+
+
+BUILDERS = {family: Builders(family) for family in ("attention", "ffn", "expert", "router")}
+
+
+def builder(family: str, name: str) -> Callable[[Callable], Callable]:
+    """Decorator: register the builder of kind ``name`` in ``family``."""
+    return BUILDERS[family].register(name)
