@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The space commands need a task's shape (sequence length) for the cost model;
     # only trainers knows tasks, so the root hands search_space a resolver.
-    space_commands.register(sub, task_shape_fn=_task_shape)
+    # Strategy names are controllers' (a registry plugins extend): the root hands
+    # search_space the check, as it hands it the task shape.
+    space_commands.register(sub, task_shape_fn=_task_shape, search_check_fn=_check_search)
     for module in (train_commands, search_commands, analysis_commands):
         module.register(sub)
     return parser
@@ -51,17 +53,23 @@ def _task_shape(task_settings):
     return task_shape(task_settings)
 
 
+def _check_search(search_settings):
+    from controllers.policies import check_search
+
+    check_search(search_settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.handler(args)
-        run_dir = getattr(args, "result_run_dir", None)
+        result = args.handler(args)
+        run_dir = getattr(result, "run_dir", None)       # a search command's RunResult
         if run_dir is not None and not getattr(args, "no_report", True):
             from analysis.commands import write_report_for
 
             write_report_for([run_dir], out=None)
-        return int(code or 0)
+        return int(getattr(result, "exit_code", result) or 0)
     except DynasError as err:
         print(f"dynas: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

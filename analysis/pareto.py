@@ -1,7 +1,8 @@
 """Pareto fronts, hypervolume, the knee, and the rules that pick one architecture.
 
-Everything is computed in a *minimisation* frame: a maximised objective is negated,
-so "a dominates b" is ``all(a <= b) and any(a < b)`` on the converted values.
+Functions here take DataFrames and values in each objective's own sense; dominance and
+hypervolume are ``controllers.pareto``'s (one implementation, minimisation frame: a
+maximised objective is negated, so "a dominates b" is ``all(a <= b) and any(a < b)``).
 
 Reference point rule (``reference_point``): per objective, a user-given value wins;
 otherwise a maximised accuracy metric (``names.ACCURACY_METRICS``, values in [0, 1])
@@ -21,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from controllers import pareto
 from search_space import names
 from search_space.errors import DynasError
 from search_space.settings import Objective
@@ -31,38 +33,11 @@ PICK_RULES = ("knee", "best-accuracy", "max-flops=X")
 REFERENCE_PAD = 0.10
 
 
-# --- dominance ---------------------------------------------------------------------
-def _signs(objectives: Sequence[Objective]) -> np.ndarray:
-    return np.array([-1.0 if o.direction == "max" else 1.0 for o in objectives])
-
-
-def to_min(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
-    """(N, M) objective values -> minimisation frame (maximised columns negated)."""
-    return np.asarray(values, dtype=float).reshape(-1, len(objectives)) * _signs(objectives)
-
-
+# --- dominance (the arithmetic is controllers.pareto's) ----------------------------------
 def non_dominated_sort(values: np.ndarray, objectives: Sequence[Any]) -> np.ndarray:
-    """Front rank of each row (0 = non-dominated), Deb et al.'s fast sort, O(M N^2).
-
-    Equal points do not dominate each other, so duplicates share a rank.
-    """
+    """Front rank of each row of ``values`` (N, M) in the objectives' own senses."""
     objectives = as_objectives(objectives)
-    pts = to_min(values, objectives)  # (N, M)
-    n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    dominates = _dominance(pts)  # (N, N) [i, j]: i dominates j
-    counts = dominates.sum(0)  # how many dominate j
-    ranks = np.full(n, -1, dtype=int)
-    current = np.flatnonzero(counts == 0)
-    rank = 0
-    while current.size:
-        ranks[current] = rank
-        counts = counts - dominates[current].sum(0)
-        counts[ranks >= 0] = -1  # already ranked: never picked again
-        current = np.flatnonzero(counts == 0)
-        rank += 1
-    return ranks
+    return pareto.non_dominated_sort(pareto.to_minimise(values, objectives))
 
 
 def objective_matrix(df: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
@@ -135,59 +110,13 @@ def reference_point(df: pd.DataFrame, objectives: Sequence[Any],
 
 
 def hypervolume(values: np.ndarray, ref: Sequence[float], objectives: Sequence[Any]) -> float:
-    """Exact volume dominated by ``values`` (N, M) and bounded by ``ref``.
-
-    Points that are not strictly better than ``ref`` in every objective add nothing.
-    2-D: one sweep, O(N log N). M > 2: slicing on the last objective (HSO), each slab
-    a (M-1)-D hypervolume; exact and fine for fronts of up to a few hundred points.
-    """
+    """Exact volume dominated by ``values`` (N, M) and bounded by ``ref``, both in the
+    objectives' own senses (``controllers.pareto.hypervolume`` does the arithmetic)."""
     objectives = as_objectives(objectives)
-    pts = to_min(values, objectives)
-    r = to_min(np.asarray(ref, dtype=float), objectives)[0]
+    r = pareto.to_minimise(np.asarray(ref, dtype=float), objectives)[0]
     if not np.isfinite(r).all():
         raise DynasError(f"reference point {tuple(ref)} must be finite")
-    pts = pts[np.isfinite(pts).all(1) & (pts < r).all(1)]
-    if pts.shape[1] > 2 and len(pts) > 1:  # dominated points add nothing; slicing is O(N^M)
-        pts = pts[_dominance(pts).sum(0) == 0]
-        pts = np.unique(pts, axis=0)
-    return _hv_min(pts, r)
-
-
-def _dominance(pts: np.ndarray) -> np.ndarray:
-    """(N, N) bool: [i, j] when i dominates j (minimisation frame)."""
-    le = (pts[:, None, :] <= pts[None, :, :]).all(-1)
-    lt = (pts[:, None, :] < pts[None, :, :]).any(-1)
-    return le & lt
-
-
-def _hv_min(pts: np.ndarray, r: np.ndarray) -> float:
-    if len(pts) == 0:
-        return 0.0
-    m = pts.shape[1]
-    if m == 1:
-        return float(r[0] - pts[:, 0].min())
-    if m == 2:
-        return _hv2(pts, r)
-    order = np.argsort(pts[:, -1], kind="stable")
-    pts = pts[order]
-    zs = np.append(pts[:, -1], r[-1])
-    volume = 0.0
-    for i in range(len(pts)):
-        depth = zs[i + 1] - zs[i]
-        if depth > 0:  # slab [z_i, z_{i+1}) is dominated by the points with z <= z_i
-            volume += depth * _hv_min(pts[: i + 1, :-1], r[:-1])
-    return float(volume)
-
-
-def _hv2(pts: np.ndarray, r: np.ndarray) -> float:
-    """2-D sweep: sort by x; each point adds the strip up to the best y seen so far."""
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
-    area, best_y = 0.0, r[1]
-    for x, y in pts:
-        if y < best_y:
-            area += (r[0] - x) * (best_y - y)
-            best_y = y
-    return float(area)
+    return pareto.hypervolume(pareto.to_minimise(values, objectives), r)
 
 
 def running_hypervolume(df: pd.DataFrame, objectives: Sequence[Any],
@@ -200,7 +129,7 @@ def running_hypervolume(df: pd.DataFrame, objectives: Sequence[Any],
     """
     objectives = as_objectives(objectives)
     ok_index = set(rankable(df, objectives).index)
-    signs = _signs(objectives)
+    signs = pareto.to_minimise(np.ones(len(objectives)), objectives)[0]
     out = []
     for run, group in df.groupby("run", sort=False):
         group = group.sort_values("trial", kind="stable")
@@ -235,7 +164,7 @@ def knee_index(values: np.ndarray, objectives: Sequence[Any]) -> int:
     concave front, or N <= 2) and for M > 2: the point closest to the ideal point.
     """
     objectives = as_objectives(objectives)
-    pts = to_min(values, objectives)
+    pts = pareto.to_minimise(values, objectives)
     if len(pts) == 0:
         raise DynasError("the front is empty: no knee")
     lo, hi = pts.min(0), pts.max(0)

@@ -26,7 +26,9 @@ from pathlib import Path
 from controllers.policies import make_policy
 from controllers.records import iter_records
 from controllers.search import tune_search
-from controllers.tune_searcher import PolicySearcher, tune_result
+from controllers.driver import SearchDriver
+from controllers.results import tune_result
+from controllers.tune_searcher import PolicySearcher
 from search_space import names
 from search_space.plain import parse_decision_space
 from search_space.settings import Objective
@@ -52,7 +54,7 @@ def measure(trials: int, concurrent: int, work: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="dynas-overhead-") as tmp:
         run_dir = Path(tmp)
         policy = make_policy("random", parse_decision_space(SPACE), OBJECTIVES, seed=0)
-        searcher = PolicySearcher(policy, run_dir, budget=trials)
+        searcher = PolicySearcher(SearchDriver(policy, run_dir, budget=trials))
         started = time.perf_counter()
         tune_search(searcher, sleeper, run_dir=run_dir, name="bench", concurrent=concurrent,
                     resources={"cpu": 1}, verbose=0, work=work)

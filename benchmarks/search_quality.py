@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controllers.local import run_local  # noqa: E402
-from controllers.objectives import hypervolume_2d  # noqa: E402
-from controllers.policies import make_policy  # noqa: E402
+from controllers.pareto import hypervolume  # noqa: E402
+from controllers.policies import PPOSettings, make_policy  # noqa: E402
 from search_space import names  # noqa: E402
 from search_space.plain import parse_decision_space  # noqa: E402
-from search_space.settings import Objective, PPOSettings, SearchSettings  # noqa: E402
+from search_space.settings import Objective, SearchSettings  # noqa: E402
 
 SPACE = parse_decision_space({"decisions": {
     "depth": {"low": 1, "high": 6},
@@ -120,7 +120,7 @@ class Scorer:
 
     def hv(self, metrics: list[dict]) -> float:
         pts = [tuple((r[i] - self.lo[i]) / self.span[i] for i in (0, 1)) for r in map(self._raw, metrics)]
-        return hypervolume_2d(front_2d(pts), (1.1, 1.1))
+        return hypervolume(front_2d(pts), (1.1, 1.1))
 
     def score(self, m: dict) -> float:
         return m[names.FINAL_AVG_ACCURACY] - PENALTY * (math.log2(m[names.FLOPS]) - self.f_lo)
@@ -129,7 +129,7 @@ class Scorer:
 def run_variant(label: str, seed: int, trials: int) -> list[dict]:
     """Metrics of the distinct candidates a policy trained, in training order."""
     strategy, ppo = VARIANTS[label]
-    settings = SearchSettings(trials=trials, ppo=ppo or PPOSettings())
+    settings = SearchSettings(trials=trials, policy_settings={"ppo": ppo or PPOSettings()})
     policy = make_policy(strategy, SPACE, OBJECTIVES, seed, settings)
     with tempfile.TemporaryDirectory() as tmp:
         records = run_local(SPACE, lambda a: ("complete", synthetic(a.to_dict()), {}), policy,

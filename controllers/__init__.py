@@ -13,7 +13,10 @@ from .records import TrialRecord, append_record, iter_records, write_json_atomic
 
 _LAZY = {
     "make_policy": "controllers.policies",
+    "register_policy": "controllers.policies",
     "POLICIES": "controllers.policies",
+    "SearchDriver": "controllers.driver",
+    "TrialResult": "controllers.results",
     "objective_values": "controllers.objectives",
     "run_local": "controllers.local",
     "run_local_experiment": "controllers.local",

@@ -1,24 +1,39 @@
 """``dynas search`` and ``dynas resume``: the controllers' subcommands.
 
-Both set ``args.result_run_dir`` so the CLI root writes the report afterwards (unless
-``--no-report``); Ray is imported only when a handler runs.
+Both return a ``RunResult`` (the run directory and the exit code) so the CLI root
+writes the report afterwards (unless ``--no-report``). The exit code is 0 when some
+trial completed and 1 (after one line saying so) when none did. Ray is imported only
+when a handler runs; ``--strategy`` accepts the strategies registered when the parser
+is built (``controllers.policies.POLICIES``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-STRATEGIES = ("random", "tpe", "nsga2", "ppo")
+EXIT_NOTHING_COMPLETED = 1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a search command hands the CLI root: where the run is, how to exit."""
+
+    run_dir: Path
+    exit_code: int = 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .policies import POLICIES
+
     p = sub.add_parser(
         "search", help="search an experiment's space on Ray Tune",
         description="Search an experiment file's space with a policy on Ray Tune. Without "
         "--address a private local Ray instance is started; with it, dynas joins that cluster "
         "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
     p.add_argument("config", type=Path, help="experiment file (YAML)")
-    p.add_argument("--strategy", choices=STRATEGIES,
+    p.add_argument("--strategy", choices=tuple(POLICIES),
                    help="search policy (default: the file's search.strategy)")
     p.add_argument("--trials", type=int, help="distinct architectures to train to completion, "
                    "failure or pruning (duplicates are reused, not counted)")
@@ -47,21 +62,27 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="Ray Tune progress output (0 silent, 1 default, 2-3 with trial logs)")
 
 
-def _search(args: argparse.Namespace) -> int:
+def _search(args: argparse.Namespace) -> RunResult:
     from .search import run_search
 
-    run_dir = run_search(args.config, strategy=args.strategy, trials=args.trials,
-                         concurrent=args.concurrent, address=args.address, name=args.name,
-                         seed=args.seed, storage=args.storage, verbose=args.verbose)
-    print(run_dir)
-    args.result_run_dir = run_dir
-    return 0
+    return _finished(run_search(args.config, strategy=args.strategy, trials=args.trials,
+                                concurrent=args.concurrent, address=args.address, name=args.name,
+                                seed=args.seed, storage=args.storage, verbose=args.verbose))
 
 
-def _resume(args: argparse.Namespace) -> int:
+def _resume(args: argparse.Namespace) -> RunResult:
     from .search import resume_search
 
-    run_dir = resume_search(args.run_dir, args.extra_trials, address=args.address, verbose=args.verbose)
+    return _finished(resume_search(args.run_dir, args.extra_trials, address=args.address,
+                                   verbose=args.verbose))
+
+
+def _finished(run_dir: Path) -> RunResult:
+    """Exit 0 when some trial completed; else one line and exit 1."""
+    from .records import iter_records
+
     print(run_dir)
-    args.result_run_dir = run_dir
-    return 0
+    if any(r.state == "complete" for r in iter_records(run_dir)):
+        return RunResult(run_dir)
+    print(f"dynas: no trial completed in {run_dir}; see the reasons in trials.jsonl", file=sys.stderr)
+    return RunResult(run_dir, EXIT_NOTHING_COMPLETED)

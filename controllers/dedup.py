@@ -5,7 +5,7 @@ search on a small space does, and a converged PPO policy does often. The cache m
 ``arch_id`` to the outcome of the trial that trained it. ``next_new_proposal`` asks the
 policy until it proposes something new; every duplicate is told the cached outcome at
 once (so the policy still learns from it) and handed back to the driver, which writes
-it as a record with ``cached_from`` set instead of training it.
+it as a record with ``cached_from`` set instead of training it (``SearchDriver``).
 
 A duplicate of a candidate that is still training waits: ``finish`` tells it the
 original's outcome when that arrives. Every outcome is cached, failures included: the
@@ -29,19 +29,6 @@ class CachedResult:
     proposal: Proposal
     outcome: Outcome
     cached_from: int
-
-
-def cached_record(result: CachedResult, original: TrialRecord | None, policy: str,
-                  seed: int) -> TrialRecord:
-    """The record of a duplicate: the original's metrics, marked ``cached_from``."""
-    outcome = result.outcome
-    return TrialRecord(
-        proposal_id=result.proposal.id, arch_id=result.proposal.arch.arch_id,
-        arch=result.proposal.arch.to_dict(), params=dict(result.proposal.params),
-        state=outcome.state, metrics=dict(original.metrics) if original else {},
-        objectives=None if outcome.values is None else list(outcome.values),
-        reason=outcome.reason, policy=policy, seed=seed, cached_from=result.cached_from,
-        experiences_done=original.experiences_done if original else 0)
 
 
 class DedupCache:
@@ -101,8 +88,9 @@ def next_new_proposal(
     cache: DedupCache,
     max_tries: int = 50,
     on_cached: Callable[[CachedResult], None] | None = None,
-) -> tuple[Proposal, list[CachedResult]]:
+) -> tuple[Proposal, list[CachedResult], int]:
     """Ask until the policy proposes an architecture not in ``cache``; mark it started.
+    Returns the new proposal, the cached duplicates and how many asks it took.
 
     Duplicates of finished trials are told their cached outcome and returned (and passed
     to ``on_cached`` right away, so a driver can record them before anything else can
@@ -110,12 +98,12 @@ def next_new_proposal(
     duplicates in a row mean the policy has nothing new left to propose.
     """
     cached: list[CachedResult] = []
-    for _ in range(max_tries):
+    for asks in range(1, max_tries + 1):
         proposal = policy.ask()
         arch_id = proposal.arch.arch_id
         if arch_id not in cache:
             cache.start(proposal)
-            return proposal, cached
+            return proposal, cached, asks
         hit = cache.lookup(arch_id)
         if hit is None:
             cache.wait_for_original(proposal)

@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from search_space.errors import DynasError
 
@@ -52,6 +52,7 @@ class TrialRecord:
     cached_from: int | None = None            # proposal id whose result was reused
     trial_id: str = ""                        # Ray's trial id, when run under Ray
     node: str = ""
+    asks: int = 0                             # policy asks this distinct arch took (0: older record)
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 
@@ -62,6 +63,11 @@ class TrialRecord:
     def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def trained_count(records: Iterable[TrialRecord]) -> int:
+    """Distinct architectures that finished (duplicates answered from cache excluded)."""
+    return len({r.arch_id for r in records if r.cached_from is None})
 
 
 def append_record(run_dir: str | os.PathLike, record: TrialRecord) -> None:

@@ -14,18 +14,20 @@ trial continues from them; they are deleted when the Tune run ends.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from search_space.errors import ConfigError, DynasError
+from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
 
-from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RUN_FILE, TrialRecord, create_run_dir,
-                      iter_records, read_run, require_run_dir, write_json_atomic)
+from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
+from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
+                      read_run, require_run_dir, trained_count, write_json_atomic)
+
+__all__ = ["run_search", "resume_search", "tune_search", "trained_count", "report_counts",
+           "dynas_version"]
 
 TUNE_DIR = "ray"
 ASHA_GRACE = 2              # never prune before two experiences
@@ -40,18 +42,12 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
     from .cluster import local_cpus, ray_session
 
     experiment = load_experiment(config_path)
-    search = _settings(experiment, strategy, trials, concurrent, seed)
+    search = prepare_search(experiment, strategy, trials, concurrent, seed)
     stem = Path(config_path).stem
     run_dir = _new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
     with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
-        create_run_dir(run_dir, {
-            "name": run_dir.name, "runner": "ray", "strategy": search.strategy,
-            "trials": search.trials, "concurrent": search.concurrent, "seed": search.seed,
-            "objectives": [dataclasses.asdict(o) for o in search.objectives],
-            "experiment": EXPERIMENT_COPY, "source": str(Path(config_path).resolve()),
-            "dynas_version": dynas_version(), "created": _utc_now(), "address": address,
-            "scheduler": search.scheduler, "space_size": experiment.space.size()},
-            {EXPERIMENT_COPY: _experiment_text(experiment)})
+        create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
+                       {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
         _tune(experiment, search, searcher, run_dir, "search", verbose)
     report_counts(run_dir, search.trials)
@@ -76,7 +72,7 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
     target = int(run["trials"]) + int(extra_trials)
-    search = _settings(experiment, run["strategy"], target, run["concurrent"], run["seed"])
+    search = prepare_search(experiment, run["strategy"], target, run["concurrent"], run["seed"])
     records = list(iter_records(run_dir))
     missing = target - trained_count(records)
     if missing <= 0:
@@ -94,13 +90,8 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
 
 def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
     if extra_trials:
-        run.setdefault("extensions", []).append({"extra_trials": extra_trials, "at": _utc_now()})
+        run.setdefault("extensions", []).append({"extra_trials": extra_trials, "at": utc_now()})
         write_json_atomic(run_dir / RUN_FILE, {**run, "trials": target})
-
-
-def trained_count(records: list[TrialRecord]) -> int:
-    """Distinct architectures that finished (duplicates answered from cache excluded)."""
-    return len({r.arch_id for r in records if r.cached_from is None})
 
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
@@ -116,43 +107,6 @@ def report_counts(run_dir: Path, target: int) -> dict[str, int]:
 
 
 # --- pieces -------------------------------------------------------------------------
-def _settings(experiment: Experiment, strategy: str | None, trials: int | None,
-              concurrent: int | None, seed: int | None):
-    from search_space.space import ArchSpace
-
-    from .policies import POLICIES
-
-    if not isinstance(experiment.space, ArchSpace):
-        raise ConfigError("space", "a plain decision space has no trainer; search it with "
-                                   "controllers.search.tune_search and a trainable of your own")
-    search = experiment.search
-    search = dataclasses.replace(
-        search, strategy=strategy or search.strategy,
-        trials=search.trials if trials is None else int(trials),
-        concurrent=search.concurrent if concurrent is None else int(concurrent),
-        seed=search.seed if seed is None else int(seed))
-    if search.strategy not in POLICIES:
-        raise ConfigError("search.strategy",
-                          f"unknown strategy {search.strategy!r}; known: {', '.join(POLICIES)}")
-    search.validate("search")
-    if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
-        raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
-    _check_buildable(experiment, search)
-    return search
-
-
-def _check_buildable(experiment: Experiment, search: Any) -> None:
-    """A task that cannot be built or a budget nothing meets fails here, naming the
-    file, before Ray starts and before a run directory exists."""
-    from search_space.constraints import require_feasible
-    from trainers.tasks import task_shape
-
-    with experiment.attribute_errors():
-        shape = task_shape(experiment.task)
-    require_feasible(experiment.space, shape, search.budget, seed=search.seed,
-                     source=str(experiment.source) if experiment.source else None)
-
-
 def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
     storage = storage.expanduser().resolve()
     if name:
@@ -169,47 +123,15 @@ def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
     return run_dir
 
 
-def _experiment_text(experiment: Experiment) -> str:
-    """The experiment file as given (comments kept), or its mapping when there is none."""
-    import yaml
-
-    if experiment.source and Path(experiment.source).is_file():
-        return Path(experiment.source).read_text(encoding="utf-8")
-    return yaml.safe_dump(experiment.raw, sort_keys=False)
-
-
 def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int,
               records: list[TrialRecord]):
-    """The policy (restored from policy_state.json when there is one) behind the searcher."""
-    from .dedup import DedupCache
-    from .policies import make_policy
+    """The Tune Searcher around this run's driver (ASHA needs the first objective)."""
     from .tune_searcher import PolicySearcher
 
-    policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
-    state = run_dir / POLICY_STATE_FILE
-    if records and state.is_file():
-        try:
-            policy.load_state_dict(json.loads(state.read_text()))
-        except (ValueError, KeyError, TypeError) as err:   # JSONDecodeError is a ValueError
-            raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
-                             f"({type(err).__name__}: {err})") from None
     metric, mode = (search.objectives[0].metric, search.objectives[0].direction) \
         if search.scheduler == "asha" else (None, None)
-    return PolicySearcher(policy, run_dir, budget=budget, cache=DedupCache.from_records(records),
-                          known={r.proposal_id: r for r in records}, feasible=_feasibility(experiment),
-                          seed=search.seed, metric=metric, mode=mode)
-
-
-def _feasibility(experiment: Experiment) -> Callable | None:
-    from search_space.constraints import is_feasible
-    from search_space.space import ArchSpace
-
-    if not isinstance(experiment.space, ArchSpace):
-        return None
-    from trainers.tasks import task_shape
-
-    shape, budget = task_shape(experiment.task), experiment.search.budget
-    return lambda arch: is_feasible(arch, shape, budget)
+    driver = build_driver(experiment, search, run_dir, budget=budget, records=records)
+    return PolicySearcher(driver, metric=metric, mode=mode)
 
 
 def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
@@ -239,7 +161,8 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from .tune_searcher import DONE_KEY, TrialErrors
+    from .results import DONE_KEY
+    from .tune_searcher import TrialErrors
 
     fn = tune.with_parameters(trainable, **params) if params else trainable
     fn = tune.with_resources(fn, resources or {"cpu": 1})
@@ -271,16 +194,3 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
 
 def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
-
-
-def dynas_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dynas")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -9,7 +9,7 @@ The last experience is reported once ``fit`` returns, with the full ``TrialMetri
 a scheduler that stops trials at ``max_t`` would otherwise cut that report off.
 
 Exceptions (``NonFiniteLoss``, out of memory, bugs) propagate: Tune marks the trial
-errored and the searcher records it as failed with the exception as its reason.
+errored and the driver records it as failed, worded by ``controllers.outcomes``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from search_space.settings import TaskSettings, TrainingSettings
 
-from .tune_searcher import tune_result
+from .results import tune_result
 
 _TASKS: dict[tuple, Any] = {}                # per worker process: settings -> Task
 

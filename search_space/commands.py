@@ -1,7 +1,8 @@
 """``dynas space validate | describe | sample CONFIG``: look at a space before searching it.
 
-The task's shape (needed for FLOPs) comes from ``task_shape_fn``, handed in by the CLI
-root, because only ``trainers`` knows tasks and this layer may not import it.
+The task's shape (needed for FLOPs) comes from ``task_shape_fn``, and the check of the
+search section's strategy and its settings from ``search_check_fn``, both handed in by
+the CLI root: only ``trainers`` knows tasks, only ``controllers`` knows strategies.
 """
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from .constraints import fmt, is_feasible, require_feasible
 from .cost import estimate_cost
 from .experiment import Experiment, load_experiment
 from .names import ACTIVE_PARAMS, FLOPS, PARAMS
-from .settings import TaskSettings
+from .settings import SearchSettings, TaskSettings
 from .space import ArchSpace
 from .suggest import Decision, RandomSuggester
 
 TaskShapeFn = Callable[[TaskSettings], TaskShape]
+SearchCheckFn = Callable[[SearchSettings], None]
 
 
-def register(sub: Any, task_shape_fn: TaskShapeFn | None = None) -> None:
+def register(sub: Any, task_shape_fn: TaskShapeFn | None = None,
+             search_check_fn: SearchCheckFn | None = None) -> None:
     parser = sub.add_parser(
         "space", help="validate, describe or sample the search space of an experiment file",
         description="Check an experiment file and look at its search space before searching it.")
@@ -33,7 +36,7 @@ def register(sub: Any, task_shape_fn: TaskShapeFn | None = None) -> None:
                            description="Validate every section; with a budget, also check "
                            "that some sampled architecture fits it.")
     p.add_argument("config", type=Path, metavar="CONFIG", help="experiment YAML file")
-    p.set_defaults(handler=cmd_validate, task_shape_fn=task_shape_fn)
+    p.set_defaults(handler=cmd_validate, task_shape_fn=task_shape_fn, search_check_fn=search_check_fn)
 
     p = actions.add_parser("describe", help="decisions, space size and cost range",
                            description="Print every decision (options, condition), the space "
@@ -54,6 +57,10 @@ def register(sub: Any, task_shape_fn: TaskShapeFn | None = None) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     exp = load_experiment(args.config)
+    check = getattr(args, "search_check_fn", None)
+    if check is not None:
+        with exp.attribute_errors():
+            check(exp.search)
     shape = _shape(args, exp)
     require_feasible(exp.space, shape, exp.search.budget, seed=exp.search.seed, source=str(args.config))
     size = exp.space.size()

@@ -1,4 +1,8 @@
-"""Errors a user can cause. The CLI prints them as one line and exits with code 2."""
+"""Errors a user can cause. The CLI prints them as one line and exits with code 2.
+
+Every error here survives pickling with its message and fields (a Ray worker's error
+reaches the driver pickled): ``ConfigError`` rebuilds from its own arguments.
+"""
 from __future__ import annotations
 
 
@@ -20,6 +24,9 @@ class ConfigError(DynasError):
         self.key, self.message, self.source = key, message, source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
+
+    def __reduce__(self):
+        return type(self), (self.key, self.message, self.source)
 
     def with_source(self, source: str) -> "ConfigError":
         return ConfigError(self.key, self.message, source)

@@ -81,12 +81,18 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(key, f"expected a mapping, got {short(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        k = unknown[0]
-        raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}")
-    kwargs = {}
+    open_field = getattr(cls, "OPEN_SECTIONS", None)   # collects unknown keys holding mappings
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != open_field}
+    sections = {}
+    for k in data:
+        if k in fields:
+            continue
+        if open_field and isinstance(k, str) and isinstance(data[k], Mapping):
+            sections[k] = dict(data[k])
+            continue
+        also = ", or a settings section (a mapping)" if open_field else ""
+        raise ConfigError(join(key, str(k)), f"unknown key; known keys: {', '.join(fields)}{also}")
+    kwargs = {open_field: sections} if open_field else {}
     for name, field in fields.items():
         sub = join(key, name)
         if name in data:
@@ -103,8 +109,11 @@ def from_mapping(cls: type, data: Any, key: str = "") -> Any:
 def to_mapping(obj: Any) -> Any:
     """Inverse of ``from_mapping``: plain dicts, lists and scalars (JSON-ready)."""
     if dataclasses.is_dataclass(obj):  # a field marked omit_default is left out at its default
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
+        open_field = getattr(obj, "OPEN_SECTIONS", None)   # its sections go back to the top
+        out = {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.name != open_field
+               and not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
+        return {**out, **to_mapping(getattr(obj, open_field))} if open_field else out
     if isinstance(obj, (list, tuple)):
         return [to_mapping(v) for v in obj]
     if isinstance(obj, dict):

@@ -119,23 +119,15 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class PPOSettings:
-    lr: float = 0.05
-    clip: float = 0.2
-    batch: int = 4                    # proposals per policy update
-    epochs: int = 4                   # passes over each batch
-    entropy_bonus: float = 0.01
-    baseline_decay: float = 0.9       # moving-average baseline
-    reward: Literal["scalar", "hypervolume"] = "scalar"
-    flops_penalty: float = 0.05       # scalar reward: acc - penalty * log2(flops / min_flops)
-    surrogate: bool = False
-    surrogate_screen: int = 8         # policy samples scored by the surrogate per ask
-    warmup: int = 4                   # random proposals before the policy is used
-
-
-@dataclass(frozen=True)
 class SearchSettings:
-    strategy: Literal["random", "tpe", "nsga2", "ppo"] = "random"
+    """``strategy`` names a policy registered in ``controllers.policies`` (checked there,
+    so a plugin's strategy needs no change here). Any other key whose value is a mapping
+    (``search.ppo: {...}``) is a strategy's own settings section, kept raw in
+    ``policy_settings`` and parsed and validated by controllers before any trial."""
+
+    OPEN_SECTIONS = "policy_settings"     # schema.from_mapping: where those sections go
+
+    strategy: str = "random"
     trials: int = 12
     concurrent: int = 2
     seed: int = 0
@@ -149,9 +141,11 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
-    ppo: PPOSettings = field(default_factory=PPOSettings)
+    policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
+        if not self.strategy:
+            raise ConfigError(f"{key}.strategy", "must name a strategy")
         if self.trials < 1:
             raise ConfigError(f"{key}.trials", "must be >= 1")
         if self.concurrent < 1:

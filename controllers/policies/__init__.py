@@ -1,41 +1,87 @@
-"""Search policies behind one ask/tell interface, and their registry.
+"""Search policies behind one ask/tell interface, and the registry of strategy names.
 
-``POLICIES`` maps a strategy name to where its builder lives; backends (optuna, torch)
-are imported only when that strategy is built.
+A strategy is a name in ``POLICIES``: ``register_policy(name, factory, settings_cls)``.
+``factory(space, objectives, seed, search, settings) -> Policy`` gets the whole
+``SearchSettings`` and, when the strategy has a ``settings_cls`` (a frozen dataclass,
+optionally with ``validate(key)``), its parsed ``search.<name>`` section. A plugin that
+registers before the search starts is accepted by ``search.strategy`` and
+``--strategy`` without any change to ``search_space``. Backends (optuna, torch) are
+imported only when a strategy is built.
 
-Defaults that ``make_policy`` derives from ``SearchSettings``:
+Defaults the built-in factories derive from ``SearchSettings``:
 - random: nothing to tune.
 - tpe: multivariate, grouped TPE; ``n_startup_trials = clamp(trials // 5, 4, 10)``.
 - nsga2: ``population_size = clamp(trials // 5, 4, 20)``.
-- ppo: ``settings.ppo`` (lr, clip, batch, epochs, entropy bonus, baseline decay,
-  reward, flops penalty, surrogate, warmup).
+- ppo: ``search.ppo`` (``PPOSettings``: lr, clip, batch, epochs, entropy bonus, baseline
+  decay, reward, flops penalty, surrogate, warmup).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from search_space.base import Space
 from search_space.errors import ConfigError
+from search_space.schema import from_mapping
 from search_space.settings import Objective, SearchSettings
 
 from ..policy import Policy
+from .ppo_settings import PPOSettings
 
-POLICIES: dict[str, str] = {
-    "random": "controllers.policies.random:RandomPolicy",
-    "tpe": "controllers.policies.optuna_policies:tpe_policy",
-    "nsga2": "controllers.policies.optuna_policies:nsga2_policy",
-    "ppo": "controllers.policies.ppo:PPOPolicy",
-}
-
-__all__ = ["POLICIES", "make_policy"]
+Factory = Callable[[Space, Sequence[Objective], int, SearchSettings, Any], Policy]
 
 
-def _builder(name: str):
+@dataclass(frozen=True)
+class PolicyEntry:
+    name: str
+    factory: Factory
+    settings_cls: type | None = None
+
+
+POLICIES: dict[str, PolicyEntry] = {}
+
+__all__ = ["POLICIES", "PPOSettings", "PolicyEntry", "check_search", "make_policy",
+           "policy_settings", "register_policy"]
+
+
+def register_policy(name: str, factory: Factory, settings_cls: type | None = None) -> None:
+    """Make ``name`` a strategy; its settings, if any, are the ``search.<name>`` section."""
+    if name in POLICIES:
+        raise ValueError(f"strategy {name!r} is already registered")
+    POLICIES[name] = PolicyEntry(name, factory, settings_cls)
+
+
+def _entry(name: str) -> PolicyEntry:
     if name not in POLICIES:
         raise ConfigError("search.strategy", f"unknown strategy {name!r}; known: {', '.join(POLICIES)}")
-    module, attr = POLICIES[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return POLICIES[name]
+
+
+def policy_settings(search: SearchSettings, name: str) -> Any:
+    """The parsed ``search.<name>`` section (defaults when absent; None without a class)."""
+    cls = _entry(name).settings_cls
+    if cls is None:
+        return None
+    given = search.policy_settings.get(name)
+    if isinstance(given, cls):
+        return given
+    return from_mapping(cls, given if given is not None else {}, f"search.{name}")
+
+
+def check_search(search: SearchSettings) -> None:
+    """The strategy is registered; every ``search.<name>`` section belongs to a strategy
+    with settings and parses (unknown keys, ranges). Raises a one-line ConfigError."""
+    _entry(search.strategy)
+    for name, given in search.policy_settings.items():
+        entry = POLICIES.get(name)
+        if entry is None or entry.settings_cls is None:
+            sections = [n for n, e in POLICIES.items() if e.settings_cls is not None]
+            raise ConfigError(f"search.{name}", "unknown key; strategy settings sections: "
+                              f"{', '.join(sections) or 'none'}")
+        if not isinstance(given, (Mapping, entry.settings_cls)):
+            raise ConfigError(f"search.{name}", "expected a mapping")
+        policy_settings(search, name)
 
 
 def make_policy(
@@ -46,19 +92,40 @@ def make_policy(
     settings: SearchSettings | None = None,
 ) -> Policy:
     """Build the named policy over ``space``; unknown names are a config error."""
-    build = _builder(name)
-    settings = settings or SearchSettings()
+    entry = _entry(name)
+    search = settings or SearchSettings()
     objectives = tuple(objectives)
     if not objectives:
         raise ConfigError("search.objectives", "need at least one objective")
-    if name == "tpe":
-        from .optuna_policies import startup_trials_for
+    return entry.factory(space, objectives, seed, search, policy_settings(search, name))
 
-        return build(space, objectives, seed=seed, n_startup_trials=startup_trials_for(settings.trials))
-    if name == "nsga2":
-        from .optuna_policies import population_for
 
-        return build(space, objectives, seed=seed, population_size=population_for(settings.trials))
-    if name == "ppo":
-        return build(space, objectives, seed=seed, settings=settings.ppo)
-    return build(space, objectives, seed=seed)
+# --- the built-in strategies ------------------------------------------------------------
+def _random(space, objectives, seed, search, settings):
+    from .random import RandomPolicy
+
+    return RandomPolicy(space, objectives, seed=seed)
+
+
+def _tpe(space, objectives, seed, search, settings):
+    from .optuna_policies import startup_trials_for, tpe_policy
+
+    return tpe_policy(space, objectives, seed=seed, n_startup_trials=startup_trials_for(search.trials))
+
+
+def _nsga2(space, objectives, seed, search, settings):
+    from .optuna_policies import nsga2_policy, population_for
+
+    return nsga2_policy(space, objectives, seed=seed, population_size=population_for(search.trials))
+
+
+def _ppo(space, objectives, seed, search, settings):
+    from .ppo import PPOPolicy
+
+    return PPOPolicy(space, objectives, seed=seed, settings=settings)
+
+
+register_policy("random", _random)
+register_policy("tpe", _tpe)
+register_policy("nsga2", _nsga2)
+register_policy("ppo", _ppo, PPOSettings)

@@ -2,12 +2,13 @@
 and JSON forms of outcomes and random-generator states (state dicts are plain JSON)."""
 from __future__ import annotations
 
-import math
 import random
 from typing import Any, Sequence
 
 from search_space.settings import Objective
 
+from ..objectives import is_finite
+from ..outcomes import non_finite_objectives
 from ..policy import Outcome
 
 STATE_VERSION = 1
@@ -43,9 +44,9 @@ def check_outcome(outcome: Outcome, objectives: Sequence[Objective]) -> None:
 def scored_form(outcome: Outcome) -> Outcome:
     """The outcome as a policy should learn from it: a "complete" outcome with NaN/inf
     values is a failure (it must never score), and a pruned one drops such values."""
-    finite = outcome.values is not None and all(math.isfinite(v) for v in outcome.values)
+    finite = is_finite(outcome.values)
     if outcome.state == "complete" and not finite:
-        return Outcome("failed", None, f"non-finite objective values {list(outcome.values)}")
+        return Outcome("failed", None, non_finite_objectives(outcome.values))
     if outcome.state == "pruned" and outcome.values is not None and not finite:
         return Outcome("pruned", None, outcome.reason)
     return outcome

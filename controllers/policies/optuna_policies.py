@@ -35,6 +35,7 @@ from search_space.settings import Objective
 from search_space.suggest import RecordingSuggester
 
 from ..objectives import is_finite
+from ..outcomes import non_finite_objectives
 from ..policy import Outcome, Proposal
 from ._common import STATE_VERSION, Outstanding, check_outcome, check_state
 
@@ -114,7 +115,7 @@ class OptunaPolicy:
             self._study.tell(trial, values=list(outcome.values))
             return
         if outcome.state == "complete":
-            trial.set_user_attr("reason", f"non-finite objective values {list(outcome.values)}")
+            trial.set_user_attr("reason", non_finite_objectives(outcome.values))
         if outcome.state == "pruned":
             if len(self.objectives) == 1 and is_finite(outcome.values):
                 trial.report(float(outcome.values[0]), step=0)

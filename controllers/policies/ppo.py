@@ -42,11 +42,11 @@ import torch
 
 from search_space import names
 from search_space.base import Space
-from search_space.errors import ConfigError
-from search_space.settings import Objective, PPOSettings
+from search_space.settings import Objective
 from search_space.suggest import RecordingSuggester
 
-from ..objectives import hypervolume_improvement_2d, non_dominated
+from ..pareto import hypervolume_improvement, non_dominated
+from .ppo_settings import PPOSettings
 from ..policy import Outcome, Proposal
 from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, rng_from_json, rng_to_json,
                       scored_form)
@@ -123,7 +123,7 @@ class PPOPolicy:
         self.objectives = tuple(objectives)
         self.seed = seed
         self.settings = settings or PPOSettings()
-        _validate(self.settings)
+        self.settings.validate("search.ppo")
         decisions = space.decisions()
         if not decisions:
             raise ValueError("ppo needs a space that declares its decisions")
@@ -255,11 +255,11 @@ class PPOPolicy:
         pts = np.array([self._hv_point(v) for v in self._scored() + [values]])   # (N, 2)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         z = (pts - lo) / np.where(hi > lo, hi - lo, 1.0)                          # (N, 2) in [0, 1]
-        gain = hypervolume_improvement_2d(z[:-1], z[-1], (1.1, 1.1)) / 1.21
+        gain = hypervolume_improvement(z[:-1], z[-1], (1.1, 1.1)) / 1.21
         if gain > 0:
             return float(gain)
         p, earlier = z[-1], z[:-1]
-        front = earlier[non_dominated(earlier.tolist())] if len(earlier) else earlier
+        front = earlier[non_dominated(earlier)] if len(earlier) else earlier
         better = [np.linalg.norm(p - q) for q in front if np.all(q <= p)]
         return -float(min(better)) if better else 0.0
 
@@ -340,16 +340,3 @@ def _roles(objectives: Sequence[Objective]) -> tuple[int, int | None]:
     primary = maxes[0] if maxes else 0
     mins = [i for i, o in enumerate(objectives) if o.direction == "min" and i != primary]
     return primary, (mins[0] if mins else None)
-
-
-def _validate(s: PPOSettings) -> None:
-    """Settings a file can get wrong, reported with their keys."""
-    checks = {
-        "lr": s.lr > 0, "clip": s.clip > 0, "batch": s.batch >= 1, "epochs": s.epochs >= 1,
-        "entropy_bonus": s.entropy_bonus >= 0, "baseline_decay": 0 <= s.baseline_decay < 1,
-        "flops_penalty": s.flops_penalty >= 0, "surrogate_screen": s.surrogate_screen >= 1,
-        "warmup": s.warmup >= 0,
-    }
-    for key, ok in checks.items():
-        if not ok:
-            raise ConfigError(f"search.ppo.{key}", f"invalid value {getattr(s, key)!r}")

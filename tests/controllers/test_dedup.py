@@ -44,13 +44,13 @@ A, B = {"a": 1, "b": "x"}, {"a": 2, "b": "y"}
 
 def test_duplicates_of_finished_trials_are_told_the_cached_outcome():
     policy, cache = ScriptedPolicy([A, A, A, B]), DedupCache()
-    first, cached = next_new_proposal(policy, cache)
-    assert first.id == 0 and cached == []
+    first, cached, asks = next_new_proposal(policy, cache)
+    assert first.id == 0 and cached == [] and asks == 1
     outcome = Outcome("complete", (0.7,))
     assert cache.finish(policy, first, outcome) == []
     seen = []
-    second, cached = next_new_proposal(policy, cache, on_cached=seen.append)
-    assert second.params == B and second.id == 3
+    second, cached, asks = next_new_proposal(policy, cache, on_cached=seen.append)
+    assert second.params == B and second.id == 3 and asks == 3
     assert [(c.proposal.id, c.cached_from, c.outcome) for c in cached] == [(1, 0, outcome), (2, 0, outcome)]
     assert seen == cached
     assert policy.told == [(1, outcome), (2, outcome)]
@@ -58,9 +58,9 @@ def test_duplicates_of_finished_trials_are_told_the_cached_outcome():
 
 def test_duplicates_of_running_trials_wait_for_the_original():
     policy, cache = ScriptedPolicy([A, A, B]), DedupCache()
-    first, _ = next_new_proposal(policy, cache)
-    second, cached = next_new_proposal(policy, cache)        # A is still training
-    assert second.params == B and cached == [] and policy.told == []
+    first, _, _ = next_new_proposal(policy, cache)
+    second, cached, asks = next_new_proposal(policy, cache)        # A is still training
+    assert second.params == B and cached == [] and asks == 2 and policy.told == []
     failed = Outcome("failed", reason="oom")
     waiting = cache.finish(policy, first, failed)
     assert [(w.proposal.id, w.cached_from, w.outcome) for w in waiting] == [(1, 0, failed)]
@@ -70,7 +70,7 @@ def test_duplicates_of_running_trials_wait_for_the_original():
 def test_an_exhausted_space_is_infeasible_after_max_tries():
     policy, cache = RandomPolicy(TINY, ONE_OBJECTIVE, seed=0), DedupCache()
     while len(cache) < 4:
-        proposal, _ = next_new_proposal(policy, cache)
+        proposal, _, _ = next_new_proposal(policy, cache)
         cache.finish(policy, proposal, Outcome("complete", (0.5,)))
         policy.tell(proposal.id, Outcome("complete", (0.5,)))
     with pytest.raises(InfeasibleError, match="the space seems exhausted: 4 of size 4 explored"):

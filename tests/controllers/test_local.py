@@ -90,8 +90,9 @@ def test_non_finite_and_pruned_results(tmp_path):
 def test_user_errors_stop_the_run(tmp_path):
     with pytest.raises(ConfigError):
         run(tmp_path / "a", evaluate=Evaluator(lambda arch: ConfigError("task.x", "bad")))
-    with pytest.raises(ConfigError, match="search.objectives"):
-        run(tmp_path / "b", evaluate=lambda arch: ("complete", {names.FLOPS: 1.0}, {}))
+    # a trial that does not report an objective's metric fails (as under Ray), naming it
+    records, _ = run(tmp_path / "b", trials=2, evaluate=lambda arch: ("complete", {names.FLOPS: 1.0}, {}))
+    assert all(r.state == "failed" and "search.objectives[0].metric" in r.reason for r in records)
     with pytest.raises(ValueError, match="unknown extra fields"):
         run(tmp_path / "c", evaluate=lambda arch: ("complete", toy_metrics(arch), {"loss": 1}))
 

@@ -19,7 +19,8 @@ from search_space import names
 from search_space.errors import ConfigError
 from search_space.experiment import load_experiment
 from search_space.plain import parse_decision_space
-from search_space.settings import PPOSettings, SearchSettings
+from controllers.policies import PPOSettings
+from search_space.settings import SearchSettings
 from search_space.suggest import FixedSuggester
 
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES, ToySpace, toy_metrics
@@ -48,7 +49,7 @@ SPACES = {
 
 
 def build(name, space, objectives, seed=0, **ppo):
-    settings = SearchSettings(trials=30, ppo=PPOSettings(**ppo)) if ppo else SearchSettings(trials=30)
+    settings = SearchSettings(trials=30, policy_settings={"ppo": PPOSettings(**ppo)}) if ppo else SearchSettings(trials=30)
     return make_policy(name, space, objectives, seed, settings)
 
 

@@ -178,12 +178,13 @@ def test_a_retried_trial_continues_from_its_checkpoint(tiny, tmp_path, ray_local
     from controllers.policies import make_policy
     from controllers.search import tune_search
     from controllers.trainable import TrialSpec
+    from controllers.driver import SearchDriver
     from controllers.tune_searcher import PolicySearcher
     from search_space.experiment import load_experiment
 
     exp = load_experiment(tiny)
     policy = make_policy("random", exp.space, exp.search.objectives, seed=0)
-    searcher = PolicySearcher(policy, tmp_path, budget=1)
+    searcher = PolicySearcher(SearchDriver(policy, tmp_path, budget=1))
     marker = tmp_path / "marker"
     tune_search(searcher, flaky_trial, run_dir=tmp_path, name="flaky", concurrent=1, max_failures=1,
                 verbose=0, spec=TrialSpec(exp.task, exp.training), marker=marker)

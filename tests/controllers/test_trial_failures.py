@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from controllers.local import fit_evaluator, run_local
+from controllers.local import fit_evaluator, run_in_process, run_local
 from controllers.policies import make_policy
 from controllers.records import iter_records
 from search_space.experiment import parse_experiment
@@ -107,13 +107,12 @@ def test_a_cpu_allocator_failure_counts_as_out_of_memory(monkeypatch, tmp_path):
     break_forward(monkeypatch, FullAttention, err)
     exp = parse_experiment({**EXPERIMENT, "space": {**EXPERIMENT["space"], "layer": {
         "attention": [{"kind": "full", "heads": 2}], "ffn": [{"kind": "dense", "expansion": [2]}]}}})
-    state, metrics, extra = fit_evaluator(exp)(exp.space.sample(None))
-    assert state == "failed" and extra["reason"].startswith("out of memory: ") and metrics == {}
+    result = run_in_process(fit_evaluator(exp), exp.space.sample(None))
+    assert result.state == "failed" and result.reason.startswith("out of memory: ") and result.metrics == {}
 
 
 # --- the same on Ray Tune: failures cross the process boundary as exceptions -------------------
-RAY_REASONS = {"full": "RuntimeError: boom", "sliding_window": "OutOfMemoryError: CUDA out of memory",
-               "linear": "NonFiniteLoss"}
+RAY_REASONS = {kind: reason for kind, (_, reason) in FAILURES.items()}   # one wording everywhere
 
 
 def faulty_trial(config, spec):
@@ -159,13 +158,14 @@ def private_ray():
 def test_failures_on_ray_are_recorded_told_and_the_search_goes_on(private_ray, tmp_path):
     from controllers.search import tune_search
     from controllers.trainable import TrialSpec
+    from controllers.driver import SearchDriver
     from controllers.tune_searcher import PolicySearcher
 
     exp = parse_experiment(EXPERIMENT)
     policy = TellLog(make_policy("random", exp.space, exp.search.objectives, 0, exp.search))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    searcher = PolicySearcher(policy, run_dir, budget=4)
+    searcher = PolicySearcher(SearchDriver(policy, run_dir, budget=4))
     tune_search(searcher, faulty_trial, run_dir=run_dir, name="search", concurrent=2,
                 resources={"cpu": 1}, max_failures=0, verbose=0, spec=TrialSpec(exp.task, exp.training))
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from controllers.dedup import DedupCache
+from controllers.driver import SearchDriver
 from controllers.policies import make_policy
 from controllers.records import POLICY_STATE_FILE, iter_records
 from controllers.tune_searcher import PolicySearcher, parse_result, tune_result
@@ -34,10 +34,12 @@ def score(arch: dict, experience: int = 1) -> dict[str, float]:
     return {names.FINAL_AVG_ACCURACY: acc, names.FLOPS: 1e3 * arch["a"] * (1 + arch["b"])}
 
 
-def make_searcher(tmp_path, budget=4, strategy="random", space=None, **kwargs) -> PolicySearcher:
+def make_searcher(tmp_path, budget=4, strategy="random", space=None, metric=None, mode=None,
+                  **kwargs) -> PolicySearcher:
     space = space or small_space()
     policy = make_policy(strategy, space, OBJECTIVES, seed=0)
-    return PolicySearcher(policy, tmp_path, budget=budget, seed=0, **kwargs)
+    driver = SearchDriver(policy, tmp_path, budget=budget, seed=0, **kwargs)
+    return PolicySearcher(driver, metric=metric, mode=mode)
 
 
 def finish(searcher, trial_id, config, done=2, total=2):
@@ -62,17 +64,17 @@ def test_complete_pruned_and_failed_are_recorded_once_each(tmp_path):
     s.on_trial_result("t2", tune_result(score(c[2]["arch"]), 1, 2))
     s.on_trial_complete("t2", error=True)                   # Tune gives no message ...
     assert "t2" not in {r.trial_id for r in iter_records(tmp_path)}   # ... so it waits for one
-    s.record_error("t2", "NonFiniteLoss: loss is nan")
+    s.record_error("t2", "non-finite loss: loss is nan")
     records = {r.trial_id: r for r in iter_records(tmp_path)}
     assert [records[t].state for t in ("t0", "t1", "t2")] == ["complete", "pruned", "failed"]
     assert records["t0"].objectives == list(score(c[0]["arch"], 2).values())
     assert records["t0"].acc_matrix == [[0.5], [0.5]] and records["t0"].experiences_done == 2
     assert records["t1"].reason == "stopped by the scheduler after 1 of 2 experiences"
     assert records["t1"].objectives is not None             # pruned keeps its last values
-    assert records["t2"].reason == "NonFiniteLoss: loss is nan" and records["t2"].objectives is None
+    assert records["t2"].reason == "non-finite loss: loss is nan" and records["t2"].objectives is None
     assert records["t2"].experiences_done == 1              # from the last reported result
     state = json.loads((tmp_path / POLICY_STATE_FILE).read_text())
-    assert state == s.policy.state_dict()
+    assert state == s.driver.policy.state_dict()
 
 
 def test_missing_objective_metric_fails_the_trial_not_the_search(tmp_path):
@@ -105,7 +107,7 @@ def test_exhausted_space_finishes_early(tmp_path):
     s = make_searcher(tmp_path, budget=10, space=space)
     for i in range(4):
         finish(s, f"t{i}", s.suggest(f"t{i}"))
-    assert s.suggest("t4") == "FINISHED" and "exhausted" in s.exhausted
+    assert s.suggest("t4") == "FINISHED" and "exhausted" in s.driver.exhausted
 
 
 def test_duplicate_of_a_running_trial_waits_for_it(tmp_path):
@@ -117,7 +119,7 @@ def test_duplicate_of_a_running_trial_waits_for_it(tmp_path):
         finish(s, f"t{i}", config)
     waiting = [r for r in iter_records(tmp_path) if r.cached_from is not None]
     assert waiting, "the duplicates asked while all four ran are recorded once they finish"
-    assert s.suggest("t5") == "FINISHED" and "exhausted" in s.exhausted
+    assert s.suggest("t5") == "FINISHED" and "exhausted" in s.driver.exhausted
 
 
 def test_infeasible_candidates_fail_at_once_and_count(tmp_path):
@@ -140,7 +142,7 @@ def test_save_restore_round_trip(tmp_path, strategy):
     (tmp_path / "b").mkdir()
     restored = make_searcher(tmp_path / "b", budget=1, strategy=strategy)
     restored.restore(str(tmp_path / "searcher.json"))
-    assert (restored.started, restored.budget) == (3, 6)
+    assert (restored.driver.started, restored.driver.budget) == (3, 6)
     assert restored.suggest("x")["arch"] == s.suggest("y")["arch"]
 
 
@@ -149,13 +151,12 @@ def test_resume_bookkeeping_skips_records_already_written(tmp_path):
     again from the cache on resume, but not written twice."""
     s = make_searcher(tmp_path, budget=2)
     finish(s, "t0", s.suggest("t0"))
-    state_after_first = s.policy.state_dict()
+    state_after_first = s.driver.policy.state_dict()
     finish(s, "t1", s.suggest("t1"))
     records = list(iter_records(tmp_path))
     policy = make_policy("random", small_space(), OBJECTIVES, seed=0)
     policy.load_state_dict(state_after_first)               # the crash lost the 2nd tell
-    again = PolicySearcher(policy, tmp_path, budget=1, cache=DedupCache.from_records(records),
-                           known={r.proposal_id: r for r in records})
+    again = PolicySearcher(SearchDriver(policy, tmp_path, budget=1, records=records))
     config = again.suggest("t2")
     assert config["arch_id"] not in {r.arch_id for r in records}
     ids = [r.proposal_id for r in iter_records(tmp_path)]
@@ -200,7 +201,7 @@ def test_errors_become_failed_records_with_the_reason_and_the_search_goes_on(tmp
     searcher, records = run_under_tune(tmp_path, trials=4, fail_odd=True)
     failed = [r for r in records if r.state == "failed"]
     assert failed and all((r.arch["a"] + r.arch["b"]) % 2 for r in failed)
-    assert all(r.reason.startswith("NonFiniteLoss: loss is nan") for r in failed), [r.reason for r in failed]
+    assert all(r.reason.startswith("non-finite loss: loss is nan") for r in failed), [r.reason for r in failed]
     assert len([r for r in records if r.cached_from is None]) == 4
     assert any(r.state == "complete" for r in records)
 
@@ -223,3 +224,30 @@ def test_parse_result_round_trip():
     assert blob["metrics"] == {names.FLOPS: 3.0} and blob["experiences_done"] == 1
     assert blob["num_experiences"] == 4 and blob["expert_load"] == {"l0": [0.5, 0.5]}
     assert parse_result(None) == {}
+
+
+# --- dynas errors raised inside a Ray worker keep their message -------------------------
+def dynas_errors():
+    from search_space.errors import ConfigError, DynasError, InfeasibleError
+
+    return {1: (ConfigError("task.name", "unknown task 'x'"), "ConfigError: task.name: unknown task 'x'"),
+            2: (ConfigError("task.name", "unknown task 'y'", "exp.yaml"),
+                "ConfigError: exp.yaml: task.name: unknown task 'y'"),
+            3: (DynasError("broken run directory"), "DynasError: broken run directory"),
+            4: (InfeasibleError("flops 3e6 > budget 1e6"), "infeasible: flops 3e6 > budget 1e6")}
+
+
+def raising_trainable(config):
+    raise dynas_errors()[config["arch"]["a"]][0]
+
+
+def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_path, ray_local):
+    from controllers.search import tune_search
+
+    searcher = make_searcher(tmp_path, budget=4, space=small_space(b_high=0))
+    tune_search(searcher, raising_trainable, run_dir=tmp_path, name="t", concurrent=2,
+                resources={"cpu": 1}, verbose=0)
+    trained = {r.arch["a"]: r for r in iter_records(tmp_path) if r.cached_from is None}
+    assert sorted(trained) == [1, 2, 3, 4]
+    for a, (_, reason) in dynas_errors().items():
+        assert trained[a].state == "failed" and trained[a].reason == reason, trained[a].reason
