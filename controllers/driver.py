@@ -99,6 +99,14 @@ class SearchDriver:
         self._starved = False
         return self._finish(proposal, result, self._asks.pop(proposal.id, 1))
 
+    def abandon(self, proposal: Proposal) -> None:
+        """A started proposal that never ran (removed before it started): no outcome, no
+        record; it no longer counts against the budget, so a resume asks again."""
+        self.running.pop(proposal.id, None)
+        self._asks.pop(proposal.id, None)
+        self._starved = False
+        self.started -= 1
+
     def state_dict(self) -> dict:
         """JSON: the policy's state_dict plus the driver's counters."""
         return {"policy": self.policy.state_dict(),

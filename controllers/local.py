@@ -74,11 +74,9 @@ def run_in_process(evaluate: Evaluate, arch: Candidate) -> TrialResult:
     start = time.perf_counter()
     try:
         state, metrics, extra = evaluate(arch)
-    except DynasError as err:
-        if not isinstance(err, InfeasibleError):
-            raise                                   # the user's error, not the candidate's
-        state, metrics, extra = "failed", {}, {"reason": outcomes.failure_reason(err)}
-    except Exception as err:  # the candidate failed, not the search
+    except Exception as err:  # the candidate failed, not the search ...
+        if isinstance(err, DynasError) and not isinstance(err, InfeasibleError):
+            raise                                   # ... unless it is the user's error
         log.info("trial failed: %s", err)
         state, metrics, extra = "failed", {}, {"reason": outcomes.failure_reason(err)}
     extra = dict(extra)

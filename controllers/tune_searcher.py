@@ -35,7 +35,7 @@ from . import outcomes
 from .driver import SearchDriver
 from .policy import Proposal
 from .records import write_json_atomic
-from .results import DONE_KEY, TOTAL_KEY, parse_result, trial_result, tune_result
+from .results import DONE_KEY, RESULT_KEY, TOTAL_KEY, parse_result, trial_result, tune_result
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,12 @@ class PolicySearcher(Searcher):
         if error:
             self._errored[trial_id] = proposal     # reason arrives via TrialErrors
             return
-        blob = parse_result(result or self._last.get(trial_id))
+        result = result if result and RESULT_KEY in result else self._last.get(trial_id)
         self._last.pop(trial_id, None)
+        if not result:                             # removed before it ever ran
+            self.driver.abandon(proposal)
+            return
+        blob = parse_result(result)
         done, total = blob.get(DONE_KEY, 0), blob.get(TOTAL_KEY, 0)
         verdict = ("pruned", outcomes.scheduler_stop(done, total)) if done < total else ("complete", None)
         self.driver.tell(proposal, trial_result(blob, *verdict, trial_id=trial_id))

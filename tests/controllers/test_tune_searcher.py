@@ -14,7 +14,7 @@ import pytest
 
 from controllers.driver import SearchDriver
 from controllers.policies import make_policy
-from controllers.records import POLICY_STATE_FILE, iter_records
+from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
 from controllers.tune_searcher import PolicySearcher, parse_result, tune_result
 from search_space import names
 from search_space.plain import parse_decision_space
@@ -54,6 +54,16 @@ def test_suggest_returns_a_config_and_finished_after_budget(tmp_path):
     assert all(set(c) == {"proposal_id", "arch", "params", "arch_id"} for c in configs)
     assert configs[0]["arch_id"] != configs[1]["arch_id"]
     assert s.suggest("t2") == "FINISHED"
+
+
+def test_a_trial_removed_before_it_ran_is_not_recorded_and_is_asked_again(tmp_path):
+    """No result at all is no verdict on the architecture (Tune removed the trial, e.g.
+    when a search is interrupted): nothing is recorded and the budget is given back."""
+    s = make_searcher(tmp_path, budget=1)
+    s.suggest("t0")
+    s.on_trial_complete("t0", result=None)
+    assert not (tmp_path / RECORDS_FILE).exists() and s.driver.started == 0
+    assert isinstance(s.suggest("t1"), dict)
 
 
 def test_complete_pruned_and_failed_are_recorded_once_each(tmp_path):
