@@ -21,7 +21,7 @@ import torch
 from search_space import names
 from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
 from search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
-from trainers.fit import fit
+from trainers.fitting import fit
 from trainers.tasks import build_task
 
 # per task: steps per experience and the replay budget (samples in total)

@@ -23,7 +23,7 @@ from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfi
 from search_space.settings import TaskSettings, TrainingSettings, settings_dict
 from trainers.curriculum import CurriculumBatchSampler
 from trainers.evaluation import cross_entropy
-from trainers.fit import make_trainer, quiet_lightning
+from trainers.fitting import make_trainer, quiet_lightning
 from trainers.model import build_model
 from trainers.system import ContinualSystem
 from trainers.tasks import build_task

@@ -121,7 +121,7 @@ def fit_evaluator(experiment: Any) -> Evaluate:
     task_box: list[Any] = []
 
     def evaluate(arch: Candidate) -> Evaluation:
-        from trainers.fit import fit
+        from trainers.fitting import fit
 
         if not task_box:
             task_box.append(build_task(experiment.task, seed=experiment.training.seed))

@@ -43,7 +43,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
 
     from search_space.arch import ArchConfig
     from search_space.cost import estimate_cost
-    from trainers.fit import fit
+    from trainers.fitting import fit
 
     torch.set_num_threads(max(1, spec.threads))
     arch = ArchConfig.from_dict(config["arch"])

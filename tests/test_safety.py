@@ -108,7 +108,7 @@ class _Payload:
 def test_a_booby_trapped_resume_state_is_refused_not_run(tmp_path):
     torch = pytest.importorskip("torch")
     from search_space.errors import DynasError
-    from trainers.fit import load_state
+    from trainers.fitting import load_state
 
     marker = tmp_path / "pwned"
     path = tmp_path / "resume.pt"

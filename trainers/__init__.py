@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "fit": "trainers.fit",
+    "fit": "trainers.fitting",
     "evaluate_checkpoint": "trainers.downstream",
     "train_arch": "trainers.downstream",
     "build_model": "trainers.model",
@@ -41,8 +41,6 @@ def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'trainers' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name])
-    if name == "fit":            # the module trainers.fit, callable as fit() (see there)
-        return module
     value = getattr(module, name)
     globals()[name] = value
     return value

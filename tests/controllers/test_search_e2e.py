@@ -149,7 +149,7 @@ def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp
 def flaky_trial(config, spec, marker):
     """``run_trial`` whose first attempt dies right after reporting experience 1 (as a
     lost worker would); the retry notes what ``fit`` was given."""
-    import trainers.fit as fit_module
+    import trainers.fitting as fit_module
     from controllers.trainable import run_trial
 
     real = fit_module.fit

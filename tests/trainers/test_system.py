@@ -8,7 +8,7 @@ import torch
 from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
 from search_space.settings import (CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings,
                                    settings_dict)
-from trainers.fit import make_trainer, quiet_lightning
+from trainers.fitting import make_trainer, quiet_lightning
 from trainers.results import NonFiniteLoss
 from trainers.system import LOSS_TERMS, ContinualSystem
 from trainers.tasks import build_task

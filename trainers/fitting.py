@@ -21,9 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import time
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,16 +235,3 @@ def load_state(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a torn or foreign file is a user-facing problem
         raise DynasError(f"{path}: unreadable resume state ({type(err).__name__}: {err})") from None
-
-
-class _CallableModule(types.ModuleType):
-    """This module shares its name with ``fit``, and whichever of the two a package
-    attribute holds depends on import order; so the module itself calls ``fit``:
-    ``from trainers import fit; fit(arch, task, cfg)`` always works."""
-
-    def __call__(self, *args, **kwargs) -> TrialMetrics:
-        return fit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-__wrapped__ = fit          # inspect.signature(trainers.fit) shows fit's signature
