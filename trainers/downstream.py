@@ -24,7 +24,7 @@ from search_space.schema import from_mapping
 from search_space.settings import TaskSettings, TrainingSettings, settings_dict
 
 from .evaluation import evaluate_row, expert_fractions
-from .fit import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
+from .fitting import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
 from .results import FitCallback, TrialMetrics
 from .tasks import build_task
 
