@@ -114,8 +114,14 @@ def next_new_proposal(
         cached.append(result)
         if on_cached is not None:
             on_cached(result)
-    size = policy.space.size()
-    raise InfeasibleError(
-        f"the space seems exhausted: {len(cache)} of size {size} explored "
-        f"({max_tries} duplicate proposals in a row from {policy.name})"
-    )
+    raise InfeasibleError(exhausted_reason(policy, cache, max_tries))
+
+
+def exhausted_reason(policy: Policy, cache: DedupCache, max_tries: int) -> str:
+    """Why no new candidate came: the space truly ran out (every distinct candidate
+    trained or training), or the policy kept repeating itself with candidates left."""
+    size, seen = policy.space.size(), len(cache)
+    if seen >= size:
+        return f"the space is exhausted: all {size} distinct candidates were explored"
+    return (f"{policy.name} proposed only known candidates {max_tries} times in a row, with "
+            f"{size - seen} of the space's {size} distinct candidates never tried ({seen} explored)")

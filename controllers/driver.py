@@ -155,4 +155,4 @@ class SearchDriver:
         self._save_state()
 
     def _save_state(self) -> None:
-        write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict())
+        write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict(), indent=None)

@@ -19,7 +19,7 @@ from search_space.experiment import Experiment
 from search_space.settings import SearchSettings
 
 from .driver import Feasibility, SearchDriver
-from .records import POLICY_STATE_FILE, TrialRecord
+from .records import OPTUNA_DB, POLICY_STATE_FILE, TrialRecord
 
 
 def prepare_search(experiment: Experiment, strategy: str | None = None, trials: int | None = None,
@@ -77,6 +77,8 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
     from .policies import make_policy
 
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
+    if hasattr(policy, "mirror_to"):         # Optuna policies: RUN_DIR/optuna.db for the dashboard
+        policy.mirror_to(Path(run_dir) / OPTUNA_DB)
     state = Path(run_dir) / POLICY_STATE_FILE
     if records and state.is_file():
         try:

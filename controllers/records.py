@@ -28,6 +28,7 @@ from search_space.errors import DynasError
 RECORDS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"
 POLICY_STATE_FILE = "policy_state.json"
+OPTUNA_DB = "optuna.db"            # SQLite mirror of an Optuna policy's study (dashboard only)
 EXPERIMENT_COPY = "experiment.yaml"
 RECORD_SCHEMA_VERSION = 1
 
@@ -109,12 +110,15 @@ def iter_records(run_dir: str | os.PathLike) -> Iterator[TrialRecord]:
                 yield TrialRecord.from_dict(data)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write-then-rename with fsync, so readers see the old or the new file, never half."""
+def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:
+    """Write-then-rename with fsync, so readers see the old or the new file, never half.
+    ``indent=None`` writes compact JSON with the C encoder (the policy state, rewritten
+    after every trial, grows with the search; ``json.dump`` and any indent encode in
+    pure Python, ten times slower)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write(json.dumps(data, indent=indent, sort_keys=True))   # dumps: the C encoder
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

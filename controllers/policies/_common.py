@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
+import numpy as np
+
 from search_space.settings import Objective
 
 from ..objectives import is_finite
@@ -31,6 +33,11 @@ class Outstanding:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """A well-mixed 32-bit seed per (policy seed, stream): a proposal id, a warm-up."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, stream]).generate_state(1)[0])
 
 
 def check_outcome(outcome: Outcome, objectives: Sequence[Objective]) -> None:

@@ -21,17 +21,32 @@ Reward (``settings.reward``):
   zero for almost every point once a front exists, too sparse a signal to learn from.
   With one objective it falls back to ``scalar``.
 Failed and pruned trials are not scored: their reward is the lowest reward seen so far
-(0 before any). Advantage = reward - moving-average baseline, the baseline taken before
-it absorbs the reward (the first reward initialises it).
+(0 before any).
 
-The first ``warmup`` proposals come from a composed ``RandomPolicy``; they also train the
-policy, with their behaviour log-probability (uniform) in the importance ratio.
+Scale: advantage = (reward - moving-average baseline) / std of every reward told so far
+(the baseline is taken before it absorbs the reward; the first reward initialises it).
+Rewards told as fractions or as percentages therefore give the same advantages, up to
+float noise, and so the same proposals; the entropy bonus is ``entropy_bonus`` times the
+entropy divided by its maximum (uniform over the asked decisions), a number in [0, 1]
+whatever the space's size, so one default suits every space and every reward scale.
+
+Novelty: a policy sample that this policy already proposed is re-drawn, up to
+``novelty_tries`` times, then replaced by a new mutant of it (``novelty``), so budget
+goes to new candidates; the warm-up re-draws the same way. A mutant keeps its
+log-probability under the policy as its behaviour log-probability. The first ``warmup`` proposals come from a composed ``RandomPolicy`` seeded
+apart from ``random``'s own sequence (``warmup_seed``), so a PPO run and a random run with
+the same seed do not share their first proposals. They also train the policy, with their
+behaviour log-probability (uniform) in the importance ratio.
+
+Every update appends ``{update, trials, clip_fraction, entropy, reward_std}`` to
+``update_log`` (``entropy`` relative to the uniform policy's) and logs it at INFO.
 
 State: logits, Adam's moments, baseline, generator state, the pending batch and the told
 history, all as JSON lists; a restored policy continues identically.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass
@@ -48,13 +63,22 @@ from search_space.suggest import RecordingSuggester
 from ..pareto import hypervolume_improvement, non_dominated
 from .ppo_settings import PPOSettings
 from ..policy import Outcome, Proposal
-from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, rng_from_json, rng_to_json,
-                      scored_form)
+from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, derive_seed, rng_from_json,
+                      rng_to_json, scored_form)
+from .novelty import novel_mutant
 from .random import RandomPolicy
 from .surrogate import OneHotEncoder, RidgeSurrogate
 
 Step = tuple[int, int, tuple[int, ...]]    # (decision index, option index, allowed options)
 SURROGATE_MIN_POINTS = 8                   # complete trials before the surrogate screens
+WARMUP_STREAM = 0x9E3779B9                 # derive_seed stream of the warm-up's seed
+
+log = logging.getLogger(__name__)
+
+
+def warmup_seed(seed: int) -> int:
+    """The warm-up ``RandomPolicy``'s seed: a function of ``seed`` unlike ``seed`` itself."""
+    return derive_seed(seed, WARMUP_STREAM)
 
 
 @dataclass
@@ -66,8 +90,10 @@ class _Sample:
 class _PolicySuggester:
     """Draws each asked decision from the current (detached) logits with ``rng``."""
 
-    def __init__(self, logits: torch.Tensor, encoder: OneHotEncoder, rng: random.Random):
+    def __init__(self, logits: torch.Tensor, encoder: OneHotEncoder, rng: random.Random,
+                 fixed: dict[str, Any] | None = None):
         self.logits, self.encoder, self.rng = logits, encoder, rng
+        self.fixed = fixed or {}               # replayed decisions (a mutant), not drawn
         self.steps: list[Step] = []
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
@@ -81,6 +107,10 @@ class _PolicySuggester:
             raise ValueError(f"decision {name!r} was asked but is not in space.decisions()")
         i = self.encoder.index[name]
         allowed = tuple(self.encoder.option_index(name, c) for c in choices)
+        if name in self.fixed:
+            k = allowed.index(self.encoder.option_index(name, self.fixed[name]))
+            self.steps.append((i, allowed[k], allowed))
+            return choices[k]
         probs = _log_probs(self.logits, self.encoder, i, allowed).exp().tolist()
         u, k, acc = self.rng.random(), len(probs) - 1, 0.0
         for pos, p in enumerate(probs):
@@ -96,6 +126,11 @@ def _log_probs(logits: torch.Tensor, enc: OneHotEncoder, i: int, allowed: tuple[
     """Log-softmax over the allowed options of decision i: (len(allowed),)."""
     idx = torch.tensor([enc.offsets[i] + j for j in allowed])
     return torch.log_softmax(logits[idx], dim=0)
+
+
+def _max_entropy(steps: Sequence[Step]) -> float:
+    """Entropy of the uniform choice over the asked decisions' allowed options."""
+    return sum(math.log(len(a)) for _, _, a in steps)
 
 
 def _logp_entropy(logits: torch.Tensor, enc: OneHotEncoder, steps: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +164,7 @@ class PPOPolicy:
             raise ValueError("ppo needs a space that declares its decisions")
         self.encoder = OneHotEncoder(decisions)
         self._primary, self._cost = _roles(self.objectives)
-        self._reset(RandomPolicy(space, objectives, seed=seed))
+        self._reset(RandomPolicy(space, objectives, seed=warmup_seed(seed)))
 
     def _reset(self, warmup: RandomPolicy) -> None:
         self.logits = torch.zeros(self.encoder.width, dtype=torch.float64, requires_grad=True)
@@ -142,13 +177,15 @@ class PPOPolicy:
         self._buffer: list[dict[str, Any]] = []       # {steps, old_logp, advantage}
         self._history: list[dict[str, Any]] = []      # {params, state, values, reward}
         self._asked: set[str] = set()
+        self._rewards = [0, 0.0, 0.0]                 # Welford: count, mean, sum of squares
+        self.update_log: list[dict[str, float]] = []
         self.updates = 0
 
     # --- ask ---------------------------------------------------------------------------
     def ask(self) -> Proposal:
         pid = self._next_id
         if pid < self.settings.warmup:
-            inner = self._warmup.ask()
+            inner = self._warmup_sample()
             steps = self._steps_of(inner.params)
             sample = _Sample(steps, -sum(math.log(len(a)) for _, _, a in steps))
             arch, params, warm_id = inner.arch, inner.params, inner.id
@@ -160,19 +197,41 @@ class PPOPolicy:
         self._outstanding.add(pid, (sample, params, warm_id))
         return Proposal(pid, arch, dict(params))
 
+    def _warmup_sample(self) -> Proposal:
+        """A warm-up proposal this policy has not proposed before (bounded re-draws);
+        re-drawn proposals are withdrawn from the warm-up policy, never told."""
+        inner = self._warmup.ask()
+        for _ in range(self.settings.novelty_tries):
+            if inner.arch.arch_id not in self._asked:
+                break
+            self._warmup.withdraw(inner.id)
+            inner = self._warmup.ask()
+        return inner
+
     def _policy_sample(self) -> tuple[Any, dict[str, Any], _Sample]:
         screen = self.settings.surrogate_screen if self._surrogate_ready() else 1
-        candidates = [self._draw() for _ in range(max(1, screen))]
+        candidates = [self._novel_draw() for _ in range(max(1, screen))]
         if len(candidates) > 1:
             fresh = [c for c in candidates if c[0].arch_id not in self._asked] or candidates
             scores = self._surrogate().predict(np.stack([self.encoder.encode(c[1]) for c in fresh]))
             return fresh[int(np.argmax(scores))]
         return candidates[0]
 
-    def _draw(self) -> tuple[Any, dict[str, Any], _Sample]:
+    def _novel_draw(self) -> tuple[Any, dict[str, Any], _Sample]:
+        """A policy sample not proposed before: up to ``novelty_tries`` re-draws, then a
+        new mutant of the last (a converged policy keeps drawing its favourite)."""
+        draw = self._draw()
+        for _ in range(self.settings.novelty_tries):
+            if draw[0].arch_id not in self._asked:
+                return draw
+            draw = self._draw()
+        mutant = novel_mutant(self.space, draw[1], self._asked, self._rng)
+        return draw if mutant is None else self._draw(fixed=mutant)
+
+    def _draw(self, fixed: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], _Sample]:
         with torch.no_grad():
             logits = self.logits.detach()
-            suggester = _PolicySuggester(logits, self.encoder, self._rng)
+            suggester = _PolicySuggester(logits, self.encoder, self._rng, fixed)
             recorder = RecordingSuggester(suggester)
             arch = self.space.sample(recorder)
             logp, _ = _logp_entropy(logits, self.encoder, suggester.steps)
@@ -199,29 +258,59 @@ class PPOPolicy:
         reward = self._reward(values) if scored else self._failure_reward()
         self._history.append({"params": dict(params), "state": outcome.state, "values": values, "reward": reward})
         baseline = reward if self._baseline is None else self._baseline
-        self._buffer.append({"steps": sample.steps, "old_logp": sample.logp, "advantage": reward - baseline})
+        std = self._absorb(reward)
+        advantage = (reward - baseline) / std if std > 0 else 0.0
+        self._buffer.append({"steps": sample.steps, "old_logp": sample.logp, "advantage": advantage})
         decay = self.settings.baseline_decay
         self._baseline = decay * baseline + (1 - decay) * reward
         if len(self._buffer) >= self.settings.batch:
             self._update()
+
+    def _absorb(self, reward: float) -> float:
+        """Add ``reward`` to the running statistics; the std of all rewards so far."""
+        n, mean, m2 = self._rewards
+        n += 1
+        delta = reward - mean
+        mean += delta / n
+        m2 += delta * (reward - mean)
+        self._rewards = [n, mean, m2]
+        return math.sqrt(m2 / n) if n > 1 else 0.0
 
     def _update(self) -> None:
         """Clipped PPO over the pending batch, ``epochs`` full-batch Adam steps."""
         batch, self._buffer = self._buffer, []
         old = torch.tensor([b["old_logp"] for b in batch], dtype=torch.float64)   # (N,)
         adv = torch.tensor([b["advantage"] for b in batch], dtype=torch.float64)  # (N,)
-        clip = self.settings.clip
+        top = torch.tensor([_max_entropy(b["steps"]) or 1.0 for b in batch], dtype=torch.float64)  # (N,)
+        clip, clipped = self.settings.clip, 0.0
         for _ in range(self.settings.epochs):
             pairs = [_logp_entropy(self.logits, self.encoder, b["steps"]) for b in batch]
             logp = torch.stack([p[0] for p in pairs])                              # (N,)
-            entropy = torch.stack([p[1] for p in pairs])                           # (N,)
+            entropy = torch.stack([p[1] for p in pairs]) / top                     # (N,) in [0, 1]
             ratio = torch.exp(logp - old)
+            clipped += float(((ratio - 1).abs() > clip).double().mean()) / self.settings.epochs
             surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
             loss = -(surrogate.mean() + self.settings.entropy_bonus * entropy.mean())
             self._optimizer.zero_grad()
             loss.backward()
             self._optimizer.step()
         self.updates += 1
+        self._log_update(clipped)
+
+    def _log_update(self, clip_fraction: float) -> None:
+        n, _, m2 = self._rewards
+        stats = {"update": self.updates, "trials": len(self._history), "clip_fraction": clip_fraction,
+                 "entropy": self.relative_entropy(), "reward_std": math.sqrt(m2 / n) if n else 0.0}
+        self.update_log.append(stats)
+        log.info("ppo update %(update)d after %(trials)d trials: clip fraction %(clip_fraction).2f, "
+                 "entropy %(entropy).3f of uniform", stats)
+
+    def relative_entropy(self) -> float:
+        """Entropy of the whole factorised distribution / that of the uniform one."""
+        probs = [torch.tensor(p, dtype=torch.float64) for p in self.probabilities().values()]
+        ent = sum(float(-(p * p.clamp_min(1e-300).log()).sum()) for p in probs)
+        top = sum(math.log(len(p)) for p in probs)
+        return ent / top if top > 0 else 0.0
 
     # --- rewards -----------------------------------------------------------------------
     def _scored(self) -> list[list[float]]:
@@ -309,6 +398,8 @@ class PPOPolicy:
             "buffer": [{**b, "steps": [[i, j, list(a)] for i, j, a in b["steps"]]} for b in self._buffer],
             "history": [dict(h) for h in self._history],
             "asked": sorted(self._asked),
+            "rewards": list(self._rewards),
+            "update_log": [dict(u) for u in self.update_log],
             "updates": self.updates,
         }
 
@@ -316,7 +407,7 @@ class PPOPolicy:
         check_state(state, self.name)
         if len(state["logits"]) != self.encoder.width:
             raise ValueError("state was saved for a space with different decisions")
-        warmup = RandomPolicy(self.space, self.objectives, seed=self.seed)
+        warmup = RandomPolicy(self.space, self.objectives, seed=warmup_seed(self.seed))
         warmup.load_state_dict(state["warmup"])
         self._reset(warmup)
         with torch.no_grad():
@@ -331,6 +422,8 @@ class PPOPolicy:
         self._buffer = [{**b, "steps": [(i, j, tuple(a)) for i, j, a in b["steps"]]} for b in state["buffer"]]
         self._history = [dict(h) for h in state["history"]]
         self._asked = set(state["asked"])
+        self._rewards = [int(state["rewards"][0]), float(state["rewards"][1]), float(state["rewards"][2])]
+        self.update_log = [dict(u) for u in state["update_log"]]
         self.updates = int(state["updates"])
 
 

@@ -53,6 +53,10 @@ class RandomPolicy:
         self._outstanding.pop(proposal_id)
         self._told.append({"id": proposal_id, **outcome_to_json(scored_form(outcome))})
 
+    def withdraw(self, proposal_id: int) -> None:
+        """Forget a proposal that a composing policy drew and will not use (never told)."""
+        self._outstanding.pop(proposal_id)
+
     @property
     def told(self) -> list[tuple[int, Outcome]]:
         """Every outcome told so far, in telling order."""

@@ -73,7 +73,7 @@ def test_an_exhausted_space_is_infeasible_after_max_tries():
         proposal, _, _ = next_new_proposal(policy, cache)
         cache.finish(policy, proposal, Outcome("complete", (0.5,)))
         policy.tell(proposal.id, Outcome("complete", (0.5,)))
-    with pytest.raises(InfeasibleError, match="the space seems exhausted: 4 of size 4 explored"):
+    with pytest.raises(InfeasibleError, match="the space is exhausted: all 4 distinct candidates were explored"):
         next_new_proposal(policy, cache, max_tries=7)
     assert len(policy.told) == policy.state_dict()["next_id"]   # every duplicate was told
 

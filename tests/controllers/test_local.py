@@ -113,7 +113,7 @@ def test_an_exhausted_space_ends_the_run_early(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="controllers.local"):
         records, evaluate = run(tmp_path, trials=6, space=TINY, max_duplicates=10)
     assert len(evaluate.calls) == 4
-    assert "the space seems exhausted: 4 of size 4" in caplog.text
+    assert "the space is exhausted: all 4 distinct candidates were explored" in caplog.text
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
