@@ -23,11 +23,16 @@ from controllers.policies.ppo import warmup_seed
 from controllers.policy import Outcome
 from controllers.records import OPTUNA_DB, iter_records
 from search_space import names
-from search_space.settings import Objective, SearchSettings
+from search_space.plain import parse_decision_space
+from search_space.settings import SearchSettings
 
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES, ToySpace, toy_metrics
 
-PERCENT = (Objective(names.FINAL_AVG_ACCURACY, "max"),)
+
+
+def hashed_metrics(arch) -> dict[str, float]:
+    h = int(arch.arch_id, 16)
+    return {names.FINAL_AVG_ACCURACY: (h % 1000) / 1000, names.FLOPS: 1e6 * (1 + (h >> 10) % 97)}
 
 
 def ppo(seed=0, objectives=ONE_OBJECTIVE, **settings):
@@ -106,19 +111,19 @@ def test_ppo_hypervolume_reward_is_the_normalised_gain_of_the_front():
 
 @pytest.mark.parametrize("strategy", ["tpe", "nsga2"])
 def test_optuna_policies_answer_repeats_themselves(strategy):
-    """On a 110-candidate space 90 asks are 90 distinct candidates; the repeats the
+    """On a 110-candidate space 70 asks are 70 distinct candidates; the repeats the
     sampler drew are failed, marked trials, never told twice as complete."""
     space = ToySpace()
-    policy = make_policy(strategy, space, TWO_OBJECTIVES, 0, SearchSettings(trials=90))
+    policy = make_policy(strategy, space, TWO_OBJECTIVES, 0, SearchSettings(trials=70))
     seen = set()
-    for _ in range(90):
+    for _ in range(70):
         p = policy.ask()
         assert p.arch.arch_id not in seen
         seen.add(p.arch.arch_id)
         policy.tell(p.id, Outcome("complete", objective_values(toy_metrics(p.arch), TWO_OBJECTIVES)))
     trials = policy.study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 90
+    assert len(complete) == 70
     assert all(t.user_attrs.get(REPEAT_ATTR) for t in trials if t.state == optuna.trial.TrialState.FAIL)
 
 
@@ -130,17 +135,17 @@ def test_tpe_sets_its_constant_liar():
 
 @pytest.mark.parametrize("strategy", ["random", "tpe", "nsga2", "ppo"])
 def test_a_space_that_runs_out_is_reported_with_its_true_count(strategy, tmp_path, caplog):
-    """Every one of the 110 candidates is trained before the driver says the space is
+    """Every one of the 24 candidates is trained before the driver says the space is
     exhausted, and it says so with the true count; asks per candidate are recorded."""
-    space = ToySpace()
-    policy = make_policy(strategy, space, TWO_OBJECTIVES, 0, SearchSettings(trials=200))
-    driver = SearchDriver(policy, tmp_path, budget=200, max_duplicates=400)
-    evaluate = lambda a: ("complete", toy_metrics(a), {})   # noqa: E731
+    space = parse_decision_space({"decisions": {"a": [1, 2, 3], "b": ["w", "x", "y", "z"], "c": [True, False]}})
+    policy = make_policy(strategy, space, TWO_OBJECTIVES, 0, SearchSettings(trials=40))
+    driver = SearchDriver(policy, tmp_path, budget=40, max_duplicates=200)
+    evaluate = lambda a: ("complete", hashed_metrics(a), {})   # noqa: E731
     while (proposal := driver.ask()) is not None:
         driver.tell(proposal, run_in_process(evaluate, proposal.arch))
-    assert driver.exhausted == "the space is exhausted: all 110 distinct candidates were explored"
+    assert driver.exhausted == "the space is exhausted: all 24 distinct candidates were explored"
     trained = [r for r in iter_records(tmp_path) if r.cached_from is None]
-    assert len({r.arch_id for r in trained}) == len(trained) == 110
+    assert len({r.arch_id for r in trained}) == len(trained) == 24
     assert all(r.asks >= 1 for r in trained)
 
 
