@@ -38,6 +38,7 @@ from search_space.settings import TrainingSettings, settings_dict
 
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
 from .continual import continual_metrics
+from .metrics import plugin_metrics
 from .evaluation import expert_fractions
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
@@ -106,6 +107,7 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         # still plain tensors and containers, so torch.load(weights_only=True) reads it
         trainer.save_checkpoint(ckpt_dir / LAST_CKPT, weights_only=False)
     values = continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
+    values |= plugin_metrics(matrix.rows, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),
                         curriculum_log=list(curriculum.entries), steps=steps,
