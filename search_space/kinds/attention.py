@@ -11,7 +11,8 @@ it when ``spec.norm``). FLOPs conventions (what FlopCounterMode counts):
   plain full attention over T.
 - ``dynamic_span`` (S): blocks of S; causal queries see the previous and own block
   (2S keys), bidirectional ones also the next (3S keys); one block if T <= S.
-  Computed over the whole window whatever the learned span.
+  Training computes the whole window whatever the learned span; evaluation crops it
+  to ``cropped_span`` (the effective cost: the same formula with S = the crop).
 - ``linear``: elu+1 features with a ones column appended to V (Dv = Dh + 1).
   Bidirectional: phi(K)^T V then phi(Q) S. Causal: chunks of
   ``LINEAR_ATTENTION_CHUNK``: a masked intra-chunk quadratic part plus a carried state.
@@ -32,8 +33,28 @@ from .base import KindSpec, Part, linear
 from .registries import register_attention
 
 LINEAR_ATTENTION_CHUNK = 64   # causal linear attention processes chunks of this many tokens
+SPAN_BLOCK = 8                # an evaluated span is rounded up to a multiple of this
 POSITIVE = at_least(1)
 HEADS = ("heads", Field(as_int, POSITIVE))
+
+
+def span_ramp(max_span: int) -> int:
+    """Ramp length R of the soft span mask: the paper's 32 for long spans, a quarter of
+    the span for short ones."""
+    return max(1, min(32, max_span // 4))
+
+
+def cropped_span(longest: float, max_span: int, ramp: int | None = None) -> int:
+    """Keys per query distance an evaluated ``dynamic_span`` layer keeps.
+
+    The soft mask m(d) = clamp((R + z - d) / R, 0, 1) is zero from d = z + R on, so
+    the longest head span plus the ramp, rounded up to ``SPAN_BLOCK`` and capped at
+    ``max_span``, drops only keys of weight zero (Sukhbaatar et al. 2019, sec. 3).
+    ``ramp`` defaults to ``span_ramp(max_span)``, the one the built model uses.
+    """
+    ramp = span_ramp(max_span) if ramp is None else ramp
+    needed = math.ceil(max(0.0, longest) + ramp - 1e-6)
+    return max(1, min(max_span, math.ceil(needed / SPAN_BLOCK) * SPAN_BLOCK))
 
 
 def attention_keys(att: AttentionConfig, seq_len: int, causal: bool) -> tuple[int, int]:

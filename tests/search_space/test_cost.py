@@ -136,7 +136,7 @@ def test_windowed_kinds_keep_less_kv_and_linear_keeps_a_constant_state():
 def test_as_metrics_uses_the_metric_names():
     cost = estimate_cost(random_arch(0), SHAPES[0])
     metrics = cost.as_metrics()
-    assert set(metrics) == set(names.COST_METRICS)
+    assert set(metrics) == set(names.STATIC_COST_METRICS)
     assert metrics[names.FLOPS] == cost.flops and metrics[names.PARAMS] == cost.params
 
 

@@ -6,21 +6,21 @@ Shape legend: B batch, T tokens, D model, H heads, Dh head dim, N blocks, w bloc
 Each head h learns a span z_h in [0, max_span]. Attention weights are multiplied by a
 soft ramp over the query-key distance d, m(d) = clamp((R + z_h - d) / R, 0, 1), and
 renormalised, so the span is differentiable. Work is blocked like sliding-window
-attention over a hard window of max_span tokens: the mask zeroes weights, it does not
-skip work (the cost model counts the whole window).
+attention over a hard window of w tokens. Training keeps w = max_span (the soft mask
+needs the whole window for its gradient); evaluation (``eval()``, so also exported
+models) crops w to ``cropped_span``: the longest head span plus the ramp, rounded up
+to ``SPAN_BLOCK``. Keys beyond it have mask weight zero, so outputs are unchanged and
+compute falls with the learned span.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from search_space.kinds.attention import cropped_span, span_ramp
+
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
 from .registry import builder
-
-
-def default_ramp(max_span: int) -> int:
-    """Ramp length R: the paper's 32 for long spans, a quarter of the span for short ones."""
-    return max(1, min(32, max_span // 4))
 
 
 class DynamicSpanAttention(nn.Module):
@@ -30,6 +30,8 @@ class DynamicSpanAttention(nn.Module):
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
+    ``crop``: whether evaluation skips the keys beyond the learned spans (True; False
+    evaluates over the whole ``max_span`` window, for comparisons).
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
@@ -39,9 +41,10 @@ class DynamicSpanAttention(nn.Module):
             raise ValueError(f"max_span must be >= 1, got {max_span}")
         self.proj = HeadProjection(d_model, heads)
         self.max_span = max_span
-        self.ramp = ramp if ramp is not None else default_ramp(max_span)
+        self.ramp = ramp if ramp is not None else span_ramp(max_span)
         self.causal = causal
         self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
+        self.crop = True
 
     def spans(self) -> Tensor:
         """Current spans in tokens, (H,), clamped to [0, max_span] (straight-through)."""
@@ -49,10 +52,16 @@ class DynamicSpanAttention(nn.Module):
         clamped = f + (f.clamp(0.0, 1.0) - f).detach()
         return clamped * self.max_span
 
+    def window(self) -> int:
+        """Block size w of this forward: max_span in training, the crop in evaluation."""
+        if self.training or not self.crop:
+            return self.max_span
+        return cropped_span(float(self.spans().detach().max()), self.max_span, self.ramp)
+
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         b, t, _ = x.shape
         q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
-        s = self.max_span
+        s = self.window()
         if t <= s:  # a single block holds every key
             qb, kb, vb = q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2)   # (B, H, 1, T, Dh)
             qpos = torch.arange(t, device=x.device)[None, :, None]      # (1, T, 1)
