@@ -93,7 +93,7 @@ def _pre_norm(spec: KindSpec, d: int) -> Part:
     return _layer_norm(d) if spec.norm else Part()
 
 
-def _realised_attention(att: Any, spans: tuple[float, ...] | None) -> Any:
+def realised_attention(att: Any, spans: tuple[float, ...] | None) -> Any:
     """The attention config an evaluated layer runs: a span layer at its crop."""
     if att.kind != "dynamic_span" or not spans:
         return att
@@ -112,7 +112,7 @@ def estimate_cost(arch: ArchConfig, shape: TaskShape, realised: Realised | None 
     total = total + Part(t * d, t * d, floats=t * d)         # learned positions
     for i, layer in enumerate(arch.layers):
         att, ffn = ATTENTION.get(layer.attention.kind), FFN.get(layer.ffn.kind)
-        att_cfg = _realised_attention(layer.attention, realised.spans.get(i))
+        att_cfg = realised_attention(layer.attention, realised.spans.get(i))
         total = total + _pre_norm(att, d) + att.cost(att_cfg, d, t, shape.causal)
         k = {"k": realised.k[i]} if i in realised.k and layer.ffn.kind == "moe" else {}
         total = total + _pre_norm(ffn, d) + ffn.cost(layer.ffn, d, t, **k)

@@ -38,15 +38,36 @@ def test_cropped_evaluation_equals_the_full_window(causal, spans):
     assert attn.window() == cropped_span(max(spans), 64)
 
 
-def test_crop_is_longest_span_plus_ramp_in_blocks_and_training_keeps_the_window():
+def test_crop_is_longest_span_plus_ramp_in_blocks():
     assert span_ramp(64) == 16 and span_ramp(1024) == 32
     assert cropped_span(3.0, 64) == 24 and cropped_span(10.5, 64) == 32
     assert cropped_span(0.0, 1024) == 32 and cropped_span(2000.0, 1024) == 1024
     assert all(cropped_span(z, 512) % SPAN_BLOCK == 0 for z in (0.3, 7.0, 100.1))
     attn = DynamicSpanAttention(D, H, 64)
     set_spans(attn, [3.0, 4.0])
-    assert attn.window() == 64                       # training: the soft mask's whole window
-    assert attn.eval().window() == 24
+    assert attn.window() == 24
+    attn.crop = False
+    assert attn.window() == 64
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_training_through_the_crop_keeps_the_soft_mask_gradients(causal):
+    """Keys beyond the crop have m = 0 and dm/dz = 0: the loss and every gradient,
+    the spans' included, equal those over the whole max_span window."""
+    torch.manual_seed(0)
+    attn = DynamicSpanAttention(D, H, 64, causal=causal)
+    set_spans(attn, [6.0, 17.5])
+    x = torch.randn(2, 150, D)
+    grads = []
+    for crop in (True, False):
+        attn.crop = crop
+        attn.zero_grad()
+        y, aux = attn(x)
+        (y.square().mean() + aux["span"]).backward()
+        grads.append({n: p.grad.clone() for n, p in attn.named_parameters()})
+    assert attn.span_fraction.grad.abs().min() > 0      # spans still learn (and can grow)
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
 
 
 ARCH = ArchConfig(D, (

@@ -6,15 +6,18 @@ Shape legend: B batch, T tokens, D model, H heads, Dh head dim, N blocks, w bloc
 Each head h learns a span z_h in [0, max_span]. Attention weights are multiplied by a
 soft ramp over the query-key distance d, m(d) = clamp((R + z_h - d) / R, 0, 1), and
 renormalised, so the span is differentiable. Work is blocked like sliding-window
-attention over a hard window of w tokens. Training keeps w = max_span (the soft mask
-needs the whole window for its gradient); evaluation (``eval()``, so also exported
-models) crops w to ``cropped_span``: the longest head span plus the ramp, rounded up
-to ``SPAN_BLOCK``. Keys beyond it have mask weight zero, so outputs are unchanged and
-compute falls with the learned span.
+attention over a hard window of w tokens, w = ``cropped_span``: the longest head span
+plus the ramp, rounded up to ``SPAN_BLOCK`` (at most max_span). Keys beyond it have
+mask weight m = 0 *and* dm/dz = 0 (the clamp is flat there), so the soft mask over
+the whole max_span window is kept exactly, forward and backward, in training and in
+evaluation (so also in exported models), while compute falls with the learned span.
+The reference implementation trims its memory the same way (``trim_memory``). A span
+can still grow: the ramp's keys (z, z + R] are inside the crop and carry its gradient.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from search_space.kinds.attention import cropped_span, span_ramp
@@ -30,8 +33,8 @@ class DynamicSpanAttention(nn.Module):
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
-    ``crop``: whether evaluation skips the keys beyond the learned spans (True; False
-    evaluates over the whole ``max_span`` window, for comparisons).
+    ``crop``: whether to skip the keys beyond the learned spans (True; False computes
+    over the whole ``max_span`` window, for comparisons: same outputs and gradients).
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
@@ -53,8 +56,8 @@ class DynamicSpanAttention(nn.Module):
         return clamped * self.max_span
 
     def window(self) -> int:
-        """Block size w of this forward: max_span in training, the crop in evaluation."""
-        if self.training or not self.crop:
+        """Block size w of this forward: the crop of the current spans."""
+        if not self.crop:
             return self.max_span
         return cropped_span(float(self.spans().detach().max()), self.max_span, self.ramp)
 
@@ -82,9 +85,12 @@ class DynamicSpanAttention(nn.Module):
         z = self.spans().view(-1, 1, 1, 1)                              # (H, 1, 1, 1)
         soft = ((self.ramp + z - dist) / self.ramp).clamp(0.0, 1.0)     # (H, N, w, W)
         bias = torch.where(allowed, soft.clamp(min=1e-30).log(), float("-inf"))
-        scores = torch.matmul(qb, kb.transpose(-1, -2)) * qb.shape[-1] ** -0.5
-        weights = (scores + bias).softmax(dim=-1)                       # (B, H, N, w, W)
-        y = torch.matmul(weights, vb).flatten(2, 3)[:, :, :t]           # (B, H, T, Dh)
+        h, n, w, width, dh = *bias.shape, q.shape[-1]
+        # heads x blocks as SDPA's "heads": 4-D inputs reach its fused kernels
+        y = F.scaled_dot_product_attention(
+            qb.reshape(b, h * n, w, dh), kb.reshape(b, h * n, width, dh),
+            vb.reshape(b, h * n, width, dh), attn_mask=bias.reshape(1, h * n, w, width))
+        y = y.view(b, h, n * w, dh)[:, :, :t]                           # (B, H, T, Dh)
         penalty = self.span_fraction.clamp(min=0.0).mean()
         return self.proj.merge(y), {"span": penalty}
 
