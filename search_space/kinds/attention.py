@@ -10,7 +10,8 @@ it when ``spec.norm``). FLOPs conventions (what FlopCounterMode counts):
   attends to its own and the previous block, i.e. 2w keys per query. If T <= w it is
   plain full attention over T.
 - ``dynamic_span`` (S): blocks of S; causal queries see the previous and own block
-  (2S keys), bidirectional ones also the next (3S keys); one block if T <= S.
+  (2S keys), bidirectional ones also the next (3S keys); one block of all T keys if
+  T <= S or if the blocks would score more pairs than T x T (``span_blocked``).
   Training computes the whole window whatever the learned span; evaluation crops it
   to ``cropped_span`` (the effective cost: the same formula with S = the crop).
 - ``linear``: elu+1 features with a ones column appended to V (Dv = Dh + 1).
@@ -57,11 +58,20 @@ def cropped_span(longest: float, max_span: int, ramp: int | None = None) -> int:
     return max(1, min(max_span, math.ceil(needed / SPAN_BLOCK) * SPAN_BLOCK))
 
 
+def span_blocked(seq_len: int, block: int, causal: bool) -> bool:
+    """Whether ``dynamic_span`` with blocks of ``block`` runs blocked; otherwise it is
+    one block of all T keys (T <= block, or blocks that would score more pairs)."""
+    width = 2 if causal else 3
+    return seq_len > block and math.ceil(seq_len / block) * block * width * block < seq_len ** 2
+
+
 def attention_keys(att: AttentionConfig, seq_len: int, causal: bool) -> tuple[int, int]:
     """(padded query count, keys per query) the blocked attention kinds compute."""
     t = seq_len
     block = att.window if att.kind == "sliding_window" else att.max_span
     if att.kind not in ("sliding_window", "dynamic_span") or t <= block:
+        return t, t
+    if att.kind == "dynamic_span" and not span_blocked(t, block, causal):
         return t, t
     blocks = math.ceil(t / block)
     width = 2 if (att.kind == "sliding_window" or causal) else 3

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.kinds.attention import cropped_span, span_ramp
+from search_space.kinds.attention import cropped_span, span_blocked, span_ramp
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
 from .registry import builder
@@ -29,7 +29,9 @@ from .registry import builder
 class DynamicSpanAttention(nn.Module):
     """Blocked softmax attention with a learnable soft span per head.
 
-    ``span_fraction`` (H,) holds z_h / max_span. Its forward value is clamped to
+    ``span_fraction`` (H,) holds z_h / max_span, initially ``init_fraction``: 0, as in
+    the reference implementation (``--adapt-span-init 0``), so a head starts with the
+    ramp alone and grows its span where the task pays for it. Its forward value is clamped to
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
@@ -38,7 +40,7 @@ class DynamicSpanAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
-                 ramp: int | None = None, init_fraction: float = 1.0):
+                 ramp: int | None = None, init_fraction: float = 0.0):
         super().__init__()
         if max_span < 1:
             raise ValueError(f"max_span must be >= 1, got {max_span}")
@@ -65,7 +67,7 @@ class DynamicSpanAttention(nn.Module):
         b, t, _ = x.shape
         q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
         s = self.window()
-        if t <= s:  # a single block holds every key
+        if not span_blocked(t, s, self.causal):  # one block of every key is cheaper
             qb, kb, vb = q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2)   # (B, H, 1, T, Dh)
             qpos = torch.arange(t, device=x.device)[None, :, None]      # (1, T, 1)
             kpos = torch.arange(t, device=x.device)[None, None, :]      # (1, 1, T)
