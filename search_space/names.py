@@ -11,8 +11,10 @@ PARAMS = "params"                              # total parameters (cost model)
 ACTIVE_PARAMS = "active_params"                # parameters used per token (cost model)
 KV_BYTES = "kv_bytes"                          # attention KV memory per sample (cost model)
 ACTIVATION_BYTES = "activation_bytes"          # activation memory per sample (cost model)
+LATENCY_MS = "latency_ms"                      # measured: batch-1 forward, median of repeats, trial's device
 
 ACCURACY_METRICS = (FINAL_AVG_ACCURACY, LEARNING_ACCURACY, ANYTIME_AVG_ACCURACY)
 FORGETTING_METRICS = (FORGETTING_LAST, FORGETTING_MAX, BWT)
 COST_METRICS = (FLOPS, PARAMS, ACTIVE_PARAMS, KV_BYTES, ACTIVATION_BYTES)
-ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS
+MEASURED_METRICS = (LATENCY_MS,)
+ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + MEASURED_METRICS

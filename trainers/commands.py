@@ -17,11 +17,15 @@ from search_space.names import FINAL_AVG_ACCURACY, FLOPS, FORGETTING_LAST, PARAM
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "train", help="train an exported architecture from scratch",
+        "train", help="train an exported architecture, from scratch or from saved weights",
         description="Train an architecture (arch.json, e.g. from `dynas export`) with the task "
         "and training settings of an experiment file; writes last.ckpt, metrics.json, "
-        "acc_matrix.csv and arch.json into --out.")
-    p.add_argument("--arch", required=True, type=Path, help="architecture JSON file")
+        "acc_matrix.csv, arch.json and the model (weights.safetensors, model.json) into --out. "
+        "--init-from starts from a model folder's weights (the same or another task): blocks "
+        "and norm always transfer; embedding, positions and head when their sizes match.")
+    p.add_argument("--arch", type=Path, help="architecture JSON file (default with --init-from: its arch.json)")
+    p.add_argument("--init-from", type=Path, metavar="DIR",
+                   help="model folder (dynas export --weights, dynas train) whose weights start the training")
     p.add_argument("--config", required=True, type=Path, help="experiment YAML (task + training)")
     p.add_argument("--steps", type=int, help="steps per experience (overrides the experiment's)")
     p.add_argument("--seed", type=int, help="training seed (default: training.seed)")
@@ -36,7 +40,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from search_space.arch import ArchConfig
     from search_space.experiment import load_experiment
 
-    arch = ArchConfig.load(args.arch)
+    if args.arch is None and args.init_from is None:
+        raise ConfigError("--arch", "required (or --init-from DIR, whose arch.json is used)")
+    arch = ArchConfig.load(args.arch if args.arch is not None else args.init_from / "arch.json")
     experiment = load_experiment(args.config)
     training = experiment.training
     if args.steps is not None:
@@ -51,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with experiment.attribute_errors():       # task options, device: name the file
             metrics = train_arch(arch, experiment.task, training, out_dir=out, seed=args.seed,
-                                 resume=args.resume, force=args.force)
+                                 resume=args.resume, force=args.force, init_from=args.init_from)
     except NonFiniteLoss as err:
         print(f"dynas: training diverged: {err}", file=sys.stderr)
         return 1
@@ -60,5 +66,10 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"in {metrics.wall_time_s:.1f} s")
     print(f"  {FINAL_AVG_ACCURACY} {v[FINAL_AVG_ACCURACY]:.4f}  {FORGETTING_LAST} "
           f"{v[FORGETTING_LAST]:.4f}  {FLOPS} {v[FLOPS]:.3g}  {PARAMS} {int(v[PARAMS])}")
+    if args.init_from is not None:
+        from .transfer import plan_transfer
+        from .tasks import task_shape
+
+        print(f"  {plan_transfer(args.init_from, arch, task_shape(experiment.task)).describe()}")
     print(f"  results in {out}")
     return 0
