@@ -35,6 +35,16 @@ def register(sub: Any) -> None:
     again.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.set_defaults(handler=cmd_train)
 
+    port = sub.add_parser(
+        "portable", help="write a model folder as a portable file (.pt2 torch.export, .onnx)",
+        description="Export a model folder (dynas export --weights, dynas train) to a torch.export "
+        "program (.pt2) or ONNX (.onnx, needs the onnx extra): preprocessed inputs -> logits, "
+        "dynamic batch size. The preprocessing state stays in the folder's model.json.")
+    port.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    port.add_argument("--out", required=True, type=Path, metavar="FILE", help="FILE.pt2 or FILE.onnx")
+    port.add_argument("--force", action="store_true", help="overwrite an existing file")
+    port.set_defaults(handler=cmd_portable)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from search_space.arch import ArchConfig
@@ -72,4 +82,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         print(f"  {plan_transfer(args.init_from, arch, task_shape(experiment.task)).describe()}")
     print(f"  results in {out}")
+    return 0
+
+
+def cmd_portable(args: argparse.Namespace) -> int:
+    from search_space.errors import DynasError
+
+    if args.out.exists() and not args.force:
+        raise DynasError(f"{args.out} exists; pass --force to overwrite it")
+    from .bundle import load_bundle_model
+    from .portable import export_portable
+
+    model, bundle = load_bundle_model(args.model_dir)
+    print(f"portable model: {export_portable(model, bundle, args.out)}")
     return 0
