@@ -35,6 +35,7 @@ BUNDLE_FORMAT = 1
 WEIGHTS_FILE, MODEL_FILE, ARCH_FILE = "weights.safetensors", "model.json", "arch.json"
 BUNDLE_FILES = (ARCH_FILE, WEIGHTS_FILE, MODEL_FILE)
 WEIGHTS_MAGIC = "dynas-weights"
+COMPRESSED_MARK = "compress.json"    # a compressed bundle: trainers.compress rebuilds it
 
 
 @dataclass
@@ -166,6 +167,10 @@ def load_bundle_model(path: str | os.PathLike) -> tuple[nn.Module, Bundle]:
 
     bundle = read_bundle(path)
     model = build_model(bundle.arch, bundle.shape)
+    if (bundle.path / COMPRESSED_MARK).is_file():     # pruned / int8 (trainers.compress)
+        from .compress import rebuild
+
+        return rebuild(model, bundle), bundle
     load_weights(model, read_weights(bundle.weights_path, bundle.arch.arch_id), bundle.weights_path)
     return model.eval(), bundle
 

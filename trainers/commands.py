@@ -45,6 +45,22 @@ def register(sub: Any) -> None:
     port.add_argument("--force", action="store_true", help="overwrite an existing file")
     port.set_defaults(handler=cmd_portable)
 
+    comp = sub.add_parser(
+        "compress", help="prune, recover and int8-quantise a model folder; before/after table",
+        description="Structured pruning (least-loaded experts on the validation splits, least "
+        "important heads, FFN channels by norm), a short recovery fine-tune that distils the "
+        "original, and int8 dynamic quantisation of Linear layers. Prints params, file size, "
+        "batch-1 and batch-64 CPU latency (median of repeats) and test accuracy, before and after.")
+    comp.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    comp.add_argument("--config", required=True, type=Path, help="experiment YAML the model was trained with (task)")
+    comp.add_argument("--prune", default="", metavar="SPEC", help="experts=N,heads=N,ffn=F (any subset)")
+    comp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of Linear layers")
+    comp.add_argument("--recover-steps", type=int, default=200, help="distillation steps after pruning (default 200)")
+    comp.add_argument("--repeats", type=int, default=30, help="timed repeats per latency (median)")
+    comp.add_argument("--out", required=True, type=Path, metavar="DIR")
+    comp.add_argument("--force", action="store_true", help="overwrite a model already in --out")
+    comp.set_defaults(handler=cmd_compress)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from search_space.arch import ArchConfig
@@ -95,4 +111,39 @@ def cmd_portable(args: argparse.Namespace) -> int:
 
     model, bundle = load_bundle_model(args.model_dir)
     print(f"portable model: {export_portable(model, bundle, args.out)}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from search_space.errors import DynasError
+    from search_space.experiment import load_experiment
+
+    from .pruning import PruneSpec
+
+    spec = PruneSpec.parse(args.prune)
+    if not args.int8 and spec == PruneSpec():
+        raise ConfigError("--prune", "nothing to do: give --prune and/or --int8")
+    if args.recover_steps < 0 or args.repeats < 1:
+        raise ConfigError("--recover-steps", "--recover-steps must be >= 0 and --repeats >= 1")
+    if args.out.resolve() == args.model_dir.resolve():
+        raise DynasError(f"{args.out}: --out must differ from MODEL_DIR")
+    from .bundle import BUNDLE_FILES
+
+    taken = [n for n in BUNDLE_FILES if (args.out / n).exists()]
+    if taken and not args.force:
+        raise DynasError(f"{args.out / taken[0]} exists; pass --force to overwrite it")
+    experiment = load_experiment(args.config)
+    training = experiment.training
+
+    from .compress import compress, table
+    from .tasks import build_task
+
+    with experiment.attribute_errors():
+        task = build_task(experiment.task, seed=training.seed)
+    rows = compress(args.model_dir, task, args.out, spec, args.int8, args.recover_steps,
+                    training.lr, training.batch_size, args.repeats)
+    import torch
+
+    print(f"compressed {args.model_dir} -> {args.out} (CPU, {torch.get_num_threads()} threads)")
+    print(table(rows))
     return 0
