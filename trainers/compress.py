@@ -33,7 +33,7 @@ from search_space.errors import DynasError
 from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC, Bundle,
                      load_bundle_model, read_weights)
 from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
-from .latency import model_latency_ms
+from .latency import example_input, interleaved_latency_ms
 from .pruning import PruneSpec, apply_plan, make_plan
 
 COMPRESS_FILE = COMPRESSED_MARK
@@ -66,12 +66,16 @@ def accuracy(model: nn.Module, task: Any, scenario: str, num_classes: int) -> fl
     return sum(row) / len(row)
 
 
-def measure(name: str, model: nn.Module, bundle: Bundle, task: Any, file_bytes: int, repeats: int) -> Measurement:
+def measure(stages: list[tuple[str, nn.Module, int]], bundle: Bundle, task: Any,
+            repeats: int) -> list[Measurement]:
+    """One row per ``(name, model, file bytes)``; latencies timed round-robin on CPU."""
     shape = bundle.shape
-    return Measurement(name, count_params(model), file_bytes,
-                       model_latency_ms(model, shape, 1, "cpu", repeats),
-                       model_latency_ms(model, shape, 64, "cpu", repeats),
-                       accuracy(model, task, bundle.scenario, shape.num_classes))
+    models = {name: model for name, model, _ in stages}
+    b1 = interleaved_latency_ms(models, example_input(shape, 1), repeats)
+    b64 = interleaved_latency_ms(models, example_input(shape, 64), repeats)
+    return [Measurement(name, count_params(model), size, b1[name], b64[name],
+                        accuracy(model, task, bundle.scenario, shape.num_classes))
+            for name, model, size in stages]
 
 
 def expert_loads(model: nn.Module, task: Any) -> dict[str, torch.Tensor]:
@@ -163,21 +167,21 @@ def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: Pr
     if task.name != bundle.task or task.shape != bundle.shape:
         raise DynasError(f"{src}: trained on {bundle.task} {bundle.shape}, not the config's "
                          f"{task.name} {task.shape}")
-    rows = [measure("original", model, bundle, task, bundle.weights_path.stat().st_size, repeats)]
+    stages = [("original", model, bundle.weights_path.stat().st_size)]
     plan = make_plan(model, spec, expert_loads(model, task))
     current = model
     if any(plan):
         current = copy.deepcopy(model)
         apply_plan(current, plan)
-        rows.append(measure("pruned", current, bundle, task, _size(current), repeats))
+        stages.append(("pruned", copy.deepcopy(current), _size(current)))
         if recover_steps:
             recover(current, model, task, recover_steps, lr, batch_size)
-            rows.append(measure(f"pruned + {recover_steps} recovery steps", current, bundle, task,
-                                _size(current), repeats))
+            stages.append((f"pruned + {recover_steps} recovery steps", current, _size(current)))
     if int8:
         current = quantise(current)
-        rows.append(measure(rows[-1].name + " + int8" if len(rows) > 1 else "int8", current, bundle, task,
-                            _size(current, int8=True), repeats))
+        name = stages[-1][0] + " + int8" if len(stages) > 1 else "int8"
+        stages.append((name, current, _size(current, int8=True)))
+    rows = measure(stages, bundle, task, repeats)
     _save(current, bundle, Path(out), plan, int8, spec, rows)
     return rows
 

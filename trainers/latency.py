@@ -54,3 +54,20 @@ def model_latency_ms(model: nn.Module, shape: TaskShape, batch: int = 1,
         return median_latency_ms(model, example_input(shape, batch, device), repeats)
     finally:
         model.to(before)
+
+
+def interleaved_latency_ms(models: dict[str, nn.Module], x: torch.Tensor, repeats: int = REPEATS,
+                           warmup: int = WARMUP) -> dict[str, float]:
+    """Median ms of each model on ``x``, timed round-robin (CPU): on a shared machine the
+    load falls evenly on all of them, so their ratios are fairer than back-to-back runs."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.eval()
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
