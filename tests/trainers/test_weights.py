@@ -106,3 +106,20 @@ def test_init_from_another_architecture_is_refused_before_anything_is_written(tr
     with pytest.raises(DynasError, match=f"holds architecture {ARCH.arch_id}, not {other.arch_id}"):
         train_arch(other, DIGITS, CFG, out_dir=out, init_from=trained[0])
     assert not out.exists()
+
+
+def test_cli_init_from_a_broken_folder_is_exit_2_and_keeps_the_output(trained, tmp_path, capsys):
+    from analysis.cli import main
+
+    broken = _copy(trained[0], tmp_path / "broken")
+    (broken / WEIGHTS_FILE).unlink()
+    (tmp_path / "exp.yaml").write_text(
+        "space: {layers: [1], d_model: [16], layer: {attention: [{kind: full, heads: [2]}], "
+        "ffn: [{kind: dense, expansion: [2]}]}}\ntask: {name: split_digits, options: {classes_per_experience: 5}}\n")
+    out = _copy(trained[0], tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code = main(["train", "--init-from", str(broken), "--config", str(tmp_path / "exp.yaml"),
+                 "--out", str(out), "--force"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "weights.safetensors: missing" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
