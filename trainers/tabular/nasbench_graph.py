@@ -22,6 +22,10 @@ Loading: the files are pickles; they are read with ``safe_pickle.load_plain`` (n
 runs) after their SHA-256 is checked against the digests recorded here for 1.4.0. The
 package's own modules are imported only for ``Arch.valid_hash`` (the official
 canonicalisation); its pickle reader is never called.
+
+From the command line it is the evaluator ``nasbench_graph`` (option ``dataset``)::
+
+    dynas search examples/nasbench_graph.yaml
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from search_space.errors import ConfigError, DynasError
+from search_space.evaluators import register_evaluator
 
 from .safe_pickle import load_plain
 
@@ -133,3 +138,13 @@ class NasBenchGraph:
         if metrics is None:
             return "failed", {}, {"reason": "not in NAS-Bench-Graph (an architecture of only skip layers)"}
         return "complete", metrics, {}
+
+
+@register_evaluator("nasbench_graph", metrics=METRICS,
+                    description="NAS-Bench-Graph look-up: val/test accuracy, latency, params of a GNN")
+def nasbench_graph(decisions: Mapping[str, Any], dataset: str = "arxiv") -> dict[str, float]:
+    """The table's metrics of ``decisions`` (link, op1..op4) on ``dataset``."""
+    metrics = NasBenchGraph(dataset).lookup(decisions)
+    if metrics is None:
+        raise ValueError("not in NAS-Bench-Graph (an architecture of only skip layers)")
+    return metrics
