@@ -29,6 +29,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controllers.local import run_local  # noqa: E402
@@ -82,7 +84,11 @@ class Scorer:
 
     def __init__(self, table: dict[int, dict[str, float]]):
         pts = to_minimise([[m[o.metric] for o in MULTI] for m in table.values()], MULTI)   # (26206, 2)
-        front = pts[non_dominated(pts)]
+        order = np.lexsort((pts[:, 1], pts[:, 0]))                 # 2-D sweep: (N, N) would be 700M cells
+        best = np.minimum.accumulate(pts[order, 1])
+        keep = np.r_[True, best[1:] < best[:-1]]
+        front = pts[order][keep]
+        assert len(non_dominated(front)) == len(front)
         self.ideal, self.nadir = front.min(axis=0), front.max(axis=0)
         self.true_hv = self._hv(front)
         self.best_test = max(m[nbg.TEST_ACCURACY] for m in table.values())

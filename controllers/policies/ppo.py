@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -66,10 +65,10 @@ from ..policy import Outcome, Proposal
 from ._common import (STATE_VERSION, Outstanding, check_outcome, check_state, derive_seed, rng_from_json,
                       rng_to_json, scored_form)
 from .novelty import novel_mutant
+from .ppo_sampling import PolicySuggester, Sample, Step, log_probs, logp_entropy, max_entropy
 from .random import RandomPolicy
 from .surrogate import OneHotEncoder, RidgeSurrogate
 
-Step = tuple[int, int, tuple[int, ...]]    # (decision index, option index, allowed options)
 SURROGATE_MIN_POINTS = 8                   # complete trials before the surrogate screens
 WARMUP_STREAM = 0x9E3779B9                 # derive_seed stream of the warm-up's seed
 
@@ -79,68 +78,6 @@ log = logging.getLogger(__name__)
 def warmup_seed(seed: int) -> int:
     """The warm-up ``RandomPolicy``'s seed: a function of ``seed`` unlike ``seed`` itself."""
     return derive_seed(seed, WARMUP_STREAM)
-
-
-@dataclass
-class _Sample:
-    steps: list[Step]
-    logp: float                            # behaviour log-probability of the steps
-
-
-class _PolicySuggester:
-    """Draws each asked decision from the current (detached) logits with ``rng``."""
-
-    def __init__(self, logits: torch.Tensor, encoder: OneHotEncoder, rng: random.Random,
-                 fixed: dict[str, Any] | None = None):
-        self.logits, self.encoder, self.rng = logits, encoder, rng
-        self.fixed = fixed or {}               # replayed decisions (a mutant), not drawn
-        self.steps: list[Step] = []
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self._draw(name, list(choices))
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
-        return self._draw(name, list(range(low, high + 1, step)))
-
-    def _draw(self, name: str, choices: list[Any]) -> Any:
-        if name not in self.encoder.index:
-            raise ValueError(f"decision {name!r} was asked but is not in space.decisions()")
-        i = self.encoder.index[name]
-        allowed = tuple(self.encoder.option_index(name, c) for c in choices)
-        if name in self.fixed:
-            k = allowed.index(self.encoder.option_index(name, self.fixed[name]))
-            self.steps.append((i, allowed[k], allowed))
-            return choices[k]
-        probs = _log_probs(self.logits, self.encoder, i, allowed).exp().tolist()
-        u, k, acc = self.rng.random(), len(probs) - 1, 0.0
-        for pos, p in enumerate(probs):
-            acc += p
-            if u < acc:
-                k = pos
-                break
-        self.steps.append((i, allowed[k], allowed))
-        return choices[k]
-
-
-def _log_probs(logits: torch.Tensor, enc: OneHotEncoder, i: int, allowed: tuple[int, ...]) -> torch.Tensor:
-    """Log-softmax over the allowed options of decision i: (len(allowed),)."""
-    idx = torch.tensor([enc.offsets[i] + j for j in allowed])
-    return torch.log_softmax(logits[idx], dim=0)
-
-
-def _max_entropy(steps: Sequence[Step]) -> float:
-    """Entropy of the uniform choice over the asked decisions' allowed options."""
-    return sum(math.log(len(a)) for _, _, a in steps)
-
-
-def _logp_entropy(logits: torch.Tensor, enc: OneHotEncoder, steps: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum over the asked decisions of log pi(choice) and of the entropy."""
-    logp, ent = logits.new_zeros(()), logits.new_zeros(())
-    for i, j, allowed in steps:
-        lp = _log_probs(logits, enc, i, allowed)
-        logp = logp + lp[allowed.index(j)]
-        ent = ent - (lp.exp() * lp).sum()
-    return logp, ent
 
 
 class PPOPolicy:
@@ -187,7 +124,7 @@ class PPOPolicy:
         if pid < self.settings.warmup:
             inner = self._warmup_sample()
             steps = self._steps_of(inner.params)
-            sample = _Sample(steps, -sum(math.log(len(a)) for _, _, a in steps))
+            sample = Sample(steps, -sum(math.log(len(a)) for _, _, a in steps))
             arch, params, warm_id = inner.arch, inner.params, inner.id
         else:
             arch, params, sample = self._policy_sample()
@@ -208,7 +145,7 @@ class PPOPolicy:
             inner = self._warmup.ask()
         return inner
 
-    def _policy_sample(self) -> tuple[Any, dict[str, Any], _Sample]:
+    def _policy_sample(self) -> tuple[Any, dict[str, Any], Sample]:
         screen = self.settings.surrogate_screen if self._surrogate_ready() else 1
         candidates = [self._novel_draw() for _ in range(max(1, screen))]
         if len(candidates) > 1:
@@ -217,7 +154,7 @@ class PPOPolicy:
             return fresh[int(np.argmax(scores))]
         return candidates[0]
 
-    def _novel_draw(self) -> tuple[Any, dict[str, Any], _Sample]:
+    def _novel_draw(self) -> tuple[Any, dict[str, Any], Sample]:
         """A policy sample not proposed before: up to ``novelty_tries`` re-draws, then a
         new mutant of the last (a converged policy keeps drawing its favourite)."""
         draw = self._draw()
@@ -228,14 +165,14 @@ class PPOPolicy:
         mutant = novel_mutant(self.space, draw[1], self._asked, self._rng)
         return draw if mutant is None else self._draw(fixed=mutant)
 
-    def _draw(self, fixed: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], _Sample]:
+    def _draw(self, fixed: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], Sample]:
         with torch.no_grad():
             logits = self.logits.detach()
-            suggester = _PolicySuggester(logits, self.encoder, self._rng, fixed)
+            suggester = PolicySuggester(logits, self.encoder, self._rng, fixed)
             recorder = RecordingSuggester(suggester)
             arch = self.space.sample(recorder)
-            logp, _ = _logp_entropy(logits, self.encoder, suggester.steps)
-        return arch, dict(recorder.params), _Sample(suggester.steps, float(logp))
+            logp, _ = logp_entropy(logits, self.encoder, suggester.steps)
+        return arch, dict(recorder.params), Sample(suggester.steps, float(logp))
 
     def _steps_of(self, params: dict[str, Any]) -> list[Step]:
         """The steps a uniform draw took to produce ``params`` (every option allowed)."""
@@ -281,10 +218,10 @@ class PPOPolicy:
         batch, self._buffer = self._buffer, []
         old = torch.tensor([b["old_logp"] for b in batch], dtype=torch.float64)   # (N,)
         adv = torch.tensor([b["advantage"] for b in batch], dtype=torch.float64)  # (N,)
-        top = torch.tensor([_max_entropy(b["steps"]) or 1.0 for b in batch], dtype=torch.float64)  # (N,)
+        top = torch.tensor([max_entropy(b["steps"]) or 1.0 for b in batch], dtype=torch.float64)  # (N,)
         clip, clipped = self.settings.clip, 0.0
         for _ in range(self.settings.epochs):
-            pairs = [_logp_entropy(self.logits, self.encoder, b["steps"]) for b in batch]
+            pairs = [logp_entropy(self.logits, self.encoder, b["steps"]) for b in batch]
             logp = torch.stack([p[0] for p in pairs])                              # (N,)
             entropy = torch.stack([p[1] for p in pairs]) / top                     # (N,) in [0, 1]
             ratio = torch.exp(logp - old)
@@ -380,7 +317,7 @@ class PPOPolicy:
         out = {}
         for i, d in enumerate(self.encoder.decisions):
             all_options = tuple(range(len(d.options)))
-            out[d.name] = _log_probs(self.logits.detach(), self.encoder, i, all_options).exp().tolist()
+            out[d.name] = log_probs(self.logits.detach(), self.encoder, i, all_options).exp().tolist()
         return out
 
     def state_dict(self) -> dict[str, Any]:
