@@ -2,6 +2,7 @@
 log-probability and entropy of the decisions a candidate asked (``ppo``)."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Sequence
