@@ -85,7 +85,8 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
             raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
-                        feasible=feasibility(experiment))
+                        feasible=feasibility(experiment), remeasure=search.remeasure,
+                        train_seed=experiment.training.seed)
 
 
 def experiment_text(experiment: Experiment) -> str:

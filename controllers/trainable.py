@@ -52,13 +52,16 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     state_dir, resume = _state_dir()
     try:
         reporter = _Reporter(cost, task.num_experiences)
-        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume)
+        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
+                      seed=config.get("train_seed"))      # a seed repeat's own training seed
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     n = task.num_experiences
     tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
+                            test_acc_matrix=metrics.test_acc_matrix,
                             expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
-                            wall_time_s=metrics.wall_time_s, node_id=_node_id()))
+                            wall_time_s=metrics.wall_time_s, chance_accuracy=metrics.chance_accuracy,
+                            node_id=_node_id()))
 
 
 def task_for(settings: TaskSettings, seed: int) -> Any:
@@ -84,7 +87,8 @@ class _Reporter:
         if done >= self.num_experiences:     # reported after fit returns, in full
             return
         result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
-                             acc_matrix=progress.acc_matrix, node_id=_node_id())
+                             acc_matrix=progress.acc_matrix, test_acc_matrix=progress.test_acc_matrix,
+                             node_id=_node_id())
         checkpoint = None
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
