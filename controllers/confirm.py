@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from search_space.arch import ArchConfig
-from search_space.errors import DynasError
+from search_space.errors import ConfigError, DynasError
 from search_space.experiment import load_experiment
 from search_space.settings import Objective
 
@@ -98,8 +98,13 @@ def confirm_in_session(experiment, search, run_dir: Path, runner: str, verbose: 
 def _queued(experiment, search, run_dir: Path, top: int, seeds: int):
     """A driver holding the missing repeats as queued confirmations (None: nothing to
     confirm, no complete trial)."""
+    from search_space.space import ArchSpace
+
     from .prepare import build_driver
 
+    if not isinstance(experiment.space, ArchSpace):
+        raise ConfigError("search.confirm", "seed repeats retrain architectures; a plain decision "
+                                            "space's evaluator has no training seed")
     records = list(iter_records(run_dir))
     candidates = best_candidates(records, search.objectives, top)
     if not candidates:

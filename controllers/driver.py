@@ -22,7 +22,9 @@ resume the restored policy proposes that candidate again, the duplicate cache te
 it the recorded outcome, and ``known`` keeps it from being written twice.
 
 Every ``TrialRecord`` of a search (trained, duplicate, infeasible, seed repeat) is
-built by ``_record``. ``budget`` counts new architectures started by this driver.
+built by ``_record``. ``budget`` counts new architectures started by this driver. With a
+``keeper`` (``controllers.kept_weights``), a record that brings weights is followed by
+the keep rule: weights of trials that left the kept set are removed.
 
 Seed repeats train an architecture again with a fresh training seed (``Proposal.seed``,
 ``Proposal.repeat_of``). With ``remeasure`` > 0 a duplicate proposal may become one
@@ -30,7 +32,8 @@ Seed repeats train an architecture again with a fresh training seed (``Proposal.
 measurements and the record keeps its own metrics and state (``objectives``: the mean
 told). ``queue_confirmations`` hands the driver repeats that no policy asked for
 (``dynas confirm``): ``ask`` serves them first, ``tell`` records them and tells no one.
-Neither kind counts against ``budget``.
+Neither kind counts against ``budget``, and neither keeps weights (executors save none
+for a repeat: the kept model is the first measurement's).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from search_space.errors import InfeasibleError
 from search_space.settings import Objective
 
 from . import outcomes
+from .kept_weights import WeightKeeper, weights_entry
 from .dedup import CachedResult, DedupCache, next_new_proposal
 from .policy import Outcome, Policy, Proposal
 from .records import POLICY_STATE_FILE, TrialRecord, append_record, write_json_atomic
@@ -57,12 +61,13 @@ class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
-                 remeasure: int = 0, train_seed: int = 0):
+                 keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0):
         records = list(records)
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
-        self.feasible, self.max_duplicates, self.remeasure = feasible, max_duplicates, int(remeasure)
+        self.feasible, self.max_duplicates, self.keeper = feasible, max_duplicates, keeper
+        self.remeasure = int(remeasure)
         self.cache = DedupCache.from_records(records, base_seed=train_seed)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
                                               if not r.is_confirmation}
@@ -182,10 +187,13 @@ class SearchDriver:
             objectives=None if heard.values is None else list(heard.values),
             acc_matrix=result.acc_matrix, test_acc_matrix=result.test_acc_matrix,
             expert_load=result.expert_load,
-            curriculum_log=result.curriculum_log, reason=outcome.reason, policy=self.policy.name,
+            curriculum_log=result.curriculum_log, bits_matrix=result.bits_matrix,
+            dynamics=result.dynamics, reason=outcome.reason, policy=self.policy.name,
             seed=self.seed, wall_time_s=float(result.wall_time_s),
             experiences_done=int(result.experiences_done), cached_from=cached_from,
             trial_id=result.trial_id, node=result.node, asks=asks,
+            weights=weights_entry(self.run_dir, result.weights)
+            if result.weights and outcome.state == "complete" and cached_from is None else None,
             repeat_of=proposal.repeat_of, train_seed=proposal.seed,
             chance_accuracy=result.chance_accuracy)
 
@@ -194,6 +202,8 @@ class SearchDriver:
         if not record.is_confirmation:             # its id is its original's
             self.known[record.proposal_id] = record
         self.written.append(record)
+        if self.keeper is not None and record.weights:
+            self.keeper.update(self.known.values())
         self._save_state()
 
     def _save_state(self) -> None:

@@ -7,7 +7,10 @@ Layout of a run directory (everything JSON/YAML, nothing pickled)::
       experiment.yaml     a copy of the experiment file the run started from
       trials.jsonl        one line per finished trial (complete, failed or pruned)
       policy_state.json   the policy's state_dict after its last tell (atomic rewrite)
-      ray/                Ray Tune's own storage (experiment state, trial checkpoints)
+      weights.json        the trials whose trained weights are kept (controllers.kept_weights)
+      weights/            the local runner's kept weights, one model folder per arch_id
+      ray/                Ray Tune's own storage (experiment state, trial checkpoints,
+                          the Ray runner's kept weights)
 
 A record line (``TrialRecord.to_dict``) is self-contained: analysis reads only these.
 Schema 2 records measure ``metrics`` and ``acc_matrix`` on the validation splits and
@@ -50,6 +53,8 @@ class TrialRecord:
     test_acc_matrix: list[list[float]] = field(default_factory=list)  # R_test; empty before schema 2
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)   # validation bits, B[i][j]
+    dynamics: list[dict[str, Any]] = field(default_factory=list)   # learned spans, realised k
     reason: str | None = None                 # why it failed / was pruned
     policy: str = ""
     seed: int = 0
@@ -59,6 +64,7 @@ class TrialRecord:
     trial_id: str = ""                        # Ray's trial id, when run under Ray
     node: str = ""
     asks: int = 0                             # policy asks this distinct arch took (0: older record)
+    weights: dict[str, Any] | None = None     # {"path" (relative to the run dir), "bytes"} when saved
     repeat_of: int | None = None              # a seed repeat of this proposal id's architecture
     train_seed: int | None = None             # training seed when not the experiment's own
     chance_accuracy: float | None = None      # a uniform guess's accuracy on the task (None: older)

@@ -41,10 +41,13 @@ class TrialResult:
     test_acc_matrix: list[list[float]] = field(default_factory=list)     # R_test (never told)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)
+    dynamics: list[dict[str, Any]] = field(default_factory=list)   # spans, realised k per experience
     wall_time_s: float = 0.0
     chance_accuracy: float | None = None   # a uniform guess's accuracy on the task
     trial_id: str = ""                # Ray's trial id, when run under Ray
     node: str = ""
+    weights: str = ""                 # folder of the trained model's bundle, when saved
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
@@ -56,7 +59,7 @@ def tune_result(metrics: Mapping[str, float], experiences_done: int, num_experie
     """What a trainable passes to ``tune.report``: scalars for Tune, one blob for us.
 
     ``extra`` may hold ``acc_matrix``, ``test_acc_matrix``, ``expert_load``, ``curriculum_log``,
-    ``wall_time_s``, ``chance_accuracy``
+    ``bits_matrix``, ``dynamics``, ``wall_time_s``, ``chance_accuracy``
     and ``node_id`` (Ray's node id; the record's ``node`` is ``IP/node-id-prefix``).
     """
     blob = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
@@ -89,5 +92,6 @@ def trial_result(blob: Mapping[str, Any], state: str, reason: str | None = None,
         experiences_done=int(blob.get(DONE_KEY, 0)), acc_matrix=blob.get("acc_matrix", []),
         test_acc_matrix=blob.get("test_acc_matrix", []),
         expert_load=blob.get("expert_load", {}), curriculum_log=blob.get("curriculum_log", []),
+        bits_matrix=blob.get("bits_matrix", []), dynamics=blob.get("dynamics", []),
         wall_time_s=float(blob.get("wall_time_s", 0.0)), chance_accuracy=blob.get("chance_accuracy"),
         trial_id=trial_id, node=blob.get("node", ""))

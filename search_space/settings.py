@@ -22,6 +22,16 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class EvaluatorSettings:
+    """What scores a plain decision space: ``name`` picks an evaluator registered in
+    ``search_space.evaluators``; ``options`` are its keyword arguments. Empty ``name``:
+    none (an architecture space is trained with ``task`` and ``training`` instead)."""
+
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CurriculumSettings:
     """Progressive curriculum inside each experience.
 
@@ -72,6 +82,7 @@ class LossWeights:
     z_loss: float = 0.001             # router z-loss
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
+    router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
+    keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
     remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section

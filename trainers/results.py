@@ -15,7 +15,11 @@ class TrialMetrics:
     held-out test splits. ``acc_matrix[i][j]`` is validation accuracy on experience j
     after training on experience i (j > i: not yet seen, still measured) and
     ``test_acc_matrix`` the same on the test splits; ``expert_load`` maps an MoE layer
-    name to the fraction of routed tokens each expert received (validation pass).
+    name to the fraction of routed tokens each expert received (validation pass);
+    ``bits_matrix[i][j]`` is validation cross-entropy in bits per labelled token on
+    experience j after experience i (bits per character on ``text_lm``);
+    ``dynamics[i]`` what the dynamic blocks did after experience i (learned spans per
+    head and layer, realised k per MoE layer; ``trainers.dynamics``).
     """
 
     values: dict[str, float]
@@ -23,6 +27,8 @@ class TrialMetrics:
     test_acc_matrix: list[list[float]] = field(default_factory=list)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)
+    dynamics: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     wall_time_s: float = 0.0
     chance_accuracy: float | None = None   # a uniform guess's accuracy on this task (Task.chance_accuracy)
