@@ -136,6 +136,8 @@ def _load_path(spec: str, path: Path) -> Plugin:
     files = sorted(p for p in path.glob("*.py") if p.is_file())
     if not files:
         raise PluginError(spec, f"folder {path} holds no .py files")
+    if str(path) not in sys.path:      # its modules import each other by name, as on a worker
+        sys.path.append(str(path))
     names = tuple(_import_file(spec, p.stem, p) for p in files)
     return Plugin(str(path), names, tuple(str(p) for p in files))
 

@@ -83,8 +83,9 @@ def registries():
         "kinds": {f: dict(r._specs) for f, r in REGISTRIES.items()},
         "builders": {f: dict(b._builders) for f, b in BUILDERS.items()},
     }
-    modules = set(sys.modules)
+    modules, path = set(sys.modules), list(sys.path)
     yield
+    sys.path[:] = path
     for plugin in set(plugins._LOADED) - set(saved["loaded"]):
         for name in set(plugins._LOADED[plugin].modules) - modules:
             sys.modules.pop(name, None)

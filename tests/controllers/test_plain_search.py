@@ -67,6 +67,8 @@ def test_evaluate_passes_options_and_checks_what_comes_back(quadratic):
     ("quadratic", {"objectives": [{"metric": "accuracy", "direction": "max"}]},
      "search.objectives[0].metric", "evaluator 'quadratic' returns loss, size, not 'accuracy'"),
     ("quadratic", {"scheduler": "asha"}, "search.scheduler", "use fifo"),
+    ({"name": "quadratic", "options": {"scale": 2}}, {}, "evaluator.options",
+     "unexpected keyword argument 'scale' (evaluator 'quadratic')"),
 ])
 def test_what_prepare_search_refuses_before_any_trial(quadratic, evaluator, search, key, fragment):
     with pytest.raises(ConfigError) as err:
