@@ -79,8 +79,8 @@ def evaluators() -> list[str]:
     if not EVALUATORS:
         return ["(none registered; a plugin registers one with search_space.evaluators.register_evaluator)"]
     width = max(map(len, EVALUATORS))
-    return [f"{name:<{width}}  {e.description}" + (f"  [metrics: {', '.join(e.metrics)}]" if e.metrics else "")
-            for name, e in EVALUATORS.items()]
+    return [f"{name:<{width}}  {e.description}"
+            + (f"  [metrics: {', '.join(e.metrics)}]" if e.metrics else "") for name, e in EVALUATORS.items()]
 
 
 LISTERS: dict[str, Callable[[], list[str]]] = {

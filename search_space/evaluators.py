@@ -112,7 +112,8 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
         raise ConfigError("evaluator.options", f"{err} (evaluator {name!r})") from None
 
 
-def evaluate(name: str, decisions: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, float]:
+def evaluate(name: str, decisions: Mapping[str, Any],
+             options: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Call the evaluator and check what it returned: a mapping of names to numbers.
 
     NaN/inf pass through (the driver records the trial as failed with the values);

@@ -304,3 +304,33 @@ def test_run_json_keeps_the_resolved_plugins_for_resume(tmp_path):
     copy = write(tmp_path / "run" / "experiment.yaml", exp.read_text())
     assert load_experiment(copy, plugins=info["plugins"]).plugin_specs == [str(plugin)]
     json.dumps(info)
+
+
+# --- the example strategy keeps the contract every built-in keeps ------------------------
+def _contract_checks():
+    """The generic checks of the policy suite: those that take only a policy name, the
+    objectives and a space (the built-ins' own tests take other fixtures)."""
+    import inspect
+
+    from tests.controllers import test_policies as suite
+
+    out = []
+    for name, fn in vars(suite).items():
+        if name.startswith("test_") and callable(fn):
+            args = set(inspect.signature(fn).parameters)
+            if "policy_name" in args and args <= {"policy_name", "objectives", "space"}:
+                out.append(fn)
+    return suite, out
+
+
+SUITE, CONTRACT = _contract_checks()
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("objectives", list(SUITE.OBJECTIVES))
+def test_the_example_strategy_keeps_the_policy_contract(check, objectives):
+    plugins.load_plugins([str(REPO / "examples" / "plugins" / "local_search.py")])
+    kwargs = {"policy_name": "local_search", "objectives": SUITE.OBJECTIVES[objectives]}
+    params = set(__import__("inspect").signature(check).parameters)
+    for space in (SUITE.SPACES if "space" in params else {"-": None}).values():
+        check(**{k: v for k, v in {**kwargs, "space": space and space()}.items() if k in params})
