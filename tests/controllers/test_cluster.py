@@ -205,3 +205,20 @@ def test_a_plugin_task_and_strategy_on_the_cluster(cluster, tmp_path):
     assert all(r["policy"] == "local_search" and r["node"] for r in trained)
     run = json.loads((tmp_path / "w" / "run.json").read_text())
     assert run["plugins"] == [str(example.parent / "wine_task.py"), str(example.parent / "local_search.py")]
+
+
+def test_a_plain_space_with_a_plugin_evaluator_searched_and_resumed_on_the_cluster(cluster, tmp_path):
+    """examples/plugins/plain_search.yaml: the evaluator reaches the workers only through
+    the runtime environment; resume imports the plugin again from run.json."""
+    example = REPO / "examples" / "plugins" / "plain_search.yaml"
+    run = tmp_path / "plain"
+    for args in (["search", str(example), "--trials", "3", "--storage", str(tmp_path), "--name", "plain"],
+                 ["resume", str(run), "--extra-trials", "2"]):
+        out = dynas(cluster, [*args, "--address", cluster.address, "--verbose", "0", "--no-report"])
+        assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["cached_from"] is None]
+    assert len(trained) == len({r["arch_id"] for r in trained}) == 5
+    assert all(r["state"] == "complete" and set(r["metrics"]) == {"val_accuracy", "cost"} for r in trained)
+    assert all(r["policy"] == "tpe" and r["node"] for r in trained)
+    assert json.loads((run / "run.json").read_text())["plugins"] == [str(example.parent / "toy_evaluator.py")]
