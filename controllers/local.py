@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
-EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "reason", "experiences_done", "wall_time_s")
+EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics", "reason",
+                "experiences_done", "wall_time_s")
 
 
 def run_local(
@@ -133,7 +134,8 @@ def fit_evaluator(experiment: Any) -> Evaluate:
             raise
         return "complete", dict(result.values), {
             "acc_matrix": result.acc_matrix, "expert_load": result.expert_load,
-            "curriculum_log": result.curriculum_log, "experiences_done": len(result.acc_matrix),
+            "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
+            "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
             "wall_time_s": result.wall_time_s}
 
     return evaluate

@@ -86,6 +86,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     n = task.num_experiences
     tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
                             expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
+                            bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
                             wall_time_s=metrics.wall_time_s, node_id=_node_id()))
 
 

@@ -82,6 +82,7 @@ class LossWeights:
     z_loss: float = 0.001             # router z-loss
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
+    router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
 
 
 @dataclass(frozen=True)
