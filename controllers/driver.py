@@ -22,7 +22,9 @@ resume the restored policy proposes that candidate again, the duplicate cache te
 it the recorded outcome, and ``known`` keeps it from being written twice.
 
 Every ``TrialRecord`` of a search (trained, duplicate, infeasible) is built by
-``_record``. ``budget`` counts new architectures started by this driver.
+``_record``. ``budget`` counts new architectures started by this driver. With a
+``keeper`` (``controllers.kept_weights``), a record that brings weights is followed by
+the keep rule: weights of trials that left the kept set are removed.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from search_space.errors import InfeasibleError
 from search_space.settings import Objective
 
 from . import outcomes
+from .kept_weights import WeightKeeper, weights_entry
 from .dedup import CachedResult, DedupCache, next_new_proposal
 from .policy import Outcome, Policy, Proposal
 from .records import POLICY_STATE_FILE, TrialRecord, append_record, write_json_atomic
@@ -48,12 +51,13 @@ Feasibility = Callable[[Candidate], "tuple[bool, str]"]
 class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
-                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None):
+                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
+                 keeper: WeightKeeper | None = None):
         records = list(records)
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
-        self.feasible, self.max_duplicates = feasible, max_duplicates
+        self.feasible, self.max_duplicates, self.keeper = feasible, max_duplicates, keeper
         self.cache = DedupCache.from_records(records)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records}   # on disk
         self.written: list[TrialRecord] = []       # records written by this driver
@@ -147,12 +151,16 @@ class SearchDriver:
             dynamics=result.dynamics, reason=outcome.reason, policy=self.policy.name,
             seed=self.seed, wall_time_s=float(result.wall_time_s),
             experiences_done=int(result.experiences_done), cached_from=cached_from,
-            trial_id=result.trial_id, node=result.node, asks=asks)
+            trial_id=result.trial_id, node=result.node, asks=asks,
+            weights=weights_entry(self.run_dir, result.weights)
+            if result.weights and outcome.state == "complete" and cached_from is None else None)
 
     def _write(self, record: TrialRecord) -> None:
         append_record(self.run_dir, record)
         self.known[record.proposal_id] = record
         self.written.append(record)
+        if self.keeper is not None and record.weights:
+            self.keeper.update(self.known.values())
         self._save_state()
 
     def _save_state(self) -> None:

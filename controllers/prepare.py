@@ -20,6 +20,7 @@ from search_space.experiment import Experiment
 from search_space.settings import SearchSettings
 
 from .driver import Feasibility, SearchDriver
+from .kept_weights import WeightKeeper
 from .records import POLICY_STATE_FILE, TrialRecord
 
 
@@ -119,7 +120,14 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
             raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
-                        feasible=feasibility(experiment))
+                        feasible=feasibility(experiment), keeper=weight_keeper(search, run_dir))
+
+
+def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:
+    """The keep rule of ``search.keep_weights`` (None: no weights are saved)."""
+    if search.keep_weights == "none":
+        return None
+    return WeightKeeper(run_dir, search.keep_weights, search.objectives)
 
 
 def experiment_text(experiment: Experiment) -> str:

@@ -7,7 +7,10 @@ Layout of a run directory (everything JSON/YAML, nothing pickled)::
       experiment.yaml     a copy of the experiment file the run started from
       trials.jsonl        one line per finished trial (complete, failed or pruned)
       policy_state.json   the policy's state_dict after its last tell (atomic rewrite)
-      ray/                Ray Tune's own storage (experiment state, trial checkpoints)
+      weights.json        the trials whose trained weights are kept (controllers.kept_weights)
+      weights/            the local runner's kept weights, one model folder per arch_id
+      ray/                Ray Tune's own storage (experiment state, trial checkpoints,
+                          the Ray runner's kept weights)
 
 A record line (``TrialRecord.to_dict``) is self-contained: analysis reads only these.
 Lines are appended with flush + fsync; a torn last line (a crash mid-write) is skipped
@@ -55,6 +58,7 @@ class TrialRecord:
     trial_id: str = ""                        # Ray's trial id, when run under Ray
     node: str = ""
     asks: int = 0                             # policy asks this distinct arch took (0: older record)
+    weights: dict[str, Any] | None = None     # {"path" (relative to the run dir), "bytes"} when saved
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 

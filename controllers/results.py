@@ -43,6 +43,7 @@ class TrialResult:
     wall_time_s: float = 0.0
     trial_id: str = ""                # Ray's trial id, when run under Ray
     node: str = ""
+    weights: str = ""                 # folder of the trained model's bundle, when saved
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:

@@ -10,7 +10,8 @@ Resuming does not use Tune's experiment restore: it rebuilds the policy from
 Tune run (``ray/resume-N``) for the architectures still missing. Proposals that were
 asked but never finished before the kill are simply asked again. Trial checkpoints
 (``fit``'s state after each experience) live only while a run goes on: a retried
-trial continues from them; they are deleted when the Tune run ends.
+trial continues from them; they are deleted when the Tune run ends. A complete
+trial's last checkpoint is its trained model (``controllers.kept_weights``).
 """
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, nam
         max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
             if search.scheduler == "asha" else 0
         trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
-                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins)
+                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
+                                               keep_weights=search.keep_weights != "none")
     else:
         max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
     tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
@@ -189,6 +191,7 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     from .results import DONE_KEY
     from .tune_searcher import TrialErrors
 
+    searcher.trial_storage = Path(run_dir).resolve() / TUNE_DIR / name   # where kept weights land
     fn = tune.with_parameters(trainable, **params) if params else trainable
     fn = tune.with_resources(fn, resources or {"cpu": 1})
     sched = FIFOScheduler()
@@ -211,11 +214,17 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             callbacks=[TrialErrors(searcher)]))
     grid = tuner.fit()
     searcher.flush_errors()
-    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
+    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
+    # a trained model's bundle is the keeper's to keep or remove.
+    from trainers.bundle import MODEL_FILE
+
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if not (ckpt / MODEL_FILE).is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)
     return grid
 
 
 def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    from .tune_searcher import trial_dirname
+
+    return trial_dirname(trial.trial_id)

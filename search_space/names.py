@@ -15,6 +15,7 @@ FLOPS_EFFECTIVE = "flops_effective"            # FLOPs at the learned spans and 
 ACTIVE_PARAMS_EFFECTIVE = "active_params_effective"   # params per token at the realised k
 FINAL_AVG_BPC = "final_avg_bpc"                # mean_j B[T-1][j]: bits per labelled token
 FORGETTING_BPC = "forgetting_bpc"              # mean_j (B[T-1][j] - B[j][j]), j < T-1 (rise)
+LATENCY_MS = "latency_ms"                      # measured: batch-1 forward, median of repeats, trial's device
 
 ACCURACY_METRICS = (FINAL_AVG_ACCURACY, LEARNING_ACCURACY, ANYTIME_AVG_ACCURACY)
 FORGETTING_METRICS = (FORGETTING_LAST, FORGETTING_MAX, BWT)
@@ -22,4 +23,5 @@ STATIC_COST_METRICS = (FLOPS, PARAMS, ACTIVE_PARAMS, KV_BYTES, ACTIVATION_BYTES)
 EFFECTIVE_COST_METRICS = (FLOPS_EFFECTIVE, ACTIVE_PARAMS_EFFECTIVE)          # + what training measured
 COST_METRICS = STATIC_COST_METRICS + EFFECTIVE_COST_METRICS
 BITS_METRICS = (FINAL_AVG_BPC, FORGETTING_BPC)      # from the bits matrix B (any task)
-ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS
+MEASURED_METRICS = (LATENCY_MS,)
+ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS + MEASURED_METRICS

@@ -7,9 +7,10 @@ Ray: a controller passes callbacks and a checkpoint directory.
 
 Determinism: the global torch RNG is seeded once (``seed_everything``); the sampler,
 replay draws, masking and random curriculum scores use generators seeded from
-(seed, experience). On CPU two fits with one seed give equal metrics, and a resumed
-fit equals an uninterrupted one: the resumable state holds the model, the replay
-buffer (its generator included), R, the curriculum log and the global RNG state.
+(seed, experience). On CPU two fits with one seed give equal metrics (all but the
+measured ``latency_ms``), and a resumed fit equals an uninterrupted one: the resumable
+state holds the model, the replay buffer (its generator included), R, the curriculum
+log and the global RNG state.
 
 ``joint=True`` (the upper-bound control) trains once on the union of all experiences
 for T * steps_per_experience steps; R then holds that one evaluation repeated in all
@@ -25,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import lightning as L
 import torch
@@ -34,13 +35,16 @@ from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 from search_space.arch import ArchConfig
 from search_space.cost import Realised, effective_metrics, estimate_cost
 from search_space.errors import ConfigError, DynasError
+from search_space.names import LATENCY_MS
 from search_space.settings import TrainingSettings, settings_dict
 
+from .bundle import save_bundle
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
 from .continual import continual_metrics
 from .dynamics import DynamicsLogger, bits_metrics
 from .metrics import plugin_metrics
 from .evaluation import expert_fractions
+from .latency import model_latency_ms
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
 from .tasks.base import Experience, Task
@@ -62,13 +66,17 @@ class Stint:
 
 def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         callbacks: Iterable[FitCallback] = (), *, checkpoint_dir: str | os.PathLike | None = None,
-        resume: bool = False, seed: int | None = None) -> TrialMetrics:
+        resume: bool = False, seed: int | None = None, weights_dir: str | os.PathLike | None = None,
+        init: Callable[[torch.nn.Module], None] | None = None) -> TrialMetrics:
     """Train ``arch`` through ``task`` and measure it; see the module docstring.
 
     ``seed`` overrides ``train_cfg.seed``. With ``checkpoint_dir`` the resumable state
     is saved after each experience (``resume.pt``) and the final system as a Lightning
     checkpoint (``last.ckpt``); ``resume=True`` continues from the saved state if there
-    is one. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
+    is one. With ``weights_dir`` the final model is written there as a bundle
+    (``trainers.bundle``). ``init(model)`` runs on the fresh model before training
+    (``--init-from``; a resumed run's saved state replaces it). ``latency_ms`` is
+    measured once training ends. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
     """
     cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed)
     cfg.validate("training")
@@ -78,6 +86,8 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
     L.seed_everything(cfg.seed, verbose=False)
     system = ContinualSystem(arch.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
                              [list(e.classes) for e in task.experiences], task.scenario)
+    if init is not None:
+        init(system.model)
     matrix = EvaluationMatrix(task.experiences, scenario=task.scenario,
                               num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size)
     loads, curriculum = ExpertLoadLogger(matrix), CurriculumLogger()
@@ -115,7 +125,10 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
               | effective_metrics(arch, task.shape, realised))
     if len(dynamics.bits_rows) == len(matrix.rows):   # a state saved before B existed has none
         values |= bits_metrics(dynamics.bits_rows)
+    values[LATENCY_MS] = model_latency_ms(system.model, task.shape, 1, resolve_accelerator(cfg.device))
     values |= plugin_metrics(matrix.rows, values)
+    if weights_dir is not None:
+        save_bundle(weights_dir, system.model, task, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),
                         bits_matrix=[list(r) for r in dynamics.bits_rows],

@@ -23,6 +23,8 @@ class Experience:
     long class index, or (T,) per-token labels with -100 where no loss applies.
     ``levels``: a difficulty level per train sample when the task defines one
     (synthetic tasks), else None and the curriculum scores difficulty itself.
+    ``raw_test``: the test split's inputs before the task's preprocessing (what a
+    ``Predictor`` takes), in the test split's order; None when the task has no raw form.
     """
 
     index: int
@@ -31,14 +33,19 @@ class Experience:
     val: Dataset
     test: Dataset
     levels: Any = None                # LongTensor (len(train),) or None
+    raw_test: Any = None
 
 
 @dataclass
 class Task:
+    """``preprocessing``: the fitted transformation from raw inputs to model inputs
+    (``tasks.preprocessing``), saved with exported weights and applied by ``Predictor``."""
+
     name: str
     shape: TaskShape
     experiences: list[Experience]
     scenario: Literal["class_il", "task_il", "domain_il"] = "class_il"
+    preprocessing: Any = None
 
     @property
     def num_experiences(self) -> int:
