@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
-EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "reason", "experiences_done", "wall_time_s",
-                "weights")
+EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics", "reason",
+                "experiences_done", "wall_time_s", "weights")
 
 
 def run_local(
@@ -138,8 +138,21 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate
             raise
         return "complete", dict(result.values), {
             "acc_matrix": result.acc_matrix, "expert_load": result.expert_load,
-            "curriculum_log": result.curriculum_log, "experiences_done": len(result.acc_matrix),
+            "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
+            "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
             "wall_time_s": result.wall_time_s, "weights": str(weights) if weights else ""}
+
+    return evaluate
+
+
+def evaluator_evaluate(experiment: Any) -> Evaluate:
+    """``evaluate`` of a plain decision space: one call of the experiment's evaluator."""
+    from search_space.evaluators import evaluate as call
+
+    settings = experiment.evaluator
+
+    def evaluate(candidate: Candidate) -> Evaluation:
+        return "complete", call(settings.name, candidate.to_dict(), settings.options), {"experiences_done": 1}
 
     return evaluate
 
@@ -160,13 +173,15 @@ def run_local_experiment(
     *,
     resume: bool = False,
 ) -> list[TrialRecord]:
-    """Search an experiment's ArchSpace with ``trainers.fit``, no Ray involved; checked
-    exactly as ``controllers.search`` checks it (``prepare_search``)."""
+    """Search an experiment's space with ``trainers.fit`` (an ArchSpace) or its
+    evaluator (a plain space), no Ray involved; checked exactly as
+    ``controllers.search`` checks it (``prepare_search``)."""
+    from search_space.space import ArchSpace
+
     from .policies import make_policy
     from .prepare import experiment_text, feasibility, prepare_search, weight_keeper
 
-    search = prepare_search(experiment, strategy, trials, None, seed,
-                            runner="controllers.local.run_local")
+    search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +189,11 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    keeper = weight_keeper(search, run_dir)
+    keeper = weight_keeper(search, run_dir) if isinstance(experiment.space, ArchSpace) else None
     weights_root = run_dir / LOCAL_WEIGHTS_DIR if keeper is not None else None
-    return run_local(experiment.space, fit_evaluator(experiment, weights_root), policy, search.objectives,
-                     run_dir, search.trials, seed=search.seed, resume=resume, run_info=info,
+    evaluate = fit_evaluator(experiment, weights_root) if isinstance(experiment.space, ArchSpace) \
+        else evaluator_evaluate(experiment)
+    return run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
+                     search.trials, seed=search.seed, resume=resume, run_info=info,
                      feasible=feasibility(experiment), keeper=keeper)
 
