@@ -174,6 +174,10 @@ def test_search_on_a_two_node_token_cluster(cluster, tmp_path):
     # may all land on one. test_crash_recovery's node-kill test waits for a trial on the
     # worker node and checks it there.
     assert all(r["node"] for r in trained), [r["node"] for r in trained]
+    # the trained models reached the driver's storage through Tune's checkpoints
+    for r in trained:
+        assert r["weights"]["path"].startswith("ray/") and r["weights"]["bytes"] > 0
+        assert (tmp_path / "c" / r["weights"]["path"] / "weights.safetensors").is_file()
     run = json.loads((tmp_path / "c" / "run.json").read_text())
     assert run["address"] == cluster.address
 

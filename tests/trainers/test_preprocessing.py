@@ -12,16 +12,20 @@ from search_space.errors import DynasError
 from search_space.settings import TaskSettings
 from trainers.tasks import build_task
 from trainers.tasks.fashion_mnist import resolve_root
+from trainers.tasks.text import corpus_available
 from trainers.tasks.preprocessing import (PREPROCESSING, ImagePatches, Tokens, Vocabulary,
                                           preprocessing_from_json, preprocessing_to_json)
 
 SMALL = {"split_digits": {}, "assoc_recall": {"n_train": 8, "n_val": 4, "n_test": 6},
-         "split_fashion_mnist": {"train_per_class": 20, "test_per_class": 10}}
+         "split_fashion_mnist": {"train_per_class": 20, "test_per_class": 10},
+         "text_classify": {}, "text_lm": {"seq_len": 128, "n_train": 4, "n_val": 2, "n_test": 3, "categories": 2}}
 
 
 def _task(name):
     if name == "split_fashion_mnist" and not (resolve_root(None) / "t10k-labels-idx1-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    if name.startswith("text_") and not corpus_available():
+        pytest.skip("the BBC corpus package is not installed (the text extra)")
     return build_task(TaskSettings(name, SMALL[name]), seed=1)
 
 
