@@ -141,6 +141,18 @@ def fit_evaluator(experiment: Any) -> Evaluate:
     return evaluate
 
 
+def evaluator_evaluate(experiment: Any) -> Evaluate:
+    """``evaluate`` of a plain decision space: one call of the experiment's evaluator."""
+    from search_space.evaluators import evaluate as call
+
+    settings = experiment.evaluator
+
+    def evaluate(candidate: Candidate) -> Evaluation:
+        return "complete", call(settings.name, candidate.to_dict(), settings.options), {"experiences_done": 1}
+
+    return evaluate
+
+
 def _free_cuda_cache() -> None:
     import torch
 
@@ -157,13 +169,15 @@ def run_local_experiment(
     *,
     resume: bool = False,
 ) -> list[TrialRecord]:
-    """Search an experiment's ArchSpace with ``trainers.fit``, no Ray involved; checked
-    exactly as ``controllers.search`` checks it (``prepare_search``)."""
+    """Search an experiment's space with ``trainers.fit`` (an ArchSpace) or its
+    evaluator (a plain space), no Ray involved; checked exactly as
+    ``controllers.search`` checks it (``prepare_search``)."""
+    from search_space.space import ArchSpace
+
     from .policies import make_policy
     from .prepare import experiment_text, feasibility, prepare_search
 
-    search = prepare_search(experiment, strategy, trials, None, seed,
-                            runner="controllers.local.run_local")
+    search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +185,9 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    return run_local(experiment.space, fit_evaluator(experiment), policy, search.objectives, run_dir,
+    evaluate = fit_evaluator(experiment) if isinstance(experiment.space, ArchSpace) \
+        else evaluator_evaluate(experiment)
+    return run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
                      search.trials, seed=search.seed, resume=resume, run_info=info,
                      feasible=feasibility(experiment))
 

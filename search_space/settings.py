@@ -22,6 +22,16 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class EvaluatorSettings:
+    """What scores a plain decision space: ``name`` picks an evaluator registered in
+    ``search_space.evaluators``; ``options`` are its keyword arguments. Empty ``name``:
+    none (an architecture space is trained with ``task`` and ``training`` instead)."""
+
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CurriculumSettings:
     """Progressive curriculum inside each experience.
 

@@ -39,6 +39,7 @@ from search_space.settings import TrainingSettings, settings_dict
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
 from .continual import continual_metrics
 from .dynamics import DynamicsLogger, bits_metrics
+from .metrics import plugin_metrics
 from .evaluation import expert_fractions
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
@@ -114,6 +115,7 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
               | effective_metrics(arch, task.shape, realised))
     if len(dynamics.bits_rows) == len(matrix.rows):   # a state saved before B existed has none
         values |= bits_metrics(dynamics.bits_rows)
+    values |= plugin_metrics(matrix.rows, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),
                         bits_matrix=[list(r) for r in dynamics.bits_rows],
