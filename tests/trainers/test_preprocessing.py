@@ -57,7 +57,7 @@ def test_vocabulary_is_built_from_training_texts_and_maps_unknowns():
 
 def test_feature_statistics_are_per_feature_and_from_the_training_rows_only():
     prep = Features.fit(torch.tensor([[0.0, 100.0], [2.0, 300.0]]))
-    assert prep.mean == pytest.approx((1.0, 200.0)) and prep.std == pytest.approx((2 ** 0.5, 200 * 2 ** 0.5))
+    assert prep.mean == pytest.approx((1.0, 200.0)) and prep.std == pytest.approx((2 ** 0.5, 100 * 2 ** 0.5))
     z = prep(torch.tensor([1.0, 200.0]))                  # one row is a batch of one
     assert z.shape == (1, 2, 1) and torch.allclose(z, torch.zeros(1, 2, 1))
     with pytest.raises(DynasError, match=r"expected rows of shape \(N, 2\)"):
