@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from search_space import names
 from search_space.errors import ConfigError, DynasError
 from search_space.evaluators import register_evaluator
 
@@ -47,9 +48,10 @@ LINKS = ("0000", "0001", "0011", "0012", "0013", "0111", "0112", "0122", "0123")
 OPS = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")
 OP_DECISIONS = ("op1", "op2", "op3", "op4")
 
-# Metric names this evaluator produces.
-VAL_ACCURACY = "val_accuracy"
-TEST_ACCURACY = "test_accuracy"
+# Metric names this evaluator produces: unprefixed = validation, ``test.`` = test split
+# (``search_space.names``: a test metric is never an objective).
+VAL_ACCURACY = "accuracy"
+TEST_ACCURACY = names.as_test(VAL_ACCURACY)
 LATENCY = "latency_s"
 PARAMS_M = "params_m"
 METRICS = (VAL_ACCURACY, TEST_ACCURACY, LATENCY, PARAMS_M)

@@ -109,11 +109,12 @@ def class_groups(num_classes: int, per_experience: int, shuffle: bool, generator
 
 
 def class_incremental(splits: dict[str, tuple[Tensor, Tensor]], groups: list[tuple[int, ...]],
-                      raw_test: Tensor | None = None) -> list[Experience]:
+                      raw_test: Tensor | list | None = None) -> list[Experience]:
     """One experience per class group; labels stay global, so one head spans all classes.
 
     ``splits`` maps train/val/test to (x (N, T, P), y (N,)); ``raw_test`` holds the
-    test images before preprocessing, in the order of ``splits["test"]``.
+    test inputs before preprocessing (a tensor, or a list such as strings), in the
+    order of ``splits["test"]``.
     """
     experiences = []
     for index, group in enumerate(groups):
@@ -122,6 +123,7 @@ def class_incremental(splits: dict[str, tuple[Tensor, Tensor]], groups: list[tup
             mask = torch.isin(y, torch.tensor(group, dtype=y.dtype))
             data[split] = TensorDataset(x[mask], y[mask])
             if split == "test" and raw_test is not None:
-                data["raw_test"] = raw_test[mask]
+                data["raw_test"] = (raw_test[mask] if isinstance(raw_test, Tensor)
+                                    else [raw_test[i] for i in torch.nonzero(mask).flatten().tolist()])
         experiences.append(Experience(index=index, classes=tuple(sorted(group)), **data))
     return experiences
