@@ -213,6 +213,15 @@ class PPOPolicy:
         self._rewards = [n, mean, m2]
         return math.sqrt(m2 / n) if n > 1 else 0.0
 
+    @staticmethod
+    def _rewards_of(history: list[dict[str, Any]]) -> list[float]:
+        """Welford statistics of the told rewards (count, mean, sum of squares)."""
+        rewards = [h["reward"] for h in history]
+        if not rewards:
+            return [0, 0.0, 0.0]
+        mean = sum(rewards) / len(rewards)
+        return [len(rewards), mean, sum((r - mean) ** 2 for r in rewards)]
+
     def _update(self) -> None:
         """Clipped PPO over the pending batch, ``epochs`` full-batch Adam steps."""
         batch, self._buffer = self._buffer, []
@@ -359,8 +368,9 @@ class PPOPolicy:
         self._buffer = [{**b, "steps": [(i, j, tuple(a)) for i, j, a in b["steps"]]} for b in state["buffer"]]
         self._history = [dict(h) for h in state["history"]]
         self._asked = set(state["asked"])
-        self._rewards = [int(state["rewards"][0]), float(state["rewards"][1]), float(state["rewards"][2])]
-        self.update_log = [dict(u) for u in state["update_log"]]
+        rewards = state.get("rewards") or self._rewards_of(self._history)   # states saved before issue 15
+        self._rewards = [int(rewards[0]), float(rewards[1]), float(rewards[2])]
+        self.update_log = [dict(u) for u in state.get("update_log", [])]
         self.updates = int(state["updates"])
 
 
