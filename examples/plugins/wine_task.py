@@ -16,7 +16,7 @@ def wine_shape(classes_per_experience: int = 2) -> TaskShape:
     return TaskShape(seq_len=13, num_classes=3, input_dim=1)
 
 
-@register_task("split_wine", shape=wine_shape, description="sklearn wine, 13 tokens, 3 classes in 2 experiences")
+@register_task("split_wine", shape=wine_shape, description="sklearn wine: 13 tokens, 3 classes, 2 experiences")
 def split_wine(seed: int = 0, classes_per_experience: int = 2) -> Task:
     data = load_wine()
     x = torch.as_tensor(data.data, dtype=torch.float32).unsqueeze(-1)   # (178, 13, 1)
