@@ -23,6 +23,7 @@ from typing import Any, Callable
 from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
 
+from .confirm import confirm_in_session
 from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
@@ -51,7 +52,8 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
-        _tune(experiment, search, searcher, run_dir, "search", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, "search", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -86,7 +88,8 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, target)
     return run_dir
 
@@ -99,13 +102,15 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
+    counts["repeats"] = sum(r.repeat_of is not None for r in records)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
+    repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{note}")
+          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
     return counts
 
 
@@ -137,7 +142,8 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
-def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
+def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str,
+                    verbose: int) -> None:
     """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
     cluster's CPUs/GPUs, importing this driver's plugins first."""
     from search_space.space import ArchSpace

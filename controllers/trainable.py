@@ -82,16 +82,19 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     task = task_for(spec.task, spec.training.seed)
     cost = estimate_cost(arch, task.shape).as_metrics()
     state_dir, resume = _state_dir()
-    model_dir = state_dir.with_name(state_dir.name + "-model") if spec.keep_weights else None
+    repeat = config.get("train_seed") is not None          # a seed repeat keeps no weights
+    model_dir = state_dir.with_name(state_dir.name + "-model") if spec.keep_weights and not repeat else None
     try:
         reporter = _Reporter(cost, task.num_experiences)
         metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
-                      weights_dir=model_dir)
+                      weights_dir=model_dir, seed=config.get("train_seed"))   # a seed repeat's own seed
         n = task.num_experiences
         tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
+                                test_acc_matrix=metrics.test_acc_matrix,
                                 expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
                                 bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
-                                wall_time_s=metrics.wall_time_s, node_id=_node_id()),
+                                wall_time_s=metrics.wall_time_s, chance_accuracy=metrics.chance_accuracy,
+                                node_id=_node_id()),
                     checkpoint=tune.Checkpoint.from_directory(str(model_dir)) if model_dir else None)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -122,7 +125,8 @@ class _Reporter:
         if done >= self.num_experiences:     # reported after fit returns, in full
             return
         result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
-                             acc_matrix=progress.acc_matrix, node_id=_node_id())
+                             acc_matrix=progress.acc_matrix, test_acc_matrix=progress.test_acc_matrix,
+                             node_id=_node_id())
         checkpoint = None
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))

@@ -5,7 +5,8 @@ the lifecycle (de-dup, feasibility, outcome, tell, record, policy state) is the
 driver's (``controllers.driver``). Who calls what (on the driver, in Tune's loop):
 
 - ``suggest(trial_id)`` -> ``driver.ask()``; the trial's config is
-  ``{"proposal_id", "arch", "params", "arch_id"}``. ``None`` (wait) while only
+  ``{"proposal_id", "arch", "params", "arch_id", "train_seed"}`` (``train_seed``: a
+  seed repeat's training seed, else None). ``None`` (wait) while only
   duplicates of running trials come, ``FINISHED`` once the driver is finished.
 - ``on_trial_complete(trial_id, result, error)`` -> ``driver.tell(proposal, result)``
   with the executor's verdict: ``complete`` when every experience was trained,
@@ -67,7 +68,8 @@ class PolicySearcher(Searcher):
             return Searcher.FINISHED if self.driver.finished else None
         self._live[trial_id] = proposal
         return {"proposal_id": proposal.id, "arch": proposal.arch.to_dict(),
-                "params": dict(proposal.params), "arch_id": proposal.arch.arch_id}
+                "params": dict(proposal.params), "arch_id": proposal.arch.arch_id,
+                "train_seed": proposal.seed}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result

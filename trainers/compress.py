@@ -62,7 +62,7 @@ def count_params(model: nn.Module) -> int:
 
 def accuracy(model: nn.Module, task: Any, scenario: str, num_classes: int) -> float:
     row, _ = evaluate_row(model, task.experiences, scenario=scenario, num_classes=num_classes,
-                          batch_size=256, device=torch.device("cpu"))
+                          batch_size=256, device=torch.device("cpu"), split="test")
     return sum(row) / len(row)
 
 

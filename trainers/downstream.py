@@ -3,10 +3,12 @@
 An output directory holds: ``arch.json``; ``resume.pt`` (state after each
 experience, for ``--resume``); ``last.ckpt`` (Lightning checkpoint of the final
 system, readable with ``weights_only=True``); ``metrics.json`` (``TrialMetrics`` plus
-arch, seeds and settings); ``acc_matrix.csv``; the final model as a bundle
-(``weights.safetensors`` + ``model.json`` beside ``arch.json``, ``trainers.bundle``), so
-``load_model(out)`` and ``dynas train --init-from out`` read it. ``evaluate_checkpoint``
-rebuilds the model from ``last.ckpt`` and recomputes the final row of R.
+arch, seeds and settings); ``acc_matrix.csv`` (R on the validation splits) and
+``test_acc_matrix.csv`` (R on the held-out test splits: the numbers to quote for a
+downstream model); the final model as a bundle (``weights.safetensors`` + ``model.json``
+beside ``arch.json``, ``trainers.bundle``), so ``load_model(out)`` and ``dynas train
+--init-from out`` read it. ``evaluate_checkpoint`` rebuilds the model from
+``last.ckpt`` and recomputes the final row of R_val and R_test.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Iterable
 from search_space.arch import ArchConfig
 from search_space.cost import estimate_cost
 from search_space.errors import DynasError
-from search_space.names import FINAL_AVG_ACCURACY
+from search_space.names import FINAL_AVG_ACCURACY, as_test
 from search_space.schema import from_mapping
 from search_space.settings import TaskSettings, TrainingSettings, settings_dict
 
@@ -33,6 +35,7 @@ from .tasks import build_task, task_shape
 from .transfer import initialiser, plan_transfer
 
 METRICS_FILE, MATRIX_FILE = "metrics.json", "acc_matrix.csv"
+TEST_MATRIX_FILE = "test_acc_matrix.csv"
 RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE, WEIGHTS_FILE, MODEL_FILE)
 
 
@@ -79,6 +82,7 @@ def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: Training
     }
     _write_atomic(out / METRICS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     _write_atomic(out / MATRIX_FILE, matrix_csv(metrics.acc_matrix))
+    _write_atomic(out / TEST_MATRIX_FILE, matrix_csv(metrics.test_acc_matrix))
     return metrics
 
 
@@ -96,8 +100,9 @@ def matrix_csv(matrix: list[list[float]]) -> str:
 def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> TrialMetrics:
     """Reload ``last.ckpt`` of a ``dynas train`` directory and re-measure the final row.
 
-    Returns a ``TrialMetrics`` whose ``acc_matrix`` is that one row, with the final
-    average accuracy, the cost metrics and the expert load of this evaluation.
+    Returns a ``TrialMetrics`` whose ``acc_matrix`` (validation) and ``test_acc_matrix``
+    are that one row, with the final average accuracy of each (``test.`` for the test
+    splits), the cost metrics and the expert load of the validation pass.
     """
     from .system import ContinualSystem
 
@@ -113,11 +118,14 @@ def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> Tri
 
     dev = torch.device(resolve_accelerator(device))
     model = system.model.to(dev)
-    row, counts = evaluate_row(model, task.experiences, scenario=task.scenario,
-                               num_classes=task.shape.num_classes,
-                               batch_size=training.eval_batch_size, device=dev)
-    values = {FINAL_AVG_ACCURACY: sum(row) / len(row)} | estimate_cost(system.arch, task.shape).as_metrics()
-    return TrialMetrics(values=values, acc_matrix=[row], expert_load=expert_fractions(counts),
+    (row, counts), (test_row, _) = (
+        evaluate_row(model, task.experiences, scenario=task.scenario, num_classes=task.shape.num_classes,
+                     batch_size=training.eval_batch_size, device=dev, split=split)
+        for split in ("val", "test"))
+    values = {FINAL_AVG_ACCURACY: sum(row) / len(row), as_test(FINAL_AVG_ACCURACY): sum(test_row) / len(test_row)}
+    values |= estimate_cost(system.arch, task.shape).as_metrics()
+    return TrialMetrics(values=values, acc_matrix=[row], test_acc_matrix=[test_row],
+                        expert_load=expert_fractions(counts),
                         steps=int(meta.get("steps", 0)))
 
 

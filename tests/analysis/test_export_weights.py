@@ -45,7 +45,7 @@ def test_exported_model_predicts_the_test_split_at_the_recorded_accuracy(run_dir
     task = build_task(TaskSettings(**TASK), seed=0)
     for j, exp in enumerate(task.experiences):
         correct = int((predictor.predict(exp.raw_test).classes == exp.test.tensors[1]).sum())
-        assert correct / len(exp.raw_test) == pytest.approx(record.acc_matrix[-1][j], abs=1e-12)
+        assert correct / len(exp.raw_test) == pytest.approx(record.test_acc_matrix[-1][j], abs=1e-12)
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def tiny(tmp_path):
 
 def check_run(run_dir, trials, strategy, experiences=2):
     records = list(iter_records(run_dir))
-    trained = [r for r in records if r.cached_from is None]
+    trained = [r for r in records if r.cached_from is None and r.repeat_of is None]
     assert len(trained) == len({r.arch_id for r in trained}) == trials
     assert all(r.policy == strategy for r in records)
     for r in trained:
@@ -165,6 +165,19 @@ def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp
     ids = [r.proposal_id for r in iter_records(run_dir)]
     assert len(ids) == len(set(ids))
     assert trained_count(list(iter_records(run_dir))) == 5
+    # Seed repeats of the 2 best through Ray like any trial; a rerun trains nothing more.
+    for _ in range(2):
+        assert main(["confirm", str(run_dir), "--top", "2", "--seeds", "1", "--verbose", "0",
+                     "--no-report"]) == 0
+    records = list(iter_records(run_dir))
+    repeats = [r for r in records if r.repeat_of is not None]
+    originals = {r.proposal_id: r for r in records if r.repeat_of is None and r.cached_from is None}
+    assert len(repeats) == 2 and all(r.is_confirmation and r.trial_id for r in repeats)
+    for r in repeats:
+        first = originals[r.repeat_of]
+        assert r.state == "complete" and r.arch_id == first.arch_id and r.train_seed == 1
+        assert r.acc_matrix != first.acc_matrix, "a fresh training seed gives other numbers"
+    check_run(run_dir, 5, "random")
 
 
 def flaky_trial(config, spec, marker):

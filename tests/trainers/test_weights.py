@@ -38,8 +38,8 @@ def test_predicting_the_raw_test_split_matches_the_recorded_accuracy(trained):
         labels = exp.test.tensors[1]
         pred = predictor.predict(exp.raw_test)                         # raw pixels 0..16 in
         assert pred.logits.shape == (len(labels), 10)
-        assert int((pred.classes == labels).sum()) / len(labels) == pytest.approx(metrics.acc_matrix[-1][j], abs=1e-12)
-    assert max(metrics.acc_matrix[-1]) > 0.4                             # it learned something
+        assert int((pred.classes == labels).sum()) / len(labels) == pytest.approx(metrics.test_acc_matrix[-1][j], abs=1e-12)
+    assert max(metrics.test_acc_matrix[-1]) > 0.4                             # it learned something
 
 
 def test_the_experience_restricts_predictions_to_its_classes(trained):

@@ -51,6 +51,16 @@ class Task:
     def num_experiences(self) -> int:
         return len(self.experiences)
 
+    @property
+    def chance_accuracy(self) -> float:
+        """Accuracy of a uniform guess, the floor a result must clear: 1/classes when
+        predictions range over every class (class- and domain-incremental), the mean
+        of 1/classes-per-experience when each experience is scored on its own classes
+        (task-incremental)."""
+        if self.scenario == "task_il":
+            return sum(1.0 / max(1, len(e.classes)) for e in self.experiences) / max(1, len(self.experiences))
+        return 1.0 / max(1, self.shape.num_classes)
+
 
 @dataclass(frozen=True)
 class TaskSpec:
