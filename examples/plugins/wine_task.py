@@ -9,7 +9,7 @@ from sklearn.datasets import load_wine
 
 from search_space.arch import TaskShape
 from trainers.tasks import Task, register_task
-from trainers.tasks.images import class_groups, class_incremental, standardise, stratified_split
+from trainers.tasks.images import class_groups, class_incremental, stratified_split
 
 
 def wine_shape(classes_per_experience: int = 2) -> TaskShape:
@@ -23,7 +23,7 @@ def split_wine(seed: int = 0, classes_per_experience: int = 2) -> Task:
     y = torch.as_tensor(data.target, dtype=torch.long)
     g = torch.Generator().manual_seed(seed)
     train, val, test = stratified_split(y, (0.2, 0.2), g)                 # 60/20/20 per class
-    x_train, x_val, x_test = standardise(x[train], x[val], x[test])       # train statistics only
-    splits = {"train": (x_train, y[train]), "val": (x_val, y[val]), "test": (x_test, y[test])}
+    x = (x - x[train].mean(dim=0)) / x[train].std(dim=0)                 # train statistics only
+    splits = {name: (x[idx], y[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
     groups = class_groups(3, classes_per_experience, shuffle=False, generator=g)
     return Task("split_wine", wine_shape(classes_per_experience), class_incremental(splits, groups))
