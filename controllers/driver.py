@@ -22,7 +22,9 @@ resume the restored policy proposes that candidate again, the duplicate cache te
 it the recorded outcome, and ``known`` keeps it from being written twice.
 
 Every ``TrialRecord`` of a search (trained, duplicate, infeasible) is built by
-``_record``. ``budget`` counts new architectures started by this driver.
+``_record``; once written, each goes to the ``listeners`` (progress lines, the
+search's TensorBoard curves: ``controllers.tracking``). ``budget`` counts new
+architectures started by this driver.
 """
 from __future__ import annotations
 
@@ -48,12 +50,14 @@ Feasibility = Callable[[Candidate], "tuple[bool, str]"]
 class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
-                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None):
+                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
+                 listeners: Sequence[Callable[[TrialRecord], None]] = ()):
         records = list(records)
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
         self.feasible, self.max_duplicates = feasible, max_duplicates
+        self.listeners = list(listeners)
         self.cache = DedupCache.from_records(records)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records}   # on disk
         self.written: list[TrialRecord] = []       # records written by this driver
@@ -153,6 +157,8 @@ class SearchDriver:
         self.known[record.proposal_id] = record
         self.written.append(record)
         self._save_state()
+        for listener in self.listeners:
+            listener(record)
 
     def _save_state(self) -> None:
         write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict())

@@ -72,7 +72,7 @@ def feasibility(experiment: Experiment) -> Feasibility | None:
 
 
 def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, *, budget: int,
-                 records: Sequence[TrialRecord]) -> SearchDriver:
+                 records: Sequence[TrialRecord], listeners: Sequence = ()) -> SearchDriver:
     """The policy (restored from policy_state.json on resume) behind a driver."""
     from .policies import make_policy
 
@@ -85,7 +85,7 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
             raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
-                        feasible=feasibility(experiment))
+                        feasible=feasibility(experiment), listeners=listeners)
 
 
 def experiment_text(experiment: Experiment) -> str:

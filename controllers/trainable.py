@@ -34,6 +34,7 @@ class TrialSpec:
     task: TaskSettings
     training: TrainingSettings
     threads: int = 1                        # torch threads per trial (= cpus_per_trial)
+    curves_dir: str = ""                    # RUN_DIR/curves: each trial's TensorBoard curves
 
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
@@ -52,7 +53,8 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     state_dir, resume = _state_dir()
     try:
         reporter = _Reporter(cost, task.num_experiences)
-        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume)
+        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
+                      log_dir=_curves_dir(spec, config))
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     n = task.num_experiences
@@ -89,6 +91,14 @@ class _Reporter:
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
         tune.report(result, checkpoint=checkpoint)   # persists (copies) the checkpoint now
+
+
+def _curves_dir(spec: TrialSpec, config: dict) -> Path | None:
+    """Where this trial's curves go: kept in the run directory, by proposal id (on a
+    cluster the run directory is on a filesystem every node shares, as for checkpoints)."""
+    from .tracking import trial_name
+
+    return Path(spec.curves_dir) / trial_name(config["proposal_id"]) if spec.curves_dir else None
 
 
 def _node_id() -> str:

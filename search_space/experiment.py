@@ -27,9 +27,10 @@ SECTIONS = ("space", "task", "training", "search")
 @dataclass(frozen=True)
 class Experiment:
     """A validated experiment. ``raw`` is the file's mapping as loaded (copied into run
-    directories so a run records exactly what it was asked to do)."""
+    directories so a run records exactly what it was asked to do). ``space`` is None
+    only for a file loaded with ``need_space=False`` that has none (``dynas train``)."""
 
-    space: ArchSpace | DecisionSpace
+    space: ArchSpace | DecisionSpace | None
     task: TaskSettings = field(default_factory=TaskSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
@@ -49,8 +50,10 @@ class Experiment:
             raise
 
 
-def load_experiment(path: str | os.PathLike) -> Experiment:
-    """Read and validate an experiment file; user errors raise ``ConfigError``."""
+def load_experiment(path: str | os.PathLike, *, need_space: bool = True) -> Experiment:
+    """Read and validate an experiment file; user errors raise ``ConfigError``.
+    ``need_space=False``: the ``space`` section may be left out (training one given
+    architecture needs only the task and training sections)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("", "no such experiment file", str(path))
@@ -58,13 +61,13 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError("", f"cannot read ({type(err).__name__})", str(path)) from None
-    return parse_experiment(_load_yaml(text, path), source=path)
+    return parse_experiment(_load_yaml(text, path), source=path, need_space=need_space)
 
 
-def parse_experiment(data: Any, source: Path | None = None) -> Experiment:
+def parse_experiment(data: Any, source: Path | None = None, *, need_space: bool = True) -> Experiment:
     """Validate an already loaded mapping (what ``load_experiment`` does after YAML)."""
     try:
-        return _parse(data, source)
+        return _parse(data, source, need_space)
     except ConfigError as err:
         raise err.with_source(str(source)) if source else err
 
@@ -84,7 +87,9 @@ def _load_yaml(text: str, path: Path) -> Any:
         raise ConfigError("", "invalid YAML: nested too deeply", str(path)) from None
 
 
-def _parse(data: Any, source: Path | None) -> Experiment:
+def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experiment:
+    if data is None and not need_space:
+        data = {}
     if data is None:
         raise ConfigError("", "empty experiment file; it needs at least a 'space' section")
     if not isinstance(data, dict):
@@ -92,9 +97,9 @@ def _parse(data: Any, source: Path | None) -> Experiment:
                               f"got {short(data)}")
     mapping(data, "")
     reject_unknown(data, SECTIONS, "")
-    if "space" not in data:
+    if "space" not in data and need_space:
         raise ConfigError("space", "missing required section (the search space)")
-    space = parse_space(data["space"], "space")
+    space = parse_space(data["space"], "space") if "space" in data else None
     task = from_mapping(TaskSettings, data.get("task"), "task")
     training = from_mapping(TrainingSettings, data.get("training"), "training")
     search = from_mapping(SearchSettings, data.get("search"), "search")

@@ -87,9 +87,10 @@ class TrainingSettings:
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     joint: bool = False               # upper-bound control: all experiences at once
+    log_every: int = 10               # steps between points of the training curves
 
     def validate(self, key: str = "") -> None:
-        for name in ("steps_per_experience", "batch_size", "eval_batch_size"):
+        for name in ("steps_per_experience", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}", "must be >= 1")
         if self.lr <= 0:
@@ -118,6 +119,9 @@ class Budget:
                 raise ConfigError(f"{key}.{name}", f"must be >= 0 (0 = unlimited), got {value}")
 
 
+SEARCH_LOGGERS = ("mlflow",)          # search.loggers: trackers a search can add
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """``strategy`` names a policy registered in ``controllers.policies`` (checked there,
@@ -141,6 +145,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
+    loggers: tuple[str, ...] = ()     # extra trackers besides TensorBoard: mlflow
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
@@ -152,6 +157,10 @@ class SearchSettings:
             raise ConfigError(f"{key}.concurrent", "must be >= 1")
         if not self.objectives:
             raise ConfigError(f"{key}.objectives", "need at least one objective")
+        for i, name in enumerate(self.loggers):
+            if name not in SEARCH_LOGGERS:
+                raise ConfigError(f"{key}.loggers[{i}]", f"{name!r} is not one of {', '.join(SEARCH_LOGGERS)} "
+                                  "(TensorBoard curves are always written)")
 
 
 def settings_dict(obj: Any) -> dict:

@@ -3,7 +3,8 @@
 An output directory holds: ``arch.json``; ``resume.pt`` (state after each
 experience, for ``--resume``); ``last.ckpt`` (Lightning checkpoint of the final
 system, readable with ``weights_only=True``); ``metrics.json`` (``TrialMetrics`` plus
-arch, seeds and settings); ``acc_matrix.csv``. ``evaluate_checkpoint`` rebuilds the
+arch, seeds and settings); ``acc_matrix.csv``; ``curves/`` (TensorBoard event files,
+``trainers.curves``). ``evaluate_checkpoint`` rebuilds the
 model from ``last.ckpt`` and recomputes the final row of R.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -28,7 +30,7 @@ from .fitting import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
 from .results import FitCallback, TrialMetrics
 from .tasks import build_task
 
-METRICS_FILE, MATRIX_FILE, ARCH_FILE = "metrics.json", "acc_matrix.csv", "arch.json"
+METRICS_FILE, MATRIX_FILE, ARCH_FILE, CURVES_DIR = "metrics.json", "acc_matrix.csv", "arch.json", "curves"
 RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE)
 
 
@@ -53,13 +55,15 @@ def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: Training
     if resume and (out / ARCH_FILE).is_file() and ArchConfig.load(out / ARCH_FILE) != arch:
         raise DynasError(f"{out}: cannot resume, it was trained with another architecture "
                          f"({ArchConfig.load(out / ARCH_FILE).arch_id} != {arch.arch_id})")
-    if force and not resume and (out / STATE_FILE).exists():
-        (out / STATE_FILE).unlink()            # a forced run starts from scratch
+    if force and not resume:                   # a forced run starts from scratch
+        (out / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out / CURVES_DIR, ignore_errors=True)
     seed = training.seed if seed is None else seed
     task = build_task(task_settings, seed=training.seed)
     out.mkdir(parents=True, exist_ok=True)
     arch.save(out / ARCH_FILE)
-    metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed)
+    metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed,
+                  log_dir=out / CURVES_DIR)
     record = metrics.to_dict() | {
         "arch": arch.to_dict(), "arch_id": arch.arch_id, "seed": seed, "task_seed": training.seed,
         "settings": {"task": settings_dict(task_settings),
