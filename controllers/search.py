@@ -10,9 +10,10 @@ Resuming does not use Tune's experiment restore: it rebuilds the policy from
 Tune run (``ray/resume-N``) for the architectures still missing. Proposals that were
 asked but never finished before the kill are simply asked again. Trial checkpoints
 (``fit``'s state after each experience) live only while a run goes on: a retried
-trial continues from them; they are deleted when the Tune run ends. What stays to
-watch (training curves, the search's objectives, failed trials' tracebacks) and what
-is printed while it runs: ``controllers.tracking``.
+trial continues from them; they are deleted when the Tune run ends. A complete
+trial's last checkpoint is its trained model (``controllers.kept_weights``).
+What stays to watch (training curves, the search's objectives, failed trials'
+tracebacks) and what is printed while it runs: ``controllers.tracking``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any, Callable, Sequence
 from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
 
+from .confirm import confirm_in_session
 from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
@@ -59,7 +61,8 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[],
                              target=search.trials, verbose=verbose)
-        _tune(experiment, search, searcher, run_dir, "search", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, "search", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -97,7 +100,8 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records,
                              target=target, verbose=verbose)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, target)
     return run_dir
 
@@ -110,13 +114,15 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
+    counts["repeats"] = sum(r.repeat_of is not None for r in records)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
+    repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{note}")
+          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
     return counts
 
 
@@ -152,7 +158,8 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
-def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
+def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str,
+                    verbose: int) -> None:
     """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
     cluster's CPUs/GPUs, importing this driver's plugins first."""
     from search_space.space import ArchSpace
@@ -170,6 +177,7 @@ def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, nam
             if search.scheduler == "asha" else 0
         trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
                                                threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
+                                               keep_weights=search.keep_weights != "none",
                                                curves_dir=str((run_dir / CURVES_DIR).resolve()))
     else:
         max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
@@ -214,6 +222,7 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     from .results import DONE_KEY
     from .tune_searcher import TrialErrors
 
+    searcher.trial_storage = Path(run_dir).resolve() / TUNE_DIR / name   # where kept weights land
     fn = tune.with_parameters(trainable, **params) if params else trainable
     fn = tune.with_resources(fn, resources or {"cpu": 1})
     sched = FIFOScheduler()
@@ -238,11 +247,17 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     with tune_output(verbose), trial_tracebacks_to_files(verbose):
         grid = tuner.fit()
     searcher.flush_errors()
-    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
+    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
+    # a trained model's bundle is the keeper's to keep or remove.
+    from trainers.bundle import MODEL_FILE
+
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if not (ckpt / MODEL_FILE).is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)
     return grid
 
 
 def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    from .tune_searcher import trial_dirname
+
+    return trial_dirname(trial.trial_id)

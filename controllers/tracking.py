@@ -71,8 +71,9 @@ class _Tally:
             self.update(record)
 
     def update(self, record: TrialRecord) -> bool:
-        """Count a record; False for a reused duplicate (not a finished trial)."""
-        if record.cached_from is not None:
+        """Count a record; False for a reused duplicate or a seed repeat (not a new
+        finished trial: ``records.trained_count``)."""
+        if record.cached_from is not None or getattr(record, "repeat_of", None) is not None:
             return False
         if record.state == "complete":
             for o in self.objectives:
@@ -100,9 +101,11 @@ class Progress(_Tally):
 
     def __call__(self, record: TrialRecord) -> None:
         if not self.update(record):
-            if self.level >= VERBOSE:
+            if self.level >= VERBOSE and record.cached_from is not None:
                 self._print(f"{trial_name(record.proposal_id)} repeats {trial_name(record.cached_from)}: "
                             "outcome reused, not trained")
+            elif self.level >= VERBOSE:
+                self._print(f"seed repeat of {trial_name(record.repeat_of)} {record.state}")
             return
         self.done += 1
         if self.level >= NORMAL:
