@@ -159,8 +159,9 @@ def test_curves_hold_every_term_lr_accuracy_load_and_stages_on_one_step_axis(ref
         assert tag in curves, tag
     assert [v for _, v in curves["train/lr"]] == pytest.approx([CFG.lr] * n)   # one point per experience
     # each experience's evaluation sits at its last step, on one axis across experiences
-    for j in range(n):
-        assert [s for s, _ in curves[f"test/acc_exp{j}"]] == [steps * (i + 1) for i in range(n)]
+    for j in range(n):                       # validation (R_val) and test (R_test) accuracy
+        for split in ("val", "test"):
+            assert [s for s, _ in curves[f"{split}/acc_exp{j}"]] == [steps * (i + 1) for i in range(n)]
     assert [s for s, _ in curves["expert_load/layers.0.ffn/0"]] == [steps * (i + 1) for i in range(n)]
     assert [s for s, _ in curves["curriculum/stage"]][0] == 0
     # the curriculum's validation accuracy at every promotion check (eval_every=3)
