@@ -71,8 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
-                   help="Ray Tune progress output (0 silent, 1 default, 2-3 with trial logs)")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_const", const=0, dest="verbose",
+                      help="print only the summary at the end (and errors)")
+    talk.add_argument("-v", "--verbose", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2, 3),
+                      help="1 (default): one line per finished trial; 2 (plain --verbose): and Ray "
+                      "Tune's status table; 3: and the workers' logs and tracebacks; 0: as --quiet")
+    p.set_defaults(verbose=1)             # both options share the dest
 
 
 def _search(args: argparse.Namespace) -> RunResult:

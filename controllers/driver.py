@@ -34,6 +34,8 @@ told). ``queue_confirmations`` hands the driver repeats that no policy asked for
 (``dynas confirm``): ``ask`` serves them first, ``tell`` records them and tells no one.
 Neither kind counts against ``budget``, and neither keeps weights (executors save none
 for a repeat: the kept model is the first measurement's).
+Once written, each record goes to the ``listeners`` (progress lines, the search's
+TensorBoard curves: ``controllers.tracking``).
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
-                 keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0):
+                 keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0,
+                 listeners: Sequence[Callable[[TrialRecord], None]] = ()):
         records = list(records)
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
@@ -72,6 +75,7 @@ class SearchDriver:
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
                                               if not r.is_confirmation}
         self.queued: list[Proposal] = []           # confirmations waiting to be asked
+        self.listeners = list(listeners)
         self.written: list[TrialRecord] = []       # records written by this driver
         self.running: dict[int, Proposal] = {}     # proposal id -> proposal training
         self.started = 0                           # new architectures started here
@@ -205,6 +209,8 @@ class SearchDriver:
         if self.keeper is not None and record.weights:
             self.keeper.update(self.known.values())
         self._save_state()
+        for listener in self.listeners:
+            listener(record)
 
     def _save_state(self) -> None:
         write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict(), indent=None)

@@ -107,7 +107,7 @@ def feasibility(experiment: Experiment) -> Feasibility | None:
 
 
 def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, *, budget: int,
-                 records: Sequence[TrialRecord]) -> SearchDriver:
+                 records: Sequence[TrialRecord], listeners: Sequence = ()) -> SearchDriver:
     """The policy (restored from policy_state.json on resume) behind a driver."""
     from .policies import make_policy
 
@@ -123,7 +123,8 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
                         feasible=feasibility(experiment), keeper=weight_keeper(search, run_dir),
-                        remeasure=search.remeasure, train_seed=experiment.training.seed)
+                        remeasure=search.remeasure, train_seed=experiment.training.seed,
+                        listeners=listeners)
 
 
 def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:

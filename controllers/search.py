@@ -12,13 +12,15 @@ asked but never finished before the kill are simply asked again. Trial checkpoin
 (``fit``'s state after each experience) live only while a run goes on: a retried
 trial continues from them; they are deleted when the Tune run ends. A complete
 trial's last checkpoint is its trained model (``controllers.kept_weights``).
+What stays to watch (training curves, the search's objectives, failed trials'
+tracebacks) and what is printed while it runs: ``controllers.tracking``.
 """
 from __future__ import annotations
 
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
@@ -27,6 +29,8 @@ from .confirm import confirm_in_session
 from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
+from .tracking import (CURVES_DIR, NORMAL, ObjectiveCurves, Progress, check_loggers, trial_tracebacks_to_files,
+                       tune_callbacks, tune_output, tune_verbosity)
 
 __all__ = ["run_search", "resume_search", "tune_search", "trained_count", "report_counts",
            "dynas_version"]
@@ -39,19 +43,24 @@ KEEP_CHECKPOINTS = 4        # per trial, while it runs (fit state after each exp
 
 def run_search(config_path: str | Path, strategy: str | None = None, trials: int | None = None,
                concurrent: int | None = None, address: str | None = None, name: str | None = None,
-               seed: int | None = None, storage: str | Path | None = None, *, verbose: int = 1) -> Path:
-    """Search ``config_path``'s space; returns the run directory (``storage/name``)."""
+               seed: int | None = None, storage: str | Path | None = None, *,
+               verbose: int = NORMAL) -> Path:
+    """Search ``config_path``'s space; returns the run directory (``storage/name``).
+    ``verbose``: a ``controllers.tracking`` level (0 quiet ... 3 debug)."""
     from .cluster import local_cpus, ray_session
 
     experiment = load_experiment(config_path)
     search = prepare_search(experiment, strategy, trials, concurrent, seed)
+    with experiment.attribute_errors():
+        check_loggers(search.loggers)
     stem = Path(config_path).stem
     run_dir = _new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
-                     runtime_env=plugin_runtime_env()):
+    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
+                     verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
-        searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
+        searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[],
+                             target=search.trials, verbose=verbose)
         tune_experiment(experiment, search, searcher, run_dir, "search", verbose)
         confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, search.trials)
@@ -59,7 +68,7 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
 
 
 def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | None = None,
-                  verbose: int = 1) -> Path:
+                  verbose: int = NORMAL) -> Path:
     """Continue a killed (or extend a finished) search until it holds ``trials`` (+
     ``extra_trials``) distinct finished architectures."""
     from .cluster import local_cpus, ray_session
@@ -77,16 +86,19 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
     target = int(run["trials"]) + int(extra_trials)
     search = prepare_search(experiment, run["strategy"], target, run["concurrent"], run["seed"])
+    with experiment.attribute_errors():
+        check_loggers(search.loggers)
     records = list(iter_records(run_dir))
     missing = target - trained_count(records)
     if missing <= 0:
         _extend(run_dir, run, extra_trials, target)
         print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
         return run_dir
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
-                     runtime_env=plugin_runtime_env()):
+    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
+                     verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
-        searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
+        searcher = _searcher(experiment, search, run_dir, budget=missing, records=records,
+                             target=target, verbose=verbose)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
         tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
         confirm_in_session(experiment, search, run_dir, "ray", verbose)
@@ -132,13 +144,17 @@ def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
 
 
 def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int,
-              records: list[TrialRecord]):
-    """The Tune Searcher around this run's driver (ASHA needs the first objective)."""
+              records: list[TrialRecord], target: int, verbose: int):
+    """The Tune Searcher around this run's driver (ASHA needs the first objective);
+    its listeners print progress and write the search's curves."""
     from .tune_searcher import PolicySearcher
 
     metric, mode = (search.objectives[0].metric, search.objectives[0].direction) \
         if search.scheduler == "asha" else (None, None)
-    driver = build_driver(experiment, search, run_dir, budget=budget, records=records)
+    listeners = [Progress(search.objectives, target, run_dir, records=records, level=verbose),
+                 ObjectiveCurves(search.objectives, run_dir, records)]
+    driver = build_driver(experiment, search, run_dir, budget=budget, records=records,
+                          listeners=listeners)
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
@@ -161,12 +177,18 @@ def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir:
             if search.scheduler == "asha" else 0
         trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
                                                threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
-                                               keep_weights=search.keep_weights != "none")
+                                               keep_weights=search.keep_weights != "none",
+                                               curves_dir=str((run_dir / CURVES_DIR).resolve()))
     else:
         max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
-    tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
-                resources={"cpu": search.cpus_per_trial, "gpu": gpus}, scheduler=search.scheduler,
-                max_t=max_t, max_failures=search.max_failures, verbose=verbose, spec=spec)
+    try:
+        tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
+                    resources={"cpu": search.cpus_per_trial, "gpu": gpus}, scheduler=search.scheduler,
+                    max_t=max_t, max_failures=search.max_failures, verbose=verbose,
+                    callbacks=tune_callbacks(search.loggers, run_dir, run_dir.name), spec=spec)
+    finally:
+        for listener in searcher.driver.listeners:
+            getattr(listener, "close", lambda: None)()
 
 
 def plugin_modules() -> tuple[str, ...]:
@@ -186,10 +208,13 @@ def plugin_runtime_env() -> dict | None:
 
 def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str, concurrent: int,
                 resources: dict[str, float] | None = None, scheduler: str = "fifo", max_t: int = 0,
-                max_failures: int = 0, verbose: int = 1, **params: Any) -> Any:
+                max_failures: int = 0, verbose: int = NORMAL, callbacks: Sequence[Any] = (),
+                **params: Any) -> Any:
     """Run ``searcher`` to its budget with ``trainable`` (a Tune function; ``params`` are
     bound with ``tune.with_parameters``) under Ray's ConcurrencyLimiter. Returns Tune's
-    ResultGrid; the records are the searcher's to write."""
+    ResultGrid; the records are the searcher's to write. ``verbose`` is a dynas level
+    (``controllers.tracking``); ``callbacks`` are more Tune callbacks (default: Tune's
+    CSV and JSON result files)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -212,13 +237,15 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             metric=searcher.metric, mode=searcher.mode, num_samples=-1, reuse_actors=True,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=str((Path(run_dir) / TUNE_DIR).resolve()), verbose=verbose,
+            name=name, storage_path=str((Path(run_dir) / TUNE_DIR).resolve()),
+            verbose=tune_verbosity(verbose),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             # Tune forces an experiment snapshot whenever a trial has saved num_to_keep
             # checkpoints since the last one: 1 would snapshot on every experience.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-            callbacks=[TrialErrors(searcher)]))
-    grid = tuner.fit()
+            callbacks=[TrialErrors(searcher), *(callbacks or tune_callbacks((), run_dir, name))]))
+    with tune_output(verbose), trial_tracebacks_to_files(verbose):
+        grid = tuner.fit()
     searcher.flush_errors()
     # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
     # a trained model's bundle is the keeper's to keep or remove.

@@ -44,6 +44,7 @@ class TrialSpec:
     threads: int = 1                        # torch threads per trial (= cpus_per_trial)
     plugins: tuple[str, ...] = ()           # module names to import first (Plugin.modules)
     keep_weights: bool = True               # report the trained model as the last checkpoint
+    curves_dir: str = ""                    # RUN_DIR/curves: each trial's TensorBoard curves
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     try:
         reporter = _Reporter(cost, task.num_experiences)
         metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
-                      weights_dir=model_dir, seed=config.get("train_seed"))   # a seed repeat's own seed
+                      weights_dir=model_dir, seed=config.get("train_seed"),   # a seed repeat's own seed
+                      log_dir=_curves_dir(spec, config))
         n = task.num_experiences
         tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
                                 test_acc_matrix=metrics.test_acc_matrix,
@@ -131,6 +133,19 @@ class _Reporter:
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
         tune.report(result, checkpoint=checkpoint)   # persists (copies) the checkpoint now
+
+
+def _curves_dir(spec: TrialSpec, config: dict) -> Path | None:
+    """Where this trial's curves go: kept in the run directory, by proposal id (on a
+    cluster the run directory is on a filesystem every node shares, as for checkpoints)."""
+    from .tracking import trial_name
+
+    if not spec.curves_dir:
+        return None
+    name = trial_name(config["proposal_id"])
+    if config.get("train_seed") is not None:          # a seed repeat: its own curves
+        name += f"-seed{config['train_seed']}"
+    return Path(spec.curves_dir) / name
 
 
 def _node_id() -> str:

@@ -13,7 +13,8 @@ driver's (``controllers.driver``). Who calls what (on the driver, in Tune's loop
   ``pruned`` when a scheduler stopped it earlier (``experiences_done <
   num_experiences``), ``failed`` on an error. Errors carry no message in this hook, so
   ``TrialErrors`` (a Tune callback Tune calls right after it) hands the reason over
-  (``controllers.outcomes.failure_reason`` of the worker's exception); the tell waits.
+  (``controllers.outcomes.failure_reason`` of the worker's exception) and the
+  traceback, kept in ``RUN_DIR/errors/`` (``controllers.tracking``); the tell waits.
 - ``save``/``restore`` -> ``driver.state_dict()``/``load_state_dict`` as JSON.
 
 Concurrency is Ray's ``ConcurrencyLimiter`` around this class; the driver's ``budget``
@@ -37,6 +38,7 @@ from . import outcomes
 from .driver import SearchDriver
 from .policy import Proposal
 from .records import write_json_atomic
+from .tracking import write_traceback
 from .results import DONE_KEY, RESULT_KEY, TOTAL_KEY, parse_result, trial_result, tune_result
 
 log = logging.getLogger(__name__)
@@ -102,10 +104,12 @@ class PolicySearcher(Searcher):
         folder = self.trial_storage / trial_dirname(trial_id) / name
         return str(folder) if folder.is_dir() else ""
 
-    def record_error(self, trial_id: str, reason: str) -> None:
-        """``TrialErrors`` hands over why an errored trial failed."""
+    def record_error(self, trial_id: str, reason: str, traceback: str = "") -> None:
+        """``TrialErrors`` hands over why an errored trial failed (and how)."""
         proposal = self._errored.pop(trial_id, None)
         if proposal is not None:
+            if traceback:
+                write_traceback(self.driver.run_dir, proposal.id, traceback)
             blob = parse_result(self._last.pop(trial_id, None))
             self.driver.tell(proposal, trial_result(blob, "failed", reason, trial_id))
 
@@ -143,7 +147,14 @@ class TrialErrors(Callback):
         self.searcher = searcher
 
     def on_trial_error(self, iteration: int, trials: Sequence, trial: Any, **info: Any) -> None:
-        self.searcher.record_error(trial.trial_id, error_reason(trial))
+        self.searcher.record_error(trial.trial_id, error_reason(trial), error_text(trial))
+
+
+def error_text(trial: Any) -> str:
+    """The worker's full traceback as Tune wrote it (empty when there is none)."""
+    with contextlib.suppress(Exception):
+        return Path(trial.error_file).read_text(encoding="utf-8", errors="replace")
+    return ""
 
 
 def error_reason(trial: Any, limit: int = 500) -> str:

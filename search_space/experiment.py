@@ -33,9 +33,10 @@ SECTIONS = ("space", "task", "training", "search", "evaluator", "plugins")
 @dataclass(frozen=True)
 class Experiment:
     """A validated experiment. ``raw`` is the file's mapping as loaded (copied into run
-    directories so a run records exactly what it was asked to do)."""
+    directories so a run records exactly what it was asked to do). ``space`` is None
+    only for a file loaded with ``need_space=False`` that has none (``dynas train``)."""
 
-    space: ArchSpace | DecisionSpace
+    space: ArchSpace | DecisionSpace | None
     task: TaskSettings = field(default_factory=TaskSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
@@ -62,12 +63,15 @@ class Experiment:
             raise
 
 
-def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None) -> Experiment:
+def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None, *,
+                    need_space: bool = True) -> Experiment:
     """Read and validate an experiment file; user errors raise ``ConfigError``.
 
     ``plugins`` (resolved specs, as ``Experiment.plugin_specs``) replaces the file's own
     list: a run directory's copy of the file is loaded with the plugins the run used,
-    since its relative paths were relative to the original file."""
+    since its relative paths were relative to the original file. ``need_space=False``:
+    the ``space`` section may be left out (training one given architecture needs only
+    the task and training sections)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("", "no such experiment file", str(path))
@@ -78,13 +82,13 @@ def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None) -
     data = _load_yaml(text, path)
     if plugins is not None and isinstance(data, dict):
         data = {**data, "plugins": list(plugins)}
-    return parse_experiment(data, source=path)
+    return parse_experiment(data, source=path, need_space=need_space)
 
 
-def parse_experiment(data: Any, source: Path | None = None) -> Experiment:
+def parse_experiment(data: Any, source: Path | None = None, *, need_space: bool = True) -> Experiment:
     """Validate an already loaded mapping (what ``load_experiment`` does after YAML)."""
     try:
-        return _parse(data, source)
+        return _parse(data, source, need_space)
     except ConfigError as err:
         raise err.with_source(str(source)) if source else err
 
@@ -104,7 +108,9 @@ def _load_yaml(text: str, path: Path) -> Any:
         raise ConfigError("", "invalid YAML: nested too deeply", str(path)) from None
 
 
-def _parse(data: Any, source: Path | None) -> Experiment:
+def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experiment:
+    if data is None and not need_space:
+        data = {}
     if data is None:
         raise ConfigError("", "empty experiment file; it needs at least a 'space' section")
     if not isinstance(data, dict):
@@ -113,9 +119,9 @@ def _parse(data: Any, source: Path | None) -> Experiment:
     mapping(data, "")
     reject_unknown(data, SECTIONS, "")
     plugins = load_plugins(data.get("plugins"), source.parent.resolve() if source else None)
-    if "space" not in data:
+    if "space" not in data and need_space:
         raise ConfigError("space", "missing required section (the search space)")
-    space = parse_space(data["space"], "space")
+    space = parse_space(data["space"], "space") if "space" in data else None
     task = from_mapping(TaskSettings, data.get("task"), "task")
     training = from_mapping(TrainingSettings, data.get("training"), "training")
     search = from_mapping(SearchSettings, data.get("search"), "search")

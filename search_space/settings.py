@@ -98,9 +98,10 @@ class TrainingSettings:
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     joint: bool = False               # upper-bound control: all experiences at once
+    log_every: int = 10               # steps between points of the training curves
 
     def validate(self, key: str = "") -> None:
-        for name in ("steps_per_experience", "batch_size", "eval_batch_size"):
+        for name in ("steps_per_experience", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}", "must be >= 1")
         if self.lr <= 0:
@@ -135,6 +136,9 @@ class Budget:
             value = getattr(self, name)
             if not value >= 0:  # also rejects nan, which would silently admit everything
                 raise ConfigError(f"{key}.{name}", f"must be >= 0 (0 = unlimited), got {value}")
+
+
+SEARCH_LOGGERS = ("mlflow",)          # search.loggers: trackers a search can add
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
+    loggers: tuple[str, ...] = ()     # extra trackers besides TensorBoard: mlflow
     keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
     remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
@@ -199,6 +204,10 @@ class SearchSettings:
             raise ConfigError(f"{key}.remeasure", "must be >= 0 (0 = reuse the first measurement)")
         for i, objective in enumerate(self.objectives):
             objective.validate(f"{key}.objectives[{i}]")
+        for i, name in enumerate(self.loggers):
+            if name not in SEARCH_LOGGERS:
+                raise ConfigError(f"{key}.loggers[{i}]", f"{name!r} is not one of {', '.join(SEARCH_LOGGERS)} "
+                                  "(TensorBoard curves are always written)")
 
 
 def settings_dict(obj: Any) -> dict:

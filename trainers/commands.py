@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
         "train", help="train an exported architecture, from scratch or from saved weights",
         description="Train an architecture (arch.json, e.g. from `dynas export`) with the task "
         "and training settings of an experiment file; writes last.ckpt, metrics.json, "
-        "acc_matrix.csv, arch.json and the model (weights.safetensors, model.json) into --out. "
+        "acc_matrix.csv, arch.json, curves/ (TensorBoard) and the model (weights.safetensors, "
+        "model.json) into --out; the file's space section, if any, is not used. "
         "--init-from starts from a model folder's weights (the same or another task): blocks "
         "and norm always transfer; embedding, positions and head when their sizes match.")
     p.add_argument("--arch", type=Path, help="architecture JSON file (default with --init-from: its arch.json)")
@@ -33,6 +34,10 @@ def register(sub: Any) -> None:
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     again.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="no line per experience")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="each experience's line also shows its row of the accuracy matrix")
     p.set_defaults(handler=cmd_train)
 
     port = sub.add_parser(
@@ -69,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.arch is None and args.init_from is None:
         raise ConfigError("--arch", "required (or --init-from DIR, whose arch.json is used)")
     arch = ArchConfig.load(args.arch if args.arch is not None else args.init_from / "arch.json")
-    experiment = load_experiment(args.config)
+    experiment = load_experiment(args.config, need_space=False)
     training = experiment.training
     if args.steps is not None:
         if args.steps < 1:
@@ -80,10 +85,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .results import NonFiniteLoss
 
     out = args.out if args.out is not None else default_out_dir(arch)
+    progress = [] if args.quiet else [ExperienceLines(verbose=args.verbose)]
     try:
         with experiment.attribute_errors():       # task options, device: name the file
             metrics = train_arch(arch, experiment.task, training, out_dir=out, seed=args.seed,
-                                 resume=args.resume, force=args.force, init_from=args.init_from)
+                                 resume=args.resume, force=args.force, init_from=args.init_from,
+                                 callbacks=progress)
     except NonFiniteLoss as err:
         print(f"dynas: training diverged: {err}", file=sys.stderr)
         return 1
@@ -97,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .tasks import task_shape
 
         print(f"  {plan_transfer(args.init_from, arch, task_shape(experiment.task)).describe()}")
-    print(f"  results in {out}")
+    print(f"  results in {out} (curves: tensorboard --logdir {out})")
     return 0
 
 
@@ -147,3 +154,24 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"compressed {args.model_dir} -> {args.out} (CPU, {torch.get_num_threads()} threads)")
     print(table(rows))
     return 0
+
+
+class ExperienceLines:
+    """A ``FitCallback``: one line per finished experience, with the time since start."""
+
+    def __init__(self, verbose: bool = False):
+        import time
+
+        self.verbose, self.clock = verbose, time.monotonic
+        self.started = self.clock()
+
+    def on_experience_end(self, progress: Any) -> None:
+        v = progress.values
+        width = len(str(progress.num_experiences))
+        line = (f"experience {progress.experience + 1:>{width}}/{progress.num_experiences}  "
+                f"{FINAL_AVG_ACCURACY} {v.get(FINAL_AVG_ACCURACY, float('nan')):.4f}  "
+                f"{FORGETTING_LAST} {v.get(FORGETTING_LAST, float('nan')):.4f}  "
+                f"({self.clock() - self.started:.1f} s)")
+        if self.verbose and progress.acc_matrix:
+            line += "  row " + " ".join(f"{a:.3f}" for a in progress.acc_matrix[-1])
+        print(line, flush=True)

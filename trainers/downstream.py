@@ -6,7 +6,7 @@ system, readable with ``weights_only=True``); ``metrics.json`` (``TrialMetrics``
 arch, seeds and settings); ``acc_matrix.csv`` (R on the validation splits) and
 ``test_acc_matrix.csv`` (R on the held-out test splits: the numbers to quote for a
 downstream model); the final model as a bundle (``weights.safetensors`` + ``model.json``
-beside ``arch.json``, ``trainers.bundle``), so ``load_model(out)`` and ``dynas train
+beside ``arch.json``, ``trainers.bundle``) and ``curves/`` (TensorBoard event files, ``trainers.curves``), so ``load_model(out)`` and ``dynas train
 --init-from out`` read it. ``evaluate_checkpoint`` rebuilds the model from
 ``last.ckpt`` and recomputes the final row of R_val and R_test.
 """
@@ -17,6 +17,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -37,6 +38,7 @@ from .transfer import initialiser, plan_transfer
 METRICS_FILE, MATRIX_FILE = "metrics.json", "acc_matrix.csv"
 TEST_MATRIX_FILE = "test_acc_matrix.csv"
 RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE, WEIGHTS_FILE, MODEL_FILE)
+CURVES_DIR = "curves"
 
 
 def default_out_dir(arch: ArchConfig) -> Path:
@@ -65,14 +67,16 @@ def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: Training
                          f"({ArchConfig.load(out / ARCH_FILE).arch_id} != {arch.arch_id})")
     # checked before anything in out_dir changes
     plan = plan_transfer(init_from, arch, task_shape(task_settings)) if init_from is not None else None
-    if force and not resume and (out / STATE_FILE).exists():
-        (out / STATE_FILE).unlink()            # a forced run starts from scratch
+    if force and not resume:                   # a forced run starts from scratch
+        (out / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out / CURVES_DIR, ignore_errors=True)
     seed = training.seed if seed is None else seed
     task = build_task(task_settings, seed=training.seed)
     out.mkdir(parents=True, exist_ok=True)
     arch.save(out / ARCH_FILE)
     metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed,
-                  weights_dir=out, init=initialiser(plan) if plan is not None else None)
+                  weights_dir=out, init=initialiser(plan) if plan is not None else None,
+                  log_dir=out / CURVES_DIR)
     record = metrics.to_dict() | {
         "init_from": None if plan is None else {"path": str(plan.bundle.path.resolve()),
                                                 "reinitialised": list(plan.reinitialised)},

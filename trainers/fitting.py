@@ -5,7 +5,8 @@ after each, every experience's validation split and test split are evaluated (a 
 of R_val and of R_test: the metrics of R_val go by their plain names and are what a
 search selects on; those of R_test are ``test.<name>``, held out), the resumable
 state is saved (when asked) and the ``FitCallback``s hear about it. Knows nothing of
-Ray: a controller passes callbacks and a checkpoint directory.
+Ray: a controller passes callbacks, a checkpoint directory and a directory for the
+training curves (TensorBoard event files, ``trainers.curves``).
 
 Determinism: the global torch RNG is seeded once (``seed_everything``); the sampler,
 replay draws, masking and random curriculum scores use generators seeded from
@@ -43,6 +44,7 @@ from search_space.settings import TrainingSettings, settings_dict
 from .bundle import save_bundle
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
 from .continual import with_test
+from .curves import CurveLogger
 from .dynamics import DynamicsLogger, bits_metrics
 from .metrics import held_out_plugin_metrics, plugin_metrics
 from .evaluation import expert_fractions
@@ -69,7 +71,8 @@ class Stint:
 def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         callbacks: Iterable[FitCallback] = (), *, checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False, seed: int | None = None, weights_dir: str | os.PathLike | None = None,
-        init: Callable[[torch.nn.Module], None] | None = None) -> TrialMetrics:
+        init: Callable[[torch.nn.Module], None] | None = None,
+        log_dir: str | os.PathLike | None = None) -> TrialMetrics:
     """Train ``arch`` through ``task`` and measure it; see the module docstring.
 
     ``seed`` overrides ``train_cfg.seed``. With ``checkpoint_dir`` the resumable state
@@ -78,7 +81,10 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
     is one. With ``weights_dir`` the final model is written there as a bundle
     (``trainers.bundle``). ``init(model)`` runs on the fresh model before training
     (``--init-from``; a resumed run's saved state replaces it). ``latency_ms`` is
-    measured once training ends. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
+    measured once training ends. With ``log_dir`` the training curves
+    are written there as TensorBoard event files, a point every ``log_every`` steps on
+    one step axis across the experiences. Raises ``NonFiniteLoss`` when the loss turns
+    NaN/inf.
     """
     cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed)
     cfg.validate("training")
@@ -102,14 +108,17 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix, test_matrix,
                                           curriculum, dynamics)
     bridge = ProgressBridge(callbacks, task.num_experiences)
+    curves = CurveLogger(log_dir) if log_dir is not None else None
     trainer = None
     for k in range(done, len(stints)):
         stint = stints[k]
         system.begin_experience(stint.index, stint.experience, stint.steps, stint.seen,
                                 seed=cfg.seed * 1_000_003 + 7919 * (k + 1))
+        if curves is not None:
+            curves.offset = steps
         with quiet_lightning():
             trainer = make_trainer(cfg, stint.steps, [matrix, test_matrix, loads, curriculum, dynamics],
-                                   ckpt_dir, k)
+                                   curves)
             trainer.fit(system)
         steps += trainer.global_step
         if cfg.joint:                         # one evaluation stands for every row
@@ -176,20 +185,16 @@ def resolve_accelerator(device: str) -> str:
 
 
 def make_trainer(cfg: TrainingSettings, steps: int, callbacks: Iterable = (),
-                 log_dir: Path | None = None, k: int = 0) -> L.Trainer:
+                 logger: CurveLogger | None = None) -> L.Trainer:
     """One experience's Trainer: ``steps`` optimiser steps, no bars, summaries or
-    checkpoints; a CSV logger under ``log_dir/logs/stint_<k>`` when given."""
+    checkpoints; with ``logger``, the curves (``ContinualSystem`` writes its loss terms
+    and learning rate every ``cfg.log_every`` steps itself, not on Lightning's schedule)."""
     accelerator = resolve_accelerator(cfg.device)
-    logger = False
-    if log_dir is not None:
-        from lightning.pytorch.loggers import CSVLogger
-
-        logger = CSVLogger(log_dir, name="logs", version=f"stint_{k}")
     return L.Trainer(
-        accelerator=accelerator, devices=1, max_steps=steps, logger=logger,
+        accelerator=accelerator, devices=1, max_steps=steps, logger=logger or False,
         callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        log_every_n_steps=max(1, min(50, steps)),
+        log_every_n_steps=cfg.log_every,        # what Lightning itself logs (nothing here)
         # "warn": deterministic kernels where they exist, a warning (not a crash) where
         # a CUDA op has none (e.g. index_add in MoE dispatch)
         deterministic="warn",
@@ -207,8 +212,6 @@ def quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-            # a resumed or forced run rewrites the CSV logs of the stints it retrains
-            warnings.filterwarnings("ignore", message=".*Previous log files in this directory will be deleted.*")
             yield
     finally:
         log.setLevel(level)

@@ -111,11 +111,25 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
     import ray
 
     assert not ray.is_initialized()
-    code = main(["search", str(tiny), "--storage", str(tmp_path), "--name", "r", "--verbose", "0",
-                 "--no-report"])
+    code = main(["search", str(tiny), "--storage", str(tmp_path), "--name", "r", "--no-report"])
     assert code == 0 and not ray.is_initialized(), "the private instance is shut down"
-    assert capsys.readouterr().out.strip().endswith(str(tmp_path / "r"))
+    captured = capsys.readouterr()
+    assert captured.out.strip().endswith(str(tmp_path / "r"))
     records = check_run(tmp_path / "r", 3, "random")
+    # one progress line per finished trial, k of N; no Tune banner at the default level
+    lines = [ln for ln in captured.out.splitlines() if ln.startswith("[")]
+    assert [ln.split()[0] for ln in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert all(" | best: " in ln for ln in lines) and "Configuration for experiment" not in captured.out
+    # each trained trial's curves outlive it, in the run directory, by proposal id
+    from controllers.tracking import trial_name
+    from trainers.curves import read_scalars
+
+    for r in (r for r in records if r.cached_from is None):
+        curves = read_scalars(tmp_path / "r" / "curves" / trial_name(r.proposal_id))
+        assert [s for s, _ in curves["train/loss"]] == [10, 20], r.proposal_id   # log_every 10
+    search = read_scalars(tmp_path / "r" / "curves" / "search")
+    assert [s for s, _ in search["best/final_avg_accuracy"]] == [1, 2, 3]
+    assert not list((tmp_path / "r" / "ray").rglob("events.out.tfevents.*")), "no second copy by Tune"
     from trainers.predict import load_model
     from trainers.tasks import build_task
     from search_space.settings import TaskSettings

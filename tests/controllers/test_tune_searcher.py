@@ -15,6 +15,7 @@ import pytest
 from controllers.driver import SearchDriver
 from controllers.policies import make_policy
 from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
+from controllers.tracking import trial_name
 from controllers.tune_searcher import PolicySearcher, parse_result, tune_result
 from search_space import names
 from search_space.plain import parse_decision_space
@@ -213,6 +214,10 @@ def test_errors_become_failed_records_with_the_reason_and_the_search_goes_on(tmp
     failed = [r for r in records if r.state == "failed"]
     assert failed and all((r.arch["a"] + r.arch["b"]) % 2 for r in failed)
     assert all(r.reason.startswith("non-finite loss: loss is nan") for r in failed), [r.reason for r in failed]
+    for r in (r for r in failed if r.cached_from is None):    # its traceback, in the run dir
+        text = (tmp_path / "errors" / f"{trial_name(r.proposal_id)}.txt").read_text()
+        assert "in cheap_trainable" in text and "NonFiniteLoss: loss is nan at step 3" in text
+        assert "\x1b[" not in text
     assert len([r for r in records if r.cached_from is None]) == 4
     assert any(r.state == "complete" for r in records)
 
@@ -276,3 +281,20 @@ def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_pat
     assert sorted(trained) == [1, 2, 3, 4]
     for a, (_, reason) in dynas_errors().items():
         assert trained[a].state == "failed" and trained[a].reason == reason, trained[a].reason
+
+
+def test_search_loggers_mlflow_records_one_mlflow_run_per_trial(tmp_path, ray_local):
+    """Ray's MLflow callback, as ``search.loggers: [mlflow]`` sets it up (RUN_DIR/mlflow.db)."""
+    mlflow = pytest.importorskip("mlflow", reason="mlflow is optional (pip install dynas[mlflow])")
+    from controllers.search import tune_search
+    from controllers.tracking import mlflow_uri, tune_callbacks
+
+    searcher = make_searcher(tmp_path, budget=3)
+    tune_search(searcher, cheap_trainable, run_dir=tmp_path, name="t", concurrent=2,
+                resources={"cpu": 1}, verbose=0, callbacks=tune_callbacks(("mlflow",), tmp_path, "demo"))
+    client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_uri(tmp_path))
+    experiment = client.get_experiment_by_name("demo")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    assert all(names.FINAL_AVG_ACCURACY in run.data.metrics for run in runs)
+    assert (tmp_path / "ray" / "t").is_dir() and list((tmp_path / "ray" / "t").rglob("result.json"))

@@ -40,6 +40,22 @@ def test_only_space_is_required(tmp_path):
     assert exp.task == TaskSettings() and exp.search == SearchSettings()
 
 
+def test_training_one_architecture_needs_no_space(tmp_path):
+    """``dynas train`` loads with need_space=False: task and training settings only."""
+    path = tmp_path / "train.yaml"
+    path.write_text("training: {steps_per_experience: 7, log_every: 5}\n")
+    exp = load_experiment(path, need_space=False)
+    assert exp.space is None and exp.training.steps_per_experience == 7 and exp.training.log_every == 5
+    path.write_text("")
+    assert load_experiment(path, need_space=False).training == TrainingSettings()
+    path.write_text("task: {}\n")
+    with pytest.raises(ConfigError, match="space: missing required section"):
+        load_experiment(path)                      # a search still needs its space
+    path.write_text("training: {log_every: 0}\n")
+    with pytest.raises(ConfigError, match="training.log_every: must be >= 1"):
+        load_experiment(path, need_space=False)
+
+
 BAD_FILES = [
     ("", "empty experiment file; it needs at least a 'space' section"),
     ("# only a comment\n", "empty experiment file; it needs at least a 'space' section"),
@@ -51,11 +67,11 @@ BAD_FILES = [
     ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {steps: 5}\n",
      "training.steps: unknown key; known keys: steps_per_experience, batch_size, lr, weight_decay, "
-     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint"),
+     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every"),
     ("space: {decisions: {a: [1, 2]}}\ntask: {name: 3}\n", "task.name: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {strategy: 3}\n", "search.strategy: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {ppo: 3}\n", "search.ppo: unknown key; known keys: strategy, trials, concurrent, seed, objectives, "
-     "scheduler, budget, cpus_per_trial, gpus_per_trial, max_failures, storage, keep_weights, remeasure, confirm, "
+     "scheduler, budget, cpus_per_trial, gpus_per_trial, max_failures, storage, loggers, keep_weights, remeasure, confirm, "
      "or a settings section (a mapping)"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {budget: {max_flops: -1}}\n",
      "search.budget.max_flops: must be >= 0 (0 = unlimited), got -1.0"),
@@ -134,3 +150,12 @@ def test_alias_bomb_is_rejected_quickly_with_a_short_message(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_experiment(path)
     assert len(str(info.value)) < 200
+
+
+def test_search_loggers_are_checked_by_name(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("space: {decisions: {a: [1, 2]}}\nsearch: {loggers: [mlflow]}\n")
+    assert load_experiment(path).search.loggers == ("mlflow",)
+    path.write_text("space: {decisions: {a: [1, 2]}}\nsearch: {loggers: [mlflow, wandb]}\n")
+    with pytest.raises(ConfigError, match=r"search.loggers\[1\]: 'wandb' is not one of mlflow"):
+        load_experiment(path)

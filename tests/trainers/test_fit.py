@@ -7,7 +7,9 @@ from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfi
 from search_space.errors import DynasError
 from search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
 from trainers.fitting import LAST_CKPT, STATE_FILE, fit
+from trainers.curves import read_scalars
 from trainers.results import NonFiniteLoss
+from trainers.system import LOSS_TERMS
 from trainers.tasks import build_task
 
 ARCH = ArchConfig(16, (LayerConfig(
@@ -28,7 +30,7 @@ def task():
 def reference(task, tmp_path_factory):
     """An uninterrupted checkpointed run, shared by the tests below."""
     out = tmp_path_factory.mktemp("ref")
-    return fit(ARCH, task, CFG, checkpoint_dir=out, seed=3), out
+    return fit(ARCH, task, CFG, checkpoint_dir=out, seed=3, log_dir=out / "curves"), out
 
 
 def comparable(metrics):
@@ -148,9 +150,40 @@ def test_token_task_with_levels_masking_and_balanced_der_replay():
     assert stages == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 
-def test_checkpointed_runs_log_terms_accuracy_load_and_stages_to_csv(reference):
+def test_curves_hold_every_term_lr_accuracy_load_and_stages_on_one_step_axis(reference, task):
+    """TensorBoard event files, read back with TensorBoard's own reader."""
     _, out = reference
-    header = (out / "logs" / "stint_1" / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("train/task", "train/replay", "train/der", "train/balance", "train/loss",
-                   "test/acc_exp0", "test/acc_exp2", "expert_load/layers.0.ffn/0", "curriculum/stage"):
-        assert column in header
+    curves = read_scalars(out / "curves")
+    steps, n = CFG.steps_per_experience, task.num_experiences
+    for tag in [f"train/{t}" for t in LOSS_TERMS] + ["train/loss", "train/lr"]:
+        assert tag in curves, tag
+    assert [v for _, v in curves["train/lr"]] == pytest.approx([CFG.lr] * n)   # one point per experience
+    # each experience's evaluation sits at its last step, on one axis across experiences
+    for j in range(n):                       # validation (R_val) and test (R_test) accuracy
+        for split in ("val", "test"):
+            assert [s for s, _ in curves[f"{split}/acc_exp{j}"]] == [steps * (i + 1) for i in range(n)]
+    assert [s for s, _ in curves["expert_load/layers.0.ffn/0"]] == [steps * (i + 1) for i in range(n)]
+    assert [s for s, _ in curves["curriculum/stage"]][0] == 0
+    # the curriculum's validation accuracy at every promotion check (eval_every=3)
+    assert len(curves["curriculum/val_accuracy"]) >= n * (steps // CFG.curriculum.eval_every - 1)
+    assert all(0 <= v <= 1 for _, v in curves["curriculum/val_accuracy"])
+
+
+@pytest.mark.parametrize("log_every", [2, 4])
+def test_curves_get_a_point_every_log_every_steps(task, tmp_path, log_every):
+    cfg = TrainingSettings(steps_per_experience=8, batch_size=16, device="cpu", log_every=log_every)
+    fit(ARCH, task, cfg, log_dir=tmp_path)
+    loss = [s for s, _ in read_scalars(tmp_path)["train/loss"]]
+    total = cfg.steps_per_experience * task.num_experiences        # a multiple of log_every
+    assert loss == list(range(log_every, total + 1, log_every))
+
+
+def test_an_experience_shorter_than_log_every_still_gets_its_point(task, tmp_path):
+    cfg = TrainingSettings(steps_per_experience=3, batch_size=16, device="cpu", log_every=10)
+    fit(ARCH, task, cfg, log_dir=tmp_path)
+    assert [s for s, _ in read_scalars(tmp_path)["train/loss"]] == [3, 6, 9]
+
+
+def test_no_log_dir_no_curves(task, tmp_path):
+    fit(ARCH, task, TrainingSettings(steps_per_experience=2, device="cpu"), checkpoint_dir=tmp_path)
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))

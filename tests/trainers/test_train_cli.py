@@ -130,3 +130,20 @@ def test_two_line_python_usage(files):
     metrics = fit(ArchConfig.load(files / "arch.json"), build_task(TaskSettings("split_digits")),
                   TrainingSettings(steps_per_experience=3, device="cpu"))
     assert len(metrics.acc_matrix) == 5 and metrics.steps == 15
+
+
+def test_train_needs_no_space_section_and_prints_each_experience(files, capsys):
+    """A file with only task and training settings trains; one line per experience,
+    none with --quiet; the curves land in --out/curves."""
+    from trainers.curves import read_scalars
+
+    (files / "exp.yaml").write_text(EXPERIMENT.split("task:", 1)[1].join(["task:", ""]))
+    assert "space" not in (files / "exp.yaml").read_text()
+    assert run_handler(base_args(files, files / "a")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:2] for ln in lines[:2]] == [["experience", "1/2"], ["experience", "2/2"]]
+    assert [s for s, _ in read_scalars(files / "a" / "curves")["train/loss"]] == [6, 12]
+    assert run_handler(base_args(files, files / "b") + ["--quiet"]) == 0
+    assert not any(ln.startswith("experience") for ln in capsys.readouterr().out.splitlines())
+    assert run_handler(base_args(files, files / "c") + ["--verbose"]) == 0
+    assert "row " in capsys.readouterr().out.splitlines()[1]
