@@ -54,9 +54,12 @@ def _task_shape(task_settings):
 
 
 def _check_search(search_settings):
+    from controllers.objectives import check_objectives
     from controllers.policies import check_search
+    from trainers.results import REPORTED_METRICS
 
     check_search(search_settings)
+    check_objectives(search_settings.objectives, REPORTED_METRICS)
 
 
 def main(argv: list[str] | None = None) -> int:

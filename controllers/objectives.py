@@ -27,6 +27,17 @@ def objective_values(metrics: Mapping[str, float], objectives: Sequence[Objectiv
     return tuple(values)
 
 
+def check_objectives(objectives: Sequence[Objective], reported: Sequence[str],
+                     key: str = "search.objectives") -> None:
+    """Refuse, before any trial, an objective whose metric the trainer never reports:
+    every trial would fail on it. (A metric named twice is refused by
+    ``SearchSettings.validate``.)"""
+    for i, obj in enumerate(objectives):
+        if obj.metric not in reported:
+            raise ConfigError(f"{key}[{i}].metric", f"unknown metric {obj.metric!r}; the trainer "
+                              f"reports: {', '.join(reported)}")
+
+
 def is_finite(values: Iterable[float] | None) -> bool:
     """The one non-finite check: ``None`` or any NaN/inf value is not finite."""
     return values is not None and all(math.isfinite(v) for v in values)

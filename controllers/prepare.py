@@ -28,6 +28,9 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
     """The experiment's search settings with the overrides, checked (module docstring)."""
     from search_space.space import ArchSpace
 
+    from trainers.results import REPORTED_METRICS
+
+    from .objectives import check_objectives
     from .policies import check_search
 
     if not isinstance(experiment.space, ArchSpace):
@@ -41,6 +44,7 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
     with experiment.attribute_errors():
         check_search(search)
         search.validate("search")
+        check_objectives(search.objectives, REPORTED_METRICS)
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
     check_buildable(experiment, search)

@@ -5,6 +5,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from search_space import names
+
+# The metric names ``fit``'s ``TrialMetrics.values`` always holds (the continual metrics
+# of the accuracy matrix and the cost model's): what a search may name as an objective.
+REPORTED_METRICS: tuple[str, ...] = names.ACCURACY_METRICS + names.FORGETTING_METRICS + names.COST_METRICS
+
 
 @dataclass
 class TrialMetrics:
