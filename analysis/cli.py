@@ -5,16 +5,20 @@ package: ``space`` (search_space), ``train`` (trainers), ``search``/``resume``
 (controllers), ``report``/``export`` (analysis). Handlers import heavy libraries
 lazily, so ``dynas --help`` stays instant.
 
-A user error (``DynasError``) prints one line and exits with 2, never a traceback.
+A user error (``DynasError``) prints one line and exits with 2, never a traceback; a
+fault of the machine (``InfrastructureError``) one line and 75; a search stopped by
+SIGINT/SIGTERM one line (how to resume) and 130/143, without a report.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from search_space.errors import DynasError
+from controllers.interrupt import Interrupted, InterruptedNow
+from search_space.errors import DynasError, InfrastructureError
 
 EXIT_USER_ERROR = 2
+EXIT_INFRASTRUCTURE = 75      # EX_TEMPFAIL: a full disk, a lost node; fix it and resume
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except DynasError as err:
         print(f"dynas: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except InfrastructureError as err:
+        print(f"dynas: error: {err}", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
+    except (Interrupted, InterruptedNow) as err:    # a search stopped by a signal
+        print(err.line(), file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("dynas: interrupted", file=sys.stderr)
         return 130

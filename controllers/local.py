@@ -9,7 +9,9 @@ pruned; ``metrics`` maps metric names to floats; ``extra`` may hold the record f
 ``acc_matrix``, ``expert_load``, ``curriculum_log``, ``reason``, ``experiences_done``,
 ``wall_time_s``. An exception is a failed trial worded by
 ``controllers.outcomes.failure_reason``, except user errors (``DynasError`` other than
-``InfeasibleError``), which stop the run.
+``InfeasibleError``), which stop the run, and faults of the machine (a full disk:
+``outcomes.infrastructure_fault``), which stop it with ``InfrastructureError`` and are
+never recorded. The run directory is locked for the run (``controllers.lock``).
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from search_space.base import Candidate, Space
-from search_space.errors import DynasError, InfeasibleError
+from search_space.errors import DynasError, InfeasibleError, InfrastructureError
 from search_space.settings import Objective
 
 from . import outcomes
 from .driver import Feasibility, SearchDriver
+from .lock import run_lock
 from .policy import Policy
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
                       iter_records, require_run_dir, trained_count, write_json_atomic)
@@ -60,12 +63,13 @@ def run_local(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"trials": trials, "seed": seed, **(run_info or {})}
-    known = _start(run_dir, policy, resume, info, objectives, space)
-    driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
-                          records=known, feasible=feasible, max_duplicates=max_duplicates,
-                          objectives=objectives)
-    while (proposal := driver.ask()) is not None:
-        driver.tell(proposal, run_in_process(evaluate, proposal.arch))
+    with run_lock(run_dir):
+        known = _start(run_dir, policy, resume, info, objectives, space)
+        driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
+                              records=known, feasible=feasible, max_duplicates=max_duplicates,
+                              objectives=objectives)
+        while (proposal := driver.ask()) is not None:
+            driver.tell(proposal, run_in_process(evaluate, proposal.arch))
     return driver.written
 
 
@@ -77,6 +81,9 @@ def run_in_process(evaluate: Evaluate, arch: Candidate) -> TrialResult:
     except Exception as err:  # the candidate failed, not the search ...
         if isinstance(err, DynasError) and not isinstance(err, InfeasibleError):
             raise                                   # ... unless it is the user's error
+        fault = outcomes.infrastructure_fault(err)
+        if fault:                                   # ... or the machine's
+            raise InfrastructureError(f"{fault}; the search stopped, the trial is not recorded") from err
         log.info("trial failed: %s", err)
         state, metrics, extra = "failed", {}, {"reason": outcomes.failure_reason(err)}
     extra = dict(extra)

@@ -1,13 +1,16 @@
-"""One driver per run directory: an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock``.
+"""One driver per run directory: an exclusive ``fcntl.flock`` on the run directory.
 
 Two ``dynas resume RUN &`` on one run would each rebuild the policy from the same
 state and train the same architectures twice. ``search`` and ``resume`` therefore hold
 this lock from before they read the run directory until they have written their last
 record. A second driver is refused in one line naming the holder's pid (exit 2).
 
-The kernel drops a ``flock`` when its holder dies, however it dies (SIGKILL included),
-so a lock file left by a dead process is simply taken over: the pid written in it is
-only the message, never the test of whether the lock is held.
+The lock is taken on the directory itself (Linux allows ``flock`` on a directory's
+descriptor), so the lock is never a file that could be deleted or replaced under a
+holder. The kernel drops it when its holder dies, however it dies (SIGKILL included),
+so a lock left by a dead process is simply taken over. ``RUN_DIR/.lock`` holds the
+holder's pid for the message only; it is removed when the lock is released, so a
+refused or finished command leaves the directory as it found it.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Iterator
 
 from search_space.errors import DynasError
 
-LOCK_FILE = ".lock"
+PID_FILE = ".lock"
 
 
 class RunLocked(DynasError):
@@ -27,31 +30,35 @@ class RunLocked(DynasError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold ``run_dir``'s lock for the ``with`` block, or raise ``RunLocked``."""
-    path = Path(run_dir) / LOCK_FILE
+    run_dir = Path(run_dir)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
-        raise DynasError(f"{path}: cannot open the run lock ({err.strerror or err})") from None
+        raise DynasError(f"{run_dir}: cannot open the run directory ({err.strerror or err})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(fd)
-            raise RunLocked(f"{run_dir}: another dynas process (pid {holder}) is driving this run; "
-                            "wait for it or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield path
+            raise RunLocked(f"{run_dir}: another dynas process (pid {holder(run_dir)}) is driving "
+                            "this run; wait for it to finish or stop it first") from None
+        pid_file = run_dir / PID_FILE
+        with contextlib.suppress(OSError):       # a full disk must not stop the lock itself
+            pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
     finally:
-        os.close(fd)                # releases the flock; the file stays (harmless, reused)
+        os.close(fd)                              # releases the flock
 
 
-def _holder(fd: int) -> str:
-    """The pid the holder wrote, or '?' while it has not written it yet."""
+def holder(run_dir: str | os.PathLike) -> str:
+    """The pid the holder wrote, or '?' (not written yet, or the disk was full)."""
     try:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        text = (Path(run_dir) / PID_FILE).read_text().strip()
     except OSError:
         return "?"
     return text if text.isdigit() else "?"

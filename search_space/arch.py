@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .schema import from_mapping, to_mapping
 
 SCHEMA_VERSION = 1
+MAX_LAYERS = 1024  # a typo like 10000 would otherwise hang describe, sampling and training
 # A field added after version 1 carries this metadata: its default is left out of the
 # JSON, so every architecture saved before it keeps its arch_id.
 OMIT_DEFAULT = {"omit_default": True}
@@ -121,6 +122,8 @@ class ArchConfig:
             raise ConfigError("d_model", f"must be >= 1, got {self.d_model}")
         if not self.layers:
             raise ConfigError("layers", "an architecture needs at least one layer")
+        if len(self.layers) > MAX_LAYERS:
+            raise ConfigError("layers", f"{len(self.layers)} layers; at most {MAX_LAYERS}")
         for i, layer in enumerate(self.layers):
             heads = layer.attention.heads
             if self.d_model % heads:
