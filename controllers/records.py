@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from search_space.errors import DynasError
+from search_space.errors import DynasError, InfrastructureError
 
 from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
 
@@ -198,7 +198,10 @@ def create_run_dir(run_dir: str | os.PathLike, run_info: dict[str, Any], files: 
         os.replace(staging, run_dir)     # atomic; replaces an empty directory
     except OSError as err:               # a full disk, a read-only one, a name taken
         shutil.rmtree(staging, ignore_errors=True)
-        raise DynasError(f"{run_dir}: cannot create the run directory ({err.strerror or err})") from None
+        from .outcomes import storage_fault
+
+        why = f"{run_dir}: cannot create the run directory ({err.strerror or err})"
+        raise (InfrastructureError(why) if storage_fault(err) else DynasError(why)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -163,9 +164,13 @@ def _stopping(run_dir: Path) -> Iterator[StopRequest]:
     with stop_on_signals() as stop:
         try:
             yield stop
-        except (Interrupted, InterruptedNow) as err:
+        except (Interrupted, KeyboardInterrupt) as err:
+            # Ray's C layer turns an exception raised in a signal handler during one of
+            # its calls into a plain KeyboardInterrupt: name the signal and run again.
+            if not isinstance(err, (Interrupted, InterruptedNow)):
+                err = InterruptedNow(stop.signum or signal.SIGINT)
             err.run_dir = run_dir
-            raise
+            raise err from None
         except OSError as err:
             fault = outcomes.storage_fault(err)
             if fault is None:
@@ -243,7 +248,12 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             # checkpoints since the last one: 1 would snapshot on every experience.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             callbacks=[TrialErrors(searcher)] + ([StopOnSignal(stop)] if stop else [])))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception:
+        if not searcher.driver.fault:
+            raise
+        grid = None      # Tune's own bookkeeping broke on the same fault (a truncated error file)
     searcher.flush_errors()
     # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):

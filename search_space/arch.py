@@ -139,6 +139,9 @@ class ArchConfig:
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> "ArchConfig":
         try:
+            layers = data.get("layers") if isinstance(data, dict) else None
+            if isinstance(layers, list) and len(layers) > MAX_LAYERS:   # before parsing them all
+                raise ConfigError("layers", f"{len(layers)} layers; at most {MAX_LAYERS}")
             return from_mapping(cls, data)
         except ConfigError as err:
             raise err.with_source(source) if source else err
@@ -152,12 +155,17 @@ class ArchConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temp file + rename), so a crash never leaves half a file."""
+        """Write atomically (temp file + rename), so a crash never leaves half a file; a
+        failed write (a full disk) removes its temporary file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

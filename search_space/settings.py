@@ -199,9 +199,10 @@ RANGES: dict[type, dict[str, Range]] = {
 }
 
 
-def check_ranges(obj: Any, key: str = "") -> None:
-    """The first field of ``obj`` outside its ``RANGES`` row, as a ConfigError."""
-    for name, allowed in RANGES.get(type(obj), {}).items():
+def check_ranges(obj: Any, key: str = "", ranges: dict[str, Range] | None = None) -> None:
+    """The first field of ``obj`` outside its row of ``ranges`` (default: its ``RANGES``
+    entry; a strategy's settings bring their own table), as a ConfigError."""
+    for name, allowed in (RANGES.get(type(obj), {}) if ranges is None else ranges).items():
         problem = allowed.problem(getattr(obj, name))
         if problem:
             raise ConfigError(f"{key}.{name}" if key else name, problem)

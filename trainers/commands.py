@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_train)
 
 
-def _refuse_absurd(arch, experiment, batch_size: int, source: str) -> None:
+def check_size(arch, experiment, batch_size: int, source: str) -> None:
     """Before torch allocates anything: an architecture too large for this machine is a
     one-line error (``search_space.constraints.size_problem``), not a minute of swapping."""
     from search_space.constraints import MemoryLimit, size_problem
@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise ConfigError("--steps", f"must be >= 1, got {args.steps}")
         training = dataclasses.replace(training, steps_per_experience=args.steps)
-    _refuse_absurd(arch, experiment, training.batch_size, str(args.arch))
+    check_size(arch, experiment, training.batch_size, str(args.arch))
 
     from .downstream import default_out_dir, train_arch   # torch + Lightning from here on
     from .results import NonFiniteLoss
