@@ -8,6 +8,7 @@ Layout of a run directory (everything JSON/YAML, nothing pickled)::
       trials.jsonl        one line per finished trial (complete, failed or pruned)
       policy_state.json   the policy's state_dict after its last tell (atomic rewrite)
       ray/                Ray Tune's own storage (experiment state, trial checkpoints)
+      .lock               the pid of the driver holding the run (``controllers.lock``)
 
 A record line (``TrialRecord.to_dict``) is self-contained: analysis reads only these.
 Lines are appended with flush + fsync; a line that is not a valid record (a torn last

@@ -11,6 +11,12 @@ Tune run (``ray/resume-N``) for the architectures still missing. Proposals that 
 asked but never finished before the kill are simply asked again. Trial checkpoints
 (``fit``'s state after each experience) live only while a run goes on: a retried
 trial continues from them; they are deleted when the Tune run ends.
+
+Boundaries: one driver per run directory (``controllers.lock``); ``--name`` is one safe
+path component inside the resolved ``--storage`` (``check_run_name``); SIGINT/SIGTERM
+stop the search cleanly (``controllers.interrupt``); a full disk, an I/O error or a
+lost node stops it with ``InfrastructureError`` and is never recorded as a trial's
+failure (``controllers.outcomes.infrastructure_fault``).
 """
 from __future__ import annotations
 
