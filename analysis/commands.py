@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory of a search")
     report.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: RUN_DIR/report of the first run)")
+    report.add_argument("--cost", choices=("flops", "flops_effective"), default=None,
+                        help="draw the front on static FLOPs or on effective FLOPs (learned "
+                        "spans, realised k) instead of the search's own FLOPs objective")
     report.set_defaults(handler=_report)
 
     export = sub.add_parser(
@@ -31,29 +34,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search")
     export.add_argument("--pick", default="knee", metavar="RULE", help=PICK_HELP + " (default: knee)")
     export.add_argument("--out", required=True, metavar="FILE",
-                        help="arch JSON file to write (a folder means FOLDER/arch.json)")
+                        help="arch JSON file to write (a folder means FOLDER/arch.json; with --weights a folder)")
+    export.add_argument("--weights", action="store_true",
+                        help="also write the pick's kept model (weights.safetensors, model.json with the "
+                        "preprocessing state) into the --out folder, for load_model and train --init-from")
     export.add_argument("--force", action="store_true", help="overwrite existing output files")
     export.set_defaults(handler=_export)
 
 
-def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None) -> Path:
+def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None,
+                     cost: str | None = None) -> Path:
     """Write the report of ``run_dirs`` (after a search, or from ``dynas report``) and
     say where it is."""
     from .report import write_report
 
-    path = write_report(list(run_dirs), out)
+    path = write_report(list(run_dirs), out, cost=cost)
     print(f"report: {path}")
     return path
 
 
 def _report(args: argparse.Namespace) -> int:
-    write_report_for(args.run_dirs, args.out)
+    write_report_for(args.run_dirs, args.out, args.cost)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_arch, pareto_path_for
 
-    path = export_arch(args.run_dir, args.pick, args.out, force=args.force)
+    path = export_arch(args.run_dir, args.pick, args.out, force=args.force, weights=args.weights)
     print(f"arch: {path}\npareto front: {pareto_path_for(path)}")
+    if args.weights:
+        print(f"model: {path.parent} (load_model, dynas train --init-from)")
     return 0

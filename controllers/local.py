@@ -6,8 +6,10 @@ run resumes exactly like a Ray one (``controllers.driver``).
 
 ``evaluate(candidate) -> (state, metrics, extra)``: ``state`` is complete, failed or
 pruned; ``metrics`` maps metric names to floats; ``extra`` may hold the record fields
-``acc_matrix``, ``expert_load``, ``curriculum_log``, ``reason``, ``experiences_done``,
-``wall_time_s``. An exception is a failed trial worded by
+``acc_matrix``, ``test_acc_matrix``, ``expert_load``, ``curriculum_log``, ``reason``,
+``experiences_done``, ``wall_time_s``, ``chance_accuracy``, ``weights`` (the trained
+model's folder). A seed repeat (``search.remeasure``, ``dynas confirm``) calls
+``evaluate(candidate, seed=S)`` with its training seed. An exception is a failed trial worded by
 ``controllers.outcomes.failure_reason``, except user errors (``DynasError`` other than
 ``InfeasibleError``), which stop the run, and faults of the machine (a full disk:
 ``outcomes.infrastructure_fault``), which stop it with ``InfrastructureError`` and are
@@ -27,6 +29,7 @@ from search_space.settings import Objective
 
 from . import outcomes
 from .driver import Feasibility, SearchDriver
+from .kept_weights import LOCAL_WEIGHTS_DIR, WeightKeeper
 from .lock import run_lock
 from .policy import Policy
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
@@ -37,7 +40,8 @@ log = logging.getLogger(__name__)
 
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
-EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "reason", "experiences_done", "wall_time_s")
+EXTRA_FIELDS = ("acc_matrix", "test_acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics",
+                "reason", "experiences_done", "wall_time_s", "chance_accuracy", "weights")
 
 
 def run_local(
@@ -53,6 +57,9 @@ def run_local(
     max_duplicates: int = 50,
     run_info: Mapping[str, Any] | None = None,
     feasible: Feasibility | None = None,
+    keeper: WeightKeeper | None = None,
+    remeasure: int = 0,
+    train_seed: int = 0,
 ) -> list[TrialRecord]:
     """Train ``trials`` distinct candidates (duplicates are reused, not counted).
 
@@ -67,17 +74,23 @@ def run_local(
         known = _start(run_dir, policy, resume, info, objectives, space)
         driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
                               records=known, feasible=feasible, max_duplicates=max_duplicates,
-                              objectives=objectives)
-        while (proposal := driver.ask()) is not None:
-            driver.tell(proposal, run_in_process(evaluate, proposal.arch))
+                              objectives=objectives, keeper=keeper, remeasure=remeasure,
+                              train_seed=train_seed)
+        return drive_in_process(driver, evaluate)
+
+
+def drive_in_process(driver: SearchDriver, evaluate: Evaluate) -> list[TrialRecord]:
+    """Ask, evaluate in this process, tell, until the driver has nothing left."""
+    while (proposal := driver.ask()) is not None:
+        driver.tell(proposal, run_in_process(evaluate, proposal.arch, proposal.seed))
     return driver.written
 
 
-def run_in_process(evaluate: Evaluate, arch: Candidate) -> TrialResult:
+def run_in_process(evaluate: Evaluate, arch: Candidate, seed: int | None = None) -> TrialResult:
     """The in-process executor: one ``evaluate`` call as a ``TrialResult``."""
     start = time.perf_counter()
     try:
-        state, metrics, extra = evaluate(arch)
+        state, metrics, extra = evaluate(arch) if seed is None else evaluate(arch, seed=seed)
     except Exception as err:  # the candidate failed, not the search ...
         if isinstance(err, DynasError) and not isinstance(err, InfeasibleError):
             raise                                   # ... unless it is the user's error
@@ -117,31 +130,49 @@ def _start(run_dir: Path, policy: Policy, resume: bool, info: dict, objectives: 
 
 
 # --- the real thing: trainers.fit on an experiment --------------------------------------
-def fit_evaluator(experiment: Any) -> Evaluate:
+def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate:
     """``evaluate`` that trains with ``trainers.fit`` (feasibility is the driver's check).
 
     The task is built once (on the first call) and shared by every trial. Out of memory
     frees the CUDA cache so the next trial fits; the reason is worded by the driver.
+    With ``weights_root`` each trained model is saved as ``weights_root/<arch_id>/``.
     """
     from trainers.tasks import build_task
 
     task_box: list[Any] = []
 
-    def evaluate(arch: Candidate) -> Evaluation:
+    def evaluate(arch: Candidate, seed: int | None = None) -> Evaluation:
         from trainers.fitting import fit
 
         if not task_box:
             task_box.append(build_task(experiment.task, seed=experiment.training.seed))
+        # a seed repeat keeps no weights: the folder is the first measurement's
+        weights = weights_root / arch.arch_id if weights_root is not None and seed is None else None
         try:
-            result = fit(arch, task_box[0], experiment.training)
+            result = fit(arch, task_box[0], experiment.training, weights_dir=weights, seed=seed)
         except Exception as err:
             if outcomes.is_oom(err):
                 _free_cuda_cache()
             raise
         return "complete", dict(result.values), {
-            "acc_matrix": result.acc_matrix, "expert_load": result.expert_load,
-            "curriculum_log": result.curriculum_log, "experiences_done": len(result.acc_matrix),
-            "wall_time_s": result.wall_time_s}
+            "acc_matrix": result.acc_matrix, "test_acc_matrix": result.test_acc_matrix,
+            "expert_load": result.expert_load,
+            "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
+            "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
+            "wall_time_s": result.wall_time_s, "chance_accuracy": result.chance_accuracy,
+            "weights": str(weights) if weights else ""}
+
+    return evaluate
+
+
+def evaluator_evaluate(experiment: Any) -> Evaluate:
+    """``evaluate`` of a plain decision space: one call of the experiment's evaluator."""
+    from search_space.evaluators import evaluate as call
+
+    settings = experiment.evaluator
+
+    def evaluate(candidate: Candidate) -> Evaluation:
+        return "complete", call(settings.name, candidate.to_dict(), settings.options), {"experiences_done": 1}
 
     return evaluate
 
@@ -162,13 +193,16 @@ def run_local_experiment(
     *,
     resume: bool = False,
 ) -> list[TrialRecord]:
-    """Search an experiment's ArchSpace with ``trainers.fit``, no Ray involved; checked
-    exactly as ``controllers.search`` checks it (``prepare_search``)."""
-    from .policies import make_policy
-    from .prepare import experiment_text, feasibility, prepare_search
+    """Search an experiment's space with ``trainers.fit`` (an ArchSpace) or its
+    evaluator (a plain space), no Ray involved; checked exactly as
+    ``controllers.search`` checks it (``prepare_search``). With ``search.confirm`` the
+    best candidates get their seed repeats at the end; the records returned include them."""
+    from search_space.space import ArchSpace
 
-    search = prepare_search(experiment, strategy, trials, None, seed,
-                            runner="controllers.local.run_local")
+    from .policies import make_policy
+    from .prepare import experiment_text, feasibility, prepare_search, weight_keeper
+
+    search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +210,16 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    return run_local(experiment.space, fit_evaluator(experiment), policy, search.objectives, run_dir,
-                     search.trials, seed=search.seed, resume=resume, run_info=info,
-                     feasible=feasibility(experiment))
+    keeper = weight_keeper(search, run_dir) if isinstance(experiment.space, ArchSpace) else None
+    weights_root = run_dir / LOCAL_WEIGHTS_DIR if keeper is not None else None
+    evaluate = fit_evaluator(experiment, weights_root) if isinstance(experiment.space, ArchSpace) \
+        else evaluator_evaluate(experiment)
+    written = run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
+                        search.trials, seed=search.seed, resume=resume, run_info=info,
+                        feasible=feasibility(experiment), keeper=keeper, remeasure=search.remeasure,
+                        train_seed=experiment.training.seed)
+    from .confirm import confirm_in_session
+
+    confirm_in_session(experiment, search, run_dir, "local")
+    return written + [r for r in iter_records(run_dir) if r.is_confirmation and r not in written]
 

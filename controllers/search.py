@@ -10,7 +10,8 @@ Resuming does not use Tune's experiment restore: it rebuilds the policy from
 Tune run (``ray/resume-N``) for the architectures still missing. Proposals that were
 asked but never finished before the kill are simply asked again. Trial checkpoints
 (``fit``'s state after each experience) live only while a run goes on: a retried
-trial continues from them; they are deleted when the Tune run ends.
+trial continues from them; they are deleted when the Tune run ends. A complete
+trial's last checkpoint is its trained model (``controllers.kept_weights``).
 
 Boundaries: one driver per run directory (``controllers.lock``); ``--name`` is one safe
 path component inside the resolved ``--storage`` (``check_run_name``); SIGINT/SIGTERM
@@ -34,6 +35,7 @@ from search_space.experiment import Experiment, load_experiment
 from . import outcomes
 from .interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
 from .lock import run_lock
+from .confirm import confirm_in_session
 from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
@@ -61,13 +63,16 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
     stem = Path(config_path).stem
     run_dir = new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
     with _stopping(run_dir) as stop, \
-            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
+                        runtime_env=plugin_runtime_env()):
         stop.install()                      # ray.init set a SIGTERM handler of its own
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         with run_lock(run_dir):
             searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[], stop=stop)
-            _tune(experiment, search, searcher, run_dir, "search", verbose, stop)
+            tune_experiment(experiment, search, searcher, run_dir, "search", verbose, stop)
+            stop.check()
+            confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -93,7 +98,7 @@ def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int)
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
     if extra_trials < 0:
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
-    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
+    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
     target = int(run["trials"]) + int(extra_trials)
     search = prepare_search(experiment, run["strategy"], target, run["concurrent"], run["seed"])
     records = list(iter_records(run_dir))
@@ -103,12 +108,15 @@ def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int)
         print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
         return run_dir
     with _stopping(run_dir) as stop, \
-            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
+                        runtime_env=plugin_runtime_env()):
         stop.install()
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records, stop=stop)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose, stop)
+        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose, stop)
+        stop.check()
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, target)
     return run_dir
 
@@ -121,13 +129,15 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
+    counts["repeats"] = sum(r.repeat_of is not None for r in records)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
+    repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{note}")
+          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
     return counts
 
 
@@ -198,25 +208,49 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
-def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int,
-          stop: StopRequest | None = None) -> None:
-    """The real trainable (``trainers.fit``) on the cluster's CPUs/GPUs."""
+def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str,
+                    verbose: int, stop: StopRequest | None = None) -> None:
+    """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
+    cluster's CPUs/GPUs, importing this driver's plugins first."""
+    from search_space.space import ArchSpace
+
     from .cluster import cluster_gpus
-    from .trainable import TrialSpec, run_trial, task_for
+    from .trainable import EvalSpec, TrialSpec, run_evaluation, run_trial, task_for
 
     gpus = search.gpus_per_trial
     if gpus > 0 and cluster_gpus() < gpus:
         print(f"dynas: no GPU in the Ray cluster for gpus_per_trial={gpus}; trials run on CPU")
         gpus = 0.0
-    max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
-        if search.scheduler == "asha" else 0
-    spec = TrialSpec(experiment.task, experiment.training, threads=max(1, int(search.cpus_per_trial)))
-    tune_search(searcher, run_trial, run_dir=run_dir, name=name, concurrent=search.concurrent,
+    plugins = plugin_modules()
+    if isinstance(experiment.space, ArchSpace):
+        max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
+            if search.scheduler == "asha" else 0
+        trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
+                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
+                                               keep_weights=search.keep_weights != "none")
+    else:
+        max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
+    tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
                 resources={"cpu": search.cpus_per_trial, "gpu": gpus}, scheduler=search.scheduler,
                 max_t=max_t, max_failures=search.max_failures, verbose=verbose, stop=stop, spec=spec)
     if searcher.driver.fault:
         raise InfrastructureError(f"{run_dir}: {searcher.driver.fault}; the search stopped and the "
                                   f"trial was not charged with it; fix that, then: dynas resume {run_dir}")
+
+
+def plugin_modules() -> tuple[str, ...]:
+    """The module names of every plugin this driver loaded (what a worker imports)."""
+    from search_space.plugins import loaded_plugins
+
+    return tuple(m for plugin in loaded_plugins() for m in plugin.modules)
+
+
+def plugin_runtime_env() -> dict | None:
+    """Ray's runtime environment that ships this driver's plugins to every node."""
+    from search_space.plugins import loaded_plugins
+
+    ship = [path for plugin in loaded_plugins() for path in plugin.ship]
+    return {"py_modules": ship} if ship else None
 
 
 def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str, concurrent: int,
@@ -234,6 +268,7 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     from .results import DONE_KEY
     from .tune_searcher import StopOnSignal, TrialErrors
 
+    searcher.trial_storage = Path(run_dir).resolve() / TUNE_DIR / name   # where kept weights land
     fn = tune.with_parameters(trainable, **params) if params else trainable
     fn = tune.with_resources(fn, resources or {"cpu": 1})
     sched = FIFOScheduler()
@@ -261,11 +296,17 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             raise
         grid = None      # Tune's own bookkeeping broke on the same fault (a truncated error file)
     searcher.flush_errors()
-    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
+    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
+    # a trained model's bundle is the keeper's to keep or remove.
+    from trainers.bundle import MODEL_FILE
+
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if not (ckpt / MODEL_FILE).is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)
     return grid
 
 
 def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    from .tune_searcher import trial_dirname
+
+    return trial_dirname(trial.trial_id)

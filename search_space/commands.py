@@ -17,12 +17,12 @@ from .constraints import fmt, is_feasible, require_feasible
 from .cost import estimate_cost
 from .experiment import Experiment, load_experiment
 from .names import ACTIVE_PARAMS, FLOPS, PARAMS
-from .settings import SearchSettings, TaskSettings
+from .settings import TaskSettings
 from .space import ArchSpace
 from .suggest import Decision, RandomSuggester
 
 TaskShapeFn = Callable[[TaskSettings], TaskShape]
-SearchCheckFn = Callable[[SearchSettings], None]
+SearchCheckFn = Callable[[Experiment], None]   # the search section's checks (strategy, metrics)
 
 
 def register(sub: Any, task_shape_fn: TaskShapeFn | None = None,
@@ -60,7 +60,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check = getattr(args, "search_check_fn", None)
     if check is not None:
         with exp.attribute_errors():
-            check(exp.search)
+            check(exp)
+    if exp.evaluator.name:
+        from .evaluators import get_evaluator
+
+        with exp.attribute_errors():
+            get_evaluator(exp.evaluator.name)
     shape = _shape(args, exp)
     require_feasible(exp.space, shape, exp.search.budget, seed=exp.search.seed, source=str(args.config))
     size = exp.space.size()
@@ -71,7 +76,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     exp = load_experiment(args.config)
     decisions = exp.space.decisions()
-    print(f"{args.config}: {type(exp.space).__name__}, task {exp.task.name}")
+    scored_by = f"evaluator {exp.evaluator.name}" if exp.evaluator.name else f"task {exp.task.name}"
+    print(f"{args.config}: {type(exp.space).__name__}, {scored_by}")
     print(decision_table(decisions))
     print(f"{len(decisions)} decisions, space size {exp.space.size()}")
     shape = _shape(args, exp)

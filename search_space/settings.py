@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .names import FINAL_AVG_ACCURACY, FLOPS
+from .names import FINAL_AVG_ACCURACY, FLOPS, TEST_PREFIX, is_test_metric
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,16 @@ class TaskSettings:
     validated by the factory (in trainers) with keys reported as ``task.options.X``."""
 
     name: str = "split_digits"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """What scores a plain decision space: ``name`` picks an evaluator registered in
+    ``search_space.evaluators``; ``options`` are its keyword arguments. Empty ``name``:
+    none (an architecture space is trained with ``task`` and ``training`` instead)."""
+
+    name: str = ""
     options: dict = field(default_factory=dict)
 
 
@@ -69,6 +79,7 @@ class LossWeights:
     z_loss: float = 0.001             # router z-loss
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
+    router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -99,6 +110,14 @@ class Objective:
     metric: str
     direction: Literal["max", "min"]
 
+    def validate(self, key: str = "") -> None:
+        """A test-split metric is never an objective: selecting on it would make the
+        test split a second validation split and its numbers meaningless."""
+        if is_test_metric(self.metric):
+            raise ConfigError(f"{key}.metric" if key else "metric",
+                              f"{self.metric!r} is measured on the held-out test split and cannot be "
+                              f"an objective; use {self.metric[len(TEST_PREFIX):]!r} (validation)")
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -109,6 +128,25 @@ class Budget:
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """Seed repeats of the best front candidates once a search ends (``dynas confirm``):
+    the ``top`` best get ``seeds`` more trainings with fresh training seeds (0: off)."""
+
+    top: int = 0
+    seeds: int = 0
+
+    def validate(self, key: str = "") -> None:
+        check_ranges(self, key)
+        if (self.top > 0) != (self.seeds > 0):
+            raise ConfigError(key, f"give both top and seeds (> 0), or neither; got top={self.top}, "
+                                   f"seeds={self.seeds}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top > 0 and self.seeds > 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +172,9 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
+    keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
+    remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
@@ -144,6 +185,7 @@ class SearchSettings:
             raise ConfigError(f"{key}.objectives", "need at least one objective")
         seen: dict[str, int] = {}
         for i, objective in enumerate(self.objectives):
+            objective.validate(f"{key}.objectives[{i}]")
             if objective.metric in seen:
                 raise ConfigError(f"{key}.objectives[{i}].metric", f"{objective.metric!r} is already "
                                   f"objective {seen[objective.metric]}; each metric once")
@@ -186,7 +228,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "eval_every": COUNT},
     ReplaySettings: {"budget": Range(0, 10**7), "der_alpha": Range(0, 1000)},
     LossWeights: {"balance": Range(0, 1000), "z_loss": Range(0, 1000),
-                  "bias_update_rate": Range(0, 1), "span": Range(0, 1000)},
+                  "bias_update_rate": Range(0, 1), "span": Range(0, 1000), "router_entropy": Range(0, 1000)},
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20)},
@@ -195,7 +237,9 @@ RANGES: dict[type, dict[str, Range]] = {
     SearchSettings: {
         "trials": Range(1, 10**6), "concurrent": Range(1, 4096), "seed": SEED,
         "cpus_per_trial": Range(0, 4096, low_open=True), "gpus_per_trial": Range(0, 1024),
-        "max_failures": Range(0, 1000)},
+        "max_failures": Range(0, 1000), "remeasure": Range(0, 1000, note=" (0 = reuse the first measurement)")},
+    ConfirmSettings: {"top": Range(0, 10**4, note=" (0 = no confirmation)"),
+                      "seeds": Range(0, 1000, note=" (0 = no confirmation)")},
 }
 
 
