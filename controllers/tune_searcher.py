@@ -160,7 +160,13 @@ class StopOnSignal(Callback):
         self.stop = stop
 
     def on_step_begin(self, iteration: int, trials: Sequence, **info: Any) -> None:
-        self.stop.check()
+        if self.stop is not None:
+            self.stop.check()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its config (tuner.pkl); the request (signal handlers, the driver's
+        # hooks) belongs to this process only, so a pickled copy is a shell.
+        return {"stop": None}
 
 
 def trial_error(trial: Any) -> tuple[BaseException | None, str]:

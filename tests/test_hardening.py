@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.signal_stop import alive, descendants
 from controllers.lock import PID_FILE, RunLocked, run_lock
 from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
 from search_space import settings as settings_module
@@ -351,36 +352,6 @@ training: {steps_per_experience: %d, batch_size: 16, device: cpu}
 search: {strategy: random, trials: %d, concurrent: 1, max_failures: 0}
 """
 LOOPBACK_HEX = ("0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000")
-
-
-def _procs() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, short name), from /proc."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-            out[int(entry.name)] = (int(rest[1]), name)
-    return out
-
-
-def descendants(pid: int) -> dict[int, str]:
-    procs, found, frontier = _procs(), {}, {pid}
-    while frontier:
-        children = {p: name for p, (parent, name) in procs.items() if parent in frontier and p not in found}
-        found.update(children)
-        frontier = set(children)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def listening_addresses(pids) -> set[str]:
