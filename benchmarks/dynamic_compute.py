@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-windows", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None, help="write every row and the targets here")
+    p.add_argument("--json", default=None, help="write every row and the targets here "
+                   "(the README figures: docs/dynamic_compute_t512.json)")
     args = p.parse_args(argv)
     setup(args.threads)
     print(f"contention probe: {contention_probe():.2f} (1 = quiet machine)", flush=True)

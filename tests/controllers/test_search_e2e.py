@@ -125,7 +125,7 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
     task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5, "patch": 4}), seed=0)
     exp = task.experiences[-1]
     correct = int((predictor.predict(exp.raw_test).classes == exp.test.tensors[1]).sum())
-    assert correct / len(exp.raw_test) == pytest.approx(best.acc_matrix[-1][-1], abs=1e-12)
+    assert correct / len(exp.raw_test) == pytest.approx(best.test_acc_matrix[-1][-1], abs=1e-12)
 
 
 @pytest.mark.slow

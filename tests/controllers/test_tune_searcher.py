@@ -237,6 +237,20 @@ def test_parse_result_round_trip():
     assert parse_result(None) == {}
 
 
+def test_a_trials_dynamics_reach_its_record():
+    """Learned spans, realised k and the bits matrix travel from the worker's blob to
+    the ``TrialResult`` the driver records."""
+    from controllers.results import trial_result
+
+    dynamics = [{"experience": 0, "spans": {"layers.0.attn": {"heads": [3.0], "crop": 8}},
+                 "k": {"layers.0.ffn": {"mean": 1.5, "hist": [0, 1, 1]}}}]
+    blob = parse_result(tune_result({names.FLOPS_EFFECTIVE: 2.0}, 1, 1, dynamics=dynamics,
+                                    bits_matrix=[[3.5]]))
+    result = trial_result(blob, "complete")
+    assert result.dynamics == dynamics and result.bits_matrix == [[3.5]]
+    assert result.metrics == {names.FLOPS_EFFECTIVE: 2.0}
+
+
 # --- dynas errors raised inside a Ray worker keep their message -------------------------
 def dynas_errors():
     from search_space.errors import ConfigError, DynasError, InfeasibleError

@@ -13,7 +13,7 @@ from search_space.settings import TaskSettings
 from trainers.tasks import build_task
 from trainers.tasks.fashion_mnist import resolve_root
 from trainers.tasks.text import corpus_available
-from trainers.tasks.preprocessing import (PREPROCESSING, ImagePatches, Tokens, Vocabulary,
+from trainers.tasks.preprocessing import (PREPROCESSING, Features, ImagePatches, Tokens, Vocabulary,
                                           preprocessing_from_json, preprocessing_to_json)
 
 SMALL = {"split_digits": {}, "assoc_recall": {"n_train": 8, "n_val": 4, "n_test": 6},
@@ -55,11 +55,21 @@ def test_vocabulary_is_built_from_training_texts_and_maps_unknowns():
     assert again == vocab
 
 
+def test_feature_statistics_are_per_feature_and_from_the_training_rows_only():
+    prep = Features.fit(torch.tensor([[0.0, 100.0], [2.0, 300.0]]))
+    assert prep.mean == pytest.approx((1.0, 200.0)) and prep.std == pytest.approx((2 ** 0.5, 100 * 2 ** 0.5))
+    z = prep(torch.tensor([1.0, 200.0]))                  # one row is a batch of one
+    assert z.shape == (1, 2, 1) and torch.allclose(z, torch.zeros(1, 2, 1))
+    with pytest.raises(DynasError, match=r"expected rows of shape \(N, 2\)"):
+        prep(torch.zeros(1, 3))
+
+
 @pytest.mark.parametrize("kind", sorted(PREPROCESSING))
 def test_every_kind_round_trips_through_json(kind):
     examples = {"image_patches": ImagePatches(side=4, patch=2, scale=1.0, mean=0.5, std=2.0),
                 "tokens": Tokens(vocab_size=10, seq_len=3),
-                "vocabulary": Vocabulary(tokens=("<pad>", "<unk>", "x"), seq_len=2, split="whitespace")}
+                "vocabulary": Vocabulary(tokens=("<pad>", "<unk>", "x"), seq_len=2, split="whitespace"),
+                "features": Features(mean=(0.0, 10.0), std=(1.0, 5.0))}
     prep = examples[kind]
     assert preprocessing_from_json(json.loads(json.dumps(preprocessing_to_json(prep)))) == prep
 

@@ -70,3 +70,13 @@ def test_text_classify_is_class_incremental_over_long_inputs():
 def test_bad_text_options_name_the_key(name, options, key):
     with pytest.raises(ConfigError, match=rf"task\.options\.{key}"):
         task_shape(TaskSettings(name, options))
+
+
+@pytest.mark.parametrize("name, options", [("text_lm", {"seq_len": 128, "n_train": 2, "n_val": 1, "n_test": 3}),
+                                           ("text_classify", {"classes_per_experience": 2})])
+def test_preprocessing_turns_the_raw_test_inputs_into_the_test_inputs(name, options):
+    """What a Predictor applies to raw inputs gives exactly the inputs trained on."""
+    task = build_task(TaskSettings(name, options))
+    for exp in task.experiences:
+        assert len(exp.raw_test) == len(exp.test)
+        assert torch.equal(task.preprocessing(exp.raw_test), exp.test.tensors[0])

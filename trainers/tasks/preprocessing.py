@@ -199,3 +199,36 @@ class Vocabulary(_DataclassState):
             toks = [index.get(t, self.UNK) for t in self._split(text, self.split)][: self.seq_len]
             ids[row, : len(toks)] = torch.tensor(toks, dtype=torch.long)
         return ids
+
+
+@register_preprocessing
+@dataclass(frozen=True)
+class Features(_DataclassState):
+    """Tabular rows (N, F) of raw measurements -> (N, F, 1) tokens, one per feature, each
+    standardised by its own training mean and std (features differ in scale by orders
+    of magnitude, unlike pixels)."""
+
+    kind: ClassVar[str] = "features"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if len(self.mean) != len(self.std) or not all(s > 0 for s in self.std):
+            raise ValueError(f"{len(self.mean)} means, {len(self.std)} stds, min std {min(self.std, default=0)}")
+
+    @classmethod
+    def fit(cls, train_rows: Tensor) -> "Features":
+        """Per-feature statistics of the training rows (N, F) only."""
+        rows = train_rows.double()
+        return cls(mean=tuple(rows.mean(0).tolist()), std=tuple(rows.std(0).clamp_min(1e-6).tolist()))
+
+    def __call__(self, raw: Any) -> Tensor:
+        rows = as_tensor(raw, torch.float32)
+        if rows.dim() == 1:
+            rows = rows.unsqueeze(0)
+        if rows.dim() != 2 or rows.shape[1] != len(self.mean):
+            raise DynasError(f"inputs: expected rows of shape (N, {len(self.mean)}), got {tuple(rows.shape)}")
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        return ((rows - mean) / std).unsqueeze(-1)
