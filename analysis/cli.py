@@ -5,7 +5,9 @@ package: ``space`` (search_space), ``train`` (trainers), ``search``/``resume``
 (controllers), ``report``/``export`` (analysis). Handlers import heavy libraries
 lazily, so ``dynas --help`` stays instant.
 
-A user error (``DynasError``) prints one line and exits with 2, never a traceback.
+A user error (``DynasError``) prints one line and exits with 2, never a traceback; a
+fault of the machine (``InfrastructureError``) one line and 75; a search stopped by
+SIGINT/SIGTERM one line (how to resume) and 130/143, without a report.
 
 ``--plugin NAME_OR_PATH`` (any number, on every command, before or after it) imports
 the user's modules before the parser is built, so whatever they register (a
@@ -16,9 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search_space.errors import DynasError
+from controllers.interrupt import Interrupted, InterruptedNow
+from search_space.errors import DynasError, InfrastructureError
 
 EXIT_USER_ERROR = 2
+EXIT_INFRASTRUCTURE = 75      # EX_TEMPFAIL: a full disk, a lost node; fix it and resume
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,10 +93,16 @@ def _task_shape(task_settings):
     return task_shape(task_settings)
 
 
-def _check_search(search_settings):
+def _check_search(experiment):
+    """The search section's checks only controllers know: the strategy and its settings,
+    and (an architecture space) objectives naming metrics that training reports."""
     from controllers.policies import check_search
+    from controllers.prepare import check_metrics
+    from search_space.space import ArchSpace
 
-    check_search(search_settings)
+    check_search(experiment.search)
+    if isinstance(experiment.space, ArchSpace):
+        check_metrics(experiment.search)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     except DynasError as err:
         print(f"dynas: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except InfrastructureError as err:
+        print(f"dynas: error: {err}", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
+    except (Interrupted, InterruptedNow) as err:    # a search stopped by a signal
+        print(err.line(), file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("dynas: interrupted", file=sys.stderr)
         return 130

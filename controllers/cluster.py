@@ -1,8 +1,9 @@
 """Where a search runs: a private local Ray instance, or a cluster the user names.
 
 Without ``--address`` dynas starts its OWN Ray instance (``ray.init(address="local")``)
-sized to the search (``concurrent x cpus_per_trial`` CPUs), and shuts it down at the
-end. It never attaches to a Ray instance it happens to find on the machine.
+sized to the search (``concurrent x cpus_per_trial`` CPUs), listening on 127.0.0.1
+only, and shuts it down at the end. It never attaches to a Ray instance it happens to
+find on the machine.
 
 With ``--address HOST:PORT`` it connects to a cluster started by ``ray start``:
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import socket
 from typing import Iterator
 
@@ -50,6 +52,8 @@ from search_space.errors import DynasError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK = "127.0.0.1"
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # Ray's; see loopback_only
 AUTH_WORDS = ("Unauthenticated", "InvalidAuthToken", "AuthenticationError", "authentication token")
 TOKEN_HINT = "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
 
@@ -90,12 +94,43 @@ def connect(address: str, *, verbose: int = 1, runtime_env: dict | None = None) 
 
 
 def start_private(num_cpus: int, *, verbose: int = 1, runtime_env: dict | None = None) -> None:
-    """A Ray instance of our own on this machine, whatever else runs here."""
+    """A Ray instance of our own on this machine, whatever else runs here, listening on
+    loopback only (``loopback_only``)."""
     import ray
 
-    ray.init(address="local", num_cpus=max(1, int(num_cpus)), include_dashboard=False,
-             log_to_driver=verbose >= 2, configure_logging=True, logging_level=_level(verbose),
-             runtime_env=runtime_env)
+    with loopback_only():
+        ray.init(address="local", num_cpus=max(1, int(num_cpus)), include_dashboard=False,
+                 _node_ip_address=LOOPBACK, log_to_driver=verbose >= 2, configure_logging=True,
+                 logging_level=_level(verbose), runtime_env=runtime_env)
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make Ray keep 127.0.0.1 as the node address while a private instance starts.
+
+    Ray rewrites a loopback ``_node_ip_address`` to the machine's network address
+    (``services.resolve_ip_for_localhost``) unless "clusters" are disabled, which its
+    switch ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does (read once, into
+    ``ray_constants.ENABLE_RAY_CLUSTER``, when ray is imported). With a loopback node
+    address the GCS, raylet, object manager and every worker bind 127.0.0.1 instead of
+    all interfaces (measured with ``ss -ltnp``; tests/test_hardening.py checks it). The
+    switch is set for the start only (the raylet and workers inherit the environment
+    then) and put back, so a later ``--address`` connection in this process is normal.
+    """
+    from ray._private import ray_constants
+
+    before_env = os.environ.get(LOOPBACK_SWITCH)
+    before_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = before_env
 
 
 def local_cpus(concurrent: int, cpus_per_trial: float) -> int:
@@ -128,7 +163,10 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1,
     try:
         yield True
     finally:
-        ray.shutdown()
+        from .interrupt import shielded
+
+        with shielded():                  # a second Ctrl-C must not leave workers behind
+            ray.shutdown()
 
 
 def cluster_gpus() -> float:

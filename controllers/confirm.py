@@ -29,6 +29,7 @@ from search_space.settings import Objective
 from . import pareto
 from .dedup import Measured
 from .policy import Proposal
+from .lock import run_lock
 from .records import EXPERIMENT_COPY, TrialRecord, iter_records, read_run, require_run_dir
 
 
@@ -69,11 +70,16 @@ def confirmations(records: Sequence[TrialRecord], candidates: Sequence[TrialReco
 def confirm_run(run_dir: str | Path, top: int, seeds: int, *, address: str | None = None,
                 verbose: int = 1) -> Path:
     """Give the ``top`` best candidates of a finished run ``seeds`` seed repeats each."""
-    from .prepare import build_driver, prepare_search
-
     if top < 1 or seeds < 1:
         raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
     run_dir = require_run_dir(run_dir).resolve()
+    with run_lock(run_dir):                 # one driver per run (controllers.lock)
+        return _confirm_locked(run_dir, top, seeds, address, verbose)
+
+
+def _confirm_locked(run_dir: Path, top: int, seeds: int, address: str | None, verbose: int) -> Path:
+    from .prepare import prepare_search
+
     run = read_run(run_dir)
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
     search = prepare_search(experiment, run.get("strategy"), run.get("trials"), run.get("concurrent"),

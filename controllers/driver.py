@@ -82,12 +82,29 @@ class SearchDriver:
         self.exhausted: str | None = None          # why the policy ran out of new candidates
         self._asks: dict[int, int] = {}            # proposal id -> policy asks it took
         self._starved = False                      # only duplicates of running trials came
+        self.stopping: str | None = None           # why the run stops early (a signal, a fault)
+        self.fault: str | None = None              # the machine's fault that stopped it
 
     @property
     def finished(self) -> bool:
-        """No more proposals: no confirmation queued, and the budget is spent or the
-        space is exhausted."""
-        return not self.queued and (self.exhausted is not None or self.started >= self.budget)
+        """No more proposals: ``stop`` was called, or no confirmation is queued and the
+        budget is spent or the space is exhausted."""
+        return self.stopping is not None or (
+            not self.queued and (self.exhausted is not None or self.started >= self.budget))
+
+    def stop(self, why: str) -> None:
+        """End the run early (a signal: ``controllers.interrupt``): nothing more is asked,
+        and a trial that fails from now on is abandoned, not recorded (the stop killed
+        it, not its architecture). Safe to call from a signal handler."""
+        self.stopping = self.stopping or why
+
+    def fail_infrastructure(self, proposal: Proposal, why: str) -> None:
+        """The machine failed this trial (``outcomes.infrastructure_fault``): abandon it
+        (a resume trains it again) and stop the run with ``why``."""
+        self.abandon(proposal)
+        self.fault = self.fault or why
+        self.stop(why)
+        log.warning("%s; stopping the search", why)
 
     def queue_confirmations(self, repeats: Iterable[Proposal]) -> None:
         """Seed repeats no policy asked for (``Proposal.id == repeat_of``), asked first."""
@@ -100,7 +117,7 @@ class SearchDriver:
         """The next new, feasible architecture to train, or ``None``: when ``finished``,
         or (``not finished``) when only duplicates of running trials came, so the
         executor should ask again after one of them is told."""
-        if self.queued:      # not in ``running``: confirmations of one trial share its id
+        if self.queued and self.stopping is None:   # confirmations of one trial share its id
             return self.queued.pop(0)
         while not self.finished and not self._starved:
             try:
@@ -128,8 +145,12 @@ class SearchDriver:
             return proposal
         return None
 
-    def tell(self, proposal: Proposal, result: TrialResult) -> Outcome:
-        """A started proposal's result: tell, record, save state; settle its duplicates."""
+    def tell(self, proposal: Proposal, result: TrialResult) -> Outcome | None:
+        """A started proposal's result: tell, record, save state; settle its duplicates.
+        While stopping, a failure is abandoned instead (``stop``); returns None then."""
+        if self.stopping is not None and result.state == "failed":
+            self.abandon(proposal)
+            return None
         self.running.pop(proposal.id, None)
         self._starved = False
         return self._finish(proposal, result, self._asks.pop(proposal.id, 1))

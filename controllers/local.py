@@ -11,7 +11,9 @@ pruned; ``metrics`` maps metric names to floats; ``extra`` may hold the record f
 model's folder). A seed repeat (``search.remeasure``, ``dynas confirm``) calls
 ``evaluate(candidate, seed=S)`` with its training seed. An exception is a failed trial worded by
 ``controllers.outcomes.failure_reason``, except user errors (``DynasError`` other than
-``InfeasibleError``), which stop the run.
+``InfeasibleError``), which stop the run, and faults of the machine (a full disk:
+``outcomes.infrastructure_fault``), which stop it with ``InfrastructureError`` and are
+never recorded. The run directory is locked for the run (``controllers.lock``).
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from search_space.base import Candidate, Space
-from search_space.errors import DynasError, InfeasibleError
+from search_space.errors import DynasError, InfeasibleError, InfrastructureError
 from search_space.settings import Objective
 
 from . import outcomes
 from .driver import Feasibility, SearchDriver
 from .kept_weights import LOCAL_WEIGHTS_DIR, WeightKeeper
+from .lock import run_lock
 from .policy import Policy
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
                       iter_records, require_run_dir, trained_count, write_json_atomic)
@@ -67,12 +70,13 @@ def run_local(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"trials": trials, "seed": seed, **(run_info or {})}
-    known = _start(run_dir, policy, resume, info, objectives, space)
-    driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
-                          records=known, feasible=feasible, max_duplicates=max_duplicates,
-                          objectives=objectives, keeper=keeper, remeasure=remeasure,
-                          train_seed=train_seed)
-    return drive_in_process(driver, evaluate)
+    with run_lock(run_dir):
+        known = _start(run_dir, policy, resume, info, objectives, space)
+        driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
+                              records=known, feasible=feasible, max_duplicates=max_duplicates,
+                              objectives=objectives, keeper=keeper, remeasure=remeasure,
+                              train_seed=train_seed)
+        return drive_in_process(driver, evaluate)
 
 
 def drive_in_process(driver: SearchDriver, evaluate: Evaluate) -> list[TrialRecord]:
@@ -90,6 +94,9 @@ def run_in_process(evaluate: Evaluate, arch: Candidate, seed: int | None = None)
     except Exception as err:  # the candidate failed, not the search ...
         if isinstance(err, DynasError) and not isinstance(err, InfeasibleError):
             raise                                   # ... unless it is the user's error
+        fault = outcomes.infrastructure_fault(err)
+        if fault:                                   # ... or the machine's
+            raise InfrastructureError(f"{fault}; the search stopped, the trial is not recorded") from err
         log.info("trial failed: %s", err)
         state, metrics, extra = "failed", {}, {"reason": outcomes.failure_reason(err)}
     extra = dict(extra)

@@ -9,9 +9,15 @@ The reasons, whatever ran the trial (in-process or a Ray worker):
 - ``infeasible: WHY``                rejected before training (budget, constraints)
 - ``TYPE: MESSAGE``                  any other exception, e.g. ``RuntimeError: boom``
 - ``stopped by the scheduler after D of N experiences``   (pruned, e.g. by ASHA)
+
+Faults of the machine are not the architecture's (``infrastructure_fault``): a full
+disk or an I/O error (``storage_fault``), a node or worker lost after Tune's retries.
+They stop the search and are never recorded as a trial's failure, so a resume
+trains that architecture again.
 """
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Sequence
 
@@ -56,6 +62,36 @@ def failure_reason(err: BaseException) -> str:
     if is_oom(err):
         return out_of_memory(err)
     return exception_reason(err)
+
+
+STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EIO: "Input/output error",
+                  errno.EDQUOT: "Disk quota exceeded", errno.EROFS: "Read-only file system"}
+# Ray's exceptions for a process or node that went away (names: no ray import here).
+LOST_NODE_ERRORS = ("NodeDiedError", "WorkerCrashedError", "ActorDiedError", "RayActorError",
+                    "LocalRayletDiedError", "ObjectLostError", "OwnerDiedError", "ActorUnavailableError")
+
+
+def storage_fault(err: BaseException) -> str | None:
+    """``storage error: [Errno 28] No space left on device: PATH`` or None."""
+    if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+        return f"storage error: {err}"
+    return None
+
+
+def infrastructure_fault(err: BaseException | None, text: str = "") -> str | None:
+    """Why the machine (not the architecture) failed a trial, or None. ``text`` is the
+    trial's error text when the exception itself did not reach the driver."""
+    if err is not None:
+        if storage_fault(err):
+            return storage_fault(err)
+        if type(err).__name__ in LOST_NODE_ERRORS:
+            return f"lost a node or worker ({exception_reason(err)[:300]})"
+    for code, words in STORAGE_ERRNOS.items():
+        if f"[Errno {code}]" in text or words in text:
+            return f"storage error: {text[:300]}"
+    if any(name in text for name in LOST_NODE_ERRORS):
+        return f"lost a node or worker ({text[:300]})"
+    return None
 
 
 def is_oom(err: BaseException) -> bool:

@@ -93,9 +93,10 @@ def check_buildable(experiment: Experiment, search: SearchSettings) -> None:
                      source=str(experiment.source) if experiment.source else None)
 
 
-def feasibility(experiment: Experiment) -> Feasibility | None:
-    """``arch -> (ok, why)`` against the task's shape and the budget (None for plain spaces)."""
-    from search_space.constraints import is_feasible
+def feasibility(experiment: Experiment, concurrent: int = 1) -> Feasibility | None:
+    """``arch -> (ok, why)`` against the task's shape, the budget and the memory each of
+    ``concurrent`` trials may use (None for plain spaces)."""
+    from search_space.constraints import MemoryLimit, is_feasible
     from search_space.space import ArchSpace
 
     if not isinstance(experiment.space, ArchSpace):
@@ -103,7 +104,8 @@ def feasibility(experiment: Experiment) -> Feasibility | None:
     from trainers.tasks import task_shape
 
     shape, budget = task_shape(experiment.task), experiment.search.budget
-    return lambda arch: is_feasible(arch, shape, budget)
+    memory = MemoryLimit.per_trial(experiment.training.batch_size, concurrent)
+    return lambda arch: is_feasible(arch, shape, budget, memory)
 
 
 def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, *, budget: int,
@@ -122,7 +124,7 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
             raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
-                        feasible=feasibility(experiment), keeper=weight_keeper(search, run_dir),
+                        feasible=feasibility(experiment, search.concurrent), keeper=weight_keeper(search, run_dir),
                         remeasure=search.remeasure, train_seed=experiment.training.seed,
                         listeners=listeners)
 

@@ -17,20 +17,25 @@ Schema 2 records measure ``metrics`` and ``acc_matrix`` on the validation splits
 hold the test splits' twins as ``test.*`` metrics and ``test_acc_matrix``; schema 1
 records (before the split) have neither, and their accuracies were measured on the
 test splits. Both read back; analysis says which it shows.
-Lines are appended with flush + fsync; a torn last line (a crash mid-write) is skipped
-by the reader, never fatal.
+Lines are appended with flush + fsync; a line that is not a valid record (a torn last
+line after a crash mid-write, a hand edit) is skipped by the reader with one warning,
+never fatal (``controllers.record_check``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from search_space.errors import DynasError
+from search_space.errors import DynasError, InfrastructureError
+
+from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
 
 RECORDS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"
@@ -116,35 +121,65 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def iter_records(run_dir: str | os.PathLike) -> Iterator[TrialRecord]:
-    """Every intact record, in file order; torn or foreign lines are skipped."""
+    """Every valid record, in file order. A line that is not one (torn by a crash, edited,
+    written by something else: ``controllers.record_check``) is skipped with one warning
+    on stderr naming the file and its line number; the reader never fails on content."""
     path = Path(run_dir) / RECORDS_FILE
     if not path.exists():
         return
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
+            data, problem = _decode(line)
+            if problem:
+                _warn_once(path, number, line, problem)
                 continue
-            if isinstance(data, dict) and "arch_id" in data and "state" in data:
-                yield TrialRecord.from_dict(data)
+            yield TrialRecord.from_dict(data)
+
+
+def _decode(line: str) -> tuple[Any, str | None]:
+    if len(line) > MAX_LINE_CHARS:
+        return None, f"longer than {MAX_LINE_CHARS} characters"
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        return None, f"nested deeper than {MAX_DEPTH} levels"
+    except ValueError as err:          # JSONDecodeError; a 5000-digit int
+        return None, f"not valid JSON ({str(err).split(':')[0]})"
+    return data, record_problem(data)
+
+
+_WARNED: set[tuple[str, int, int]] = set()
+
+
+def _warn_once(path: Path, number: int, line: str, problem: str) -> None:
+    """One warning per bad line per process, however often the file is read."""
+    key = (str(path.resolve()), number, hash(line))
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"dynas: warning: {path}: line {number} skipped: {problem}", file=sys.stderr)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:
     """Write-then-rename with fsync, so readers see the old or the new file, never half.
-    ``indent=None`` writes compact JSON with the C encoder (the policy state, rewritten
-    after every trial, grows with the search; ``json.dump`` and any indent encode in
-    pure Python, ten times slower)."""
+    A failed write (a full disk, an interrupt) removes its temporary file and leaves the
+    old file as it was. ``indent=None`` writes compact JSON with the C encoder (the
+    policy state, rewritten after every trial, grows with the search; ``json.dump`` and
+    any indent encode in pure Python, ten times slower)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=indent, sort_keys=True))   # dumps: the C encoder
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(data, indent=indent, sort_keys=True))   # dumps: the C encoder
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def require_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -176,18 +211,24 @@ def create_run_dir(run_dir: str | os.PathLike, run_info: dict[str, Any], files: 
     nor a new search of that name would accept), at most a ``.NAME.partial-PID`` folder.
     ``run_dir`` may exist if it is empty."""
     run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
-    staging.mkdir()
-    for name, text in files.items():
-        with open(staging / name, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    write_json_atomic(staging / RUN_FILE, run_info)
     try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        for name, text in files.items():
+            with open(staging / name, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        write_json_atomic(staging / RUN_FILE, run_info)
         os.replace(staging, run_dir)     # atomic; replaces an empty directory
-    except OSError as err:
+    except OSError as err:               # a full disk, a read-only one, a name taken
         shutil.rmtree(staging, ignore_errors=True)
-        raise DynasError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
+        from .outcomes import storage_fault
+
+        why = f"{run_dir}: cannot create the run directory ({err.strerror or err})"
+        raise (InfrastructureError(why) if storage_fault(err) else DynasError(why)) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return run_dir

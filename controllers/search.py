@@ -14,17 +14,29 @@ trial continues from them; they are deleted when the Tune run ends. A complete
 trial's last checkpoint is its trained model (``controllers.kept_weights``).
 What stays to watch (training curves, the search's objectives, failed trials'
 tracebacks) and what is printed while it runs: ``controllers.tracking``.
+
+Boundaries: one driver per run directory (``controllers.lock``); ``--name`` is one safe
+path component inside the resolved ``--storage`` (``check_run_name``); SIGINT/SIGTERM
+stop the search cleanly (``controllers.interrupt``); a full disk, an I/O error or a
+lost node stops it with ``InfrastructureError`` and is never recorded as a trial's
+failure (``controllers.outcomes.infrastructure_fault``).
 """
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from search_space.errors import DynasError
+from search_space.errors import ConfigError, DynasError, InfrastructureError
 from search_space.experiment import Experiment, load_experiment
 
+from . import outcomes
+from .interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
+from .lock import run_lock
 from .confirm import confirm_in_session
 from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
@@ -39,6 +51,9 @@ TUNE_DIR = "ray"
 ASHA_GRACE = 2              # never prune before two experiences
 ASHA_REDUCTION = 2          # keep the better half at each rung
 KEEP_CHECKPOINTS = 4        # per trial, while it runs (fit state after each experience)
+MAX_RUN_NAME = 100
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_RUN_NAME - 1))
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def run_search(config_path: str | Path, strategy: str | None = None, trials: int | None = None,
@@ -54,15 +69,19 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
     with experiment.attribute_errors():
         check_loggers(search.loggers)
     stem = Path(config_path).stem
-    run_dir = _new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
-                     verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
+    run_dir = new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
+    with _stopping(run_dir) as stop, \
+            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
+                        verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
+        stop.install()                      # ray.init set a SIGTERM handler of its own
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
-        searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[],
-                             target=search.trials, verbose=verbose)
-        tune_experiment(experiment, search, searcher, run_dir, "search", verbose)
-        confirm_in_session(experiment, search, run_dir, "ray", verbose)
+        with run_lock(run_dir):
+            searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[],
+                                 target=search.trials, verbose=verbose, stop=stop)
+            tune_experiment(experiment, search, searcher, run_dir, "search", verbose, stop)
+            stop.check()
+            confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -71,9 +90,14 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
                   verbose: int = NORMAL) -> Path:
     """Continue a killed (or extend a finished) search until it holds ``trials`` (+
     ``extra_trials``) distinct finished architectures."""
+    run_dir = require_run_dir(run_dir).resolve()
+    with run_lock(run_dir):                 # before anything is read: one driver per run
+        return _resume(run_dir, extra_trials, address, verbose)
+
+
+def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int) -> Path:
     from .cluster import local_cpus, ray_session
 
-    run_dir = require_run_dir(run_dir).resolve()
     run = read_run(run_dir)
     if run.get("runner") != "ray":
         raise DynasError(f"{run_dir}: made by the {run.get('runner', '?')} runner; "
@@ -94,13 +118,16 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         _extend(run_dir, run, extra_trials, target)
         print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
         return run_dir
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
-                     verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
+    with _stopping(run_dir) as stop, \
+            ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
+                        verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
+        stop.install()
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records,
-                             target=target, verbose=verbose)
+                             target=target, verbose=verbose, stop=stop)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose, stop)
+        stop.check()
         confirm_in_session(experiment, search, run_dir, "ray", verbose)
     report_counts(run_dir, target)
     return run_dir
@@ -127,15 +154,29 @@ def report_counts(run_dir: Path, target: int) -> dict[str, int]:
 
 
 # --- pieces -------------------------------------------------------------------------
-def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
+def check_run_name(name: str) -> str:
+    """``--name`` is one path component of at most 100 safe characters (letters, digits,
+    ``. _ -``, not starting with a dot or dash), so a run directory never lands outside
+    ``--storage`` (``../x``, ``/etc/x``) nor fails on a name the filesystem refuses."""
+    if not RUN_NAME.fullmatch(name):
+        raise ConfigError("--name", f"{name[:60]!r} is not a run name: use 1-{MAX_RUN_NAME} letters, "
+                          "digits, '.', '_' or '-', starting with a letter or digit (no '/')")
+    return name
+
+
+def new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
+    """``storage/name`` (checked), or ``storage/prefix-UTCTIME``; ``storage`` resolved."""
     storage = storage.expanduser().resolve()
-    if name:
-        run_dir = storage / name
+    if name is not None:
+        run_dir = storage / check_run_name(name)
+        if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+            raise DynasError(f"{run_dir}: exists and is not a run directory")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise DynasError(f"{run_dir}: run directory exists and is not empty; "
                              f"use `dynas resume {run_dir}`")
         return run_dir
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    prefix = UNSAFE.sub("_", prefix).lstrip("._-")[: MAX_RUN_NAME - len(stamp) - 6] or "run"
     run_dir, n = storage / f"{prefix}-{stamp}", 1
     while run_dir.exists():
         n += 1
@@ -143,10 +184,34 @@ def _new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def _stopping(run_dir: Path) -> Iterator[StopRequest]:
+    """Signals stop the search (``controllers.interrupt``); the one line names the run.
+    A storage fault (full disk, I/O error) stops it too, in one line, never charged to
+    a trial (``controllers.outcomes.storage_fault``)."""
+    with stop_on_signals() as stop:
+        try:
+            yield stop
+        except (Interrupted, KeyboardInterrupt) as err:
+            # Ray's C layer turns an exception raised in a signal handler during one of
+            # its calls into a plain KeyboardInterrupt: name the signal and run again.
+            if not isinstance(err, (Interrupted, InterruptedNow)):
+                err = InterruptedNow(stop.signum or signal.SIGINT)
+            err.run_dir = run_dir
+            raise err from None
+        except OSError as err:
+            fault = outcomes.storage_fault(err)
+            if fault is None:
+                raise
+            raise InfrastructureError(f"{run_dir}: {fault}; the search stopped and nothing was "
+                                      f"charged to a trial; free space, then: dynas resume {run_dir}") from None
+
+
 def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int,
-              records: list[TrialRecord], target: int, verbose: int):
+              records: list[TrialRecord], target: int, verbose: int, stop: StopRequest):
     """The Tune Searcher around this run's driver (ASHA needs the first objective);
-    its listeners print progress and write the search's curves."""
+    its listeners print progress and write the search's curves; a signal stops the
+    driver at once (``controllers.interrupt``)."""
     from .tune_searcher import PolicySearcher
 
     metric, mode = (search.objectives[0].metric, search.objectives[0].direction) \
@@ -155,11 +220,12 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
                  ObjectiveCurves(search.objectives, run_dir, records)]
     driver = build_driver(experiment, search, run_dir, budget=budget, records=records,
                           listeners=listeners)
+    stop.on_stop.append(driver.stop)
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
 def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str,
-                    verbose: int) -> None:
+                    verbose: int, stop: StopRequest | None = None) -> None:
     """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
     cluster's CPUs/GPUs, importing this driver's plugins first."""
     from search_space.space import ArchSpace
@@ -184,11 +250,14 @@ def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir:
     try:
         tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
                     resources={"cpu": search.cpus_per_trial, "gpu": gpus}, scheduler=search.scheduler,
-                    max_t=max_t, max_failures=search.max_failures, verbose=verbose,
+                    max_t=max_t, max_failures=search.max_failures, verbose=verbose, stop=stop,
                     callbacks=tune_callbacks(search.loggers, run_dir, run_dir.name), spec=spec)
     finally:
         for listener in searcher.driver.listeners:
             getattr(listener, "close", lambda: None)()
+    if searcher.driver.fault:
+        raise InfrastructureError(f"{run_dir}: {searcher.driver.fault}; the search stopped and the "
+                                  f"trial was not charged with it; fix that, then: dynas resume {run_dir}")
 
 
 def plugin_modules() -> tuple[str, ...]:
@@ -208,19 +277,20 @@ def plugin_runtime_env() -> dict | None:
 
 def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str, concurrent: int,
                 resources: dict[str, float] | None = None, scheduler: str = "fifo", max_t: int = 0,
-                max_failures: int = 0, verbose: int = NORMAL, callbacks: Sequence[Any] = (),
-                **params: Any) -> Any:
+                max_failures: int = 0, verbose: int = NORMAL, stop: StopRequest | None = None,
+                callbacks: Sequence[Any] = (), **params: Any) -> Any:
     """Run ``searcher`` to its budget with ``trainable`` (a Tune function; ``params`` are
     bound with ``tune.with_parameters``) under Ray's ConcurrencyLimiter. Returns Tune's
     ResultGrid; the records are the searcher's to write. ``verbose`` is a dynas level
     (``controllers.tracking``); ``callbacks`` are more Tune callbacks (default: Tune's
-    CSV and JSON result files)."""
+    CSV and JSON result files). With ``stop``, a signal ends the run at Tune's next
+    step (``Interrupted``)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from .results import DONE_KEY
-    from .tune_searcher import TrialErrors
+    from .tune_searcher import StopOnSignal, TrialErrors
 
     searcher.trial_storage = Path(run_dir).resolve() / TUNE_DIR / name   # where kept weights land
     fn = tune.with_parameters(trainable, **params) if params else trainable
@@ -243,9 +313,15 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             # Tune forces an experiment snapshot whenever a trial has saved num_to_keep
             # checkpoints since the last one: 1 would snapshot on every experience.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-            callbacks=[TrialErrors(searcher), *(callbacks or tune_callbacks((), run_dir, name))]))
+            callbacks=[TrialErrors(searcher), *(callbacks or tune_callbacks((), run_dir, name))]
+            + ([StopOnSignal(stop)] if stop else [])))
     with tune_output(verbose), trial_tracebacks_to_files(verbose):
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except Exception:
+            if not searcher.driver.fault:
+                raise
+            grid = None      # Tune's own bookkeeping broke on the same fault (a truncated error file)
     searcher.flush_errors()
     # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
     # a trained model's bundle is the keeper's to keep or remove.

@@ -43,7 +43,7 @@ from .results import DONE_KEY, RESULT_KEY, TOTAL_KEY, parse_result, trial_result
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PolicySearcher", "TrialErrors", "error_reason", "parse_result", "tune_result"]
+__all__ = ["PolicySearcher", "StopOnSignal", "TrialErrors", "error_reason", "parse_result", "tune_result"]
 
 
 class PolicySearcher(Searcher):
@@ -104,14 +104,19 @@ class PolicySearcher(Searcher):
         folder = self.trial_storage / trial_dirname(trial_id) / name
         return str(folder) if folder.is_dir() else ""
 
-    def record_error(self, trial_id: str, reason: str, traceback: str = "") -> None:
-        """``TrialErrors`` hands over why an errored trial failed (and how)."""
+    def record_error(self, trial_id: str, reason: str, traceback: str = "", fault: str | None = None) -> None:
+        """``TrialErrors`` hands over why an errored trial failed (and how); a fault of
+        the machine (``outcomes.infrastructure_fault``) is not recorded but stops the search."""
         proposal = self._errored.pop(trial_id, None)
-        if proposal is not None:
-            if traceback:
-                write_traceback(self.driver.run_dir, proposal.id, traceback)
-            blob = parse_result(self._last.pop(trial_id, None))
-            self.driver.tell(proposal, trial_result(blob, "failed", reason, trial_id))
+        if proposal is None:
+            return
+        blob = parse_result(self._last.pop(trial_id, None))
+        if fault:              # not the trial's: nothing of it is written (the disk may be full)
+            self.driver.fail_infrastructure(proposal, fault)
+            return
+        if traceback:
+            write_traceback(self.driver.run_dir, proposal.id, traceback)
+        self.driver.tell(proposal, trial_result(blob, "failed", reason, trial_id))
 
     def flush_errors(self) -> None:
         """Errored trials whose reason never came (should not happen) fail without one."""
@@ -147,7 +152,9 @@ class TrialErrors(Callback):
         self.searcher = searcher
 
     def on_trial_error(self, iteration: int, trials: Sequence, trial: Any, **info: Any) -> None:
-        self.searcher.record_error(trial.trial_id, error_reason(trial), error_text(trial))
+        exc, text = trial_error(trial)
+        self.searcher.record_error(trial.trial_id, _one_line(text), error_text(trial),
+                                   outcomes.infrastructure_fault(exc, text))
 
 
 def error_text(trial: Any) -> str:
@@ -157,8 +164,26 @@ def error_text(trial: Any) -> str:
     return ""
 
 
-def error_reason(trial: Any, limit: int = 500) -> str:
-    """The trial's last error in ``controllers.outcomes``' wording, one line."""
+class StopOnSignal(Callback):
+    """Ends Tune's loop at its next step once a signal came (``controllers.interrupt``):
+    ``Interrupted`` raised here makes Tune stop every running trial on its way out."""
+
+    def __init__(self, stop: Any):
+        self.stop = stop
+
+    def on_step_begin(self, iteration: int, trials: Sequence, **info: Any) -> None:
+        if self.stop is not None:
+            self.stop.check()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its config (tuner.pkl); the request (signal handlers, the driver's
+        # hooks) belongs to this process only, so a pickled copy is a shell.
+        return {"stop": None}
+
+
+def trial_error(trial: Any) -> tuple[BaseException | None, str]:
+    """The trial's last exception (when its pickle reached the driver) and its text in
+    ``controllers.outcomes``' wording."""
     # Tune has just written both files next to the driver (trial.local_path); the
     # storage copies that get_error() reads appear only after the next sync.
     exc, text = None, "trial errored"
@@ -166,10 +191,20 @@ def error_reason(trial: Any, limit: int = 500) -> str:
         with open(trial.pickled_error_file, "rb") as fh:
             exc = cloudpickle.load(fh)
     if exc is not None:
-        text = outcomes.failure_reason(getattr(exc, "cause", None) or exc)
+        exc = getattr(exc, "cause", None) or exc
+        text = outcomes.failure_reason(exc)
     else:
         with contextlib.suppress(Exception):
             lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
             text = lines[-1] if lines else text
+    return exc, text
+
+
+def error_reason(trial: Any, limit: int = 500) -> str:
+    """The trial's last error in ``controllers.outcomes``' wording, one line."""
+    return _one_line(trial_error(trial)[1], limit)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

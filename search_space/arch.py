@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .schema import from_mapping, to_mapping
 
 SCHEMA_VERSION = 1
+MAX_LAYERS = 1024  # a typo like 10000 would otherwise hang describe, sampling and training
 # A field added after version 1 carries this metadata: its default is left out of the
 # JSON, so every architecture saved before it keeps its arch_id.
 OMIT_DEFAULT = {"omit_default": True}
@@ -121,6 +122,8 @@ class ArchConfig:
             raise ConfigError("d_model", f"must be >= 1, got {self.d_model}")
         if not self.layers:
             raise ConfigError("layers", "an architecture needs at least one layer")
+        if len(self.layers) > MAX_LAYERS:
+            raise ConfigError("layers", f"{len(self.layers)} layers; at most {MAX_LAYERS}")
         for i, layer in enumerate(self.layers):
             heads = layer.attention.heads
             if self.d_model % heads:
@@ -136,6 +139,9 @@ class ArchConfig:
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> "ArchConfig":
         try:
+            layers = data.get("layers") if isinstance(data, dict) else None
+            if isinstance(layers, list) and len(layers) > MAX_LAYERS:   # before parsing them all
+                raise ConfigError("layers", f"{len(layers)} layers; at most {MAX_LAYERS}")
             return from_mapping(cls, data)
         except ConfigError as err:
             raise err.with_source(source) if source else err
@@ -149,12 +155,17 @@ class ArchConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temp file + rename), so a crash never leaves half a file."""
+        """Write atomically (temp file + rename), so a crash never leaves half a file; a
+        failed write (a full disk) removes its temporary file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

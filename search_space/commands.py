@@ -17,12 +17,12 @@ from .constraints import fmt, is_feasible, require_feasible
 from .cost import estimate_cost
 from .experiment import Experiment, load_experiment
 from .names import ACTIVE_PARAMS, FLOPS, PARAMS
-from .settings import SearchSettings, TaskSettings
+from .settings import TaskSettings
 from .space import ArchSpace
 from .suggest import Decision, RandomSuggester
 
 TaskShapeFn = Callable[[TaskSettings], TaskShape]
-SearchCheckFn = Callable[[SearchSettings], None]
+SearchCheckFn = Callable[[Experiment], None]   # the search section's checks (strategy, metrics)
 
 
 def register(sub: Any, task_shape_fn: TaskShapeFn | None = None,
@@ -60,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check = getattr(args, "search_check_fn", None)
     if check is not None:
         with exp.attribute_errors():
-            check(exp.search)
+            check(exp)
     if exp.evaluator.name:
         from .evaluators import get_evaluator
 

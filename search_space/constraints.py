@@ -1,10 +1,16 @@
-"""Reject candidates before training: structural checks and FLOPs/params budgets.
+"""Reject candidates before training: structural checks, FLOPs/params budgets and the
+memory a trial may use.
 
 A parsed ``ArchSpace`` only samples buildable architectures; these checks still run on
-every candidate because archs also arrive from files, records and other policies.
+every candidate because archs also arrive from files, records, plugins and other
+policies. ``size_problem`` is the guard against absurd sizes (``d_model: 1e9``,
+``experts: 1e6``): the cost model's parameters and activations, priced as training
+holds them, against the memory the trial is allowed, before any tensor exists.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Callable
 
 from .arch import ArchConfig, TaskShape
@@ -15,7 +21,51 @@ from .settings import Budget
 from .suggest import RandomSuggester, Suggester
 
 
-def is_feasible(arch: Candidate, shape: TaskShape | None, budget: Budget | None) -> tuple[bool, str]:
+# Training keeps per parameter: the fp32 weight, its gradient and AdamW's two moments.
+TRAINING_BYTES_PER_PARAM = 16
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """What one trial may hold: ``limit_bytes`` for ``batch_size`` samples at a time."""
+
+    batch_size: int
+    limit_bytes: float
+
+    @classmethod
+    def per_trial(cls, batch_size: int, concurrent: int = 1, gb: float = 0.0) -> "MemoryLimit":
+        """``gb`` GiB when set (``search.memory_per_trial_gb``), else this machine's
+        physical memory shared by ``concurrent`` trials."""
+        total = gb * 2**30 if gb > 0 else machine_memory_bytes()
+        return cls(batch_size, total / max(1, concurrent))
+
+
+def machine_memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):   # not POSIX: no limit we can know
+        return float("inf")
+
+
+def training_bytes(arch: ArchConfig, shape: TaskShape, batch_size: int) -> float:
+    """Estimated memory to train ``arch``: parameters as training holds them plus the
+    activations backward keeps for one batch (the cost model's rough estimate)."""
+    cost = estimate_cost(arch, shape)
+    return TRAINING_BYTES_PER_PARAM * cost.params + cost.activation_bytes * batch_size
+
+
+def size_problem(arch: ArchConfig, shape: TaskShape, memory: MemoryLimit) -> str:
+    """Why ``arch`` is too big to train within ``memory``, or ""."""
+    need = training_bytes(arch, shape, memory.batch_size)
+    if need > memory.limit_bytes:
+        return (f"needs about {fmt(need / 2**30)} GiB to train ({fmt(estimate_cost(arch, shape).params)} "
+                f"params, batch {memory.batch_size}), more than the {fmt(memory.limit_bytes / 2**30)} GiB "
+                "a trial may use")
+    return ""
+
+
+def is_feasible(arch: Candidate, shape: TaskShape | None, budget: Budget | None,
+                memory: MemoryLimit | None = None) -> tuple[bool, str]:
     """``(True, "")`` or ``(False, reason)``; the reason names the violated limit.
 
     Plain-space candidates (``Assignment``) have no structure or cost: always feasible
@@ -26,6 +76,10 @@ def is_feasible(arch: Candidate, shape: TaskShape | None, budget: Budget | None)
     problem = structural_problem(arch)
     if problem:
         return False, problem
+    if memory is not None and shape is not None:
+        problem = size_problem(arch, shape, memory)
+        if problem:
+            return False, problem
     if budget is None or not (budget.max_flops or budget.max_params):
         return True, ""
     if shape is None:

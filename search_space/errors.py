@@ -34,3 +34,9 @@ class ConfigError(DynasError):
 
 class InfeasibleError(DynasError):
     """Nothing in the space satisfies the constraints (or one arch does not)."""
+
+
+class InfrastructureError(Exception):
+    """The machine, not the input nor the architecture, stopped a search: a full disk,
+    an I/O error, a lost node. Never recorded as a trial's failure; the CLI prints it as
+    one line and exits 75 (EX_TEMPFAIL: fix the cause and resume)."""

@@ -2,6 +2,11 @@
 
 search_space only validates them (types, known keys, ranges); trainers and
 controllers read them. Every field has a tested default, so a minimal file works.
+
+Every numeric field has its range in ``RANGES`` at the end of this file (one row per
+field, next to its class's others); each class's ``validate`` calls ``check_ranges``
+first. A new numeric field gets a row there; ``tests/test_hardening.py`` fails for a
+numeric field without one.
 """
 from __future__ import annotations
 
@@ -50,14 +55,7 @@ class CurriculumSettings:
     mask_schedule: Literal["none", "fixed_0.15", "fixed_0.40", "0.15->0.50", "0.50->0.15"] = "none"
 
     def validate(self, key: str = "") -> None:
-        if self.levels < 1:
-            raise ConfigError(f"{key}.levels", "must be >= 1")
-        if not 0.0 < self.start_competence <= 1.0:
-            raise ConfigError(f"{key}.start_competence", "must be in (0, 1]")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"{key}.threshold", "must be in [0, 1]")
-        if self.patience < 1 or self.eval_every < 1:
-            raise ConfigError(f"{key}.patience", "patience and eval_every must be >= 1")
+        check_ranges(self, key)
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ class ReplaySettings:
     der_alpha: float = 0.0            # > 0 adds DER++ logit matching on stored logits
 
     def validate(self, key: str = "") -> None:
-        if self.budget < 0:
-            raise ConfigError(f"{key}.budget", "must be >= 0")
+        check_ranges(self, key)
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,9 @@ class LossWeights:
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
     router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
+
+    def validate(self, key: str = "") -> None:
+        check_ranges(self, key)
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,7 @@ class TrainingSettings:
     log_every: int = 10               # steps between points of the training curves
 
     def validate(self, key: str = "") -> None:
-        for name in ("steps_per_experience", "batch_size", "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{key}.{name}", "must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"{key}.lr", "must be > 0")
+        check_ranges(self, key)
 
 
 @dataclass(frozen=True)
@@ -132,10 +128,7 @@ class Budget:
     max_params: float = 0.0
 
     def validate(self, key: str = "") -> None:
-        for name in ("max_flops", "max_params"):
-            value = getattr(self, name)
-            if not value >= 0:  # also rejects nan, which would silently admit everything
-                raise ConfigError(f"{key}.{name}", f"must be >= 0 (0 = unlimited), got {value}")
+        check_ranges(self, key)
 
 
 SEARCH_LOGGERS = ("mlflow",)          # search.loggers: trackers a search can add
@@ -150,9 +143,7 @@ class ConfirmSettings:
     seeds: int = 0
 
     def validate(self, key: str = "") -> None:
-        for name in ("top", "seeds"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{key}.{name}", "must be >= 0 (0 = no confirmation)")
+        check_ranges(self, key)
         if (self.top > 0) != (self.seeds > 0):
             raise ConfigError(key, f"give both top and seeds (> 0), or neither; got top={self.top}, "
                                    f"seeds={self.seeds}")
@@ -192,22 +183,83 @@ class SearchSettings:
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
+        check_ranges(self, key)
         if not self.strategy:
             raise ConfigError(f"{key}.strategy", "must name a strategy")
-        if self.trials < 1:
-            raise ConfigError(f"{key}.trials", "must be >= 1")
-        if self.concurrent < 1:
-            raise ConfigError(f"{key}.concurrent", "must be >= 1")
         if not self.objectives:
             raise ConfigError(f"{key}.objectives", "need at least one objective")
-        if self.remeasure < 0:
-            raise ConfigError(f"{key}.remeasure", "must be >= 0 (0 = reuse the first measurement)")
+        seen: dict[str, int] = {}
         for i, objective in enumerate(self.objectives):
             objective.validate(f"{key}.objectives[{i}]")
+            if objective.metric in seen:
+                raise ConfigError(f"{key}.objectives[{i}].metric", f"{objective.metric!r} is already "
+                                  f"objective {seen[objective.metric]}; each metric once")
+            seen[objective.metric] = i
         for i, name in enumerate(self.loggers):
             if name not in SEARCH_LOGGERS:
                 raise ConfigError(f"{key}.loggers[{i}]", f"{name!r} is not one of {', '.join(SEARCH_LOGGERS)} "
                                   "(TensorBoard curves are always written)")
+
+
+# --- ranges -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """``low <= value <= high`` (``low < value`` when ``low_open``); None: no bound.
+    Upper bounds are far beyond any sane run: they catch typos (1e12) before anything
+    is allocated, not experiments."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    note: str = ""
+
+    def problem(self, value: float) -> str | None:
+        if value != value:                      # NaN passes every comparison: refuse it
+            return f"must be a number, got {value}"
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'>' if self.low_open else '>='} {_num(self.low)}{self.note}, got {value}"
+        if self.high is not None and value > self.high:
+            return f"must be <= {_num(self.high)}{self.note}, got {value}"
+        return None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+SEED = Range(0, 2**32 - 1)          # what numpy and torch accept as a seed
+COUNT = Range(1, 10**7)
+INF = float("inf")
+RANGES: dict[type, dict[str, Range]] = {
+    CurriculumSettings: {
+        "levels": Range(1, 1000), "start_competence": Range(0, 1, low_open=True),
+        "threshold": Range(0, 1), "patience": Range(1, 10**6), "max_stage_steps": Range(0, 10**7),
+        "eval_every": COUNT},
+    ReplaySettings: {"budget": Range(0, 10**7), "der_alpha": Range(0, 1000)},
+    LossWeights: {"balance": Range(0, 1000), "z_loss": Range(0, 1000),
+                  "bias_update_rate": Range(0, 1), "span": Range(0, 1000), "router_entropy": Range(0, 1000)},
+    TrainingSettings: {
+        "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
+        "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),
+        "log_every": COUNT},
+    Budget: {"max_flops": Range(0, INF, note=" (0 = unlimited)"),
+             "max_params": Range(0, INF, note=" (0 = unlimited)")},
+    SearchSettings: {
+        "trials": Range(1, 10**6), "concurrent": Range(1, 4096), "seed": SEED,
+        "cpus_per_trial": Range(0, 4096, low_open=True), "gpus_per_trial": Range(0, 1024),
+        "max_failures": Range(0, 1000), "remeasure": Range(0, 1000, note=" (0 = reuse the first measurement)")},
+    ConfirmSettings: {"top": Range(0, 10**4, note=" (0 = no confirmation)"),
+                      "seeds": Range(0, 1000, note=" (0 = no confirmation)")},
+}
+
+
+def check_ranges(obj: Any, key: str = "", ranges: dict[str, Range] | None = None) -> None:
+    """The first field of ``obj`` outside its row of ``ranges`` (default: its ``RANGES``
+    entry; a strategy's settings bring their own table), as a ConfigError."""
+    for name, allowed in (RANGES.get(type(obj), {}) if ranges is None else ranges).items():
+        problem = allowed.problem(getattr(obj, name))
+        if problem:
+            raise ConfigError(f"{key}.{name}" if key else name, problem)
 
 
 def settings_dict(obj: Any) -> dict:

@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .arch import ArchConfig, LayerConfig
+from .arch import MAX_LAYERS, ArchConfig, LayerConfig
 from .choices import as_int, at_least, choices, join, mapping, reject_unknown, short
 from .errors import ConfigError
 from .kinds import REGISTRIES, KindSpec, Registry
@@ -31,7 +31,6 @@ from .suggest import Decision, Suggester
 
 _POSITIVE = at_least(1)
 ARCH_KEYS = ("layers", "d_model", "layer")
-MAX_LAYERS = 1024  # a typo like 10000 would otherwise hang describe and sampling
 
 
 def _layer_count(v: int) -> str | None:

@@ -248,6 +248,12 @@ ALL = EXPERIMENT_CASES + ARCH_CASES + RUN_CASES + NO_OVERWRITE_CASES + SEARCH_CA
 
 @pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: Case, workdir: Path):
+    assert_refused(case, workdir)
+
+
+def assert_refused(case: Case, workdir: Path) -> None:
+    """Write the case's files, run it: exit 2, one line with every fragment, no
+    traceback, every file byte-identical afterwards."""
     for name, content in case.files.items():
         target = workdir / name
         target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)

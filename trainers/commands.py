@@ -67,6 +67,20 @@ def register(sub: Any) -> None:
     comp.set_defaults(handler=cmd_compress)
 
 
+def check_size(arch, experiment, batch_size: int, source: str) -> None:
+    """Before torch allocates anything: an architecture too large for this machine is a
+    one-line error (``search_space.constraints.size_problem``), not a minute of swapping."""
+    from search_space.constraints import MemoryLimit, size_problem
+
+    from .tasks import task_shape
+
+    with experiment.attribute_errors():
+        shape = task_shape(experiment.task)
+    problem = size_problem(arch, shape, MemoryLimit.per_trial(batch_size))
+    if problem:
+        raise ConfigError("", f"architecture too large: {problem}", source)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from search_space.arch import ArchConfig
     from search_space.experiment import load_experiment
@@ -80,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise ConfigError("--steps", f"must be >= 1, got {args.steps}")
         training = dataclasses.replace(training, steps_per_experience=args.steps)
+    check_size(arch, experiment, training.batch_size, str(args.arch))
 
     from .downstream import default_out_dir, train_arch   # torch + Lightning from here on
     from .results import NonFiniteLoss

@@ -135,5 +135,9 @@ def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> Tri
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:              # a full disk: leave the old file, not a temp file
+        tmp.unlink(missing_ok=True)
+        raise

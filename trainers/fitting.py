@@ -242,8 +242,12 @@ def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSyste
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:              # a full disk: leave the old state, not a temp file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: EvaluationMatrix,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from search_space.errors import ConfigError
+from search_space.settings import Range, check_ranges
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,12 @@ class PPOSettings:
 
     def validate(self, key: str = "search.ppo") -> None:
         """Ranges a file can get wrong, reported with their keys."""
-        checks = {
-            "lr": self.lr > 0, "clip": self.clip > 0, "batch": self.batch >= 1,
-            "epochs": self.epochs >= 1, "entropy_bonus": self.entropy_bonus >= 0,
-            "baseline_decay": 0 <= self.baseline_decay < 1, "flops_penalty": self.flops_penalty >= 0,
-            "surrogate_screen": self.surrogate_screen >= 1, "warmup": self.warmup >= 0,
-            "novelty_tries": self.novelty_tries >= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"{key or 'search.ppo'}.{name}", f"invalid value {getattr(self, name)!r}")
+        check_ranges(self, key or "search.ppo", PPO_RANGES)
+
+
+PPO_RANGES = {
+    "lr": Range(0, 100, low_open=True), "clip": Range(0, 10, low_open=True), "batch": Range(1, 10**5),
+    "epochs": Range(1, 1000), "entropy_bonus": Range(0, 100), "baseline_decay": Range(0, 0.999999),
+    "flops_penalty": Range(0, 1000), "surrogate_screen": Range(1, 10**5), "warmup": Range(0, 10**6),
+    "novelty_tries": Range(1, 10**4),
+}

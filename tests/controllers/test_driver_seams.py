@@ -42,8 +42,8 @@ def test_a_registered_strategy_is_accepted_without_touching_search_space(plugin)
 @pytest.mark.parametrize("section, message", [
     ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'; known: random, tpe, nsga2, ppo"),
     ({"strategy": "ppo", "ppo": {"lrr": 1}}, "search.ppo.lrr: unknown key"),
-    ({"strategy": "ppo", "ppo": {"lr": -1.0}}, "search.ppo.lr: invalid value -1.0"),
-    ({"strategy": "random", "ppo": {"clip": 0.0}}, "search.ppo.clip: invalid value 0.0"),
+    ({"strategy": "ppo", "ppo": {"lr": -1.0}}, "search.ppo.lr: must be > 0, got -1.0"),
+    ({"strategy": "random", "ppo": {"clip": 0.0}}, "search.ppo.clip: must be > 0, got 0.0"),
     ({"ppoo": {"lr": 1.0}}, "search.ppoo: unknown key; strategy settings sections: ppo"),
     ({"strategy": "random", "random": {"x": 1}}, "search.random: unknown key"),
 ])
@@ -111,7 +111,7 @@ ARCH_EXPERIMENT = {
 
 @pytest.mark.parametrize("search, message", [
     ({"trials": 2, "budget": {"max_flops": 1}}, "search.budget.max_flops"),
-    ({"strategy": "ppo", "ppo": {"batch": 0}}, "search.ppo.batch: invalid value 0"),
+    ({"strategy": "ppo", "ppo": {"batch": 0}}, "search.ppo.batch: must be >= 1, got 0"),
     ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'"),
 ])
 def test_the_local_runner_checks_the_file_as_dynas_search_does(tmp_path, search, message):

@@ -64,7 +64,7 @@ BAD_FILES = [
     ("task: {name: split_digits}\n", "space: missing required section (the search space)"),
     ("space: {decisions: {a: [1]}}\nspaces: {}\n",
      "spaces: unknown key; known keys: space, task, training, search, evaluator, plugins"),
-    ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0"),
+    ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0, got -1.0"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {steps: 5}\n",
      "training.steps: unknown key; known keys: steps_per_experience, batch_size, lr, weight_decay, "
      "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every"),
