@@ -6,7 +6,9 @@ machine. Column groups:
 
 * bookkeeping: ``run``, ``strategy``, ``run_dir``, ``trial`` (order in the file),
   ``proposal_id``, ``arch_id``, ``state``, ``reason``, ``policy``, ``seed``,
-  ``wall_time_s``, ``experiences_done``, ``cached_from``, ``finished_at``;
+  ``wall_time_s``, ``experiences_done``, ``cached_from``, ``finished_at``,
+  ``baseline`` (a reference model's name, ``search.baselines``; "" for searched trials:
+  ``complete`` leaves baselines out, ``baselines`` gives them);
 * metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
   always present, NaN when a trial did not report it);
 * decisions: ``param.<name>`` for each decision value the policy chose;
@@ -38,7 +40,7 @@ ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn
                 "arch.moe_layers", "arch.summary")
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
                 "reason", "policy", "seed", "wall_time_s", "experiences_done",
-                "cached_from", "finished_at")
+                "cached_from", "finished_at", "baseline")
 DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 
 
@@ -107,7 +109,7 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
                state=record.state, reason=record.reason, policy=record.policy,
                seed=record.seed, wall_time_s=record.wall_time_s,
                experiences_done=record.experiences_done, cached_from=record.cached_from,
-               finished_at=record.finished_at)
+               finished_at=record.finished_at, baseline=record.baseline)
     for key, value in (record.metrics or {}).items():
         row[key] = _as_float(value)
     for key, value in (record.params or {}).items():
@@ -191,6 +193,21 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:
-    """The trials that finished with results, each trained architecture once: a cached
-    repeat (a proposal answered with an earlier trial's result) is not a new point."""
-    return df[(df["state"] == "complete") & df["cached_from"].isna()]
+    """The searched trials that finished with results, each trained architecture once:
+    a cached repeat (a proposal answered with an earlier trial's result) is not a new
+    point, and a reference baseline is no trial of the search."""
+    return df[(df["state"] == "complete") & df["cached_from"].isna() & ~_is_baseline(df)]
+
+
+def searched(df: pd.DataFrame) -> pd.DataFrame:
+    """Every record of the search itself, whatever its state (no reference baselines)."""
+    return df[~_is_baseline(df)]
+
+
+def baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """The reference baselines that finished with results (``search.baselines``)."""
+    return df[(df["state"] == "complete") & _is_baseline(df)]
+
+
+def _is_baseline(df: pd.DataFrame) -> pd.Series:
+    return df["baseline"].fillna("").astype(str) != ""

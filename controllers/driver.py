@@ -49,7 +49,7 @@ class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None):
-        records = list(records)
+        records = [r for r in records if not r.baseline]   # references are never told to a policy
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed

@@ -158,7 +158,7 @@ def run_local_experiment(
     """Search an experiment's ArchSpace with ``trainers.fit``, no Ray involved; checked
     exactly as ``controllers.search`` checks it (``prepare_search``)."""
     from .policies import make_policy
-    from .prepare import experiment_text, feasibility, prepare_search
+    from .prepare import experiment_text, feasibility, prepare_search, train_search_baselines
 
     search = prepare_search(experiment, strategy, trials, None, seed,
                             runner="controllers.local.run_local")
@@ -169,7 +169,8 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    return run_local(experiment.space, fit_evaluator(experiment), policy, search.objectives, run_dir,
-                     search.trials, seed=search.seed, resume=resume, run_info=info,
-                     feasible=feasibility(experiment))
+    written = run_local(experiment.space, fit_evaluator(experiment), policy, search.objectives,
+                        run_dir, search.trials, seed=search.seed, resume=resume, run_info=info,
+                        feasible=feasibility(experiment))
+    return written + train_search_baselines(experiment, search, run_dir)
 

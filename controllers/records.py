@@ -53,6 +53,7 @@ class TrialRecord:
     trial_id: str = ""                        # Ray's trial id, when run under Ray
     node: str = ""
     asks: int = 0                             # policy asks this distinct arch took (0: older record)
+    baseline: str = ""                        # a reference model's name (search.baselines); "" = searched
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 
@@ -66,8 +67,9 @@ class TrialRecord:
 
 
 def trained_count(records: Iterable[TrialRecord]) -> int:
-    """Distinct architectures that finished (duplicates answered from cache excluded)."""
-    return len({r.arch_id for r in records if r.cached_from is None})
+    """Distinct architectures the search finished (duplicates answered from cache and
+    reference baselines excluded)."""
+    return len({r.arch_id for r in records if r.cached_from is None and not r.baseline})
 
 
 def append_record(run_dir: str | os.PathLike, record: TrialRecord) -> None:

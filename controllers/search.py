@@ -22,7 +22,8 @@ from typing import Any, Callable
 from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
 
-from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
+from .prepare import (build_driver, dynas_version, experiment_text, prepare_search, run_info,
+                      train_search_baselines, utc_now)
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
 
@@ -50,6 +51,7 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
         _tune(experiment, search, searcher, run_dir, "search", verbose)
+    train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -77,13 +79,15 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
     missing = target - trained_count(records)
     if missing <= 0:
         _extend(run_dir, run, extra_trials, target)
-        print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
+        print(f"{run_dir}: already holds {trained_count(records)} of {target} trials")
+        train_search_baselines(experiment, search, run_dir)    # a kill may have cut them short
         return run_dir
     with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
         _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+    train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, target)
     return run_dir
 
@@ -96,13 +100,16 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and not r.baseline for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{note}")
+    baselines = [r for r in records if r.baseline]
+    if baselines:
+        print("baselines: " + ", ".join(f"{r.baseline} ({r.state})" for r in baselines))
     return counts
 
 

@@ -26,6 +26,8 @@ def _spec(family: str, kind: str, key: str):
     """The kind's spec (``search_space.kinds``); imported here lazily because the
     specs build these configs."""
     from .kinds import REGISTRIES
+    if family in MODEL_KINDS:
+        return REGISTRIES[family].get(kind, key or family)
     return REGISTRIES[family].get(kind, f"{key}.kind" if key else "kind")
 
 
@@ -103,13 +105,24 @@ class LayerConfig:
     ffn: FFNConfig
 
 
+MODEL_KINDS = ("tokens", "stem", "norm", "head")   # whole-model kinds, in sampling order
+
+
 @dataclass(frozen=True)
 class ArchConfig:
-    """A heterogeneous transformer: one shared width, a config per layer."""
+    """A heterogeneous transformer: one shared width, a config per layer.
+
+    ``tokens``, ``stem``, ``norm``, ``head``: whole-model kinds (see
+    ``search_space.kinds.model``); their defaults are the model dynas always built.
+    """
 
     d_model: int
     layers: tuple[LayerConfig, ...]
     schema_version: int = SCHEMA_VERSION
+    tokens: str = field(default="task", metadata=OMIT_DEFAULT)
+    stem: str = field(default="linear", metadata=OMIT_DEFAULT)
+    norm: str = field(default="pre", metadata=OMIT_DEFAULT)
+    head: str = field(default="mean", metadata=OMIT_DEFAULT)
 
     def validate(self, key: str = "") -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -121,6 +134,8 @@ class ArchConfig:
             raise ConfigError("d_model", f"must be >= 1, got {self.d_model}")
         if not self.layers:
             raise ConfigError("layers", "an architecture needs at least one layer")
+        for family in MODEL_KINDS:
+            _spec(family, getattr(self, family), family)
         for i, layer in enumerate(self.layers):
             heads = layer.attention.heads
             if self.d_model % heads:
@@ -180,9 +195,15 @@ class ArchConfig:
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def model_kinds(self) -> dict[str, str]:
+        """The whole-model kinds that differ from their defaults (what summaries show)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {f: getattr(self, f) for f in MODEL_KINDS if getattr(self, f) != defaults[f]}
+
     def describe(self) -> str:
         """One line per layer, for logs and reports (the kinds' spec labels)."""
-        rows = [f"d_model={self.d_model} layers={self.num_layers}"]
+        extra = "".join(f" {k}={v}" for k, v in self.model_kinds().items())
+        rows = [f"d_model={self.d_model} layers={self.num_layers}{extra}"]
         for i, layer in enumerate(self.layers):
             a, f = layer.attention, layer.ffn
             attn = _spec("attention", a.kind, "").label(a)
@@ -193,7 +214,8 @@ class ArchConfig:
         """One line: ``d64 | full+dense x2, sw16+moe8k2`` (the kinds' short labels)."""
         parts = [_spec("attention", layer.attention.kind, "").short(layer.attention) + "+"
                  + _spec("ffn", layer.ffn.kind, "").short(layer.ffn) for layer in self.layers]
-        return f"d{self.d_model} | " + ", ".join(parts)
+        kinds = [_spec(f, v, "").short(v) for f, v in self.model_kinds().items()]
+        return f"d{self.d_model} | " + "".join(k + " " for k in kinds) + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,8 @@ class TaskShape:
     Exactly one of ``input_dim`` (continuous tokens, e.g. image patches, embedded by
     a linear layer) and ``vocab_size`` (discrete tokens, embedded by a table) is > 0.
     ``per_token``: a label per position (sequence tasks) instead of one per sample.
+    ``image_side``: > 0 when the tokens are the square patches, row-major, of a square
+    image of that side (image tasks): the model can then re-cut them (``tokens``).
     """
 
     seq_len: int
@@ -211,6 +235,7 @@ class TaskShape:
     vocab_size: int = 0
     per_token: bool = False
     causal: bool = False
+    image_side: int = 0
 
     def __post_init__(self) -> None:
         if (self.input_dim > 0) == (self.vocab_size > 0):

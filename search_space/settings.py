@@ -52,12 +52,19 @@ class CurriculumSettings:
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """Rehearsal across experiences: a fixed-size buffer mixed into every step."""
+    """Rehearsal across experiences: a fixed-size buffer mixed into every step.
+
+    ``loss``: ``plain`` (ER: one cross-entropy over all classes for the incoming and
+    the replayed batch) or ``ace`` (ER-ACE, Caccia et al. 2022: the incoming batch's
+    cross-entropy only over the classes present in it, so new classes do not push
+    the old ones' logits down; the replayed batch keeps all classes).
+    """
 
     policy: Literal["none", "reservoir", "class_balanced"] = "none"
     budget: int = 200                 # samples kept in total
     weight: Literal["equal", "inverse_t"] = "equal"   # replay loss weight 1 or 1/t
     der_alpha: float = 0.0            # > 0 adds DER++ logit matching on stored logits
+    loss: Literal["plain", "ace"] = "plain"
 
     def validate(self, key: str = "") -> None:
         if self.budget < 0:
@@ -141,6 +148,9 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
+    # reference models trained beside the search with the same settings, never told
+    # to the policy: "mlp:WIDTHxDEPTH" or an arch.json path (relative to the experiment file)
+    baselines: tuple[str, ...] = ()
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:

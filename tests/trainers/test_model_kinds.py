@@ -1,0 +1,84 @@
+"""Contract of the whole-model kinds (tokens, stem, norm, head) and the reference MLP
+on the torch side: builders for every spec, shapes and gradients, the cost model's
+numbers, and what each kind computes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from search_space.cost import estimate_cost
+from search_space.kinds import MODEL_FAMILIES
+from search_space.reference import MLPReference
+from trainers.model import build_model
+from trainers.modules import BUILDERS, Block, DenseFFN, measured_flops
+from trainers.modules.ends import Retokenise, to_image
+from trainers.reference import ReferenceMLP
+from trainers.tasks.images import to_patches
+from tests.kind_cases import all_model_kinds
+
+SHAPE = TaskShape(seq_len=16, num_classes=5, input_dim=4, image_side=8)   # 8x8, 2x2 patches
+LAYERS = (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2)),
+          LayerConfig(AttentionConfig("identity", 1), FFNConfig("dense", 2)))
+
+
+def test_every_model_kind_spec_has_a_builder_and_every_builder_a_spec():
+    for family, registry in MODEL_FAMILIES.items():
+        assert set(BUILDERS[family].names()) == set(registry.names()), family
+
+
+@pytest.mark.parametrize("family,kind", all_model_kinds())
+def test_each_kind_builds_trains_and_is_costed_exactly(family, kind):
+    torch.manual_seed(0)
+    arch = ArchConfig(16, LAYERS, **{family: kind})
+    model = build_model(arch, SHAPE)
+    x = torch.randn(3, 16, 4)
+    out = model(x)
+    assert out.logits.shape == (3, 5)
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    cost = estimate_cost(arch, SHAPE)
+    assert cost.params == sum(p.numel() for p in model.parameters())
+    assert measured_flops(model, x[:1]) == pytest.approx(cost.flops, rel=0.02)
+
+
+def test_retokenising_recuts_the_same_pixels():
+    images = torch.arange(2 * 64.0).reshape(2, 8, 8)
+    x = to_patches(images, 2)
+    assert torch.equal(to_image(x, 8), images)
+    assert torch.equal(Retokenise(8, rows=True)(x), images)
+    assert torch.equal(Retokenise(8, size=4)(x), to_patches(images, 4))
+    assert torch.equal(Retokenise(8, size=8)(x), images.reshape(2, 1, 64))
+
+
+def test_post_norm_block_normalises_after_each_residual():
+    torch.manual_seed(0)
+    ffn = DenseFFN(8, 16)
+    block = Block(None, ffn, 8, post=True)
+    x = torch.randn(2, 3, 8)
+    assert torch.allclose(block(x).x, block.norm_ffn(x + ffn(x)))
+    pre = Block(None, ffn, 8)
+    assert torch.allclose(pre(x).x, x + ffn(pre.norm_ffn(x)))
+
+
+def test_cls_head_reads_only_its_token_and_flatten_sees_every_position():
+    torch.manual_seed(0)
+    for head in ("cls", "flatten"):
+        model = build_model(ArchConfig(16, LAYERS[1:], head=head), SHAPE)   # no token mixing
+        x = torch.randn(1, 16, 4)
+        y = x.clone()
+        y[0, 5] += 1.0                     # change one token
+        moved = not torch.allclose(model(x).logits, model(y).logits)
+        assert moved == (head == "flatten")   # cls sees other tokens only through attention
+
+
+def test_reference_mlp_is_the_textbook_network():
+    ref = MLPReference(12, 2)
+    model = build_model(ref, SHAPE)
+    assert isinstance(model, ReferenceMLP)
+    assert [m.out_features for m in model.net if isinstance(m, torch.nn.Linear)] == [12, 12, 5]
+    x = torch.randn(3, 16, 4)
+    assert model(x).logits.shape == (3, 5) and model(x).aux_losses == {}
+    cost = estimate_cost(ref, SHAPE)
+    assert cost.params == sum(p.numel() for p in model.parameters())
+    assert measured_flops(model, x[:1]) == cost.flops
