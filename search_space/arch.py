@@ -109,11 +109,32 @@ MODEL_KINDS = ("tokens", "stem", "norm", "head")   # whole-model kinds, in sampl
 
 
 @dataclass(frozen=True)
+class TrainingChoices:
+    """Training settings sampled with the architecture, from a list in the experiment's
+    ``training:`` (``lr: [0.001, 0.003]``); None keeps the experiment's value. They are
+    part of the candidate (and its arch_id: the same model at another learning rate is
+    another trial), and ``trainers.fit`` applies them over its training settings."""
+
+    lr: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    weight_decay: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    dropout: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    batch_size: int | None = field(default=None, metadata=OMIT_DEFAULT)
+
+    def overrides(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+TUNABLE_TRAINING = tuple(f.name for f in dataclasses.fields(TrainingChoices))
+
+
+@dataclass(frozen=True)
 class ArchConfig:
     """A heterogeneous transformer: one shared width, a config per layer.
 
     ``tokens``, ``stem``, ``norm``, ``head``: whole-model kinds (see
     ``search_space.kinds.model``); their defaults are the model dynas always built.
+    ``training``: training settings sampled with it (``TrainingChoices``), or None.
     """
 
     d_model: int
@@ -123,6 +144,7 @@ class ArchConfig:
     stem: str = field(default="linear", metadata=OMIT_DEFAULT)
     norm: str = field(default="pre", metadata=OMIT_DEFAULT)
     head: str = field(default="mean", metadata=OMIT_DEFAULT)
+    training: TrainingChoices | None = field(default=None, metadata=OMIT_DEFAULT)
 
     def validate(self, key: str = "") -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -136,6 +158,9 @@ class ArchConfig:
             raise ConfigError("layers", "an architecture needs at least one layer")
         for family in MODEL_KINDS:
             _spec(family, getattr(self, family), family)
+        if self.head == "cls" and all(l.attention.kind == "identity" for l in self.layers):
+            raise ConfigError("head", "cls reads a token that only attention mixes with the input; "
+                              "every layer here is identity")
         for i, layer in enumerate(self.layers):
             heads = layer.attention.heads
             if self.d_model % heads:
@@ -203,6 +228,8 @@ class ArchConfig:
     def describe(self) -> str:
         """One line per layer, for logs and reports (the kinds' spec labels)."""
         extra = "".join(f" {k}={v}" for k, v in self.model_kinds().items())
+        if self.training is not None:
+            extra += "".join(f" {k}={v:g}" for k, v in self.training.overrides().items())
         rows = [f"d_model={self.d_model} layers={self.num_layers}{extra}"]
         for i, layer in enumerate(self.layers):
             a, f = layer.attention, layer.ffn
@@ -215,6 +242,8 @@ class ArchConfig:
         parts = [_spec("attention", layer.attention.kind, "").short(layer.attention) + "+"
                  + _spec("ffn", layer.ffn.kind, "").short(layer.ffn) for layer in self.layers]
         kinds = [_spec(f, v, "").short(v) for f, v in self.model_kinds().items()]
+        if self.training is not None:
+            kinds += [f"{k}={v:g}" for k, v in self.training.overrides().items()]
         return f"d{self.d_model} | " + "".join(k + " " for k in kinds) + ", ".join(parts)
 
 

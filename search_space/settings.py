@@ -94,6 +94,7 @@ class TrainingSettings:
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     joint: bool = False               # upper-bound control: all experiences at once
+    dropout: float = 0.0              # on every residual branch (and an MLP's hidden layers)
 
     def validate(self, key: str = "") -> None:
         for name in ("steps_per_experience", "batch_size", "eval_batch_size"):
@@ -101,6 +102,10 @@ class TrainingSettings:
                 raise ConfigError(f"{key}.{name}", "must be >= 1")
         if self.lr <= 0:
             raise ConfigError(f"{key}.lr", "must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{key}.weight_decay", "must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{key}.dropout", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)

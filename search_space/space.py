@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .arch import MODEL_KINDS, ArchConfig, LayerConfig
+from .arch import MODEL_KINDS, ArchConfig, LayerConfig, TrainingChoices
 from .choices import as_int, at_least, choices, join, mapping, reject_unknown, short
 from .errors import ConfigError
 from .kinds import REGISTRIES, KindSpec, Registry
@@ -65,14 +65,16 @@ class ArchSpace:
     attention: tuple[Option, ...]
     ffn: tuple[Option, ...]
     model: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    training: tuple[tuple[str, tuple], ...] = ()       # from the experiment's training lists
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, suggester: Suggester) -> ArchConfig:
         n = _ask(suggester, "layers", self.layers)
         d_model = _ask(suggester, "d_model", self.d_model)
         kinds = {family: _ask(suggester, family, options) for family, options in self.model}
+        training = {name: _ask(suggester, f"training.{name}", options) for name, options in self.training}
         return ArchConfig(d_model, tuple(self._sample_layer(suggester, i) for i in range(n)),
-                          **kinds)
+                          **kinds, training=TrainingChoices(**training) if training else None)
 
     def _sample_layer(self, s: Suggester, i: int) -> LayerConfig:
         parts = {}
@@ -95,6 +97,8 @@ class ArchSpace:
         _add(out, "d_model", self.d_model, [])
         for family, options in self.model:
             _add(out, family, options, [])
+        for name, options in self.training:
+            _add(out, f"training.{name}", options, [])
         for i in range(max(self.layers)):
             exists = [f"layers > {i}"] if i >= min(self.layers) else []
             for part in ("attention", "ffn"):
@@ -115,7 +119,7 @@ class ArchSpace:
             per_layer *= _union_size([box for o in options
                                       for box in _boxes(o, REGISTRIES[part].get(o.kind), axes)])
         whole = len(self.d_model)
-        for _, options in self.model:
+        for _, options in self.model + self.training:
             whole *= len(options)
         return whole * sum(per_layer ** n for n in self.layers)
 

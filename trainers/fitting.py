@@ -63,12 +63,14 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         resume: bool = False, seed: int | None = None) -> TrialMetrics:
     """Train ``arch`` through ``task`` and measure it; see the module docstring.
 
-    ``seed`` overrides ``train_cfg.seed``. With ``checkpoint_dir`` the resumable state
+    ``seed`` overrides ``train_cfg.seed``; the training settings sampled with the
+    architecture (``arch.training``, a search's per-trial decisions) override theirs. With ``checkpoint_dir`` the resumable state
     is saved after each experience (``resume.pt``) and the final system as a Lightning
     checkpoint (``last.ckpt``); ``resume=True`` continues from the saved state if there
     is one. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
     """
-    cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed)
+    chosen = arch.training.overrides() if getattr(arch, "training", None) else {}
+    cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed, **chosen)
     cfg.validate("training")
     arch.validate()
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -21,8 +21,8 @@ class ReferenceMLP(nn.Module):
         widths = ref.widths(shape)
         layers: list[nn.Module] = []
         for n_in, n_out in zip(widths, widths[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-        self.net = nn.Sequential(*layers[:-1])            # no ReLU on the logits
+            layers += [nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(0.0)]   # p set by training
+        self.net = nn.Sequential(*layers[:-2])            # nothing after the logits' layer
 
     def forward(self, x: Tensor) -> ModelOutput:
         return ModelOutput(self.net(x.flatten(1)), {}, {})

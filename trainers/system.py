@@ -77,6 +77,9 @@ class ContinualSystem(L.LightningModule):
         self.shape = TaskShape(**shape)
         self.cfg: TrainingSettings = from_mapping(TrainingSettings, training, "training")
         self.model = build_model(self.arch, self.shape)
+        for module in self.model.modules():     # training.dropout: every dropout of the model
+            if isinstance(module, torch.nn.Dropout):
+                module.p = self.cfg.dropout
         self.scenario = scenario
         self.uses_bias = any(l.ffn.kind == "moe" and l.ffn.balance == "bias" for l in self.arch.layers)
         r = self.cfg.replay

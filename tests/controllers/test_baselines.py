@@ -68,8 +68,9 @@ def test_baselines_are_trained_recorded_and_never_told(tmp_path):
          ("task.json", -3, "baseline", None)]
     assert all(r.state == "complete" and len(r.acc_matrix) == 5 for r in refs)
     searched = [r for r in records if not r.baseline]
-    assert trained_count(records) == 2 and len(searched) == 2
-    assert all(r.cached_from is None for r in searched)
+    assert trained_count(records) == 2
+    assert len({r.arch_id for r in searched if r.cached_from is None}) == 2
+    assert all(r.cached_from is None or r.cached_from >= 0 for r in searched)   # none from a baseline
 
     from analysis.load import baselines, complete, load_runs
     from analysis.report import write_report

@@ -92,3 +92,43 @@ def test_reference_mlp_is_parsed_costed_and_round_trips():
 def test_bad_reference_names_are_one_line_errors(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_reference(text, "search.baselines[0]")
+
+
+def test_training_lists_become_per_trial_decisions_recorded_with_the_arch():
+    from search_space.experiment import parse_experiment
+
+    exp = parse_experiment({"space": {"layers": 1, "d_model": 16, "layer": {
+        "attention": {"kind": "identity"}, "ffn": {"kind": "dense"}}},
+        "training": {"lr": [0.001, 0.003], "dropout": [0, 0.1], "weight_decay": [0.01]}})
+    assert exp.training.weight_decay == 0.01                   # a one-item list is fixed
+    assert [d.name for d in exp.space.decisions()] == ["training.lr", "training.dropout"]
+    assert exp.space.size() == 4
+    archs = {exp.space.sample(RandomSuggester(s)) for s in range(30)}
+    assert {(a.training.lr, a.training.dropout) for a in archs} == {
+        (0.001, 0.0), (0.001, 0.1), (0.003, 0.0), (0.003, 0.1)}
+    assert len({a.arch_id for a in archs}) == 4               # another lr is another trial
+    arch = next(iter(archs))
+    assert ArchConfig.from_dict(arch.to_dict()) == arch and "lr=" in arch.summary()
+
+
+@pytest.mark.parametrize("training,message", [
+    ({"lr": [0.001, -1]}, r"training.lr\[1\]: must be > 0"),
+    ({"dropout": [0, 1.5]}, r"training.dropout\[1\]: must be in \[0, 1\)"),
+    ({"batch_size": [16, "x"]}, r"training.batch_size\[1\]: expected an integer"),
+    ({"steps_per_experience": [1, 2]}, "training.steps_per_experience: expected an integer"),
+])
+def test_bad_training_lists_name_the_key(training, message):
+    from search_space.experiment import parse_experiment
+
+    with pytest.raises(ConfigError, match=message):
+        parse_experiment({"space": {"layers": 1, "d_model": 16, "layer": {
+            "attention": {"kind": "identity"}, "ffn": {"kind": "dense"}}}, "training": training})
+
+
+def test_a_cls_head_without_any_token_mixing_is_infeasible():
+    from search_space.constraints import is_feasible
+
+    skip = LayerConfig(AttentionConfig("identity", 1), FFNConfig("dense", 2))
+    ok, why = is_feasible(ArchConfig(32, (skip, skip), head="cls"), DIGITS, None)
+    assert not ok and "head: cls reads a token that only attention mixes" in why
+    assert is_feasible(ArchConfig(32, (skip, LAYER), head="cls"), DIGITS, None) == (True, "")

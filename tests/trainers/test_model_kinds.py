@@ -61,15 +61,23 @@ def test_post_norm_block_normalises_after_each_residual():
     assert torch.allclose(pre(x).x, x + ffn(pre.norm_ffn(x)))
 
 
-def test_cls_head_reads_only_its_token_and_flatten_sees_every_position():
+def test_cls_head_prepends_its_token_and_reads_only_that_one():
     torch.manual_seed(0)
-    for head in ("cls", "flatten"):
-        model = build_model(ArchConfig(16, LAYERS[1:], head=head), SHAPE)   # no token mixing
-        x = torch.randn(1, 16, 4)
-        y = x.clone()
-        y[0, 5] += 1.0                     # change one token
-        moved = not torch.allclose(model(x).logits, model(y).logits)
-        assert moved == (head == "flatten")   # cls sees other tokens only through attention
+    head = BUILDERS["head"].get("cls")(16, 4, 5, False)
+    h = torch.randn(2, 4, 16)
+    with_cls = head.prepend(h)
+    assert with_cls.shape == (2, 5, 16) and torch.equal(with_cls[:, 1:], h)
+    assert torch.equal(with_cls[0, 0], head.cls[0, 0])
+    assert torch.allclose(head(with_cls), with_cls[:, 0] @ head.weight.T + head.bias)
+
+
+def test_flatten_head_sees_every_position_without_token_mixing():
+    torch.manual_seed(0)
+    model = build_model(ArchConfig(16, LAYERS[1:], head="flatten"), SHAPE)   # identity only
+    x = torch.randn(1, 16, 4)
+    y = x.clone()
+    y[0, 5] += 1.0
+    assert not torch.allclose(model(x).logits, model(y).logits)
 
 
 def test_reference_mlp_is_the_textbook_network():
@@ -82,3 +90,43 @@ def test_reference_mlp_is_the_textbook_network():
     cost = estimate_cost(ref, SHAPE)
     assert cost.params == sum(p.numel() for p in model.parameters())
     assert measured_flops(model, x[:1]) == cost.flops
+
+
+def test_fit_trains_with_the_settings_sampled_with_the_arch(tmp_path):
+    from search_space.arch import TrainingChoices
+    from search_space.settings import TaskSettings, TrainingSettings
+    from trainers.fitting import STATE_FILE, fit
+    from trainers.tasks import build_task
+
+    arch = ArchConfig(8, LAYERS[1:], training=TrainingChoices(lr=0.02, dropout=0.25))
+    task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5}), seed=0)
+    fit(arch, task, TrainingSettings(steps_per_experience=1, batch_size=8, device="cpu"),
+        checkpoint_dir=tmp_path)
+    used = torch.load(tmp_path / STATE_FILE, weights_only=True)["fingerprint"]["training"]
+    assert (used["lr"], used["dropout"]) == (0.02, 0.25)
+
+
+def test_dropout_reaches_every_residual_branch_and_mlp_layer():
+    from search_space.settings import TrainingSettings, settings_dict
+    from trainers.system import ContinualSystem
+
+    for model in (ArchConfig(16, LAYERS), MLPReference(12, 2)):
+        system = ContinualSystem(model.to_dict(), {"seq_len": 16, "num_classes": 5, "input_dim": 4,
+                                                   "image_side": 8},
+                                 settings_dict(TrainingSettings(dropout=0.3)), [[0, 1], [2, 3, 4]])
+        drops = [m.p for m in system.model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert drops and set(drops) == {0.3}
+
+
+def test_er_ace_restricts_the_incoming_batch_to_its_classes_once_replay_has_data():
+    from search_space.settings import ReplaySettings, TrainingSettings, settings_dict
+    from trainers.system import ContinualSystem
+
+    cfg = TrainingSettings(replay=ReplaySettings("class_balanced", 10, loss="ace"))
+    system = ContinualSystem(MLPReference(4, 1).to_dict(), {"seq_len": 16, "num_classes": 5,
+                             "input_dim": 4, "image_side": 8}, settings_dict(cfg), [[0, 1], [2, 3, 4]])
+    logits, y = torch.zeros(3, 5), torch.tensor([2, 3, 3])
+    assert torch.equal(system._incoming(logits, y), logits)        # nothing to replay yet
+    system.replay.add(torch.randn(2, 16, 4), torch.tensor([0, 1]))
+    out = system._incoming(logits, y)
+    assert torch.isinf(out[:, [0, 1, 4]]).all() and torch.isfinite(out[:, [2, 3]]).all()

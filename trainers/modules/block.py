@@ -27,6 +27,7 @@ class Block(nn.Module):
     def __init__(self, attn: nn.Module | None, ffn: nn.Module, d_model: int, post: bool = False):
         super().__init__()
         self.post = post
+        self.drop = nn.Dropout(0.0)        # on each sub-layer's output; p set by training
         self.norm_attn = nn.LayerNorm(d_model) if attn is not None else None
         self.attn = attn
         self.norm_ffn = nn.LayerNorm(d_model)
@@ -40,12 +41,13 @@ class Block(nn.Module):
         loads = None
         if isinstance(out, MoEOutput):
             aux, loads, out = {**aux, **out.aux_losses}, out.tokens_per_expert, out.out
+        out = self.drop(out)
         x = self.norm_ffn(x + out) if self.post else x + out
         return BlockOutput(x, aux, loads)
 
     def _residual(self, x: Tensor, attn: nn.Module, norm: nn.Module) -> tuple[Tensor, dict]:
         if self.post:
             y, aux = attn(x)
-            return norm(x + y), aux
+            return norm(x + self.drop(y)), aux
         y, aux = attn(norm(x))
-        return x + y, aux
+        return x + self.drop(y), aux
