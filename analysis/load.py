@@ -32,6 +32,7 @@ from controllers.records import iter_records, read_run
 from search_space import names
 from search_space.arch import ArchConfig
 from search_space.errors import DynasError
+from search_space.reference import REFERENCE_KEY, model_from_dict
 from search_space.settings import Objective
 
 PathLike = str | os.PathLike
@@ -153,6 +154,11 @@ def short_arch(arch: Any) -> str:
     """One line: ``d64 | full+dense x2, sw16+moe8k2`` (width, then attention+FFN per
     layer, in the kinds' short labels). A record whose arch no longer parses (an
     unknown kind, a broken field) shows its raw kind names instead."""
+    if isinstance(arch, dict) and REFERENCE_KEY in arch:
+        try:
+            return model_from_dict(arch).summary()
+        except DynasError:
+            pass
     if not is_transformer_arch(arch):
         if isinstance(arch, dict):
             return ", ".join(f"{k}={v}" for k, v in sorted(arch.items()))

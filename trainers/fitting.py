@@ -34,6 +34,7 @@ from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 from search_space.arch import ArchConfig
 from search_space.cost import estimate_cost
 from search_space.errors import ConfigError, DynasError
+from search_space.schema import from_mapping
 from search_space.settings import TrainingSettings, settings_dict
 
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
@@ -214,7 +215,9 @@ def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: Eva
     state = load_state(path)
     if state.get("format") != STATE_FORMAT:
         raise DynasError(f"{path}: unsupported resume state format {state.get('format')!r}")
-    saved = state["fingerprint"]
+    saved = dict(state["fingerprint"])
+    with contextlib.suppress(ConfigError, TypeError):   # saved before a setting existed: its default
+        saved["training"] = settings_dict(from_mapping(TrainingSettings, saved.get("training")))
     for key, value in fingerprint.items():
         if saved.get(key) != value:
             raise DynasError(f"{path}: cannot resume, the saved run has a different {key} "

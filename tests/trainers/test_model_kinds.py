@@ -130,3 +130,19 @@ def test_er_ace_restricts_the_incoming_batch_to_its_classes_once_replay_has_data
     system.replay.add(torch.randn(2, 16, 4), torch.tensor([0, 1]))
     out = system._incoming(logits, y)
     assert torch.isinf(out[:, [0, 1, 4]]).all() and torch.isfinite(out[:, [2, 3]]).all()
+
+
+def test_a_fit_saved_before_the_new_training_settings_still_resumes(tmp_path):
+    from search_space.settings import TaskSettings, TrainingSettings
+    from trainers.fitting import STATE_FILE, fit
+    from trainers.tasks import build_task
+
+    arch = ArchConfig(8, LAYERS[1:])
+    task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5}), seed=0)
+    cfg = TrainingSettings(steps_per_experience=1, batch_size=8, device="cpu")
+    first = fit(arch, task, cfg, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    del state["fingerprint"]["training"]["dropout"], state["fingerprint"]["training"]["replay"]["loss"]
+    torch.save(state, tmp_path / STATE_FILE)
+    again = fit(arch, task, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert again.acc_matrix == first.acc_matrix
