@@ -137,7 +137,7 @@ def _mark_baselines(ax, refs: pd.DataFrame, x_obj, y_obj) -> None:
     for i, (_, row) in enumerate(refs.iterrows()):
         ax.scatter([row[x]], [row[y]], marker="D", s=70, color=BASELINE_COLOR, edgecolors="white",
                    linewidths=0.8, zorder=6, label="reference baselines" if i == 0 else None)
-        ax.annotate(f"{row['baseline']}\n{label(y)} {fmt(y, row[y])}, {label(x)} {fmt(x, row[x])}",
+        ax.annotate(f"{row['baseline']}: {y} {fmt(y, row[y])}, {x} {fmt(x, row[x])}",
                     (row[x], row[y]), textcoords="offset points", xytext=(8, -4 - 12 * (i % 2)),
                     fontsize=8, color=BASELINE_COLOR, zorder=6)
 
