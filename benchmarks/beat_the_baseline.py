@@ -156,7 +156,8 @@ def table(results: list[dict]) -> str:
                 continue
             pick = r["pick_test"][loss]
             margin = 100 * (statistics.mean(pick) - statistics.mean(base))
-            rows.append(f"| {r['task']} | pick `{r['pick_summary']}` | {loss} | {cell(pick)} | "
+            name = r["pick_summary"].replace("|", "\\|")
+            rows.append(f"| {r['task']} | pick `{name}` | {loss} | {cell(pick)} | "
                         f"{margin:+.1f} | {welch_t(pick, base):.1f} |")
     return "\n".join(rows)
 
