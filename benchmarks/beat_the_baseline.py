@@ -1,7 +1,7 @@
 """Can a searched architecture beat the textbook replay baseline? (issue 17)
 
     python -m benchmarks.beat_the_baseline [--tasks split_digits split_fashion_mnist]
-        [--trials 24] [--seeds 3] [--steps 300] [--quick]
+        [--trials 24] [--seeds 3] [--steps 300] [--quick] [--pick ARCH_JSON]
 
 Per task, with one protocol for every model (class-incremental 5 x 2, class-balanced
 replay with the same buffer, the same steps, batch and learning rate):
@@ -36,6 +36,7 @@ import torch
 from controllers.local import run_local
 from controllers.policies import make_policy
 from search_space import names
+from search_space.arch import ArchConfig
 from search_space.constraints import is_feasible
 from search_space.reference import parse_reference
 from search_space.settings import Objective, ReplaySettings, SearchSettings, TaskSettings, TrainingSettings
@@ -107,7 +108,6 @@ def search(task_name: str, options: dict, tokens: list[str], cfg: TrainingSettin
                             feasible=lambda a: is_feasible(a, task.shape, None))
     done = [r for r in records if r.state == "complete" and r.cached_from is None]
     best = max(done, key=lambda r: r.metrics[ACC])
-    from search_space.arch import ArchConfig
     return ArchConfig.from_dict(best.arch), best.metrics[ACC], done
 
 
@@ -133,7 +133,10 @@ def run_task(task_name: str, args, log) -> dict:
     started = time.perf_counter()
     result = {"task": task_name, "options": options, "steps": args.steps, "budget": budget,
               "mlp": {"plain": confirm(mlp, task_name, options, plain, seeds, log)}}
-    pick, val, trials = search(task_name, options, tokens, plain, args.trials, log)
+    if args.pick is None:
+        pick, val, trials = search(task_name, options, tokens, plain, args.trials, log)
+    else:                                  # confirm an earlier search's pick only
+        pick, val, trials = ArchConfig.load(args.pick), math.nan, []
     result.update(pick=pick.to_dict(), pick_summary=pick.summary(), pick_val=val,
                   trials=[{"arch": r.arch, "val": r.metrics[ACC]} for r in trials])
     result["pick_test"] = {"plain": confirm(pick, task_name, options, plain, seeds, log)}
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-ace", action="store_true", help="skip the MLP's ER-ACE row")
     p.add_argument("--ace-pick", action="store_true", help="also train the pick with ER-ACE")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 trials, 2 seeds, 20 steps")
+    p.add_argument("--pick", type=Path, help="skip the search: confirm this arch.json (one task)")
     p.add_argument("--json", type=Path, help="write every number here")
     args = p.parse_args(argv)
     if args.quick:
