@@ -6,6 +6,10 @@ package: ``space`` (search_space), ``train`` (trainers), ``search``/``resume``
 lazily, so ``dynas --help`` stays instant.
 
 A user error (``DynasError``) prints one line and exits with 2, never a traceback.
+
+``--plugin NAME_OR_PATH`` (any number, on every command, before or after it) imports
+the user's modules before the parser is built, so whatever they register (a
+strategy, a task, a kind) is known to every check (``search_space.plugins``).
 """
 from __future__ import annotations
 
@@ -25,26 +29,58 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+PLUGIN_HELP = ("import this module, .py file or folder first (repeatable); what it registers "
+               "(tasks, kinds, strategies, metrics, evaluators) is usable everywhere")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from search_space import commands as space_commands
     from trainers import commands as train_commands
     from controllers import commands as search_commands
+    from controllers.prepare import dynas_version
     from analysis import commands as analysis_commands
+    from analysis import listing
 
     parser = _Parser(
         prog="dynas",
         description="Dynamic architecture search for MoE / attention transformers "
         "under a continual-learning curriculum.",
     )
+    parser.add_argument("--version", action="version", version=f"dynas {dynas_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The space commands need a task's shape (sequence length) for the cost model;
     # only trainers knows tasks, so the root hands search_space a resolver.
     # Strategy names are controllers' (a registry plugins extend): the root hands
     # search_space the check, as it hands it the task shape.
     space_commands.register(sub, task_shape_fn=_task_shape, search_check_fn=_check_search)
-    for module in (train_commands, search_commands, analysis_commands):
+    for module in (train_commands, search_commands, analysis_commands, listing):
         module.register(sub)
+    _add_plugin_flag(parser)
     return parser
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    """``--plugin`` on this parser and every subcommand below it (``_plugin_args``
+    reads the values before any parser exists; these only make argparse accept them)."""
+    parser.add_argument("--plugin", action="append", metavar="NAME_OR_PATH", help=PLUGIN_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_plugin_flag(child)
+
+
+def _plugin_args(argv: list[str]) -> list[str]:
+    """The ``--plugin`` values anywhere in ``argv`` (before ``--``)."""
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    scan = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    scan.add_argument("--plugin", action="append", default=[])
+    return scan.parse_known_args(argv)[0].plugin
+
+
+def load_cli_plugins(argv: list[str]) -> None:
+    from search_space.plugins import load_plugins
+
+    load_plugins(_plugin_args(argv), key="--plugin")
 
 
 def _task_shape(task_settings):
@@ -60,6 +96,12 @@ def _check_search(search_settings):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_cli_plugins(argv)
+    except DynasError as err:
+        print(f"dynas: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

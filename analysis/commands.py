@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory of a search")
     report.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: RUN_DIR/report of the first run)")
+    report.add_argument("--cost", choices=("flops", "flops_effective"), default=None,
+                        help="draw the front on static FLOPs or on effective FLOPs (learned "
+                        "spans, realised k) instead of the search's own FLOPs objective")
     report.set_defaults(handler=_report)
 
     export = sub.add_parser(
@@ -36,18 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=_export)
 
 
-def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None) -> Path:
+def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None,
+                     cost: str | None = None) -> Path:
     """Write the report of ``run_dirs`` (after a search, or from ``dynas report``) and
     say where it is."""
     from .report import write_report
 
-    path = write_report(list(run_dirs), out)
+    path = write_report(list(run_dirs), out, cost=cost)
     print(f"report: {path}")
     return path
 
 
 def _report(args: argparse.Namespace) -> int:
-    write_report_for(args.run_dirs, args.out)
+    write_report_for(args.run_dirs, args.out, args.cost)
     return 0
 
 

@@ -42,6 +42,10 @@ LABELS = {
     names.ACTIVE_PARAMS: "active parameters per token",
     names.KV_BYTES: "KV cache bytes per sample",
     names.ACTIVATION_BYTES: "activation bytes per sample",
+    names.FLOPS_EFFECTIVE: "effective FLOPs per sample (learned spans, realised k)",
+    names.ACTIVE_PARAMS_EFFECTIVE: "effective active parameters per token",
+    names.FINAL_AVG_BPC: "final average bits per token (validation)",
+    names.FORGETTING_BPC: "forgetting (bits per token)",
 }
 
 

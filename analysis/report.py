@@ -8,6 +8,7 @@ transformer to describe) and several runs side by side all give a report.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,11 +34,16 @@ MAX_DESCRIBED = 10
 
 
 def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
-                 out_dir: str | os.PathLike | None = None) -> Path:
-    """Write the report of ``run_dirs`` and return the path of ``report.md``."""
+                 out_dir: str | os.PathLike | None = None, *, cost: str | None = None) -> Path:
+    """Write the report of ``run_dirs`` and return the path of ``report.md``.
+
+    ``cost``: ``flops`` (static) or ``flops_effective`` (at the learned spans and
+    realised k) replaces whichever of the two the search's objectives name, so the
+    front, picks and Pareto plot can be drawn on either; None keeps the search's own.
+    """
     dirs = as_run_dirs(run_dirs)
     df = load_runs(dirs)
-    objectives = run_objectives(dirs)
+    objectives = with_cost(run_objectives(dirs), cost)
     out = Path(out_dir) if out_dir is not None else dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     df = df.assign(front_rank=front_ranks(df, objectives) if not df.empty else [])
@@ -64,6 +70,19 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     path = out / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+FLOP_METRICS = (names.FLOPS, names.FLOPS_EFFECTIVE)
+
+
+def with_cost(objectives: Sequence[Any], cost: str | None) -> list[Any]:
+    """``objectives`` with a FLOPs objective measured by ``cost`` instead."""
+    if cost is None:
+        return list(objectives)
+    if cost not in FLOP_METRICS:
+        raise DynasError(f"--cost: {cost!r} is not one of {', '.join(FLOP_METRICS)}")
+    return [dataclasses.replace(o, metric=cost) if o.metric in FLOP_METRICS else o
+            for o in objectives]
 
 
 def write_trials_csv(df: pd.DataFrame, path: Path) -> Path:

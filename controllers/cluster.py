@@ -73,25 +73,27 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise DynasError(f"cannot connect to Ray at {address}: {err.strerror or err}") from None
 
 
-def connect(address: str, *, verbose: int = 1) -> None:
+def connect(address: str, *, verbose: int = 1, runtime_env: dict | None = None) -> None:
     """Join the cluster at ``address`` as a driver; errors become one-line DynasErrors."""
     import ray
 
     if address != "auto":
         check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=verbose >= 2, logging_level=_level(verbose))
+        ray.init(address=address, log_to_driver=verbose >= 2, logging_level=_level(verbose),
+                 runtime_env=runtime_env)
     except Exception as err:  # ConnectionError, AuthenticationError, RuntimeError, ...
         ray.shutdown()                      # whatever half of the connection was made
         raise DynasError(f"cannot connect to Ray at {address}: {_why(err)}") from None
 
 
-def start_private(num_cpus: int, *, verbose: int = 1) -> None:
+def start_private(num_cpus: int, *, verbose: int = 1, runtime_env: dict | None = None) -> None:
     """A Ray instance of our own on this machine, whatever else runs here."""
     import ray
 
     ray.init(address="local", num_cpus=max(1, int(num_cpus)), include_dashboard=False,
-             log_to_driver=verbose >= 2, configure_logging=True, logging_level=_level(verbose))
+             log_to_driver=verbose >= 2, configure_logging=True, logging_level=_level(verbose),
+             runtime_env=runtime_env)
 
 
 def local_cpus(concurrent: int, cpus_per_trial: float) -> int:
@@ -100,12 +102,15 @@ def local_cpus(concurrent: int, cpus_per_trial: float) -> int:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1) -> Iterator[bool]:
+def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1,
+                runtime_env: dict | None = None) -> Iterator[bool]:
     """Ray for the duration of a search; yields whether we started it.
 
     A Ray already initialised in this process (a notebook, a test) is used as is and
-    left running (and then ``address`` must be None); otherwise we connect or start one
-    and shut it down afterwards.
+    left running (and then ``address`` must be None, and plugins must already be
+    importable by its workers); otherwise we connect or start one, with
+    ``runtime_env`` (the plugins to ship, ``controllers.search.plugin_runtime_env``)
+    as the job's runtime environment, and shut it down afterwards.
     """
     import ray
 
@@ -115,9 +120,9 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1) -> Iter
         yield False
         return
     if address:
-        connect(address, verbose=verbose)
+        connect(address, verbose=verbose, runtime_env=runtime_env)
     else:
-        start_private(num_cpus, verbose=verbose)
+        start_private(num_cpus, verbose=verbose, runtime_env=runtime_env)
     try:
         yield True
     finally:

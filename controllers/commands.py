@@ -3,8 +3,8 @@
 Both return a ``RunResult`` (the run directory and the exit code) so the CLI root
 writes the report afterwards (unless ``--no-report``). The exit code is 0 when some
 trial completed and 1 (after one line saying so) when none did. Ray is imported only
-when a handler runs; ``--strategy`` accepts the strategies registered when the parser
-is built (``controllers.policies.POLICIES``).
+when a handler runs; ``--strategy`` accepts any registered strategy, checked with the
+file's (``controllers.policies.check_search``) once the file's plugins are imported.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--address a private local Ray instance is started; with it, dynas joins that cluster "
         "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
     p.add_argument("config", type=Path, help="experiment file (YAML)")
-    p.add_argument("--strategy", choices=tuple(POLICIES),
-                   help="search policy (default: the file's search.strategy)")
+    p.add_argument("--strategy", help="search policy, a registered strategy: "
+                   f"{', '.join(POLICIES)} or a plugin's (default: the file's search.strategy)")
     p.add_argument("--trials", type=int, help="distinct architectures to train to completion, "
                    "failure or pruning (duplicates are reused, not counted)")
     p.add_argument("--concurrent", type=int, help="trials running at once")

@@ -143,7 +143,8 @@ class SearchDriver:
             params=dict(proposal.params), state=outcome.state, metrics=dict(result.metrics),
             objectives=None if outcome.values is None else list(outcome.values),
             acc_matrix=result.acc_matrix, expert_load=result.expert_load,
-            curriculum_log=result.curriculum_log, reason=outcome.reason, policy=self.policy.name,
+            curriculum_log=result.curriculum_log, bits_matrix=result.bits_matrix,
+            dynamics=result.dynamics, reason=outcome.reason, policy=self.policy.name,
             seed=self.seed, wall_time_s=float(result.wall_time_s),
             experiences_done=int(result.experiences_done), cached_from=cached_from,
             trial_id=result.trial_id, node=result.node, asks=asks)

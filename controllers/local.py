@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
-EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "reason", "experiences_done", "wall_time_s")
+EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics", "reason",
+                "experiences_done", "wall_time_s")
 
 
 def run_local(
@@ -133,8 +134,21 @@ def fit_evaluator(experiment: Any) -> Evaluate:
             raise
         return "complete", dict(result.values), {
             "acc_matrix": result.acc_matrix, "expert_load": result.expert_load,
-            "curriculum_log": result.curriculum_log, "experiences_done": len(result.acc_matrix),
+            "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
+            "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
             "wall_time_s": result.wall_time_s}
+
+    return evaluate
+
+
+def evaluator_evaluate(experiment: Any) -> Evaluate:
+    """``evaluate`` of a plain decision space: one call of the experiment's evaluator."""
+    from search_space.evaluators import evaluate as call
+
+    settings = experiment.evaluator
+
+    def evaluate(candidate: Candidate) -> Evaluation:
+        return "complete", call(settings.name, candidate.to_dict(), settings.options), {"experiences_done": 1}
 
     return evaluate
 
@@ -155,13 +169,15 @@ def run_local_experiment(
     *,
     resume: bool = False,
 ) -> list[TrialRecord]:
-    """Search an experiment's ArchSpace with ``trainers.fit``, no Ray involved; checked
-    exactly as ``controllers.search`` checks it (``prepare_search``)."""
+    """Search an experiment's space with ``trainers.fit`` (an ArchSpace) or its
+    evaluator (a plain space), no Ray involved; checked exactly as
+    ``controllers.search`` checks it (``prepare_search``)."""
+    from search_space.space import ArchSpace
+
     from .policies import make_policy
     from .prepare import experiment_text, feasibility, prepare_search, train_search_baselines
 
-    search = prepare_search(experiment, strategy, trials, None, seed,
-                            runner="controllers.local.run_local")
+    search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,8 +185,10 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    written = run_local(experiment.space, fit_evaluator(experiment), policy, search.objectives,
-                        run_dir, search.trials, seed=search.seed, resume=resume, run_info=info,
+    evaluate = fit_evaluator(experiment) if isinstance(experiment.space, ArchSpace) \
+        else evaluator_evaluate(experiment)
+    written = run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
+                        search.trials, seed=search.seed, resume=resume, run_info=info,
                         feasible=feasibility(experiment))
     return written + train_search_baselines(experiment, search, run_dir)
 

@@ -3,8 +3,9 @@ runner (``controllers.search``) and the local one (``controllers.local``).
 
 ``prepare_search`` applies command-line overrides, validates the search section
 (strategy against the policy registry, the strategies' own settings, GPUs), and checks
-that the task builds and that something in the space fits the budget: a bad file fails
-here, naming the file and key, before Ray starts or a run directory exists.
+that the task builds and that something in the space fits the budget, or, for a plain
+decision space, that its evaluator is registered: a bad file fails here, naming the
+file and key, before Ray starts or a run directory exists.
 """
 from __future__ import annotations
 
@@ -23,16 +24,14 @@ from .records import POLICY_STATE_FILE, TrialRecord
 
 
 def prepare_search(experiment: Experiment, strategy: str | None = None, trials: int | None = None,
-                   concurrent: int | None = None, seed: int | None = None,
-                   runner: str = "controllers.search.tune_search") -> SearchSettings:
+                   concurrent: int | None = None, seed: int | None = None) -> SearchSettings:
     """The experiment's search settings with the overrides, checked (module docstring)."""
     from search_space.space import ArchSpace
 
-    from .policies import check_search
+    from .policies import POLICIES, check_search
 
-    if not isinstance(experiment.space, ArchSpace):
-        raise ConfigError("space", "a plain decision space has no trainer; search it with "
-                                   f"{runner} and a trainable of your own")
+    if strategy is not None and strategy not in POLICIES:     # the flag, not the file, is wrong
+        raise ConfigError("--strategy", f"unknown strategy {strategy!r}; known: {', '.join(POLICIES)}")
     search = dataclasses.replace(
         experiment.search, strategy=strategy or experiment.search.strategy,
         trials=experiment.search.trials if trials is None else int(trials),
@@ -43,9 +42,46 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
         search.validate("search")
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
-    check_buildable(experiment, search)
-    search_baselines(experiment, search)
+    if isinstance(experiment.space, ArchSpace):
+        with experiment.attribute_errors():
+            check_metrics(search)
+        check_buildable(experiment, search)
+        search_baselines(experiment, search)
+    else:
+        with experiment.attribute_errors():
+            check_evaluator(experiment, search)
+            if search.baselines:
+                raise ConfigError("search.baselines", "reference baselines are trained models: "
+                                  "they need an architecture space, not a plain decision space")
     return search
+
+
+def check_metrics(search: SearchSettings) -> None:
+    """Every objective names a metric that training reports (built-in or a plugin's)."""
+    from trainers.metrics import known_metrics
+
+    known = known_metrics()
+    for i, obj in enumerate(search.objectives):
+        if obj.metric not in known:
+            raise ConfigError(f"search.objectives[{i}].metric",
+                              f"unknown metric {obj.metric!r}; known: {', '.join(known)}")
+
+
+def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
+    """A plain space names a registered evaluator; what it declares covers the objectives."""
+    from search_space.evaluators import get_evaluator
+
+    if not experiment.evaluator.name:
+        raise ConfigError("evaluator", "a plain decision space needs an evaluator: name one "
+                          "registered with search_space.evaluators.register_evaluator (in a plugin)")
+    entry = get_evaluator(experiment.evaluator.name)
+    if search.scheduler != "fifo":
+        raise ConfigError("search.scheduler", f"{search.scheduler} stops trials between experiences; "
+                          "an evaluator scores a plain decision space in one call (use fifo)")
+    for i, obj in enumerate(search.objectives):
+        if entry.metrics and obj.metric not in entry.metrics:
+            raise ConfigError(f"search.objectives[{i}].metric", f"evaluator {entry.name!r} returns "
+                              f"{', '.join(entry.metrics)}, not {obj.metric!r}")
 
 
 def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tuple[str, Any]]:
@@ -149,4 +185,13 @@ def run_info(experiment: Experiment, search: SearchSettings, name: str, runner: 
             "experiment": EXPERIMENT_COPY,
             "source": str(Path(experiment.source).resolve()) if experiment.source else None,
             "dynas_version": dynas_version(), "created": utc_now(),
-            "scheduler": search.scheduler, "space_size": experiment.space.size(), **extra}
+            "scheduler": search.scheduler, "space_size": experiment.space.size(),
+            "plugins": _plugin_specs(), "evaluator": dataclasses.asdict(experiment.evaluator)
+            if experiment.evaluator.name else None, **extra}
+
+
+def _plugin_specs() -> list[str]:
+    """Every plugin loaded here (the file's and --plugin's), resolved: a resume reloads them."""
+    from search_space.plugins import loaded_plugins
+
+    return [plugin.spec for plugin in loaded_plugins()]

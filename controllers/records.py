@@ -44,6 +44,8 @@ class TrialRecord:
     acc_matrix: list[list[float]] = field(default_factory=list)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)   # validation bits, B[i][j]
+    dynamics: list[dict[str, Any]] = field(default_factory=list)   # learned spans, realised k
     reason: str | None = None                 # why it failed / was pruned
     policy: str = ""
     seed: int = 0

@@ -38,6 +38,8 @@ class TrialResult:
     acc_matrix: list[list[float]] = field(default_factory=list)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)
+    dynamics: list[dict[str, Any]] = field(default_factory=list)   # spans, realised k per experience
     wall_time_s: float = 0.0
     trial_id: str = ""                # Ray's trial id, when run under Ray
     node: str = ""
@@ -51,7 +53,8 @@ def tune_result(metrics: Mapping[str, float], experiences_done: int, num_experie
                 **extra: Any) -> dict[str, Any]:
     """What a trainable passes to ``tune.report``: scalars for Tune, one blob for us.
 
-    ``extra`` may hold ``acc_matrix``, ``expert_load``, ``curriculum_log``, ``wall_time_s``
+    ``extra`` may hold ``acc_matrix``, ``expert_load``, ``curriculum_log``,
+    ``bits_matrix``, ``dynamics``, ``wall_time_s``
     and ``node_id`` (Ray's node id; the record's ``node`` is ``IP/node-id-prefix``).
     """
     blob = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
@@ -82,4 +85,5 @@ def trial_result(blob: Mapping[str, Any], state: str, reason: str | None = None,
         state=state, metrics=dict(blob.get("metrics", {})), reason=reason,
         experiences_done=int(blob.get(DONE_KEY, 0)), acc_matrix=blob.get("acc_matrix", []),
         expert_load=blob.get("expert_load", {}), curriculum_log=blob.get("curriculum_log", []),
+        bits_matrix=blob.get("bits_matrix", []), dynamics=blob.get("dynamics", []),
         wall_time_s=float(blob.get("wall_time_s", 0.0)), trial_id=trial_id, node=blob.get("node", ""))

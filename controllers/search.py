@@ -46,7 +46,8 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
     search = prepare_search(experiment, strategy, trials, concurrent, seed)
     stem = Path(config_path).stem
     run_dir = _new_run_dir(Path(storage or search.storage), name, f"{stem}-{search.strategy}")
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
+                     runtime_env=plugin_runtime_env()):
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
@@ -72,7 +73,7 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
     if extra_trials < 0:
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
-    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
+    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
     target = int(run["trials"]) + int(extra_trials)
     search = prepare_search(experiment, run["strategy"], target, run["concurrent"], run["seed"])
     records = list(iter_records(run_dir))
@@ -82,7 +83,8 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         print(f"{run_dir}: already holds {trained_count(records)} of {target} trials")
         train_search_baselines(experiment, search, run_dir)    # a kill may have cut them short
         return run_dir
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose,
+                     runtime_env=plugin_runtime_env()):
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
@@ -142,20 +144,43 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
 
 
 def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
-    """The real trainable (``trainers.fit``) on the cluster's CPUs/GPUs."""
+    """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
+    cluster's CPUs/GPUs, importing this driver's plugins first."""
+    from search_space.space import ArchSpace
+
     from .cluster import cluster_gpus
-    from .trainable import TrialSpec, run_trial, task_for
+    from .trainable import EvalSpec, TrialSpec, run_evaluation, run_trial, task_for
 
     gpus = search.gpus_per_trial
     if gpus > 0 and cluster_gpus() < gpus:
         print(f"dynas: no GPU in the Ray cluster for gpus_per_trial={gpus}; trials run on CPU")
         gpus = 0.0
-    max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
-        if search.scheduler == "asha" else 0
-    spec = TrialSpec(experiment.task, experiment.training, threads=max(1, int(search.cpus_per_trial)))
-    tune_search(searcher, run_trial, run_dir=run_dir, name=name, concurrent=search.concurrent,
+    plugins = plugin_modules()
+    if isinstance(experiment.space, ArchSpace):
+        max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
+            if search.scheduler == "asha" else 0
+        trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
+                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins)
+    else:
+        max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
+    tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
                 resources={"cpu": search.cpus_per_trial, "gpu": gpus}, scheduler=search.scheduler,
                 max_t=max_t, max_failures=search.max_failures, verbose=verbose, spec=spec)
+
+
+def plugin_modules() -> tuple[str, ...]:
+    """The module names of every plugin this driver loaded (what a worker imports)."""
+    from search_space.plugins import loaded_plugins
+
+    return tuple(m for plugin in loaded_plugins() for m in plugin.modules)
+
+
+def plugin_runtime_env() -> dict | None:
+    """Ray's runtime environment that ships this driver's plugins to every node."""
+    from search_space.plugins import loaded_plugins
+
+    ship = [path for plugin in loaded_plugins() for path in plugin.ship]
+    return {"py_modules": ship} if ship else None
 
 
 def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str, concurrent: int,

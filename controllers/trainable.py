@@ -1,4 +1,7 @@
-"""The Ray Tune trial function: one architecture through ``trainers.fit``.
+"""The Ray Tune trial functions: one architecture through ``trainers.fit``
+(``run_trial``), or one assignment of a plain decision space through its evaluator
+(``run_evaluation``). Both first import the run's plugins (``search_space.plugins``;
+the files came with Ray's runtime environment), so what they register exists here.
 
 Runs in a Tune worker. The task is built once per worker process and kept (keyed by
 its settings and seed), so with ``reuse_actors`` a worker pays for data loading once.
@@ -16,11 +19,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_space.settings import TaskSettings, TrainingSettings
+from search_space.plugins import import_plugin_modules
+from search_space.settings import EvaluatorSettings, TaskSettings, TrainingSettings
 
 from .results import tune_result
 
@@ -34,12 +39,35 @@ class TrialSpec:
     task: TaskSettings
     training: TrainingSettings
     threads: int = 1                        # torch threads per trial (= cpus_per_trial)
+    plugins: tuple[str, ...] = ()           # module names to import first (Plugin.modules)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What every trial of a plain-space run shares: the evaluator and the plugins."""
+
+    evaluator: EvaluatorSettings
+    plugins: tuple[str, ...] = ()
+
+
+def run_evaluation(config: dict, spec: EvalSpec) -> None:
+    """Tune function trainable: one call of the evaluator, reported as one experience."""
+    from ray import tune
+
+    from search_space.evaluators import evaluate
+
+    import_plugin_modules(spec.plugins)
+    start = time.perf_counter()
+    metrics = evaluate(spec.evaluator.name, config["arch"], spec.evaluator.options)
+    tune.report(tune_result(metrics, 1, 1, wall_time_s=time.perf_counter() - start, node_id=_node_id()))
 
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable; use as ``tune.with_parameters(run_trial, spec=spec)``."""
     import torch
     from ray import tune
+
+    import_plugin_modules(spec.plugins)
 
     from search_space.arch import ArchConfig
     from search_space.cost import estimate_cost
@@ -58,6 +86,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     n = task.num_experiences
     tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
                             expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
+                            bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
                             wall_time_s=metrics.wall_time_s, node_id=_node_id()))
 
 

@@ -61,6 +61,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if check is not None:
         with exp.attribute_errors():
             check(exp.search)
+    if exp.evaluator.name:
+        from .evaluators import get_evaluator
+
+        with exp.attribute_errors():
+            get_evaluator(exp.evaluator.name)
     shape = _shape(args, exp)
     require_feasible(exp.space, shape, exp.search.budget, seed=exp.search.seed, source=str(args.config))
     size = exp.space.size()

@@ -14,17 +14,26 @@ The numbers mirror ``trainers.model.build_model`` exactly where exactness is pos
   with its cost function in ``search_space.kinds`` (attention, ffn, routers).
 * **KV bytes**: fp32 keys and values a layer keeps per sample for incremental decoding
   (each attention kind's cost states its count).
+* **Effective cost** (``flops_effective``, ``active_params_effective``): the same
+  model fed with what training measured (``Realised``): each ``dynamic_span`` layer
+  costed at its evaluation-time crop (``cropped_span`` of its longest learned head
+  span) and each MoE layer at its router's realised mean k on the validation pass.
+  A layer with nothing measured costs as in the static model, so for a model with no
+  dynamic part the two are equal.
 * **Activation bytes**: a rough fp32 estimate of what backward keeps per sample:
   per layer ~8 T D (norms, qkv, attention output, projections, residuals), the score
   matrices H * T * keys, 2 T F per FFN slot (pre/post GELU) and T E router scores.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from . import names
 from .arch import ArchConfig, FFNConfig, TaskShape
 from .kinds import ATTENTION, FFN, MODEL_FAMILIES, ROUTER, KindSpec, Part, layer_norm, linear
+from .kinds.attention import cropped_span
 
 BYTES_PER_FLOAT = 4
 
@@ -45,6 +54,29 @@ class Cost:
             names.KV_BYTES: self.kv_bytes,
             names.ACTIVATION_BYTES: self.activation_bytes,
         }
+
+
+@dataclass(frozen=True)
+class Realised:
+    """What a trained model measured, by layer index: ``spans[i]`` the learned span of
+    each head of a ``dynamic_span`` layer (tokens), ``k[i]`` the mean experts per token
+    of a MoE layer's router."""
+
+    spans: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
+    k: Mapping[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dynamics(cls, entry: Mapping[str, Any]) -> "Realised":
+        """From one experience's entry of ``TrialMetrics.dynamics``
+        (``{"spans": {"layers.0.attn": {"heads": [...]}}, "k": {"layers.1.ffn": {"mean": ...}}}``)."""
+        spans = {layer_index(n): tuple(v["heads"]) for n, v in entry.get("spans", {}).items()}
+        k = {layer_index(n): float(v["mean"]) for n, v in entry.get("k", {}).items()}
+        return cls(spans, k)
+
+
+def layer_index(name: str) -> int:
+    """``"layers.3.ffn"`` -> 3: the module names the measurements are keyed by."""
+    return int(name.split(".")[1])
 
 
 def expected_k(ffn: FFNConfig) -> int:
@@ -77,19 +109,30 @@ def _reference_cost(ref, shape: TaskShape) -> Part:
     return total
 
 
-def estimate_cost(arch: ArchConfig, shape: TaskShape) -> Cost:
-    """Cost of ``build_model(arch, shape)`` for one sample of ``shape.seq_len`` tokens
-    (a reference model from ``search_space.reference`` too)."""
+def realised_attention(att: Any, spans: tuple[float, ...] | None) -> Any:
+    """The attention config an evaluated layer runs: a span layer at its crop."""
+    if att.kind != "dynamic_span" or not spans:
+        return att
+    return dataclasses.replace(att, max_span=cropped_span(max(spans), att.max_span))
+
+
+def estimate_cost(arch: ArchConfig, shape: TaskShape, realised: Realised | None = None) -> Cost:
+    """Cost of ``build_model(arch, shape)`` for one sample of ``shape.seq_len`` tokens;
+    with ``realised``, the effective cost of the trained model in evaluation. A
+    reference model (``search_space.reference``) has only its static cost."""
     if not isinstance(arch, ArchConfig):
         return _as_cost(_reference_cost(arch, shape))
+    realised = realised or Realised()
     d = arch.d_model
     t_in, width, t = block_tokens(arch, shape)
     total = MODEL_FAMILIES["stem"].get(arch.stem).cost(width, d, t_in, shape.vocab_size)
     total = total + Part(t * d, t * d, floats=t * d)         # learned positions
-    for layer in arch.layers:
+    for i, layer in enumerate(arch.layers):
         att, ffn = ATTENTION.get(layer.attention.kind), FFN.get(layer.ffn.kind)
-        total = total + _pre_norm(att, d) + att.cost(layer.attention, d, t, shape.causal)
-        total = total + _pre_norm(ffn, d) + ffn.cost(layer.ffn, d, t)
+        att_cfg = realised_attention(layer.attention, realised.spans.get(i))
+        total = total + _pre_norm(att, d) + att.cost(att_cfg, d, t, shape.causal)
+        k = {"k": realised.k[i]} if i in realised.k and layer.ffn.kind == "moe" else {}
+        total = total + _pre_norm(ffn, d) + ffn.cost(layer.ffn, d, t, **k)
     _, head = MODEL_FAMILIES["head"].get(arch.head).cost(d, t_in, shape.num_classes, shape.per_token)
     return _as_cost(total + MODEL_FAMILIES["norm"].get(arch.norm).cost(d) + head)
 
@@ -102,3 +145,9 @@ def _as_cost(total: Part) -> Cost:
         kv_bytes=total.kv_floats * BYTES_PER_FLOAT,
         activation_bytes=total.floats * BYTES_PER_FLOAT,
     )
+
+
+def effective_metrics(arch: ArchConfig, shape: TaskShape, realised: Realised) -> dict[str, float]:
+    """``flops_effective`` and ``active_params_effective`` of the trained model."""
+    cost = estimate_cost(arch, shape, realised)
+    return {names.FLOPS_EFFECTIVE: cost.flops, names.ACTIVE_PARAMS_EFFECTIVE: cost.active_params}

@@ -3,6 +3,11 @@
 Loading is ``yaml.safe_load`` (plain data, never code) followed by full validation, so
 a file that loads is one a search can run to the end. Every error names the file and
 the key (or the line, for YAML syntax errors).
+
+The one exception to "never code" is the user's own: the ``plugins:`` list names
+modules the user asks to import (``search_space.plugins``). They are imported first,
+before anything else is validated, so a plugin's kinds, tasks and strategies are
+known to the rest of the file.
 """
 from __future__ import annotations
 
@@ -19,11 +24,12 @@ from .arch import TUNABLE_TRAINING
 from .choices import as_float, as_int, choices, mapping, reject_unknown, short
 from .errors import ConfigError
 from .plain import DecisionSpace
+from .plugins import Plugin, load_plugins
 from .schema import from_mapping
-from .settings import SearchSettings, TaskSettings, TrainingSettings
+from .settings import EvaluatorSettings, SearchSettings, TaskSettings, TrainingSettings
 from .space import ArchSpace, parse_space
 
-SECTIONS = ("space", "task", "training", "search")
+SECTIONS = ("space", "task", "training", "search", "evaluator", "plugins")
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,13 @@ class Experiment:
     search: SearchSettings = field(default_factory=SearchSettings)
     source: Path | None = None
     raw: dict = field(default_factory=dict, compare=False)
+    evaluator: EvaluatorSettings = field(default_factory=EvaluatorSettings)
+    plugins: tuple[Plugin, ...] = ()      # the file's plugins, loaded (search_space.plugins)
+
+    @property
+    def plugin_specs(self) -> list[str]:
+        """The plugins as resolved (module names, absolute paths): what a resume reloads."""
+        return [p.spec for p in self.plugins]
 
     @contextlib.contextmanager
     def attribute_errors(self) -> Iterator[None]:
@@ -51,8 +64,12 @@ class Experiment:
             raise
 
 
-def load_experiment(path: str | os.PathLike) -> Experiment:
-    """Read and validate an experiment file; user errors raise ``ConfigError``."""
+def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None) -> Experiment:
+    """Read and validate an experiment file; user errors raise ``ConfigError``.
+
+    ``plugins`` (resolved specs, as ``Experiment.plugin_specs``) replaces the file's own
+    list: a run directory's copy of the file is loaded with the plugins the run used,
+    since its relative paths were relative to the original file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("", "no such experiment file", str(path))
@@ -60,7 +77,10 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError("", f"cannot read ({type(err).__name__})", str(path)) from None
-    return parse_experiment(_load_yaml(text, path), source=path)
+    data = _load_yaml(text, path)
+    if plugins is not None and isinstance(data, dict):
+        data = {**data, "plugins": list(plugins)}
+    return parse_experiment(data, source=path)
 
 
 def parse_experiment(data: Any, source: Path | None = None) -> Experiment:
@@ -117,6 +137,7 @@ def _parse(data: Any, source: Path | None) -> Experiment:
                               f"got {short(data)}")
     mapping(data, "")
     reject_unknown(data, SECTIONS, "")
+    plugins = load_plugins(data.get("plugins"), source.parent.resolve() if source else None)
     if "space" not in data:
         raise ConfigError("space", "missing required section (the search space)")
     space = parse_space(data["space"], "space")
@@ -128,8 +149,23 @@ def _parse(data: Any, source: Path | None) -> Experiment:
                               "architecture space, not a plain decisions space")
         space = dataclasses.replace(space, training=tuned)
     search = from_mapping(SearchSettings, data.get("search"), "search")
+    evaluator = _evaluator(data.get("evaluator"))
     budget = search.budget
     if isinstance(space, DecisionSpace) and (budget.max_flops or budget.max_params):
         raise ConfigError("search.budget", "FLOPs/params budgets need an architecture space, "
                           "not a plain decisions space")
-    return Experiment(space, task, training, search, source, data)
+    if isinstance(space, ArchSpace) and evaluator.name:
+        raise ConfigError("evaluator", "an evaluator scores a plain decision space; an "
+                          "architecture space is trained (task, training)")
+    return Experiment(space, task, training, search, source, data, evaluator, plugins)
+
+
+def _evaluator(data: Any) -> EvaluatorSettings:
+    """``evaluator: NAME`` or ``evaluator: {name: NAME, options: {...}}``; whether NAME
+    is registered is checked where evaluators run (plugins may register it late)."""
+    if isinstance(data, str):
+        data = {"name": data}
+    settings = from_mapping(EvaluatorSettings, data, "evaluator")
+    if data is not None and not settings.name:
+        raise ConfigError("evaluator.name", "must name a registered evaluator")
+    return settings

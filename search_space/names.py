@@ -11,8 +11,15 @@ PARAMS = "params"                              # total parameters (cost model)
 ACTIVE_PARAMS = "active_params"                # parameters used per token (cost model)
 KV_BYTES = "kv_bytes"                          # attention KV memory per sample (cost model)
 ACTIVATION_BYTES = "activation_bytes"          # activation memory per sample (cost model)
+FLOPS_EFFECTIVE = "flops_effective"            # FLOPs at the learned spans and realised k
+ACTIVE_PARAMS_EFFECTIVE = "active_params_effective"   # params per token at the realised k
+FINAL_AVG_BPC = "final_avg_bpc"                # mean_j B[T-1][j]: bits per labelled token
+FORGETTING_BPC = "forgetting_bpc"              # mean_j (B[T-1][j] - B[j][j]), j < T-1 (rise)
 
 ACCURACY_METRICS = (FINAL_AVG_ACCURACY, LEARNING_ACCURACY, ANYTIME_AVG_ACCURACY)
 FORGETTING_METRICS = (FORGETTING_LAST, FORGETTING_MAX, BWT)
-COST_METRICS = (FLOPS, PARAMS, ACTIVE_PARAMS, KV_BYTES, ACTIVATION_BYTES)
-ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS
+STATIC_COST_METRICS = (FLOPS, PARAMS, ACTIVE_PARAMS, KV_BYTES, ACTIVATION_BYTES)  # arch alone
+EFFECTIVE_COST_METRICS = (FLOPS_EFFECTIVE, ACTIVE_PARAMS_EFFECTIVE)          # + what training measured
+COST_METRICS = STATIC_COST_METRICS + EFFECTIVE_COST_METRICS
+BITS_METRICS = (FINAL_AVG_BPC, FORGETTING_BPC)      # from the bits matrix B (any task)
+ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS

@@ -22,6 +22,16 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class EvaluatorSettings:
+    """What scores a plain decision space: ``name`` picks an evaluator registered in
+    ``search_space.evaluators``; ``options`` are its keyword arguments. Empty ``name``:
+    none (an architecture space is trained with ``task`` and ``training`` instead)."""
+
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CurriculumSettings:
     """Progressive curriculum inside each experience.
 
@@ -79,6 +89,7 @@ class LossWeights:
     z_loss: float = 0.001             # router z-loss
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
+    router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yam
 
 def test_there_are_examples():
     assert {p.name for p in EXAMPLES} >= {"quickstart.yaml", "ppo_search.yaml",
-                                          "nsga2_fashion_mnist.yaml", "sequence_search.yaml"}
+                                          "nsga2_fashion_mnist.yaml", "sequence_search.yaml",
+                                          "text_search.yaml"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -32,13 +32,15 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
 from search_space.arch import ArchConfig
-from search_space.cost import estimate_cost
+from search_space.cost import Realised, effective_metrics, estimate_cost
 from search_space.errors import ConfigError, DynasError
 from search_space.schema import from_mapping
 from search_space.settings import TrainingSettings, settings_dict
 
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
 from .continual import continual_metrics
+from .dynamics import DynamicsLogger, bits_metrics
+from .metrics import plugin_metrics
 from .evaluation import expert_fractions
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
@@ -82,11 +84,13 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
     matrix = EvaluationMatrix(task.experiences, scenario=task.scenario,
                               num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size)
     loads, curriculum = ExpertLoadLogger(matrix), CurriculumLogger()
+    dynamics = DynamicsLogger(task.experiences, batch_size=cfg.eval_batch_size)
     stints = plan(task, cfg)
     fingerprint = _fingerprint(arch, task, cfg)
     done, steps, past_wall = 0, 0, 0.0
     if resume and ckpt_dir is not None and (ckpt_dir / STATE_FILE).is_file():
-        done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix, curriculum)
+        done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix,
+                                          curriculum, dynamics)
     bridge = ProgressBridge(callbacks, task.num_experiences)
     trainer = None
     for k in range(done, len(stints)):
@@ -94,23 +98,31 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         system.begin_experience(stint.index, stint.experience, stint.steps, stint.seen,
                                 seed=cfg.seed * 1_000_003 + 7919 * (k + 1))
         with quiet_lightning():
-            trainer = make_trainer(cfg, stint.steps, [matrix, loads, curriculum], ckpt_dir, k)
+            trainer = make_trainer(cfg, stint.steps, [matrix, loads, curriculum, dynamics], ckpt_dir, k)
             trainer.fit(system)
         steps += trainer.global_step
         if cfg.joint:                         # one evaluation stands for every row
             matrix.rows = [list(matrix.rows[-1]) for _ in range(task.num_experiences)]
+            dynamics.bits_rows = [list(dynamics.bits_rows[-1]) for _ in range(task.num_experiences)]
         if ckpt_dir is not None:
             _save_state(ckpt_dir / STATE_FILE, fingerprint, k + 1, system, matrix, curriculum,
-                        steps, past_wall + time.perf_counter() - started)
+                        dynamics, steps, past_wall + time.perf_counter() - started)
         reported = task.num_experiences - 1 if cfg.joint else stint.index
         bridge.report(reported, matrix.rows, ckpt_dir)
     if trainer is not None and ckpt_dir is not None:
         # the full Lightning checkpoint (optimiser and loop state too); its content is
         # still plain tensors and containers, so torch.load(weights_only=True) reads it
         trainer.save_checkpoint(ckpt_dir / LAST_CKPT, weights_only=False)
-    values = continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
+    realised = Realised.from_dynamics(dynamics.history[-1]) if dynamics.history else Realised()
+    values = (continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
+              | effective_metrics(arch, task.shape, realised))
+    if len(dynamics.bits_rows) == len(matrix.rows):   # a state saved before B existed has none
+        values |= bits_metrics(dynamics.bits_rows)
+    values |= plugin_metrics(matrix.rows, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),
+                        bits_matrix=[list(r) for r in dynamics.bits_rows],
+                        dynamics=list(dynamics.history),
                         curriculum_log=list(curriculum.entries), steps=steps,
                         wall_time_s=past_wall + time.perf_counter() - started)
 
@@ -192,7 +204,8 @@ def _fingerprint(arch: ArchConfig, task: Task, cfg: TrainingSettings) -> dict:
 
 
 def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSystem,
-                matrix: EvaluationMatrix, curriculum: CurriculumLogger, steps: int, wall: float) -> None:
+                matrix: EvaluationMatrix, curriculum: CurriculumLogger, dynamics: DynamicsLogger,
+                steps: int, wall: float) -> None:
     """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it."""
     state = {
         "format": STATE_FORMAT, "fingerprint": fingerprint, "done": done,
@@ -200,6 +213,7 @@ def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSyste
         "replay": system.replay.state_dict() if system.replay is not None else None,
         "acc_matrix": [list(r) for r in matrix.rows], "expert_counts": dict(matrix.expert_counts),
         "curriculum_log": list(curriculum.entries), "steps": steps, "wall_time_s": wall,
+        "bits_matrix": [list(r) for r in dynamics.bits_rows], "dynamics": list(dynamics.history),
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
@@ -210,7 +224,7 @@ def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSyste
 
 
 def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: EvaluationMatrix,
-             curriculum: CurriculumLogger) -> tuple[int, int, float]:
+             curriculum: CurriculumLogger, dynamics: DynamicsLogger) -> tuple[int, int, float]:
     """Load a saved state into the fresh run; returns (experiences done, steps, wall)."""
     state = load_state(path)
     if state.get("format") != STATE_FORMAT:
@@ -228,6 +242,8 @@ def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: Eva
     matrix.rows = [list(r) for r in state["acc_matrix"]]
     matrix.expert_counts = dict(state["expert_counts"])
     curriculum.entries = list(state["curriculum_log"])
+    dynamics.bits_rows = [list(r) for r in state.get("bits_matrix", [])]
+    dynamics.history = list(state.get("dynamics", []))
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -13,13 +13,19 @@ class TrialMetrics:
     ``values`` maps names from ``search_space.names`` (accuracy, forgetting, cost) to
     floats; ``acc_matrix[i][j]`` is test accuracy on experience j after training on
     experience i (j > i: not yet seen, still measured); ``expert_load`` maps an MoE
-    layer name to the fraction of routed tokens each expert received.
+    layer name to the fraction of routed tokens each expert received;
+    ``bits_matrix[i][j]`` is validation cross-entropy in bits per labelled token on
+    experience j after experience i (bits per character on ``text_lm``);
+    ``dynamics[i]`` what the dynamic blocks did after experience i (learned spans per
+    head and layer, realised k per MoE layer; ``trainers.dynamics``).
     """
 
     values: dict[str, float]
     acc_matrix: list[list[float]]
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
+    bits_matrix: list[list[float]] = field(default_factory=list)
+    dynamics: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     wall_time_s: float = 0.0
 

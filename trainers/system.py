@@ -10,6 +10,7 @@ Loss of one step (each term is logged under ``train/<name>``)::
 
     loss = task + w_replay * replay + der_alpha * der
            + balance * aux_balance + z_loss * aux_z + span * aux_span
+           + router_entropy * aux_router_entropy
 
 ``task``: CE over all classes (class-IL; task-IL restricts logits to the sample's
 experience; ER-ACE, ``replay.loss: ace``, to the classes of the incoming batch). ``replay``: the same CE on a replay batch as large as the current one,
@@ -39,7 +40,7 @@ from .replay import ReplayBuffer
 from .results import NonFiniteLoss
 from .tasks.base import Experience
 
-LOSS_TERMS = ("task", "replay", "der", "balance", "z_loss", "span")
+LOSS_TERMS = ("task", "replay", "der", "balance", "z_loss", "span", "router_entropy")
 MASK_ID = 0      # token id written over masked positions (see curriculum.apply_input_mask)
 
 
@@ -151,7 +152,7 @@ class ContinualSystem(L.LightningModule):
             terms["replay"] = cross_entropy(logits[n:], labels[n:])
             if stored is not None:
                 terms["der"] = F.mse_loss(out.logits[n:], stored.to(self.device))
-        for name in ("balance", "z_loss", "span"):
+        for name in ("balance", "z_loss", "span", "router_entropy"):
             if name in out.aux_losses:
                 terms[name] = out.aux_losses[name]
         loss = self._total(terms)
@@ -185,7 +186,8 @@ class ContinualSystem(L.LightningModule):
         """The weighted sum of the terms present (a missing term is 0)."""
         w, r = self.cfg.loss_weights, self.cfg.replay
         weights = {"task": 1.0, "replay": 1.0 if r.weight == "equal" else 1.0 / max(1, self.seen),
-                   "der": r.der_alpha, "balance": w.balance, "z_loss": w.z_loss, "span": w.span}
+                   "der": r.der_alpha, "balance": w.balance, "z_loss": w.z_loss, "span": w.span,
+                   "router_entropy": w.router_entropy}
         loss = terms["task"]
         for name, value in terms.items():
             if name != "task" and weights[name]:

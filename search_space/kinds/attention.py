@@ -10,8 +10,10 @@ it when ``spec.norm``). FLOPs conventions (what FlopCounterMode counts):
   attends to its own and the previous block, i.e. 2w keys per query. If T <= w it is
   plain full attention over T.
 - ``dynamic_span`` (S): blocks of S; causal queries see the previous and own block
-  (2S keys), bidirectional ones also the next (3S keys); one block if T <= S.
-  Computed over the whole window whatever the learned span.
+  (2S keys), bidirectional ones also the next (3S keys); one block of all T keys if
+  T <= S or if the blocks would score more pairs than T x T (``span_blocked``).
+  Training computes the whole window whatever the learned span; evaluation crops it
+  to ``cropped_span`` (the effective cost: the same formula with S = the crop).
 - ``linear``: elu+1 features with a ones column appended to V (Dv = Dh + 1).
   Bidirectional: phi(K)^T V then phi(Q) S. Causal: chunks of
   ``LINEAR_ATTENTION_CHUNK``: a masked intra-chunk quadratic part plus a carried state.
@@ -32,8 +34,35 @@ from .base import KindSpec, Part, linear
 from .registries import register_attention
 
 LINEAR_ATTENTION_CHUNK = 64   # causal linear attention processes chunks of this many tokens
+SPAN_BLOCK = 8                # an evaluated span is rounded up to a multiple of this
 POSITIVE = at_least(1)
 HEADS = ("heads", Field(as_int, POSITIVE))
+
+
+def span_ramp(max_span: int) -> int:
+    """Ramp length R of the soft span mask: the paper's 32 for long spans, a quarter of
+    the span for short ones."""
+    return max(1, min(32, max_span // 4))
+
+
+def cropped_span(longest: float, max_span: int, ramp: int | None = None) -> int:
+    """Keys per query distance an evaluated ``dynamic_span`` layer keeps.
+
+    The soft mask m(d) = clamp((R + z - d) / R, 0, 1) is zero from d = z + R on, so
+    the longest head span plus the ramp, rounded up to ``SPAN_BLOCK`` and capped at
+    ``max_span``, drops only keys of weight zero (Sukhbaatar et al. 2019, sec. 3).
+    ``ramp`` defaults to ``span_ramp(max_span)``, the one the built model uses.
+    """
+    ramp = span_ramp(max_span) if ramp is None else ramp
+    needed = math.ceil(max(0.0, longest) + ramp - 1e-6)
+    return max(1, min(max_span, math.ceil(needed / SPAN_BLOCK) * SPAN_BLOCK))
+
+
+def span_blocked(seq_len: int, block: int, causal: bool) -> bool:
+    """Whether ``dynamic_span`` with blocks of ``block`` runs blocked; otherwise it is
+    one block of all T keys (T <= block, or blocks that would score more pairs)."""
+    width = 2 if causal else 3
+    return seq_len > block and math.ceil(seq_len / block) * block * width * block < seq_len ** 2
 
 
 def attention_keys(att: AttentionConfig, seq_len: int, causal: bool) -> tuple[int, int]:
@@ -41,6 +70,8 @@ def attention_keys(att: AttentionConfig, seq_len: int, causal: bool) -> tuple[in
     t = seq_len
     block = att.window if att.kind == "sliding_window" else att.max_span
     if att.kind not in ("sliding_window", "dynamic_span") or t <= block:
+        return t, t
+    if att.kind == "dynamic_span" and not span_blocked(t, block, causal):
         return t, t
     blocks = math.ceil(t / block)
     width = 2 if (att.kind == "sliding_window" or causal) else 3

@@ -7,7 +7,8 @@ the same numbers cost it as a mixture of experts' expert (``expert: glu``).
 
 MoE: the router matmul, the shared expert on every token and the routed experts only
 on the token slots they receive: the router kind's expected k per token; with a
-capacity factor cf < 1 at most cf * T * k slots are kept.
+capacity factor cf < 1 at most cf * T * k slots are kept. The effective cost passes
+the realised mean k of a trained router instead (``cost(cfg, d, t, k=...)``).
 """
 from __future__ import annotations
 
@@ -47,9 +48,11 @@ def _plain(kind: str, token_cost) -> KindSpec:
 
 
 # --- moe -----------------------------------------------------------------------------
-def _moe_cost(cfg: FFNConfig, d: int, t: int) -> Part:
+def _moe_cost(cfg: FFNConfig, d: int, t: int, k: float | None = None) -> Part:
+    """``k``: experts per token measured on a trained model (the effective cost);
+    None costs the router kind's expected k."""
     e, f, r = cfg.experts, cfg.expansion * d, cfg.router
-    k = ROUTER.get(r.kind).cost(r, e)
+    k = ROUTER.get(r.kind).cost(r, e) if k is None else k
     router = linear(d, e, t, bias=False) + Part(1, 1, floats=t * e)   # + log-temperature
     p, flops, floats = FFN.get(cfg.expert).token_cost(d, f)
     slots = t * k if cfg.capacity_factor <= 0 else t * k * min(1.0, cfg.capacity_factor)

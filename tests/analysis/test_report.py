@@ -111,3 +111,19 @@ def test_a_cached_repeat_is_not_a_second_point_on_the_front(runs):
     repeat.cached_from = 0
     text = write_report(runs.make("repeats-front", [first, repeat])).read_text()
     assert "1 of 1 complete trials are non-dominated" in text
+
+
+def test_report_draws_the_front_on_static_or_effective_flops(runs, tmp_path):
+    """A trial whose learned spans made it cheap is on the effective front only."""
+    arch = runs.tiny_arch()
+    records = [runs.record(0, arch, 0.6, 1e6, **{names.FLOPS_EFFECTIVE: 1e6}),
+               runs.record(1, runs.tiny_arch(64), 0.5, 2e6, **{names.FLOPS_EFFECTIVE: 4e5})]
+    run = runs.make("spans", records)
+    static = write_report(run, tmp_path / "static", cost="flops")
+    effective = write_report(run, tmp_path / "effective", cost="flops_effective")
+    front = lambda path: pd.read_csv(path.parent / "trials.csv").set_index("proposal_id")["front_rank"]  # noqa: E731
+    assert front(static).to_dict() == {0: 0, 1: 1}
+    assert front(effective).to_dict() == {0: 0, 1: 0}
+    assert "flops_effective" in effective.read_text()
+    with pytest.raises(DynasError, match="--cost"):
+        write_report(run, tmp_path / "bad", cost="params")

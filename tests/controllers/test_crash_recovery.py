@@ -265,14 +265,18 @@ def descendants(root: int) -> list[int]:
 
 def trial_on_node(tune_dir: Path, node_pids: list[int]) -> Path | None:
     """The trial running in one of ``node_pids`` (Tune runs a trial with its working
-    directory named like its trial directory) once it has saved a checkpoint."""
+    directory named like its trial directory) once the driver has taken in a checkpoint of
+    it: a checkpoint folder alone may still be in flight (the driver registers it with the
+    result, when it writes the trial's result.json), and a kill then rightly restarts."""
     for pid in node_pids:
         try:
             name = Path(os.readlink(f"/proc/{pid}/cwd")).name
         except OSError:
             continue
         trial = next(tune_dir.glob(f"*/{name}"), None) if name.startswith("trial_") else None
-        if trial is not None and any(trial.glob("checkpoint_*")):
+        result = trial / "result.json" if trial is not None else None
+        if result is not None and any(trial.glob("checkpoint_*")) and result.is_file() \
+                and result.stat().st_size > 0:
             return trial
     return None
 

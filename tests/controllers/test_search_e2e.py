@@ -81,9 +81,8 @@ def test_bad_address_is_one_line_and_exit_2(tiny, tmp_path, capsys):
 
 
 def test_unknown_strategy_exit_2(tiny, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["search", str(tiny), "--strategy", "bogus"])
-    assert exit_info.value.code == 2
+    assert main(["search", str(tiny), "--strategy", "bogus"]) == 2
+    assert "--strategy: unknown strategy 'bogus'; known: random" in capsys.readouterr().err
     with pytest.raises(DynasError, match="unknown strategy 'bogus'"):
         run_search(tiny, strategy="bogus")
 

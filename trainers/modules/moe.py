@@ -62,6 +62,7 @@ class MoEOutput:
     aux_losses: dict[str, Tensor]
     tokens_per_expert: Tensor             # (E,) slots the router assigned, before drops
     dropped_fraction: Tensor              # () share of assigned slots over capacity
+    tokens_per_k: Tensor | None = None    # (K+1,) tokens that the router gave k = 0..K slots
 
 
 class MoE(nn.Module):
@@ -113,7 +114,8 @@ class MoE(nn.Module):
             self.pending_load += counts.to(self.pending_load)
         routed = counts.sum().clamp(min=1)
         dropped = 1.0 - kept.sum().to(x.dtype) / routed
-        return MoEOutput(out.view(b, t, d), route.aux_losses, counts, dropped)
+        per_k = torch.bincount(route.valid.sum(dim=1), minlength=k + 1)   # (K+1,) realised k
+        return MoEOutput(out.view(b, t, d), route.aux_losses, counts, dropped, per_k)
 
     def _apply_capacity(self, order: Tensor, sorted_expert: Tensor,
                         counts: Tensor) -> tuple[Tensor, Tensor]:

@@ -94,7 +94,12 @@ class DynamicRouter(_Router):
     """Top-p routing (Huang et al., 2024): the fewest experts whose probability reaches
     ``top_p``, at most ``top_k``, so k depends on the token. Weights are the raw p of
     the chosen experts (renormalising would give single-expert tokens weight 1 and no
-    gradient to the gate)."""
+    gradient to the gate).
+
+    Aux loss ``"router_entropy"``: the mean entropy of p per token, their "dynamic
+    loss": a near-uniform p needs many experts to reach ``top_p``, so penalising the
+    entropy is the compute penalty on k (weight ``loss_weights.router_entropy``, 0 by
+    default)."""
 
     def __init__(self, d_model: int, experts: int, top_k: int, top_p: float, **kwargs):
         super().__init__(d_model, experts, top_k, **kwargs)
@@ -109,8 +114,9 @@ class DynamicRouter(_Router):
         mass_before = weights.detach().cumsum(dim=-1) - weights.detach()
         valid = mass_before < self.top_p       # keep adding experts until mass >= top_p
         weights = weights * valid
-        return RouterOutput(experts, weights, valid, probs,
-                            self._aux(logits, probs, experts, valid))
+        aux = self._aux(logits, probs, experts, valid)
+        aux["router_entropy"] = -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
+        return RouterOutput(experts, weights, valid, probs, aux)
 
 
 @builder("router", "topk")

@@ -6,42 +6,50 @@ Shape legend: B batch, T tokens, D model, H heads, Dh head dim, N blocks, w bloc
 Each head h learns a span z_h in [0, max_span]. Attention weights are multiplied by a
 soft ramp over the query-key distance d, m(d) = clamp((R + z_h - d) / R, 0, 1), and
 renormalised, so the span is differentiable. Work is blocked like sliding-window
-attention over a hard window of max_span tokens: the mask zeroes weights, it does not
-skip work (the cost model counts the whole window).
+attention over a hard window of w tokens, w = ``cropped_span``: the longest head span
+plus the ramp, rounded up to ``SPAN_BLOCK`` (at most max_span). Keys beyond it have
+mask weight m = 0 *and* dm/dz = 0 (the clamp is flat there), so the soft mask over
+the whole max_span window is kept exactly, forward and backward, in training and in
+evaluation (so also in exported models), while compute falls with the learned span.
+The reference implementation trims its memory the same way (``trim_memory``). A span
+can still grow: the ramp's keys (z, z + R] are inside the crop and carry its gradient.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from search_space.kinds.attention import cropped_span, span_blocked, span_ramp
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
 from .registry import builder
 
 
-def default_ramp(max_span: int) -> int:
-    """Ramp length R: the paper's 32 for long spans, a quarter of the span for short ones."""
-    return max(1, min(32, max_span // 4))
-
-
 class DynamicSpanAttention(nn.Module):
     """Blocked softmax attention with a learnable soft span per head.
 
-    ``span_fraction`` (H,) holds z_h / max_span. Its forward value is clamped to
+    ``span_fraction`` (H,) holds z_h / max_span, initially ``init_fraction``: 0, as in
+    the reference implementation (``--adapt-span-init 0``), so a head starts with the
+    ramp alone and grows its span where the task pays for it. Its forward value is clamped to
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
+    ``crop``: whether to skip the keys beyond the learned spans (True; False computes
+    over the whole ``max_span`` window, for comparisons: same outputs and gradients).
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
-                 ramp: int | None = None, init_fraction: float = 1.0):
+                 ramp: int | None = None, init_fraction: float = 0.0):
         super().__init__()
         if max_span < 1:
             raise ValueError(f"max_span must be >= 1, got {max_span}")
         self.proj = HeadProjection(d_model, heads)
         self.max_span = max_span
-        self.ramp = ramp if ramp is not None else default_ramp(max_span)
+        self.ramp = ramp if ramp is not None else span_ramp(max_span)
         self.causal = causal
         self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
+        self.crop = True
 
     def spans(self) -> Tensor:
         """Current spans in tokens, (H,), clamped to [0, max_span] (straight-through)."""
@@ -49,11 +57,17 @@ class DynamicSpanAttention(nn.Module):
         clamped = f + (f.clamp(0.0, 1.0) - f).detach()
         return clamped * self.max_span
 
+    def window(self) -> int:
+        """Block size w of this forward: the crop of the current spans."""
+        if not self.crop:
+            return self.max_span
+        return cropped_span(float(self.spans().detach().max()), self.max_span, self.ramp)
+
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         b, t, _ = x.shape
         q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
-        s = self.max_span
-        if t <= s:  # a single block holds every key
+        s = self.window()
+        if not span_blocked(t, s, self.causal):  # one block of every key is cheaper
             qb, kb, vb = q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2)   # (B, H, 1, T, Dh)
             qpos = torch.arange(t, device=x.device)[None, :, None]      # (1, T, 1)
             kpos = torch.arange(t, device=x.device)[None, None, :]      # (1, 1, T)
@@ -73,9 +87,12 @@ class DynamicSpanAttention(nn.Module):
         z = self.spans().view(-1, 1, 1, 1)                              # (H, 1, 1, 1)
         soft = ((self.ramp + z - dist) / self.ramp).clamp(0.0, 1.0)     # (H, N, w, W)
         bias = torch.where(allowed, soft.clamp(min=1e-30).log(), float("-inf"))
-        scores = torch.matmul(qb, kb.transpose(-1, -2)) * qb.shape[-1] ** -0.5
-        weights = (scores + bias).softmax(dim=-1)                       # (B, H, N, w, W)
-        y = torch.matmul(weights, vb).flatten(2, 3)[:, :, :t]           # (B, H, T, Dh)
+        h, n, w, width, dh = *bias.shape, q.shape[-1]
+        # heads x blocks as SDPA's "heads": 4-D inputs reach its fused kernels
+        y = F.scaled_dot_product_attention(
+            qb.reshape(b, h * n, w, dh), kb.reshape(b, h * n, width, dh),
+            vb.reshape(b, h * n, width, dh), attn_mask=bias.reshape(1, h * n, w, width))
+        y = y.view(b, h, n * w, dh)[:, :, :t]                           # (B, H, T, Dh)
         penalty = self.span_fraction.clamp(min=0.0).mean()
         return self.proj.merge(y), {"span": penalty}
 

@@ -56,13 +56,20 @@ TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(name: str, shape: Callable[..., TaskShape], description: str = ""):
-    """Decorator: ``@register_task("my_task", shape=my_shape)`` on a factory."""
+    """Decorator: ``@register_task("my_task", shape=my_shape)`` on a factory; a name
+    that is already registered is refused (a plugin cannot silently replace a task)."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
+        if name in TASKS:
+            raise ConfigError("task", f"task {name!r} is already registered")
         TASKS[name] = TaskSpec(factory, shape, description)
         return factory
 
     return wrap
+
+
+def unregister_task(name: str) -> None:
+    TASKS.pop(name, None)
 
 
 def _spec(settings: TaskSettings) -> TaskSpec:

@@ -107,13 +107,16 @@ def build_stream(name: str, seed: int, opts: StreamOptions, shape: TaskShape, n_
 class AssocRecallOptions(StreamOptions):
     """``n_experiences`` variants; ``symbols`` keys and as many values per experience;
     level l has pairs interpolated from ``min_pairs`` to ``max_pairs``; each sample
-    asks ``min(queries, pairs)`` distinct keys."""
+    asks ``min(queries, pairs)`` distinct keys. ``seq_len`` (0 = as short as the
+    pairs allow) pads every sample to that length with the queries at its end, so the
+    distance from evidence to question grows with it (long-context recall)."""
 
     n_experiences: int = 3
     min_pairs: int = 2
     max_pairs: int = 8
     queries: int = 4
     symbols: int = 16
+    seq_len: int = 0
 
     def shape(self) -> TaskShape:
         self.validate()
@@ -121,7 +124,10 @@ class AssocRecallOptions(StreamOptions):
         check_int("queries", self.queries, 1)
         self.knob("min_pairs", "max_pairs")
         check_int("symbols", self.symbols, self.max_pairs)
-        return self.token_shape(2 * self.max_pairs + self.queries, 1 + 2 * self.symbols * self.n_experiences)
+        natural = 2 * self.max_pairs + self.queries
+        if self.seq_len:
+            check_int("seq_len", self.seq_len, natural)
+        return self.token_shape(self.seq_len or natural, 1 + 2 * self.symbols * self.n_experiences)
 
 
 @register_task("assoc_recall", shape=lambda **o: AssocRecallOptions(**o).shape(),
@@ -146,8 +152,9 @@ def assoc_recall(seed: int = 0, **options) -> Task:
         x = torch.full((n, shape.seq_len), PAD, dtype=torch.long)
         y = torch.full_like(x, IGNORE)
         x[:, 0:2 * p:2], x[:, 1:2 * p:2] = keys, values
-        x[:, 2 * p:2 * p + q] = keys.gather(1, asked)
-        y[:, 2 * p:2 * p + q] = values.gather(1, asked)
+        start = shape.seq_len - q if opts.seq_len else 2 * p
+        x[:, start:start + q] = keys.gather(1, asked)
+        y[:, start:start + q] = values.gather(1, asked)
         return x, y
 
     def classes(e: int) -> tuple[int, ...]:

@@ -1,0 +1,85 @@
+"""``dynas list tasks|kinds|strategies|metrics|evaluators``: what is registered now.
+
+Built-ins and whatever the ``--plugin`` modules registered, from the registries
+themselves (nothing is listed by hand): tasks (``trainers.tasks.TASKS``), attention /
+FFN / router kinds (``search_space.kinds``, with whether ``trainers`` has a builder),
+strategies (``controllers.policies.POLICIES``), metrics (``search_space.names`` plus
+``trainers.metrics.METRICS``, plus what evaluators declare) and evaluators
+(``search_space.evaluators.EVALUATORS``).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+WHAT = ("tasks", "kinds", "strategies", "metrics", "evaluators")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list registered tasks, kinds, strategies, metrics or evaluators",
+                       description="List what is registered: the built-ins and what --plugin "
+                       "modules registered.")
+    p.add_argument("what", choices=WHAT, help="which registry")
+    p.set_defaults(handler=_list)
+
+
+def _list(args: argparse.Namespace) -> int:
+    for line in LISTERS[args.what]():
+        print(line.rstrip())
+    return 0
+
+
+def tasks() -> list[str]:
+    from trainers.tasks import TASKS
+
+    width = max(map(len, TASKS), default=0)
+    return [f"{name:<{width}}  {spec.description}" for name, spec in sorted(TASKS.items())]
+
+
+def kinds() -> list[str]:
+    from search_space.kinds import REGISTRIES
+    from trainers.modules import BUILDERS      # importing the package registers every builder
+
+    rows = []
+    for family, registry in REGISTRIES.items():
+        for name in registry:
+            spec = registry.get(name)
+            fields = ", ".join(n for n, _ in spec.fields) or "-"
+            built = "" if name in BUILDERS[family].names() else "  (no builder in trainers)"
+            rows.append((family, name, fields + built))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return [f"{f:<{width[0]}}  {n:<{width[1]}}  {rest}" for f, n, rest in rows]
+
+
+def strategies() -> list[str]:
+    from controllers.policies import POLICIES
+
+    return [f"{name}" + (f"  (settings: search.{name})" if e.settings_cls else "")
+            for name, e in POLICIES.items()]
+
+
+def metrics() -> list[str]:
+    from search_space import names
+    from search_space.evaluators import EVALUATORS
+    from trainers.metrics import METRICS
+
+    rows = [(m, "built-in") for m in names.ALL_METRICS]
+    rows += [(name, f"plugin: {entry.description}" if entry.description else "plugin")
+             for name, entry in METRICS.items()]
+    rows += [(m, f"evaluator {e.name}") for e in EVALUATORS.values() for m in e.metrics]
+    width = max(len(r[0]) for r in rows)
+    return [f"{m:<{width}}  {what}" for m, what in rows]
+
+
+def evaluators() -> list[str]:
+    from search_space.evaluators import EVALUATORS
+
+    if not EVALUATORS:
+        return ["(none registered; a plugin registers one with search_space.evaluators.register_evaluator)"]
+    width = max(map(len, EVALUATORS))
+    return [f"{name:<{width}}  {e.description}" + (f"  [metrics: {', '.join(e.metrics)}]" if e.metrics else "")
+            for name, e in EVALUATORS.items()]
+
+
+LISTERS: dict[str, Callable[[], list[str]]] = {
+    "tasks": tasks, "kinds": kinds, "strategies": strategies, "metrics": metrics, "evaluators": evaluators}

@@ -1,0 +1,105 @@
+"""Evaluators of plain decision spaces: a function of the decisions that returns metrics.
+
+A plain space (``space: {decisions: ...}``) has no transformer to train; what a trial
+measures is whatever its evaluator returns. Register one by name, then name it in the
+experiment file:
+
+    from search_space.evaluators import register_evaluator
+
+    @register_evaluator("branin", metrics=("loss",))
+    def branin(decisions, scale=1.0):          # decisions: {"x": 3, "y": 7}
+        return {"loss": scale * (decisions["y"] - decisions["x"] ** 2) ** 2}
+
+    # experiment.yaml
+    space: {decisions: {x: {low: 0, high: 10}, y: {low: 0, high: 10}}}
+    evaluator: {name: branin, options: {scale: 2.0}}     # or just `evaluator: branin`
+    search: {objectives: [{metric: loss, direction: min}]}
+
+Contract: ``fn(decisions: dict, **options) -> Mapping[str, float]``, called once per
+trial (in a Ray worker, or in-process by the local runner). It must not keep state
+between calls that changes its answers; load data once per process (``functools.cache``)
+if it is expensive. An exception fails that trial only (worded by
+``controllers.outcomes``); a ``DynasError`` is the user's and stops the search.
+``metrics`` (optional) names what it returns, so objectives are checked before any
+trial and ``dynas list metrics`` can show them.
+
+Standard library only: this module sits in ``search_space`` so plugins and every layer
+can import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+Evaluator = Callable[..., Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class EvaluatorEntry:
+    name: str
+    fn: Evaluator
+    metrics: tuple[str, ...] = ()         # what it returns; () = not declared
+    description: str = ""
+
+
+EVALUATORS: dict[str, EvaluatorEntry] = {}
+
+__all__ = ["EVALUATORS", "EvaluatorEntry", "evaluate", "get_evaluator", "register_evaluator",
+           "unregister_evaluator"]
+
+
+def register_evaluator(name: str, *, metrics: tuple[str, ...] | list[str] = (),
+                       description: str = "") -> Callable[[Evaluator], Evaluator]:
+    """Decorator: make ``fn`` the evaluator ``name``; a second ``name`` is refused."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an evaluator needs a non-empty name, got {name!r}")
+
+    def add(fn: Evaluator) -> Evaluator:
+        if name in EVALUATORS:
+            raise ConfigError("evaluator", f"evaluator {name!r} is already registered")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        EVALUATORS[name] = EvaluatorEntry(name, fn, tuple(metrics), description or (doc[0] if doc else ""))
+        return fn
+
+    return add
+
+
+def unregister_evaluator(name: str) -> None:
+    EVALUATORS.pop(name, None)
+
+
+def get_evaluator(name: str, key: str = "evaluator.name") -> EvaluatorEntry:
+    if name not in EVALUATORS:
+        known = ", ".join(sorted(EVALUATORS)) or "none (register one in a plugin)"
+        raise ConfigError(key, f"unknown evaluator {name!r}; known: {known}")
+    return EVALUATORS[name]
+
+
+def evaluate(name: str, decisions: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Call the evaluator and check what it returned: a mapping of names to numbers.
+
+    NaN/inf pass through (the driver records the trial as failed with the values);
+    anything that is not a number raises ``TypeError`` naming the evaluator and key.
+    """
+    entry = get_evaluator(name)
+    try:
+        out = entry.fn(dict(decisions), **dict(options or {}))
+    except TypeError as err:          # an option the function does not take
+        if "unexpected keyword argument" in str(err):
+            bad = str(err).split("'")[-2]
+            raise ConfigError(f"evaluator.options.{bad}", f"unknown option for evaluator {name!r}") from None
+        raise
+    if not isinstance(out, Mapping) or not out:
+        raise TypeError(f"evaluator {name!r} returned {type(out).__name__}; expected a non-empty "
+                        "mapping of metric names to numbers")
+    metrics = {}
+    for key, value in out.items():
+        try:
+            if isinstance(value, (bool, str)):
+                raise TypeError
+            metrics[str(key)] = float(value)          # also numpy scalars and 0-d arrays
+        except (TypeError, ValueError):
+            raise TypeError(f"evaluator {name!r} returned {key}={value!r}; expected a number") from None
+    return metrics

@@ -1,0 +1,186 @@
+"""Plugins: the user's own modules, imported before a file is validated.
+
+A plugin is named in an experiment file (``plugins: [my_tasks, ./my_policy.py,
+../lib/]``) or on the command line (``--plugin``), as one of:
+
+- a module name (``my_tasks``, ``mypkg.plugins``), imported with ``importlib``;
+- a path to a ``.py`` file, imported as a top-level module named by its stem;
+- a path to a folder: a package (it has ``__init__.py``) is imported by its name; a
+  folder of modules has every ``*.py`` in it imported (sorted), each by its stem.
+
+Relative paths are relative to the experiment file (``base``), or to the working
+directory for ``--plugin``. Whatever a plugin registers on import (tasks, kinds and
+builders, strategies, metrics, evaluators) is then as good as a built-in: the
+registries refuse a name that exists, and that refusal, like any import failure, is one
+``PluginError`` line naming the plugin (the CLI exits 2 before any trial starts).
+
+Each loaded plugin is a ``Plugin``: the module names to import and, for code that is
+not installed, the file or folder to ship. ``controllers`` ships those to every Ray
+worker through Ray's runtime environment (``py_modules``) and imports the same names
+there, so the nodes of a real cluster see the plugin without installing it.
+
+Loading twice is a no-op (same names, same files), so a plugin given both in the file
+and with ``--plugin`` is imported once. Standard library only.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import ConfigError
+
+__all__ = ["Plugin", "PluginError", "load_plugins", "import_plugin_modules", "loaded_plugins"]
+
+OWN_PACKAGES = ("search_space", "trainers", "controllers", "analysis")   # on every node already
+_LOADED: dict[str, "Plugin"] = {}          # resolved spec -> plugin, in load order
+
+
+class PluginError(ConfigError):
+    """A plugin failed to import, or registered a name that already exists."""
+
+    def __init__(self, plugin: str, why: str, source: str | None = None):
+        super().__init__("", f"plugin {plugin}: {why}", source)
+        self.plugin, self.why = plugin, why
+
+    def __reduce__(self):
+        return type(self), (self.plugin, self.why, self.source)
+
+    def with_source(self, source: str) -> "PluginError":
+        return PluginError(self.plugin, self.why, source)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One loaded plugin. ``spec``: as resolved (a module name, or an absolute path);
+    ``modules``: the names imported; ``ship``: files or folders a Ray worker needs
+    (empty for installed packages, which every node must have, like dynas itself)."""
+
+    spec: str
+    modules: tuple[str, ...]
+    ship: tuple[str, ...] = ()
+
+
+def loaded_plugins() -> tuple[Plugin, ...]:
+    return tuple(_LOADED.values())
+
+
+def load_plugins(specs: object, base: Path | None = None, key: str = "plugins") -> tuple[Plugin, ...]:
+    """Import each plugin of ``specs`` (a list of strings) in order; see the module docstring."""
+    if specs is None:
+        return ()
+    if isinstance(specs, str) or not isinstance(specs, Sequence):
+        raise ConfigError(key, "expected a list of module names or paths to .py files or folders")
+    out = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(f"{key}[{i}]", f"expected a module name or a path, got {spec!r}")
+        out.append(load_plugin(spec.strip(), base))
+    return tuple(out)
+
+
+def load_plugin(spec: str, base: Path | None = None) -> Plugin:
+    resolved = _resolve(spec, base)
+    if resolved in _LOADED:
+        return _LOADED[resolved]
+    path = Path(resolved)
+    try:
+        if path.is_absolute():
+            plugin = _load_path(spec, path)
+        else:
+            module = importlib.import_module(resolved)
+            plugin = Plugin(resolved, (resolved,), _ship_of(module))
+    except PluginError:
+        raise
+    except Exception as err:  # ImportError, SyntaxError, a registry's refusal, a bug ...
+        raise PluginError(spec, _why(err)) from None
+    _LOADED[resolved] = plugin
+    return plugin
+
+
+def import_plugin_modules(modules: Iterable[str]) -> None:
+    """On a Ray worker: import the names a driver loaded (the files came by py_modules)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as err:
+            raise PluginError(name, f"{_why(err)} (on a Ray worker)") from None
+
+
+def _resolve(spec: str, base: Path | None) -> str:
+    """An absolute path for a file or folder, else the module name as given."""
+    looks_like_path = spec.endswith(".py") or "/" in spec or "\\" in spec or spec.startswith(".")
+    if not looks_like_path:
+        return spec
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    path = path.resolve()
+    if not path.exists():
+        raise PluginError(spec, f"no such file or folder {path}")
+    return str(path)
+
+
+def _load_path(spec: str, path: Path) -> Plugin:
+    if path.is_file():
+        if path.suffix != ".py":
+            raise PluginError(spec, "a plugin file must be a .py file")
+        return Plugin(str(path), (_import_file(spec, path.stem, path),), (str(path),))
+    if (path / "__init__.py").is_file():
+        name = _import_file(spec, path.name, path / "__init__.py", package=path)
+        return Plugin(str(path), (name,), (str(path),))
+    files = sorted(p for p in path.glob("*.py") if p.is_file())
+    if not files:
+        raise PluginError(spec, f"folder {path} holds no .py files")
+    names = tuple(_import_file(spec, p.stem, p) for p in files)
+    return Plugin(str(path), names, tuple(str(p) for p in files))
+
+
+def _import_file(spec: str, name: str, file: Path, package: Path | None = None) -> str:
+    """Import ``file`` as top-level module ``name`` (the name a Ray worker imports)."""
+    if not name.isidentifier():
+        raise PluginError(spec, f"{name!r} is not a valid module name; rename the file")
+    taken = sys.modules.get(name)
+    if taken is not None:
+        if Path(getattr(taken, "__file__", "") or "").resolve() == file.resolve():
+            return name
+        raise PluginError(spec, f"module name {name!r} is already taken by {getattr(taken, '__file__', None) or 'a built-in'}; rename the file")
+    where = [str(package)] if package is not None else None
+    module_spec = importlib.util.spec_from_file_location(name, file, submodule_search_locations=where)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return name
+
+
+def _ship_of(module) -> tuple[str, ...]:
+    """What a Ray worker needs for an imported module: nothing if it is installed (in
+    site-packages or the standard library), else its file or its top package's folder."""
+    top_name = module.__name__.split(".")[0]
+    if top_name in OWN_PACKAGES:
+        return ()
+    top = sys.modules[top_name]
+    file = getattr(top, "__file__", None)
+    if not file:
+        return ()
+    file = Path(file).resolve()
+    installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                                             sysconfig.get_paths()["stdlib"])}
+    if any(parent in installed for parent in file.parents):
+        return ()
+    return (str(file.parent) if file.name == "__init__.py" else str(file),)
+
+
+def _why(err: BaseException) -> str:
+    message = " ".join(str(err).split()) or "(no message)"
+    if isinstance(err, ConfigError):          # a registry's refusal already names the key
+        return message
+    return f"{type(err).__name__}: {message}"

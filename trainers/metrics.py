@@ -1,0 +1,64 @@
+"""Metrics a plugin adds to every trial, next to the built-in ones.
+
+    from trainers.metrics import register_metric
+
+    @register_metric("last_task_accuracy", description="R[T-1][T-1]")
+    def last_task_accuracy(acc_matrix, values):
+        return acc_matrix[-1][len(acc_matrix) - 1]
+
+``fn(acc_matrix, values) -> float``: ``acc_matrix`` is the trial's accuracy matrix
+(rows as lists, as recorded), ``values`` the built-in metrics already computed
+(continual metrics and cost: ``search_space.names``). ``trainers.fitting.fit`` adds
+every registered metric to ``TrialMetrics.values``, so it is recorded, reported and can
+be a search objective (``search.objectives: [{metric: last_task_accuracy, ...}]``,
+checked before any trial by ``controllers.prepare``). A name that exists, built-in or
+registered, is refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from search_space import names
+from search_space.errors import ConfigError
+
+MetricFn = Callable[[Sequence[Sequence[float]], Mapping[str, float]], float]
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    name: str
+    fn: MetricFn
+    description: str = ""
+
+
+METRICS: dict[str, MetricEntry] = {}
+
+__all__ = ["METRICS", "MetricEntry", "known_metrics", "plugin_metrics", "register_metric",
+           "unregister_metric"]
+
+
+def register_metric(name: str, description: str = "") -> Callable[[MetricFn], MetricFn]:
+    """Decorator: compute ``fn`` for every trial under ``name``."""
+
+    def add(fn: MetricFn) -> MetricFn:
+        if name in names.ALL_METRICS or name in METRICS:
+            raise ConfigError("metric", f"metric {name!r} is already registered")
+        METRICS[name] = MetricEntry(name, fn, description)
+        return fn
+
+    return add
+
+
+def unregister_metric(name: str) -> None:
+    METRICS.pop(name, None)
+
+
+def known_metrics() -> tuple[str, ...]:
+    """Every metric a trained trial reports: the built-ins, then the registered ones."""
+    return names.ALL_METRICS + tuple(METRICS)
+
+
+def plugin_metrics(acc_matrix: Sequence[Sequence[float]], values: Mapping[str, float]) -> dict[str, float]:
+    rows = [list(map(float, row)) for row in acc_matrix]
+    return {name: float(entry.fn(rows, dict(values))) for name, entry in METRICS.items()}
