@@ -16,7 +16,8 @@ _WHERE = {
     "reference_point": "pareto", "running_hypervolume": "pareto", "knee_index": "pareto",
     "pick": "pareto",
     "plot_pareto": "plots", "plot_progress": "plots", "plot_choice_frequencies": "plots",
-    "plot_expert_load": "plots", "plot_accuracy_matrix": "plots",
+    "plot_expert_load": "plots", "plot_accuracy_matrix": "plots", "plot_confirmed": "plots",
+    "seed_summary": "seeds",
     "write_report": "report",
     "export_arch": "export",
 }
@@ -24,8 +25,8 @@ _WHERE = {
 __all__ = [
     "as_objectives", "export_arch", "hypervolume", "knee_index", "load_runs",
     "non_dominated_sort", "pareto_front", "pick", "plot_accuracy_matrix",
-    "plot_choice_frequencies", "plot_expert_load", "plot_pareto", "plot_progress",
-    "reference_point", "run_objectives", "running_hypervolume", "write_report",
+    "plot_choice_frequencies", "plot_confirmed", "plot_expert_load", "plot_pareto", "plot_progress",
+    "reference_point", "run_objectives", "running_hypervolume", "seed_summary", "write_report",
 ]
 
 

@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search")
     export.add_argument("--pick", default="knee", metavar="RULE", help=PICK_HELP + " (default: knee)")
     export.add_argument("--out", required=True, metavar="FILE",
-                        help="arch JSON file to write (a folder means FOLDER/arch.json)")
+                        help="arch JSON file to write (a folder means FOLDER/arch.json; with --weights a folder)")
+    export.add_argument("--weights", action="store_true",
+                        help="also write the pick's kept model (weights.safetensors, model.json with the "
+                        "preprocessing state) into the --out folder, for load_model and train --init-from")
     export.add_argument("--force", action="store_true", help="overwrite existing output files")
     export.set_defaults(handler=_export)
 
@@ -58,6 +61,8 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_arch, pareto_path_for
 
-    path = export_arch(args.run_dir, args.pick, args.out, force=args.force)
+    path = export_arch(args.run_dir, args.pick, args.out, force=args.force, weights=args.weights)
     print(f"arch: {path}\npareto front: {pareto_path_for(path)}")
+    if args.weights:
+        print(f"model: {path.parent} (load_model, dynas train --init-from)")
     return 0

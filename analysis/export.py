@@ -10,6 +10,12 @@
   arch, metrics, cost, seed and producing dynas version, plus which one was picked,
   by what rule, against which objectives and reference point.
 
+With ``weights=True`` ``out`` is a folder and receives the picked trial's kept model
+as well (``weights.safetensors`` and ``model.json`` with the task's preprocessing
+state, ``trainers.bundle``), so ``load_model(out)`` predicts with it and ``dynas train
+--init-from out`` fine-tunes it. A pick whose weights were not kept is an error
+naming the trial, before anything is written.
+
 Nothing already on disk is lost: an existing output file is an error unless ``force``;
 the pick is made before anything is written, and each file is replaced atomically.
 """
@@ -22,10 +28,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from controllers.kept_weights import INDEX_FILE, read_index
 from controllers.records import write_json_atomic
 from search_space import names
 from search_space.arch import ArchConfig
 from search_space.errors import DynasError
+from trainers.bundle import BUNDLE_FILES, copy_bundle
 
 from .load import is_transformer_arch, load_runs, metric_columns, read_run_meta, run_objectives
 from .pareto import hypervolume, objective_matrix, pareto_front, pick as pick_trial, reference_point
@@ -57,18 +65,20 @@ def pareto_path_for(arch_path: Path) -> Path:
 
 
 def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *,
-                force: bool = False, objectives: Sequence[Any] | None = None) -> Path:
+                force: bool = False, objectives: Sequence[Any] | None = None,
+                weights: bool = False) -> Path:
     """Write the trial the ``pick`` rule chooses (knee | best-accuracy | max-flops=X)
-    and the front.
+    and the front (and with ``weights`` its trained model).
 
-    Returns the path of the arch file. ``out`` may be a folder (``out/arch.json``).
+    Returns the path of the arch file. ``out`` may be a folder (``out/arch.json``);
+    with ``weights`` it is always one.
     """
     out = Path(out)
-    if out.is_dir():
+    if out.is_dir() or weights:
         out = out / DEFAULT_NAME
     sidecar = pareto_path_for(out)
     if not force:
-        for path in (out, sidecar):
+        for path in (out, sidecar) + (tuple(out.parent / n for n in BUNDLE_FILES) if weights else ()):
             if path.exists():
                 raise DynasError(f"{path} exists; pass --force to overwrite it")
     df = load_runs([run_dir])
@@ -78,12 +88,16 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
     except DynasError as err:   # say which run had nothing to pick
         raise DynasError(f"{run_dir}: pick {pick}: {err}") from None
     arch = _checked_arch(chosen)
+    kept = read_index(run_dir)
+    model_dir = _kept_model(run_dir, chosen, kept) if weights else None
     front = pareto_front(df, objectives)
     meta = read_run_meta(run_dir)
     metrics = metric_columns(df)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(arch, ArchConfig):
+    if model_dir is not None:
+        copy_bundle(model_dir, out.parent)          # arch.json among its files
+    elif isinstance(arch, ArchConfig):
         arch.save(out)
     else:
         write_json_atomic(out, arch)
@@ -97,8 +111,8 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
         "reference_point": [_clean(r) for r in ref],
         "hypervolume": _clean(hypervolume(objective_matrix(front, objectives), ref, objectives)),
         "picked": {"rule": pick, "arch_file": out.name, "on_front": chosen.name in front.index,
-                   **_member(chosen, metrics, meta)},
-        "front": [_member(row, metrics, meta) for _, row in front.iterrows()],
+                   **_member(chosen, metrics, meta, kept)},
+        "front": [_member(row, metrics, meta, kept) for _, row in front.iterrows()],
     }
     write_json_atomic(sidecar, payload)
     return out
@@ -115,7 +129,18 @@ def _checked_arch(row: pd.Series) -> ArchConfig | dict[str, Any]:
     raise DynasError(f"trial {row['proposal_id']} has no architecture to export")
 
 
-def _member(row: pd.Series, metric_names: list[str], meta: dict[str, Any]) -> dict[str, Any]:
+def _kept_model(run_dir: str | os.PathLike, row: pd.Series, kept: dict[str, Any]) -> Path:
+    """The folder of the picked trial's kept model, or one line saying why there is none."""
+    entry = kept.get(str(int(row["proposal_id"])))
+    if entry is None:
+        raise DynasError(f"{run_dir}: trial {int(row['proposal_id'])} ({row['arch_id']}) has no kept weights "
+                         f"(see {INDEX_FILE}; search.keep_weights: all keeps every trial's); "
+                         "retrain it with `dynas train --arch`")
+    return Path(run_dir) / entry["path"]
+
+
+def _member(row: pd.Series, metric_names: list[str], meta: dict[str, Any],
+            kept: dict[str, Any]) -> dict[str, Any]:
     metrics = {m: _clean(row[m]) for m in metric_names if _present(row.get(m))}
     return {
         "arch_id": row["arch_id"],
@@ -124,7 +149,7 @@ def _member(row: pd.Series, metric_names: list[str], meta: dict[str, Any]) -> di
         "metrics": metrics,
         "cost": {m: metrics[m] for m in names.COST_METRICS if m in metrics},
         "seed": int(row["seed"]) if _present(row["seed"]) else None,
-        "checkpoint": None,  # records keep no weights; retrain with `dynas train --arch`
+        "checkpoint": kept.get(str(int(row["proposal_id"])), {}).get("path"),   # kept weights, run-relative
         "dynas_version": meta.get("dynas_version"),
     }
 

@@ -60,9 +60,10 @@ def strategies() -> list[str]:
 
 def metrics() -> list[str]:
     from search_space import names
-    from search_space.evaluators import EVALUATORS
+    from search_space.evaluators import EVALUATORS, load_builtin_evaluators
     from trainers.metrics import METRICS
 
+    load_builtin_evaluators()
     rows = [(m, "built-in") for m in names.ALL_METRICS]
     rows += [(name, f"plugin: {entry.description}" if entry.description else "plugin")
              for name, entry in METRICS.items()]
@@ -72,13 +73,14 @@ def metrics() -> list[str]:
 
 
 def evaluators() -> list[str]:
-    from search_space.evaluators import EVALUATORS
+    from search_space.evaluators import EVALUATORS, load_builtin_evaluators
 
+    load_builtin_evaluators()
     if not EVALUATORS:
         return ["(none registered; a plugin registers one with search_space.evaluators.register_evaluator)"]
     width = max(map(len, EVALUATORS))
-    return [f"{name:<{width}}  {e.description}" + (f"  [metrics: {', '.join(e.metrics)}]" if e.metrics else "")
-            for name, e in EVALUATORS.items()]
+    return [f"{name:<{width}}  {e.description}"
+            + (f"  [metrics: {', '.join(e.metrics)}]" if e.metrics else "") for name, e in EVALUATORS.items()]
 
 
 LISTERS: dict[str, Callable[[], list[str]]] = {

@@ -7,17 +7,21 @@ machine. Column groups:
 * bookkeeping: ``run``, ``strategy``, ``run_dir``, ``trial`` (order in the file),
   ``proposal_id``, ``arch_id``, ``state``, ``reason``, ``policy``, ``seed``,
   ``wall_time_s``, ``experiences_done``, ``cached_from``, ``finished_at``,
-  ``baseline`` (a reference model's name, ``search.baselines``; "" for searched trials:
-  ``complete`` leaves baselines out, ``baselines`` gives them);
+  ``schema_version``, ``repeat_of`` (a seed repeat of that proposal id; see
+  ``analysis.seeds``), ``train_seed``, ``chance_accuracy``, ``baseline`` (a reference model's name,
+  ``search.baselines``; "" for searched trials: ``complete`` leaves baselines out,
+  ``baselines`` gives them);
 * metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
-  always present, NaN when a trial did not report it);
+  always present, NaN when a trial did not report it): plain names measured on the
+  validation splits, ``test.<name>`` on the test splits (``SPLIT_METRICS``' twins are
+  always present; NaN in records older than the split, ``schema_version`` 1);
 * decisions: ``param.<name>`` for each decision value the policy chose;
 * architecture summary (transformer archs only; NaN for plain assignments):
   ``arch.layers``, ``arch.d_model``, ``arch.attention_kinds`` ("full,sliding_window",
   distinct kinds in layer order), ``arch.ffn_kinds``, ``arch.moe_layers``,
   ``arch.summary`` (one short line);
-* raw, as Python objects: ``arch`` (dict), ``acc_matrix``, ``expert_load``,
-  ``objective_values``.
+* raw, as Python objects: ``arch`` (dict), ``acc_matrix`` (R_val), ``test_acc_matrix``
+  (R_test), ``expert_load``, ``objective_values``.
 """
 from __future__ import annotations
 
@@ -36,12 +40,15 @@ from search_space.reference import REFERENCE_KEY, model_from_dict
 from search_space.settings import Objective
 
 PathLike = str | os.PathLike
-OBJECT_COLUMNS = ("arch", "acc_matrix", "expert_load", "objective_values")
+OBJECT_COLUMNS = ("arch", "acc_matrix", "test_acc_matrix", "expert_load", "objective_values")
 ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn_kinds",
                 "arch.moe_layers", "arch.summary")
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
                 "reason", "policy", "seed", "wall_time_s", "experiences_done",
-                "cached_from", "finished_at", "baseline")
+                "cached_from", "finished_at", "schema_version", "repeat_of", "train_seed",
+                "chance_accuracy", "baseline")
+SPLIT_METRICS = names.ACCURACY_METRICS + names.FORGETTING_METRICS   # measured per split
+TEST_METRICS = tuple(names.as_test(m) for m in SPLIT_METRICS)
 DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 
 
@@ -110,13 +117,15 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
                state=record.state, reason=record.reason, policy=record.policy,
                seed=record.seed, wall_time_s=record.wall_time_s,
                experiences_done=record.experiences_done, cached_from=record.cached_from,
-               finished_at=record.finished_at, baseline=record.baseline)
+               finished_at=record.finished_at, schema_version=record.schema_version,
+               repeat_of=record.repeat_of, train_seed=record.train_seed,
+               chance_accuracy=record.chance_accuracy, baseline=record.baseline)
     for key, value in (record.metrics or {}).items():
         row[key] = _as_float(value)
     for key, value in (record.params or {}).items():
         row[f"param.{key}"] = value
     row.update(arch_summary(record.arch))
-    row.update(arch=record.arch, acc_matrix=record.acc_matrix,
+    row.update(arch=record.arch, acc_matrix=record.acc_matrix, test_acc_matrix=record.test_acc_matrix,
                expert_load=record.expert_load, objective_values=record.objectives)
     return row
 
@@ -177,7 +186,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for column in BASE_COLUMNS:
         if column not in df:
             df[column] = pd.Series(dtype=object)
-    for metric in names.ALL_METRICS:
+    for metric in names.ALL_METRICS + TEST_METRICS:
         if metric not in df:
             df[metric] = np.nan
         df[metric] = df[metric].astype(float)
@@ -192,17 +201,25 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
     """Metric columns present in ``df``: the known names first, then any others."""
-    known = [m for m in names.ALL_METRICS if m in df]
+    known = [m for m in names.ALL_METRICS + TEST_METRICS if m in df]
     taken = set(BASE_COLUMNS) | set(OBJECT_COLUMNS) | set(ARCH_COLUMNS) | set(known)
     extra = [c for c in df.columns if c not in taken and not c.startswith("param.")]
     return known + extra
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:
-    """The searched trials that finished with results, each trained architecture once:
-    a cached repeat (a proposal answered with an earlier trial's result) is not a new
-    point, and a reference baseline is no trial of the search."""
-    return df[(df["state"] == "complete") & df["cached_from"].isna() & ~_is_baseline(df)]
+    """The searched trials that finished with results, each trained architecture once: a
+    cached repeat (a proposal answered with an earlier trial's result) and a seed repeat
+    (the same architecture trained again, ``analysis.seeds`` averages them) are not new
+    points, and a reference baseline is no trial of the search."""
+    return df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()
+              & ~_is_baseline(df)]
+
+
+def chance_level(df: pd.DataFrame) -> float | None:
+    """A uniform guess's accuracy on the runs' task (None when no record says)."""
+    values = df["chance_accuracy"].dropna().astype(float) if "chance_accuracy" in df else []
+    return float(values.iloc[0]) if len(values) else None
 
 
 def searched(df: pd.DataFrame) -> pd.DataFrame:

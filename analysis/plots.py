@@ -61,6 +61,8 @@ def fmt(metric: str, value: Any) -> str:
         return str(value)
     if math.isnan(value):
         return "–"
+    if names.is_test_metric(metric):              # a test twin prints like its metric
+        metric = metric[len(names.TEST_PREFIX):]
     if metric in names.COST_METRICS:
         for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(value) >= scale:
@@ -93,10 +95,13 @@ def _run_colors(df: pd.DataFrame) -> dict[str, str]:
 # --- Pareto scatter -------------------------------------------------------------------
 def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
                 objectives: Sequence[Any] = DEFAULT_OBJECTIVES,
-                pick: pd.Series | None = None, pick_label: str = "pick") -> Path:
+                pick: pd.Series | None = None, pick_label: str = "pick",
+                chance: float | None = None) -> Path:
     """Objective 0 (y) against objective 1 (x): every complete trial faint, the
     2-D front of these two highlighted and joined as the attainment staircase, the
-    picked trial starred and annotated. Failed and pruned trials are not drawn."""
+    picked trial starred and annotated, and ``chance`` (a uniform guess's accuracy)
+    as a dashed line when y is an accuracy. Failed and pruned trials are not drawn.
+    Values are validation values: the front is the one the search selected on."""
     objectives = as_objectives(objectives)
     if len(objectives) < 2:
         raise DynasError("a Pareto plot needs two objectives")
@@ -122,6 +127,7 @@ def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
     if _use_log(done[x_obj.metric].to_numpy(float), x_obj.metric):
         _log_x(ax, x_obj.metric, done[x_obj.metric].to_numpy(float))
     _mark_baselines(ax, baselines(df).dropna(subset=[x_obj.metric, y_obj.metric]), x_obj, y_obj)
+    _chance_line(ax, y_obj.metric, chance)
     if pick is not None:
         _mark_pick(ax, pick, x_obj, y_obj, pick_label)
     ax.set_xlabel(_axis_label(x_obj, ax.get_xscale() == "log"))
@@ -144,6 +150,67 @@ def _mark_baselines(ax, refs: pd.DataFrame, x_obj, y_obj) -> None:
         ax.annotate(f"{row['baseline']}: {y} {fmt(y, row[y])}, {x} {fmt(x, row[x])}",
                     (row[x], row[y]), textcoords="offset points", xytext=(8, -4 - 12 * (i % 2)),
                     fontsize=8, color=BASELINE_COLOR, zorder=6)
+
+
+def _chance_line(ax, metric: str, chance: float | None) -> None:
+    """The accuracy of a uniform guess: a result below it learned nothing."""
+    if chance is None or metric not in names.ACCURACY_METRICS:
+        return
+    ax.axhline(chance, color=FAINT_COLOR, ls="--", lw=1.2, zorder=1,
+               label=f"chance level ({chance:.3g})")
+
+
+def plot_confirmed(summary: pd.DataFrame, path: str | os.PathLike, *,
+                   objectives: Sequence[Any] = DEFAULT_OBJECTIVES, pick: pd.Series | None = None,
+                   single_pick: pd.Series | None = None, chance: float | None = None) -> Path:
+    """The confirmed candidates at their seed means with error bars (one std over
+    seeds), the front of the means highlighted, each first draw as a hollow circle
+    joined to its mean, the knee on means starred and the single-draw knee ringed."""
+    objectives = as_objectives(objectives)
+    if len(objectives) < 2 or summary.empty:
+        raise DynasError("a confirmed front needs two objectives and repeated candidates")
+    y_obj, x_obj = objectives[0], objectives[1]
+    x, y = x_obj.metric, y_obj.metric
+    front = pareto_front(summary, (y_obj, x_obj)).sort_values(x, kind="stable")
+    xerr = summary[f"std.{x}"].fillna(0.0) if f"std.{x}" in summary else None
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.add_subplot()
+    on_front = summary.index.isin(front.index)
+    for mask, color, text in ((~on_front, FAINT_COLOR, "confirmed, dominated"),
+                              (on_front, FRONT_COLOR, "front of the means")):
+        part = summary[mask]
+        if part.empty:
+            continue
+        ax.errorbar(part[x], part[y], yerr=part[f"std.{y}"].fillna(0.0),
+                    xerr=None if xerr is None else xerr[mask], fmt="o", color=color, ecolor=color,
+                    elinewidth=1.4, capsize=4, ms=7, mec="black", mew=0.6, zorder=4,
+                    label=f"{text} ({len(part)}): mean ± std over seeds")
+    ax.scatter(summary[x], summary[f"single.{y}"], s=30, facecolors="none", edgecolors="black",
+               linewidths=0.8, zorder=3, label="first draw (what the search saw)")
+    for _, row in summary.iterrows():
+        ax.plot([row[x], row[x]], [row[f"single.{y}"], row[y]], color="black", lw=0.5, alpha=0.5)
+    ax.plot(front[x], front[y], color=FRONT_COLOR, lw=1.5, alpha=0.8, zorder=2,
+            drawstyle="steps-post" if x_obj.direction == "min" else "steps-pre")
+    if _use_log(summary[x].to_numpy(float), x):
+        _log_x(ax, x, summary[x].to_numpy(float))
+    _chance_line(ax, y, chance)
+    if single_pick is not None and single_pick.name in summary.index:
+        row = summary.loc[single_pick.name]
+        ax.scatter([row[x]], [row[f"single.{y}"]], s=260, facecolors="none", edgecolors=PICK_COLOR,
+                   linewidths=2.0, zorder=5, label=f"knee on first draws: trial {row['proposal_id']}")
+    if pick is not None:
+        _mark_pick(ax, pick, x_obj, y_obj, "knee on means")
+    seeds = int(summary["n_seeds"].min()), int(summary["n_seeds"].max())
+    count = f"{seeds[0]}" if seeds[0] == seeds[1] else f"{seeds[0]}-{seeds[1]}"
+    ax.set_xlabel(_axis_label(x_obj, ax.get_xscale() == "log"))
+    ax.set_ylabel(_axis_label(y_obj, False) + ", validation")
+    ax.set_title(f"Confirmed front: {len(summary)} candidates, {count} seeds each\n"
+                 f"{len(front)} on the front of the means", fontsize=11)
+    ax.grid(True, which="major", alpha=0.3)
+    # the pick's note sits in the ideal corner; the legend takes the opposite one
+    ax.legend(loc=("lower " if y_obj.direction == "max" else "upper ")
+              + ("right" if x_obj.direction == "min" else "left"), fontsize=8, framealpha=0.9)
+    return _save(fig, path)
 
 
 def _log_x(ax, metric: str, values: np.ndarray) -> None:

@@ -20,10 +20,10 @@ from search_space import names
 from search_space.arch import ArchConfig
 from search_space.errors import DynasError
 
-from . import plots
-from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, complete, is_transformer_arch,
-                   load_runs, run_objectives, searched, short_arch)
-from .pareto import (front_ranks, hypervolume, objective_matrix, pareto_front, pick,
+from . import plots, seeds
+from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete,
+                   is_transformer_arch, load_runs, run_objectives, searched, short_arch)
+from .pareto import (front_ranks, hypervolume, knee_index, objective_matrix, pareto_front, pick,
                      rankable, reference_point, running_hypervolume, REFERENCE_PAD)
 from .plots import fmt
 
@@ -58,6 +58,7 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     lines = [f"# dynas report: {', '.join(dict.fromkeys(df['run'])) or ', '.join(d.name for d in dirs)}", ""]
     lines += _summary(df, dirs, objectives)
     lines += _front_section(df, front, objectives, picks, figures)
+    lines += _confirmed_section(df, objectives, picks, out)
     lines += _baseline_section(df, objectives, picks)
     lines += _best_section(ok, objectives)
     lines += _hypervolume_section(df, front, objectives, ref, figures)
@@ -115,20 +116,31 @@ def _summary(df: pd.DataFrame, dirs: list[Path], objectives) -> list[str]:
     rows = [_summary_row(run, group) for run, group in df.groupby("run", sort=False)]
     if len(rows) > 1:
         rows.append(_summary_row("**all**", df))
-    return lines + _table(["run", "strategy", "trained", "complete", "failed", "pruned",
-                           "cached repeats", "trial time (sum)"], rows) + [
+    lines += _table(["run", "strategy", "trained", "complete", "failed", "pruned",
+                     "cached repeats", "seed repeats", "trial time (sum)"], rows) + [
         "", "Cached repeats are proposals of an architecture already trained in the run: "
-        "the policy was told the earlier result and nothing was retrained.", ""]
+        "the policy was told the earlier result and nothing was retrained. Seed repeats "
+        "are architectures trained again with a fresh training seed (`dynas confirm`, "
+        "`search.remeasure`).", "",
+        "Accuracies and forgetting under their plain names are measured on the validation "
+        "splits, which is all the search selected on; `test.*` columns are the held-out "
+        "test splits, shown, never used to select."]
+    if (df["schema_version"].fillna(1).astype(int) < 2).any():
+        lines += ["", "**Some records predate the validation/test split (record schema 1): "
+                  "their accuracies were measured on the test splits, which the search selected on.**"]
+    return lines + [""]
 
 
 def _summary_row(name: str, group: pd.DataFrame) -> list:
     group = searched(group)                 # baselines are listed in their own section
     cached = group["cached_from"].notna()
-    trained = group[~cached]
+    repeats = group["repeat_of"].notna()
+    trained = group[~cached & ~repeats]
     states = trained["state"].value_counts()
     return [name, ", ".join(dict.fromkeys(group["strategy"])), len(trained),
             states.get("complete", 0), states.get("failed", 0), states.get("pruned", 0),
-            int(cached.sum()), f"{trained['wall_time_s'].astype(float).sum():.1f} s"]
+            int(cached.sum()), int(repeats.sum()),
+            f"{group[~cached]['wall_time_s'].astype(float).sum():.1f} s"]
 
 
 def _picks(df: pd.DataFrame, objectives) -> dict[str, pd.Series]:
@@ -152,7 +164,11 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
         return lines + [f"No Pareto front: {reason}.", ""]
     n_ok = len(complete(df))
     lines += [f"{len(front)} of {n_ok} complete trials are non-dominated in "
-              f"{_objective_text(objectives)}.", ""]
+              f"{_objective_text(objectives)} (validation values).", ""]
+    chance = chance_level(df)
+    if chance is not None:
+        lines += [f"Chance level (a uniform guess; 1/classes, or 1/classes per experience "
+                  f"when task-incremental): {chance:.4g}, the dashed line in the plot.", ""]
     lines += _figure_lines("Pareto front", figures, "pareto")
     metrics = _front_metrics(df, objectives)
     header = ["run", "trial id", "arch_id"] + metrics + ["architecture"]
@@ -169,7 +185,8 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
     for rule, row in picks.items():
         values = ", ".join(f"{o.metric} = {fmt(o.metric, row[o.metric])}" for o in objectives)
         lines.append(f"- **{rule}**: trial {row['proposal_id']} of {row['run']}, "
-                     f"`{row['arch_id']}` ({values}); export with "
+                     f"`{row['arch_id']}` (picked on validation: {values}; held-out test: "
+                     f"{held_out_text(row, objectives)}); export with "
                      f"`dynas export {row['run_dir']} --pick {rule} --out arch.json`")
     lines += ["", "### Front architectures", ""]
     for _, row in front.head(MAX_DESCRIBED).iterrows():
@@ -201,11 +218,20 @@ def _baseline_section(df: pd.DataFrame, objectives, picks: dict[str, pd.Series])
 
 
 def _front_metrics(df: pd.DataFrame, objectives) -> list[str]:
+    """Columns of the front table: each validation metric followed by its held-out
+    test twin (``test.<name>``) when the records have one, then the costs."""
     wanted = [o.metric for o in objectives] + [
         names.FINAL_AVG_ACCURACY, names.FORGETTING_LAST, names.FLOPS, names.PARAMS,
         names.ACTIVE_PARAMS]
-    present = [m for m in dict.fromkeys(wanted) if m in df and df[m].notna().any()]
-    return present
+    paired = [c for m in dict.fromkeys(wanted) for c in (m, names.as_test(m))]
+    return [m for m in paired if m in df and df[m].notna().any()]
+
+
+def held_out_text(row: pd.Series, objectives) -> str:
+    """The held-out test numbers of a trial, for the objectives that have a test twin."""
+    twins = [names.as_test(o.metric) for o in objectives]
+    have = [t for t in twins if t in row and pd.notna(row[t])]
+    return ", ".join(f"{t} = {fmt(t, row[t])}" for t in have) or "no test numbers recorded"
 
 
 def describe_arch(arch: Any) -> str:
@@ -287,7 +313,7 @@ def _figures(df, objectives, ref, picks, out: Path) -> dict[str, Path]:
     if ref is not None:  # there is a front
         jobs = {
             "pareto": lambda p: plots.plot_pareto(df, p, objectives=objectives, pick=knee,
-                                                  pick_label="knee"),
+                                                  pick_label="knee", chance=chance_level(df)),
             "progress": lambda p: plots.plot_progress(df, p, objectives=objectives, ref=ref),
             "choices": lambda p: plots.plot_choice_frequencies(df, p, objectives=objectives),
             **jobs,
@@ -328,3 +354,82 @@ def _trial_figures(figures: dict[str, Path]) -> list[str]:
                        ("expert_load", "Expert load")):
         lines += _figure_section(title, figures, key)
     return lines
+
+
+# --- seed repeats ----------------------------------------------------------------------
+CONFIRMED_FIGURE = "confirmed_front.png"
+
+
+def _confirmed_section(df: pd.DataFrame, objectives, picks, out: Path) -> list[str]:
+    """The front from seed means (``analysis.seeds``), re-picked, with its noise."""
+    if not seeds.has_repeats(df):
+        return []
+    summary = seeds.seed_summary(df, objectives)
+    lines = ["## Confirmed front (seed repeats)", ""]
+    if summary.empty:
+        return lines + ["Seed repeats exist but no candidate has two complete measurements.", ""]
+    spread = seeds.noise(summary, objectives)
+    front = pareto_front(summary, objectives)
+    knee = front.iloc[knee_index(objective_matrix(front, objectives), objectives)]
+    single = picks.get("knee")
+    n = sorted(set(summary["n_seeds"].astype(int)))
+    lines += [f"{len(summary)} candidates measured with {', '.join(map(str, n))} training seeds "
+              f"each (the first draw and its repeats; the data split is the run's). Values are "
+              f"means over seeds ± their standard deviation (ddof 1).", ""]
+    lines += ["Seed-to-seed standard deviation (mean over candidates): " + ", ".join(
+        f"{m} {fmt(m, v) if v > 0 else '0'}" for m, v in spread.items()) + ".", ""]
+    try:
+        plots.plot_confirmed(summary, out / CONFIRMED_FIGURE, objectives=objectives, pick=knee,
+                             single_pick=single, chance=chance_level(df))
+        lines += [f"![Confirmed front]({CONFIRMED_FIGURE})", ""]
+    except DynasError:
+        pass
+    lines += _table(*_confirmed_rows(summary, front, knee, objectives))
+    lines += _confirmed_picks(summary, front, knee, single, objectives, spread)
+    return lines
+
+
+def _confirmed_rows(summary, front, knee, objectives) -> tuple[list[str], list[list[str]]]:
+    metrics = [m for o in objectives for m in (o.metric, names.as_test(o.metric)) if m in summary]
+    header = ["trial id", "arch_id", "seeds"] + [f"{m} (mean ± std)" for m in metrics] + \
+             [f"{o.metric} first draw" for o in objectives] + ["on front of means"]
+    rows = []
+    for idx, row in summary.iterrows():
+        tag = " (knee on means)" if idx == knee.name else ""
+        rows.append([row["proposal_id"], f"`{row['arch_id']}`{tag}", int(row["n_seeds"])]
+                    + [_mean_std(m, row) for m in metrics]
+                    + [fmt(o.metric, row[f"single.{o.metric}"]) for o in objectives]
+                    + ["yes" if idx in front.index else "no"])
+    return header, rows
+
+
+def _mean_std(metric: str, row: pd.Series) -> str:
+    std = row.get(f"std.{metric}")
+    return f"{fmt(metric, row[metric])} ± {fmt(metric, std) if std and std > 0 else '0'}"
+
+
+def _confirmed_picks(summary, front, knee, single, objectives, spread) -> list[str]:
+    lines = ["### Picks on means", ""]
+    values = ", ".join(_mean_std(o.metric, knee) for o in objectives)
+    lines.append(f"- **knee on means**: trial {knee['proposal_id']} `{knee['arch_id']}` "
+                 f"(validation: {values}; held-out test: {held_out_text(knee, objectives)}).")
+    if single is not None:
+        same = single["proposal_id"] == knee["proposal_id"] and single["run"] == knee["run"]
+        confirmed = single.name in summary.index
+        lines.append(f"- knee on first draws: trial {single['proposal_id']} — "
+                     + ("**unchanged** after confirmation." if same else
+                        "**changed** after confirmation." if confirmed else
+                        "not among the confirmed candidates (raise --top)."))
+    close = seeds.advantages(front, knee, objectives, spread)
+    for nb, metric, advantage in close:
+        if advantage <= spread[metric]:
+            lines.append(f"- **within noise**: the knee beats its front neighbour trial {nb} by only "
+                         f"{advantage:.4f} in {metric}, no more than the seed-to-seed std "
+                         f"{spread[metric]:.4f}: that advantage is not a finding.")
+        else:
+            lines.append(f"- the knee beats its front neighbour trial {nb} by {advantage:.4f} in "
+                         f"{metric}, {advantage / spread[metric]:.2f}x the seed-to-seed std "
+                         f"{spread[metric]:.4f}.")
+    if not close:
+        lines.append("- the knee is better than no front neighbour on a noisy objective.")
+    return lines + [""]

@@ -10,8 +10,9 @@ replay with the same buffer, the same steps, batch and learning rate):
    ``--seeds`` seeds: mean ± std of the final average *test* accuracy;
 2. a ``tpe`` search of ``--trials`` architectures over the extended space (tokens,
    stem, norm placement, head, identity attention, widths), every trial scored on the
-   task's *validation* splits only: the search trains on a view of the task whose
-   evaluation splits are the val splits, so nothing it sees comes from a test split;
+   task's *validation* splits only (``fit``'s plain metrics are R_val; the search also
+   trains on a view of the task whose test splits are its val splits, so nothing in its
+   records comes from a test split);
 3. the pick (best validation accuracy) re-trained over the same seeds: mean ± std of
    its test accuracy, and the margin over the MLP (a Welch t statistic beside it);
 4. ER-ACE (``replay.loss: ace``) against plain replay: for the MLP, and for the pick
@@ -83,7 +84,7 @@ def confirm(model, task_name: str, options: dict, cfg: TrainingSettings, seeds: 
     for seed in seeds:
         task = build_task(TaskSettings(task_name, options), seed=seed)
         t0 = time.perf_counter()
-        acc = fit(model, task, cfg, seed=seed).values[ACC]
+        acc = fit(model, task, cfg, seed=seed).values[names.as_test(ACC)]
         out.append(acc)
         log(f"{model.summary()} seed {seed} {cfg.replay.loss}: test {100 * acc:.1f} "
             f"({time.perf_counter() - t0:.0f}s)")

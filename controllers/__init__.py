@@ -22,6 +22,7 @@ _LAZY = {
     "run_local_experiment": "controllers.local",
     "run_search": "controllers.search",
     "resume_search": "controllers.search",
+    "confirm_run": "controllers.confirm",
     "PolicySearcher": "controllers.tune_searcher",
 }
 

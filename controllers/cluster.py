@@ -31,8 +31,10 @@ test cluster therefore sees its GCS reached on that (local) address.
 ``ray.init`` against an address where nothing listens retries for minutes, so
 ``connect`` first checks that the port answers (5 s) and fails in one line otherwise.
 
-Every node must be able to import dynas (``pip install`` it, same version, on each node),
-and for trial checkpoints to survive a move between nodes the run directory
+Every node must be able to import dynas (``pip install`` it, same version, on each node);
+the user's plugins (``search_space.plugins``) need not be installed: the driver ships
+them as the job's runtime environment (``py_modules``). For trial checkpoints to
+survive a move between nodes the run directory
 (``--storage``) must be on a filesystem every node shares.
 """
 from __future__ import annotations

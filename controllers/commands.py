@@ -1,6 +1,6 @@
-"""``dynas search`` and ``dynas resume``: the controllers' subcommands.
+"""``dynas search``, ``dynas resume`` and ``dynas confirm``: the controllers' subcommands.
 
-Both return a ``RunResult`` (the run directory and the exit code) so the CLI root
+Each returns a ``RunResult`` (the run directory and the exit code) so the CLI root
 writes the report afterwards (unless ``--no-report``). The exit code is 0 when some
 trial completed and 1 (after one line saying so) when none did. Ray is imported only
 when a handler runs; ``--strategy`` accepts any registered strategy, checked with the
@@ -55,6 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(r)
     r.set_defaults(handler=_resume)
 
+    c = sub.add_parser(
+        "confirm", help="re-train the best front candidates with new seeds",
+        description="Give the K best candidates of a run (front rank, then the first objective, "
+        "on validation values) S seed repeats each, trained like any trial with fresh training "
+        "seeds and recorded as repeats of their trial. The report then shows the front from "
+        "means with error bars. Rerunning trains only what is missing.")
+    c.add_argument("run_dir", type=Path, help="run directory made by `dynas search`")
+    c.add_argument("--top", type=int, required=True, help="candidates to confirm (K)")
+    c.add_argument("--seeds", type=int, required=True, help="seed repeats per candidate (S)")
+    c.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    _common(c)
+    c.set_defaults(handler=_confirm)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -75,6 +88,13 @@ def _resume(args: argparse.Namespace) -> RunResult:
 
     return _finished(resume_search(args.run_dir, args.extra_trials, address=args.address,
                                    verbose=args.verbose))
+
+
+def _confirm(args: argparse.Namespace) -> RunResult:
+    from .confirm import confirm_run
+
+    return _finished(confirm_run(args.run_dir, args.top, args.seeds, address=args.address,
+                                 verbose=args.verbose))
 
 
 def _finished(run_dir: Path) -> RunResult:

@@ -10,10 +10,19 @@ it as a record with ``cached_from`` set instead of training it (``SearchDriver``
 A duplicate of a candidate that is still training waits: ``finish`` tells it the
 original's outcome when that arrives. Every outcome is cached, failures included: the
 same architecture with the same seed fails the same way (NaN loss, out of memory).
+
+Re-measurement (``search.remeasure: N``, off by default): a duplicate of a complete
+architecture measured fewer than 1 + N times is not answered from the cache but
+trained again with a fresh training seed (a ``Proposal`` with ``seed`` and
+``repeat_of`` set); the policy is then told the mean over the architecture's complete
+measurements, and later duplicates get that mean. ``Measured`` keeps, per
+architecture, what that mean needs: how many measurements were told, how many
+completed, their mean values, and the training seeds used.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from search_space.errors import InfeasibleError
@@ -31,11 +40,47 @@ class CachedResult:
     cached_from: int
 
 
+@dataclass
+class Measured:
+    """An architecture's measurements so far (first training and seed repeats)."""
+
+    told: int = 0                     # measurements the policy heard (first + remeasures)
+    complete: int = 0                 # of those, complete ones
+    mean: tuple[float, ...] | None = None    # mean objective values of the complete ones
+    seeds: list[int | None] = field(default_factory=list)   # training seeds (None: the experiment's)
+
+    def add(self, outcome: Outcome, seed: int | None) -> None:
+        self.seeds.append(seed)
+        self.told += 1
+        if outcome.state == "complete" and outcome.values is not None:
+            values = tuple(float(v) for v in outcome.values)
+            old = self.mean or tuple(0.0 for _ in values)
+            self.complete += 1
+            self.mean = tuple(m + (v - m) / self.complete for m, v in zip(old, values))
+
+    def fresh_seed(self, base: int) -> int:
+        """A training seed no measurement of this architecture used: one past the largest."""
+        return max(base if s is None else s for s in self.seeds) + 1 if self.seeds else base + 1
+
+
+def mean_outcome(measured: Measured, outcome: Outcome) -> Outcome:
+    """What a policy hears after a re-measurement: the mean over complete measurements
+    (this one included), or ``outcome`` itself when none completed."""
+    probe = dataclasses.replace(measured, seeds=list(measured.seeds))
+    probe.add(outcome, None)
+    if probe.mean is None:
+        return outcome
+    reason = f"mean of {probe.complete} seeds"
+    return Outcome("complete", probe.mean, reason)
+
+
 class DedupCache:
-    def __init__(self) -> None:
+    def __init__(self, base_seed: int = 0) -> None:
         self._done: dict[str, tuple[int, Outcome]] = {}        # arch_id -> (proposal id, outcome)
         self._running: dict[str, int] = {}                    # arch_id -> proposal id training it
         self._waiting: dict[str, list[Proposal]] = {}         # arch_id -> duplicates of a running one
+        self._measured: dict[str, Measured] = {}              # arch_id -> its measurements
+        self.base_seed = base_seed                            # the experiment's training seed
 
     def __len__(self) -> int:
         """Distinct architectures trained or training."""
@@ -47,16 +92,37 @@ class DedupCache:
     def lookup(self, arch_id: str) -> tuple[int, Outcome] | None:
         return self._done.get(arch_id)
 
+    def measured(self, arch_id: str) -> Measured:
+        return self._measured.setdefault(arch_id, Measured())
+
+    def remeasure(self, proposal: Proposal, original: int, times: int) -> Proposal | None:
+        """``proposal`` (a duplicate of finished ``original``) as a seed repeat, when its
+        architecture completed and was told fewer than 1 + ``times`` measurements."""
+        outcome = self._done[proposal.arch.arch_id][1]
+        measured = self.measured(proposal.arch.arch_id)
+        if times <= 0 or outcome.state != "complete" or measured.told >= 1 + times:
+            return None
+        return dataclasses.replace(proposal, seed=measured.fresh_seed(self.base_seed), repeat_of=original)
+
+    def told_outcome(self, proposal: Proposal, outcome: Outcome) -> Outcome:
+        """What the policy is told for a trained ``proposal`` measured as ``outcome``."""
+        if proposal.repeat_of is None:
+            return outcome
+        return mean_outcome(self.measured(proposal.arch.arch_id), outcome)
+
     def start(self, proposal: Proposal) -> None:
         """``proposal`` is about to be trained."""
         self._running[proposal.arch.arch_id] = proposal.id
 
-    def finish(self, policy: Policy, proposal: Proposal, outcome: Outcome) -> list[CachedResult]:
-        """Cache a trained outcome (the driver tells ``policy`` itself); tell and return
-        the duplicates that were waiting for it."""
+    def finish(self, policy: Policy, proposal: Proposal, outcome: Outcome,
+               measured: Outcome | None = None) -> list[CachedResult]:
+        """Cache a trained proposal's told ``outcome`` (the driver tells ``policy``
+        itself; ``measured``: its own measurement when that differs, as for a seed
+        repeat); tell and return the duplicates that were waiting for it."""
         arch_id = proposal.arch.arch_id
         self._running.pop(arch_id, None)
-        self._done[arch_id] = (proposal.id, outcome)
+        self.measured(arch_id).add(measured or outcome, proposal.seed)
+        self._done[arch_id] = (proposal.id if proposal.repeat_of is None else proposal.repeat_of, outcome)
         results = []
         for dup in self._waiting.pop(arch_id, []):
             policy.tell(dup.id, outcome)
@@ -64,16 +130,34 @@ class DedupCache:
         return results
 
     def add_record(self, record: TrialRecord) -> None:
-        """Seed from a run's records (on resume): trained records only."""
-        if record.cached_from is None:
-            values = None if record.objectives is None else tuple(record.objectives)
-            if record.state == "complete" and values is None:
-                return
-            self._done[record.arch_id] = (record.proposal_id, Outcome(record.state, values, record.reason))
+        """Seed from a run's records (on resume): trained records only. A remeasure
+        record holds the mean it told; a confirmation only adds its seed."""
+        if record.cached_from is not None:
+            return
+        values = None if record.objectives is None else tuple(record.objectives)
+        if record.is_confirmation:
+            self.measured(record.arch_id).seeds.append(record.train_seed)
+            return
+        if record.state == "complete" and values is None:
+            return
+        own = Outcome(record.state, values, record.reason)
+        measured = self.measured(record.arch_id)
+        if record.repeat_of is None:
+            measured.add(own, record.train_seed)
+            self._done[record.arch_id] = (record.proposal_id, own)
+            return
+        # a remeasure: its objectives are the mean told after it; its state its own
+        measured.seeds.append(record.train_seed)
+        measured.told += 1
+        if record.state == "complete":
+            measured.complete += 1
+        if values is not None:
+            measured.mean = values
+            self._done[record.arch_id] = (record.repeat_of, Outcome("complete", values, record.reason))
 
     @classmethod
-    def from_records(cls, records: Iterable[TrialRecord]) -> "DedupCache":
-        cache = cls()
+    def from_records(cls, records: Iterable[TrialRecord], base_seed: int = 0) -> "DedupCache":
+        cache = cls(base_seed)
         for record in records:
             cache.add_record(record)
         return cache
@@ -88,9 +172,11 @@ def next_new_proposal(
     cache: DedupCache,
     max_tries: int = 50,
     on_cached: Callable[[CachedResult], None] | None = None,
+    remeasure: int = 0,
 ) -> tuple[Proposal, list[CachedResult], int]:
-    """Ask until the policy proposes an architecture not in ``cache``; mark it started.
-    Returns the new proposal, the cached duplicates and how many asks it took.
+    """Ask until the policy proposes an architecture not in ``cache``, or (``remeasure``
+    > 0) one to measure again with a fresh seed (``DedupCache.remeasure``); mark it
+    started. Returns that proposal, the cached duplicates and how many asks it took.
 
     Duplicates of finished trials are told their cached outcome and returned (and passed
     to ``on_cached`` right away, so a driver can record them before anything else can
@@ -109,6 +195,10 @@ def next_new_proposal(
             cache.wait_for_original(proposal)
             continue
         original, outcome = hit
+        repeat = cache.remeasure(proposal, original, remeasure)
+        if repeat is not None:
+            cache.start(repeat)
+            return repeat, cached, asks
         policy.tell(proposal.id, outcome)
         result = CachedResult(proposal, outcome, original)
         cached.append(result)

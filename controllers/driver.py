@@ -21,8 +21,19 @@ A crash between the last two leaves a record the saved state has not seen; on
 resume the restored policy proposes that candidate again, the duplicate cache tells
 it the recorded outcome, and ``known`` keeps it from being written twice.
 
-Every ``TrialRecord`` of a search (trained, duplicate, infeasible) is built by
-``_record``. ``budget`` counts new architectures started by this driver.
+Every ``TrialRecord`` of a search (trained, duplicate, infeasible, seed repeat) is
+built by ``_record``. ``budget`` counts new architectures started by this driver. With a
+``keeper`` (``controllers.kept_weights``), a record that brings weights is followed by
+the keep rule: weights of trials that left the kept set are removed.
+
+Seed repeats train an architecture again with a fresh training seed (``Proposal.seed``,
+``Proposal.repeat_of``). With ``remeasure`` > 0 a duplicate proposal may become one
+(``controllers.dedup``): the policy is told the mean of the architecture's
+measurements and the record keeps its own metrics and state (``objectives``: the mean
+told). ``queue_confirmations`` hands the driver repeats that no policy asked for
+(``dynas confirm``): ``ask`` serves them first, ``tell`` records them and tells no one.
+Neither kind counts against ``budget``, and neither keeps weights (executors save none
+for a repeat: the kept model is the first measurement's).
 """
 from __future__ import annotations
 
@@ -35,6 +46,7 @@ from search_space.errors import InfeasibleError
 from search_space.settings import Objective
 
 from . import outcomes
+from .kept_weights import WeightKeeper, weights_entry
 from .dedup import CachedResult, DedupCache, next_new_proposal
 from .policy import Outcome, Policy, Proposal
 from .records import POLICY_STATE_FILE, TrialRecord, append_record, write_json_atomic
@@ -48,14 +60,18 @@ Feasibility = Callable[[Candidate], "tuple[bool, str]"]
 class SearchDriver:
     def __init__(self, policy: Policy, run_dir: str | Path, *, budget: int, seed: int = 0,
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
-                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None):
+                 max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
+                 keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0):
         records = [r for r in records if not r.baseline]   # references are never told to a policy
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
-        self.feasible, self.max_duplicates = feasible, max_duplicates
-        self.cache = DedupCache.from_records(records)
-        self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records}   # on disk
+        self.feasible, self.max_duplicates, self.keeper = feasible, max_duplicates, keeper
+        self.remeasure = int(remeasure)
+        self.cache = DedupCache.from_records(records, base_seed=train_seed)
+        self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
+                                              if not r.is_confirmation}
+        self.queued: list[Proposal] = []           # confirmations waiting to be asked
         self.written: list[TrialRecord] = []       # records written by this driver
         self.running: dict[int, Proposal] = {}     # proposal id -> proposal training
         self.started = 0                           # new architectures started here
@@ -65,17 +81,28 @@ class SearchDriver:
 
     @property
     def finished(self) -> bool:
-        """No more proposals: the budget is spent or the space is exhausted."""
-        return self.exhausted is not None or self.started >= self.budget
+        """No more proposals: no confirmation queued, and the budget is spent or the
+        space is exhausted."""
+        return not self.queued and (self.exhausted is not None or self.started >= self.budget)
+
+    def queue_confirmations(self, repeats: Iterable[Proposal]) -> None:
+        """Seed repeats no policy asked for (``Proposal.id == repeat_of``), asked first."""
+        for repeat in repeats:
+            if repeat.repeat_of != repeat.id:
+                raise ValueError(f"a confirmation carries its original's id; got {repeat}")
+            self.queued.append(repeat)
 
     def ask(self) -> Proposal | None:
         """The next new, feasible architecture to train, or ``None``: when ``finished``,
         or (``not finished``) when only duplicates of running trials came, so the
         executor should ask again after one of them is told."""
+        if self.queued:      # not in ``running``: confirmations of one trial share its id
+            return self.queued.pop(0)
         while not self.finished and not self._starved:
             try:
                 proposal, _, asks = next_new_proposal(self.policy, self.cache, self.max_duplicates,
-                                                      on_cached=self._write_cached)
+                                                      on_cached=self._write_cached,
+                                                      remeasure=self.remeasure)
             except InfeasibleError as err:
                 if self.running:                   # a finishing trial may settle the duplicates
                     self._starved = True
@@ -83,6 +110,10 @@ class SearchDriver:
                 self.exhausted = str(err)
                 log.warning("stopping after %d of %d new trials: %s", self.started, self.budget, err)
                 return None
+            if proposal.repeat_of is not None:     # a remeasure: trained before, so feasible
+                self.running[proposal.id] = proposal
+                self._asks[proposal.id] = asks
+                return proposal
             self.started += 1
             ok, why = self.feasible(proposal.arch) if self.feasible else (True, "")
             if not ok:
@@ -101,11 +132,15 @@ class SearchDriver:
 
     def abandon(self, proposal: Proposal) -> None:
         """A started proposal that never ran (removed before it started): no outcome, no
-        record; it no longer counts against the budget, so a resume asks again."""
+        record; it no longer counts against the budget, so a resume asks again (a
+        confirmation goes back in the queue)."""
         self.running.pop(proposal.id, None)
         self._asks.pop(proposal.id, None)
         self._starved = False
-        self.started -= 1
+        if _is_confirmation(proposal):
+            self.queued.insert(0, proposal)
+        elif proposal.repeat_of is None:
+            self.started -= 1
 
     def state_dict(self) -> dict:
         """JSON: the policy's state_dict plus the driver's counters."""
@@ -119,12 +154,17 @@ class SearchDriver:
 
     # --- the record, built here only ------------------------------------------------
     def _finish(self, proposal: Proposal, result: TrialResult, asks: int) -> Outcome:
-        outcome = outcomes.trial_outcome(result, self.objectives)
-        self.policy.tell(proposal.id, outcome)
-        self._write(self._record(proposal, outcome, result, asks))
-        for dup in self.cache.finish(self.policy, proposal, outcome):
+        measured = outcomes.trial_outcome(result, self.objectives)
+        if _is_confirmation(proposal):             # told to no one
+            self.cache.measured(proposal.arch.arch_id).seeds.append(proposal.seed)
+            self._write(self._record(proposal, measured, result, 0))
+            return measured
+        told = self.cache.told_outcome(proposal, measured)
+        self.policy.tell(proposal.id, told)
+        self._write(self._record(proposal, measured, result, asks, told=told))
+        for dup in self.cache.finish(self.policy, proposal, told, measured):
             self._write_cached(dup)
-        return outcome
+        return told
 
     def _write_cached(self, dup: CachedResult) -> None:
         """A duplicate was told the original's outcome: record it as reused."""
@@ -137,23 +177,38 @@ class SearchDriver:
         self._write(self._record(dup.proposal, dup.outcome, reused, 1, cached_from=dup.cached_from))
 
     def _record(self, proposal: Proposal, outcome: Outcome, result: TrialResult, asks: int,
-                cached_from: int | None = None) -> TrialRecord:
+                cached_from: int | None = None, told: Outcome | None = None) -> TrialRecord:
+        """``outcome`` is the trial's own; ``told`` what the policy heard, when that
+        differs (a remeasure's mean): the record's ``objectives`` are those."""
+        heard = told or outcome
         return TrialRecord(
             proposal_id=proposal.id, arch_id=proposal.arch.arch_id, arch=proposal.arch.to_dict(),
             params=dict(proposal.params), state=outcome.state, metrics=dict(result.metrics),
-            objectives=None if outcome.values is None else list(outcome.values),
-            acc_matrix=result.acc_matrix, expert_load=result.expert_load,
+            objectives=None if heard.values is None else list(heard.values),
+            acc_matrix=result.acc_matrix, test_acc_matrix=result.test_acc_matrix,
+            expert_load=result.expert_load,
             curriculum_log=result.curriculum_log, bits_matrix=result.bits_matrix,
             dynamics=result.dynamics, reason=outcome.reason, policy=self.policy.name,
             seed=self.seed, wall_time_s=float(result.wall_time_s),
             experiences_done=int(result.experiences_done), cached_from=cached_from,
-            trial_id=result.trial_id, node=result.node, asks=asks)
+            trial_id=result.trial_id, node=result.node, asks=asks,
+            weights=weights_entry(self.run_dir, result.weights)
+            if result.weights and outcome.state == "complete" and cached_from is None else None,
+            repeat_of=proposal.repeat_of, train_seed=proposal.seed,
+            chance_accuracy=result.chance_accuracy)
 
     def _write(self, record: TrialRecord) -> None:
         append_record(self.run_dir, record)
-        self.known[record.proposal_id] = record
+        if not record.is_confirmation:             # its id is its original's
+            self.known[record.proposal_id] = record
         self.written.append(record)
+        if self.keeper is not None and record.weights:
+            self.keeper.update(self.known.values())
         self._save_state()
 
     def _save_state(self) -> None:
         write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict())
+
+
+def _is_confirmation(proposal: Proposal) -> bool:
+    return proposal.repeat_of is not None and proposal.repeat_of == proposal.id

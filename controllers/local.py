@@ -6,8 +6,10 @@ run resumes exactly like a Ray one (``controllers.driver``).
 
 ``evaluate(candidate) -> (state, metrics, extra)``: ``state`` is complete, failed or
 pruned; ``metrics`` maps metric names to floats; ``extra`` may hold the record fields
-``acc_matrix``, ``expert_load``, ``curriculum_log``, ``reason``, ``experiences_done``,
-``wall_time_s``. An exception is a failed trial worded by
+``acc_matrix``, ``test_acc_matrix``, ``expert_load``, ``curriculum_log``, ``reason``,
+``experiences_done``, ``wall_time_s``, ``chance_accuracy``, ``weights`` (the trained
+model's folder). A seed repeat (``search.remeasure``, ``dynas confirm``) calls
+``evaluate(candidate, seed=S)`` with its training seed. An exception is a failed trial worded by
 ``controllers.outcomes.failure_reason``, except user errors (``DynasError`` other than
 ``InfeasibleError``), which stop the run.
 """
@@ -25,6 +27,7 @@ from search_space.settings import Objective
 
 from . import outcomes
 from .driver import Feasibility, SearchDriver
+from .kept_weights import LOCAL_WEIGHTS_DIR, WeightKeeper
 from .policy import Policy
 from .records import (EXPERIMENT_COPY, POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, TrialRecord,
                       iter_records, require_run_dir, trained_count, write_json_atomic)
@@ -34,8 +37,8 @@ log = logging.getLogger(__name__)
 
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
-EXTRA_FIELDS = ("acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics", "reason",
-                "experiences_done", "wall_time_s")
+EXTRA_FIELDS = ("acc_matrix", "test_acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics",
+                "reason", "experiences_done", "wall_time_s", "chance_accuracy", "weights")
 
 
 def run_local(
@@ -51,6 +54,9 @@ def run_local(
     max_duplicates: int = 50,
     run_info: Mapping[str, Any] | None = None,
     feasible: Feasibility | None = None,
+    keeper: WeightKeeper | None = None,
+    remeasure: int = 0,
+    train_seed: int = 0,
 ) -> list[TrialRecord]:
     """Train ``trials`` distinct candidates (duplicates are reused, not counted).
 
@@ -64,17 +70,23 @@ def run_local(
     known = _start(run_dir, policy, resume, info, objectives, space)
     driver = SearchDriver(policy, run_dir, budget=trials - trained_count(known), seed=seed,
                           records=known, feasible=feasible, max_duplicates=max_duplicates,
-                          objectives=objectives)
+                          objectives=objectives, keeper=keeper, remeasure=remeasure,
+                          train_seed=train_seed)
+    return drive_in_process(driver, evaluate)
+
+
+def drive_in_process(driver: SearchDriver, evaluate: Evaluate) -> list[TrialRecord]:
+    """Ask, evaluate in this process, tell, until the driver has nothing left."""
     while (proposal := driver.ask()) is not None:
-        driver.tell(proposal, run_in_process(evaluate, proposal.arch))
+        driver.tell(proposal, run_in_process(evaluate, proposal.arch, proposal.seed))
     return driver.written
 
 
-def run_in_process(evaluate: Evaluate, arch: Candidate) -> TrialResult:
+def run_in_process(evaluate: Evaluate, arch: Candidate, seed: int | None = None) -> TrialResult:
     """The in-process executor: one ``evaluate`` call as a ``TrialResult``."""
     start = time.perf_counter()
     try:
-        state, metrics, extra = evaluate(arch)
+        state, metrics, extra = evaluate(arch) if seed is None else evaluate(arch, seed=seed)
     except Exception as err:  # the candidate failed, not the search ...
         if isinstance(err, DynasError) and not isinstance(err, InfeasibleError):
             raise                                   # ... unless it is the user's error
@@ -111,32 +123,37 @@ def _start(run_dir: Path, policy: Policy, resume: bool, info: dict, objectives: 
 
 
 # --- the real thing: trainers.fit on an experiment --------------------------------------
-def fit_evaluator(experiment: Any) -> Evaluate:
+def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate:
     """``evaluate`` that trains with ``trainers.fit`` (feasibility is the driver's check).
 
     The task is built once (on the first call) and shared by every trial. Out of memory
     frees the CUDA cache so the next trial fits; the reason is worded by the driver.
+    With ``weights_root`` each trained model is saved as ``weights_root/<arch_id>/``.
     """
     from trainers.tasks import build_task
 
     task_box: list[Any] = []
 
-    def evaluate(arch: Candidate) -> Evaluation:
+    def evaluate(arch: Candidate, seed: int | None = None) -> Evaluation:
         from trainers.fitting import fit
 
         if not task_box:
             task_box.append(build_task(experiment.task, seed=experiment.training.seed))
+        # a seed repeat keeps no weights: the folder is the first measurement's
+        weights = weights_root / arch.arch_id if weights_root is not None and seed is None else None
         try:
-            result = fit(arch, task_box[0], experiment.training)
+            result = fit(arch, task_box[0], experiment.training, weights_dir=weights, seed=seed)
         except Exception as err:
             if outcomes.is_oom(err):
                 _free_cuda_cache()
             raise
         return "complete", dict(result.values), {
-            "acc_matrix": result.acc_matrix, "expert_load": result.expert_load,
+            "acc_matrix": result.acc_matrix, "test_acc_matrix": result.test_acc_matrix,
+            "expert_load": result.expert_load,
             "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
             "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
-            "wall_time_s": result.wall_time_s}
+            "wall_time_s": result.wall_time_s, "chance_accuracy": result.chance_accuracy,
+            "weights": str(weights) if weights else ""}
 
     return evaluate
 
@@ -171,11 +188,13 @@ def run_local_experiment(
 ) -> list[TrialRecord]:
     """Search an experiment's space with ``trainers.fit`` (an ArchSpace) or its
     evaluator (a plain space), no Ray involved; checked exactly as
-    ``controllers.search`` checks it (``prepare_search``)."""
+    ``controllers.search`` checks it (``prepare_search``). With ``search.confirm`` the
+    best candidates get their seed repeats at the end; the records returned include them."""
     from search_space.space import ArchSpace
 
     from .policies import make_policy
-    from .prepare import experiment_text, feasibility, prepare_search, train_search_baselines
+    from .prepare import (experiment_text, feasibility, prepare_search, train_search_baselines,
+                          weight_keeper)
 
     search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
@@ -185,10 +204,18 @@ def run_local_experiment(
         (run_dir / EXPERIMENT_COPY).write_text(experiment_text(experiment), encoding="utf-8")
     info = {"experiment": EXPERIMENT_COPY, "source": str(Path(experiment.source).resolve())
             if experiment.source else None}
-    evaluate = fit_evaluator(experiment) if isinstance(experiment.space, ArchSpace) \
+    keeper = weight_keeper(search, run_dir) if isinstance(experiment.space, ArchSpace) else None
+    weights_root = run_dir / LOCAL_WEIGHTS_DIR if keeper is not None else None
+    evaluate = fit_evaluator(experiment, weights_root) if isinstance(experiment.space, ArchSpace) \
         else evaluator_evaluate(experiment)
     written = run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
                         search.trials, seed=search.seed, resume=resume, run_info=info,
-                        feasible=feasibility(experiment))
-    return written + train_search_baselines(experiment, search, run_dir)
+                        feasible=feasibility(experiment), keeper=keeper, remeasure=search.remeasure,
+                        train_seed=experiment.training.seed)
+    from .confirm import confirm_in_session
+
+    confirm_in_session(experiment, search, run_dir, "local")
+    baselines = train_search_baselines(experiment, search, run_dir)
+    return written + [r for r in iter_records(run_dir)
+                      if r.is_confirmation and r not in written] + baselines
 

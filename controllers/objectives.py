@@ -1,6 +1,6 @@
 """Objectives: the numbers a policy optimises, read from a trial's metrics by name.
 
-Policies are told values in each objective's own sense (accuracy up, FLOPs down), in
+Policies are told validation values only (never a ``test.*`` metric), in each objective's own sense (accuracy up, FLOPs down), in
 the order of ``SearchSettings.objectives``. Dominance and hypervolume live in
 ``controllers.pareto``.
 """
@@ -10,15 +10,21 @@ import math
 from typing import Iterable, Mapping, Sequence
 
 from search_space.errors import ConfigError
+from search_space.names import selection_metrics
 from search_space.settings import Objective
 
 
 def objective_values(metrics: Mapping[str, float], objectives: Sequence[Objective]) -> tuple[float, ...]:
-    """One float per objective, in objective order; a missing metric names what exists."""
+    """One float per objective, in objective order; a missing metric names what exists.
+
+    Objectives are validation metrics only (``Objective.validate`` refuses ``test.*``,
+    checked again here for objectives built in code): a policy never hears a test value.
+    """
     values = []
     for i, obj in enumerate(objectives):
+        obj.validate(f"search.objectives[{i}]")
         if obj.metric not in metrics:
-            known = ", ".join(sorted(metrics)) or "none"
+            known = ", ".join(sorted(selection_metrics(metrics))) or "none"
             raise ConfigError(
                 f"search.objectives[{i}].metric",
                 f"metric {obj.metric!r} was not produced by the trial; available: {known}",

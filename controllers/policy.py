@@ -31,9 +31,17 @@ TrialState = Literal["complete", "failed", "pruned"]
 
 @dataclass(frozen=True)
 class Proposal:
+    """A candidate to train. Policies set ``id``, ``arch`` and ``params`` only; the
+    driver sets ``seed`` and ``repeat_of`` when it trains an architecture again with a
+    fresh training seed (``search.remeasure``, ``dynas confirm``): ``seed`` is then the
+    training seed (None: the experiment's ``training.seed``) and ``repeat_of`` the
+    proposal id of the architecture's first measurement."""
+
     id: int
     arch: Candidate
     params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    repeat_of: int | None = None
 
 
 @dataclass(frozen=True)

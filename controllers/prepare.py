@@ -20,6 +20,7 @@ from search_space.experiment import Experiment
 from search_space.settings import SearchSettings
 
 from .driver import Feasibility, SearchDriver
+from .kept_weights import WeightKeeper
 from .records import POLICY_STATE_FILE, TrialRecord
 
 
@@ -69,12 +70,13 @@ def check_metrics(search: SearchSettings) -> None:
 
 def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
     """A plain space names a registered evaluator; what it declares covers the objectives."""
-    from search_space.evaluators import get_evaluator
+    from search_space.evaluators import check_options, get_evaluator
 
     if not experiment.evaluator.name:
         raise ConfigError("evaluator", "a plain decision space needs an evaluator: name one "
                           "registered with search_space.evaluators.register_evaluator (in a plugin)")
     entry = get_evaluator(experiment.evaluator.name)
+    check_options(entry.name, experiment.evaluator.options)
     if search.scheduler != "fifo":
         raise ConfigError("search.scheduler", f"{search.scheduler} stops trials between experiences; "
                           "an evaluator scores a plain decision space in one call (use fifo)")
@@ -149,7 +151,15 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
             raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
                              f"({type(err).__name__}: {err})") from None
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
-                        feasible=feasibility(experiment))
+                        feasible=feasibility(experiment), keeper=weight_keeper(search, run_dir),
+                        remeasure=search.remeasure, train_seed=experiment.training.seed)
+
+
+def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:
+    """The keep rule of ``search.keep_weights`` (None: no weights are saved)."""
+    if search.keep_weights == "none":
+        return None
+    return WeightKeeper(run_dir, search.keep_weights, search.objectives)
 
 
 def experiment_text(experiment: Experiment) -> str:

@@ -7,9 +7,16 @@ Layout of a run directory (everything JSON/YAML, nothing pickled)::
       experiment.yaml     a copy of the experiment file the run started from
       trials.jsonl        one line per finished trial (complete, failed or pruned)
       policy_state.json   the policy's state_dict after its last tell (atomic rewrite)
-      ray/                Ray Tune's own storage (experiment state, trial checkpoints)
+      weights.json        the trials whose trained weights are kept (controllers.kept_weights)
+      weights/            the local runner's kept weights, one model folder per arch_id
+      ray/                Ray Tune's own storage (experiment state, trial checkpoints,
+                          the Ray runner's kept weights)
 
 A record line (``TrialRecord.to_dict``) is self-contained: analysis reads only these.
+Schema 2 records measure ``metrics`` and ``acc_matrix`` on the validation splits and
+hold the test splits' twins as ``test.*`` metrics and ``test_acc_matrix``; schema 1
+records (before the split) have neither, and their accuracies were measured on the
+test splits. Both read back; analysis says which it shows.
 Lines are appended with flush + fsync; a torn last line (a crash mid-write) is skipped
 by the reader, never fatal.
 """
@@ -29,7 +36,7 @@ RECORDS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"
 POLICY_STATE_FILE = "policy_state.json"
 EXPERIMENT_COPY = "experiment.yaml"
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2      # 2: metrics from validation, test.* and R_test held out
 
 
 @dataclass
@@ -39,9 +46,11 @@ class TrialRecord:
     arch: dict[str, Any]                      # ArchConfig.to_dict() or an Assignment's dict
     params: dict[str, Any]                    # decision name -> value
     state: str                                # complete | failed | pruned
-    metrics: dict[str, float] = field(default_factory=dict)   # names from search_space.names
+    metrics: dict[str, float] = field(default_factory=dict)   # names from search_space.names;
+    #   plain names: validation splits; test.<name>: held-out test splits (schema >= 2)
     objectives: list[float] | None = None     # values told to the policy, objective order
-    acc_matrix: list[list[float]] = field(default_factory=list)
+    acc_matrix: list[list[float]] = field(default_factory=list)       # R_val (schema 1: R_test)
+    test_acc_matrix: list[list[float]] = field(default_factory=list)  # R_test; empty before schema 2
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
     bits_matrix: list[list[float]] = field(default_factory=list)   # validation bits, B[i][j]
@@ -56,22 +65,34 @@ class TrialRecord:
     node: str = ""
     asks: int = 0                             # policy asks this distinct arch took (0: older record)
     baseline: str = ""                        # a reference model's name (search.baselines); "" = searched
+    weights: dict[str, Any] | None = None     # {"path" (relative to the run dir), "bytes"} when saved
+    repeat_of: int | None = None              # a seed repeat of this proposal id's architecture
+    train_seed: int | None = None             # training seed when not the experiment's own
+    chance_accuracy: float | None = None      # a uniform guess's accuracy on the task (None: older)
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def is_confirmation(self) -> bool:
+        """A seed repeat trained after the search (``dynas confirm``): no policy asked
+        for it or heard of it, so it carries its original's proposal id."""
+        return self.repeat_of is not None and self.proposal_id == self.repeat_of
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("schema_version", 1)      # a line without one predates versioning
         return cls(**known)
 
 
 def trained_count(records: Iterable[TrialRecord]) -> int:
-    """Distinct architectures the search finished (duplicates answered from cache and
-    reference baselines excluded)."""
-    return len({r.arch_id for r in records if r.cached_from is None and not r.baseline})
+    """Distinct architectures the search finished (duplicates answered from cache, seed
+    repeats and reference baselines excluded)."""
+    return len({r.arch_id for r in records
+                if r.cached_from is None and r.repeat_of is None and not r.baseline})
 
 
 def append_record(run_dir: str | os.PathLike, record: TrialRecord) -> None:

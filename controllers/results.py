@@ -3,8 +3,10 @@
 Workers (``controllers.trainable``) import this module alone; it needs neither Ray nor
 the Searcher. A trainable passes ``tune_result(...)`` to ``tune.report``: Tune sees a
 few scalars (``experiences_done`` is ASHA's time attribute) and the rich fields
-(accuracy matrix, expert load, curriculum log) travel as one JSON string under
+(accuracy matrices, expert load, curriculum log) travel as one JSON string under
 ``RESULT_KEY`` because Tune flattens nested results. ``parse_result`` reads it back.
+Test-split metrics (``test.*``) travel only inside the blob: Tune's scalars, which a
+scheduler such as ASHA reads, are validation metrics and costs only.
 
 ``TrialResult`` is what any executor (in-process or Ray) hands ``SearchDriver.tell``:
 the executor's verdict (``state`` and ``reason``) and the measured fields; the driver
@@ -35,14 +37,17 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     experiences_done: int = 0
-    acc_matrix: list[list[float]] = field(default_factory=list)
+    acc_matrix: list[list[float]] = field(default_factory=list)          # R_val
+    test_acc_matrix: list[list[float]] = field(default_factory=list)     # R_test (never told)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
     bits_matrix: list[list[float]] = field(default_factory=list)
     dynamics: list[dict[str, Any]] = field(default_factory=list)   # spans, realised k per experience
     wall_time_s: float = 0.0
+    chance_accuracy: float | None = None   # a uniform guess's accuracy on the task
     trial_id: str = ""                # Ray's trial id, when run under Ray
     node: str = ""
+    weights: str = ""                 # folder of the trained model's bundle, when saved
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
@@ -53,14 +58,15 @@ def tune_result(metrics: Mapping[str, float], experiences_done: int, num_experie
                 **extra: Any) -> dict[str, Any]:
     """What a trainable passes to ``tune.report``: scalars for Tune, one blob for us.
 
-    ``extra`` may hold ``acc_matrix``, ``expert_load``, ``curriculum_log``,
-    ``bits_matrix``, ``dynamics``, ``wall_time_s``
+    ``extra`` may hold ``acc_matrix``, ``test_acc_matrix``, ``expert_load``, ``curriculum_log``,
+    ``bits_matrix``, ``dynamics``, ``wall_time_s``, ``chance_accuracy``
     and ``node_id`` (Ray's node id; the record's ``node`` is ``IP/node-id-prefix``).
     """
     blob = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
     # Tune's status table shows the first few scalars: make them the telling ones.
-    first = [k for k in SHOWN_FIRST if k in metrics]
-    scalars = {k: float(metrics[k]) for k in first + sorted(set(metrics) - set(first))}
+    visible = names.selection_metrics(dict(metrics))
+    first = [k for k in SHOWN_FIRST if k in visible]
+    scalars = {k: float(visible[k]) for k in first + sorted(set(visible) - set(first))}
     return {DONE_KEY: int(experiences_done), **scalars, TOTAL_KEY: int(num_experiences),
             RESULT_KEY: json.dumps(blob, allow_nan=True)}
 
@@ -84,6 +90,8 @@ def trial_result(blob: Mapping[str, Any], state: str, reason: str | None = None,
     return TrialResult(
         state=state, metrics=dict(blob.get("metrics", {})), reason=reason,
         experiences_done=int(blob.get(DONE_KEY, 0)), acc_matrix=blob.get("acc_matrix", []),
+        test_acc_matrix=blob.get("test_acc_matrix", []),
         expert_load=blob.get("expert_load", {}), curriculum_log=blob.get("curriculum_log", []),
         bits_matrix=blob.get("bits_matrix", []), dynamics=blob.get("dynamics", []),
-        wall_time_s=float(blob.get("wall_time_s", 0.0)), trial_id=trial_id, node=blob.get("node", ""))
+        wall_time_s=float(blob.get("wall_time_s", 0.0)), chance_accuracy=blob.get("chance_accuracy"),
+        trial_id=trial_id, node=blob.get("node", ""))

@@ -10,7 +10,8 @@ Resuming does not use Tune's experiment restore: it rebuilds the policy from
 Tune run (``ray/resume-N``) for the architectures still missing. Proposals that were
 asked but never finished before the kill are simply asked again. Trial checkpoints
 (``fit``'s state after each experience) live only while a run goes on: a retried
-trial continues from them; they are deleted when the Tune run ends.
+trial continues from them; they are deleted when the Tune run ends. A complete
+trial's last checkpoint is its trained model (``controllers.kept_weights``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from search_space.errors import DynasError
 from search_space.experiment import Experiment, load_experiment
 
+from .confirm import confirm_in_session
 from .prepare import (build_driver, dynas_version, experiment_text, prepare_search, run_info,
                       train_search_baselines, utc_now)
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
@@ -51,7 +53,8 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[])
-        _tune(experiment, search, searcher, run_dir, "search", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, "search", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, search.trials)
     return run_dir
@@ -88,7 +91,8 @@ def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | 
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        _tune(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose)
+        confirm_in_session(experiment, search, run_dir, "ray", verbose)
     train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, target)
     return run_dir
@@ -102,13 +106,16 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None and not r.baseline for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None
+                     and not r.baseline for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
+    counts["repeats"] = sum(r.repeat_of is not None for r in records)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
+    repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{note}")
+          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
     baselines = [r for r in records if r.baseline]
     if baselines:
         print("baselines: " + ", ".join(f"{r.baseline} ({r.state})" for r in baselines))
@@ -143,7 +150,8 @@ def _searcher(experiment: Experiment, search: Any, run_dir: Path, *, budget: int
     return PolicySearcher(driver, metric=metric, mode=mode)
 
 
-def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str, verbose: int) -> None:
+def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, name: str,
+                    verbose: int) -> None:
     """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
     cluster's CPUs/GPUs, importing this driver's plugins first."""
     from search_space.space import ArchSpace
@@ -160,7 +168,8 @@ def _tune(experiment: Experiment, search: Any, searcher: Any, run_dir: Path, nam
         max_t = task_for(experiment.task, experiment.training.seed).num_experiences \
             if search.scheduler == "asha" else 0
         trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
-                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins)
+                                               threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
+                                               keep_weights=search.keep_weights != "none")
     else:
         max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
     tune_search(searcher, trainable, run_dir=run_dir, name=name, concurrent=search.concurrent,
@@ -196,6 +205,7 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     from .results import DONE_KEY
     from .tune_searcher import TrialErrors
 
+    searcher.trial_storage = Path(run_dir).resolve() / TUNE_DIR / name   # where kept weights land
     fn = tune.with_parameters(trainable, **params) if params else trainable
     fn = tune.with_resources(fn, resources or {"cpu": 1})
     sched = FIFOScheduler()
@@ -218,11 +228,17 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
             callbacks=[TrialErrors(searcher)]))
     grid = tuner.fit()
     searcher.flush_errors()
-    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones).
+    # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
+    # a trained model's bundle is the keeper's to keep or remove.
+    from trainers.bundle import MODEL_FILE
+
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if not (ckpt / MODEL_FILE).is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)
     return grid
 
 
 def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    from .tune_searcher import trial_dirname
+
+    return trial_dirname(trial.trial_id)

@@ -9,7 +9,10 @@ After every experience but the last it reports the continual metrics so far, wit
 ``fit``'s resumable state as a Tune checkpoint; a retried trial (``FailureConfig``)
 gets that checkpoint back from ``tune.get_checkpoint()`` and continues where it was.
 The last experience is reported once ``fit`` returns, with the full ``TrialMetrics``:
-a scheduler that stops trials at ``max_t`` would otherwise cut that report off.
+a scheduler that stops trials at ``max_t`` would otherwise cut that report off. With
+``keep_weights`` that report's checkpoint is the trained model as a bundle
+(``trainers.bundle``): Tune persists it into the driver's storage, where
+``controllers.kept_weights`` keeps or removes it.
 
 Exceptions (``NonFiniteLoss``, out of memory, bugs) propagate: Tune marks the trial
 errored and the driver records it as failed, worded by ``controllers.outcomes``.
@@ -40,6 +43,7 @@ class TrialSpec:
     training: TrainingSettings
     threads: int = 1                        # torch threads per trial (= cpus_per_trial)
     plugins: tuple[str, ...] = ()           # module names to import first (Plugin.modules)
+    keep_weights: bool = True               # report the trained model as the last checkpoint
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,24 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     task = task_for(spec.task, spec.training.seed)
     cost = estimate_cost(arch, task.shape).as_metrics()
     state_dir, resume = _state_dir()
+    repeat = config.get("train_seed") is not None          # a seed repeat keeps no weights
+    model_dir = state_dir.with_name(state_dir.name + "-model") if spec.keep_weights and not repeat else None
     try:
         reporter = _Reporter(cost, task.num_experiences)
-        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume)
+        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
+                      weights_dir=model_dir, seed=config.get("train_seed"))   # a seed repeat's own seed
+        n = task.num_experiences
+        tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
+                                test_acc_matrix=metrics.test_acc_matrix,
+                                expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
+                                bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
+                                wall_time_s=metrics.wall_time_s, chance_accuracy=metrics.chance_accuracy,
+                                node_id=_node_id()),
+                    checkpoint=tune.Checkpoint.from_directory(str(model_dir)) if model_dir else None)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
-    n = task.num_experiences
-    tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
-                            expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
-                            bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
-                            wall_time_s=metrics.wall_time_s, node_id=_node_id()))
+        if model_dir is not None:
+            shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def task_for(settings: TaskSettings, seed: int) -> Any:
@@ -113,7 +125,8 @@ class _Reporter:
         if done >= self.num_experiences:     # reported after fit returns, in full
             return
         result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
-                             acc_matrix=progress.acc_matrix, node_id=_node_id())
+                             acc_matrix=progress.acc_matrix, test_acc_matrix=progress.test_acc_matrix,
+                             node_id=_node_id())
         checkpoint = None
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))

@@ -5,7 +5,8 @@ the lifecycle (de-dup, feasibility, outcome, tell, record, policy state) is the
 driver's (``controllers.driver``). Who calls what (on the driver, in Tune's loop):
 
 - ``suggest(trial_id)`` -> ``driver.ask()``; the trial's config is
-  ``{"proposal_id", "arch", "params", "arch_id"}``. ``None`` (wait) while only
+  ``{"proposal_id", "arch", "params", "arch_id", "train_seed"}`` (``train_seed``: a
+  seed repeat's training seed, else None). ``None`` (wait) while only
   duplicates of running trials come, ``FINISHED`` once the driver is finished.
 - ``on_trial_complete(trial_id, result, error)`` -> ``driver.tell(proposal, result)``
   with the executor's verdict: ``complete`` when every experience was trained,
@@ -29,6 +30,7 @@ from typing import Any, Sequence
 
 from ray import cloudpickle
 from ray.tune import Callback
+from ray.train.constants import CHECKPOINT_DIR_NAME   # Tune adds it to a result that carried a checkpoint
 from ray.tune.search import Searcher
 
 from . import outcomes
@@ -51,6 +53,7 @@ class PolicySearcher(Searcher):
         self._live: dict[str, Proposal] = {}      # trial_id -> proposal training
         self._last: dict[str, dict] = {}          # trial_id -> last reported result
         self._errored: dict[str, Proposal] = {}   # errored, waiting for TrialErrors' reason
+        self.trial_storage: Path | None = None    # the Tune run's folder in the driver's storage
 
     # --- Tune's Searcher API -------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
@@ -65,7 +68,8 @@ class PolicySearcher(Searcher):
             return Searcher.FINISHED if self.driver.finished else None
         self._live[trial_id] = proposal
         return {"proposal_id": proposal.id, "arch": proposal.arch.to_dict(),
-                "params": dict(proposal.params), "arch_id": proposal.arch.arch_id}
+                "params": dict(proposal.params), "arch_id": proposal.arch.arch_id,
+                "train_seed": proposal.seed}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
@@ -85,7 +89,18 @@ class PolicySearcher(Searcher):
         blob = parse_result(result)
         done, total = blob.get(DONE_KEY, 0), blob.get(TOTAL_KEY, 0)
         verdict = ("pruned", outcomes.scheduler_stop(done, total)) if done < total else ("complete", None)
-        self.driver.tell(proposal, trial_result(blob, *verdict, trial_id=trial_id))
+        told = trial_result(blob, *verdict, trial_id=trial_id)
+        told.weights = self._weights_dir(trial_id, result)
+        self.driver.tell(proposal, told)
+
+    def _weights_dir(self, trial_id: str, result: dict) -> str:
+        """The persisted folder of the trial's last checkpoint (its trained model), if any:
+        Tune names it in the result (``checkpoint_dir_name``) under the trial's folder."""
+        name = result.get(CHECKPOINT_DIR_NAME)
+        if not name or self.trial_storage is None:
+            return ""
+        folder = self.trial_storage / trial_dirname(trial_id) / name
+        return str(folder) if folder.is_dir() else ""
 
     def record_error(self, trial_id: str, reason: str) -> None:
         """``TrialErrors`` hands over why an errored trial failed."""
@@ -110,9 +125,14 @@ class PolicySearcher(Searcher):
         # Tune pickles its config (tuner.pkl). The policy's state lives in
         # policy_state.json instead; a searcher unpickled from there is a shell.
         state = self.__dict__.copy()
-        for key in ("driver", "_live", "_last", "_errored"):
+        for key in ("driver", "_live", "_last", "_errored", "trial_storage"):
             state[key] = None
         return state
+
+
+def trial_dirname(trial_id: str) -> str:
+    """A trial's folder under the Tune run's storage (Tune's ``trial_dirname_creator``)."""
+    return f"trial_{trial_id}"
 
 
 class TrialErrors(Callback):

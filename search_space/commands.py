@@ -76,7 +76,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     exp = load_experiment(args.config)
     decisions = exp.space.decisions()
-    print(f"{args.config}: {type(exp.space).__name__}, task {exp.task.name}")
+    scored_by = f"evaluator {exp.evaluator.name}" if exp.evaluator.name else f"task {exp.task.name}"
+    print(f"{args.config}: {type(exp.space).__name__}, {scored_by}")
     print(decision_table(decisions))
     print(f"{len(decisions)} decisions, space size {exp.space.size()}")
     shape = _shape(args, exp)

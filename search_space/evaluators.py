@@ -19,7 +19,8 @@ Contract: ``fn(decisions: dict, **options) -> Mapping[str, float]``, called once
 trial (in a Ray worker, or in-process by the local runner). It must not keep state
 between calls that changes its answers; load data once per process (``functools.cache``)
 if it is expensive. An exception fails that trial only (worded by
-``controllers.outcomes``); a ``DynasError`` is the user's and stops the search.
+``controllers.outcomes``; the local runner stops on a ``DynasError``, the user's).
+``check_options`` binds the options to the signature before any trial, and
 ``metrics`` (optional) names what it returns, so objectives are checked before any
 trial and ``dynas list metrics`` can show them.
 
@@ -46,8 +47,14 @@ class EvaluatorEntry:
 
 EVALUATORS: dict[str, EvaluatorEntry] = {}
 
-__all__ = ["EVALUATORS", "EvaluatorEntry", "evaluate", "get_evaluator", "register_evaluator",
-           "unregister_evaluator"]
+# Modules that register dynas's own evaluators (a tabular benchmark, say) on import. They
+# are imported on the first lookup, on the driver and on every worker alike, so a
+# built-in evaluator needs no plugin, and nothing heavy loads until one is asked for.
+BUILTIN_MODULES: tuple[str, ...] = ()
+_builtins_loaded = False
+
+__all__ = ["BUILTIN_MODULES", "EVALUATORS", "EvaluatorEntry", "check_options", "evaluate", "get_evaluator",
+           "load_builtin_evaluators", "register_evaluator", "unregister_evaluator"]
 
 
 def register_evaluator(name: str, *, metrics: tuple[str, ...] | list[str] = (),
@@ -70,14 +77,43 @@ def unregister_evaluator(name: str) -> None:
     EVALUATORS.pop(name, None)
 
 
+def load_builtin_evaluators() -> None:
+    """Import ``BUILTIN_MODULES`` (once per process)."""
+    global _builtins_loaded
+    if not _builtins_loaded:
+        import importlib
+
+        _builtins_loaded = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
 def get_evaluator(name: str, key: str = "evaluator.name") -> EvaluatorEntry:
+    if name not in EVALUATORS:
+        load_builtin_evaluators()
     if name not in EVALUATORS:
         known = ", ".join(sorted(EVALUATORS)) or "none (register one in a plugin)"
         raise ConfigError(key, f"unknown evaluator {name!r}; known: {known}")
     return EVALUATORS[name]
 
 
-def evaluate(name: str, decisions: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, float]:
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """The options fit the evaluator's signature (``fn(decisions, **options)``)."""
+    import inspect
+
+    fn = get_evaluator(name).fn
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):     # a builtin without a signature: nothing to check
+        return
+    try:
+        signature.bind({}, **dict(options))
+    except TypeError as err:
+        raise ConfigError("evaluator.options", f"{err} (evaluator {name!r})") from None
+
+
+def evaluate(name: str, decisions: Mapping[str, Any],
+             options: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Call the evaluator and check what it returned: a mapping of names to numbers.
 
     NaN/inf pass through (the driver records the trial as failed with the values);

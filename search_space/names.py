@@ -15,6 +15,7 @@ FLOPS_EFFECTIVE = "flops_effective"            # FLOPs at the learned spans and 
 ACTIVE_PARAMS_EFFECTIVE = "active_params_effective"   # params per token at the realised k
 FINAL_AVG_BPC = "final_avg_bpc"                # mean_j B[T-1][j]: bits per labelled token
 FORGETTING_BPC = "forgetting_bpc"              # mean_j (B[T-1][j] - B[j][j]), j < T-1 (rise)
+LATENCY_MS = "latency_ms"                      # measured: batch-1 forward, median of repeats, trial's device
 
 ACCURACY_METRICS = (FINAL_AVG_ACCURACY, LEARNING_ACCURACY, ANYTIME_AVG_ACCURACY)
 FORGETTING_METRICS = (FORGETTING_LAST, FORGETTING_MAX, BWT)
@@ -22,4 +23,34 @@ STATIC_COST_METRICS = (FLOPS, PARAMS, ACTIVE_PARAMS, KV_BYTES, ACTIVATION_BYTES)
 EFFECTIVE_COST_METRICS = (FLOPS_EFFECTIVE, ACTIVE_PARAMS_EFFECTIVE)          # + what training measured
 COST_METRICS = STATIC_COST_METRICS + EFFECTIVE_COST_METRICS
 BITS_METRICS = (FINAL_AVG_BPC, FORGETTING_BPC)      # from the bits matrix B (any task)
-ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS
+MEASURED_METRICS = (LATENCY_MS,)
+ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS + MEASURED_METRICS
+
+# --- validation vs test ---------------------------------------------------------------
+# The names above, without a prefix, are measured on each experience's VALIDATION split:
+# the only numbers a policy, a scheduler or a pick sees. The same metric measured on the
+# held-out TEST split is recorded as TEST_PREFIX + name (``test.final_avg_accuracy``);
+# it is reported, never selected on. The rule is the prefix, not a list of names, so a
+# metric added later gets its test twin for free.
+TEST_PREFIX = "test."
+
+
+def as_test(metric: str) -> str:
+    """The test-split twin of a validation metric: ``test.<metric>``."""
+    return TEST_PREFIX + metric
+
+
+def is_test_metric(metric: str) -> bool:
+    """Whether ``metric`` was measured on a test split (never an objective)."""
+    return metric.startswith(TEST_PREFIX)
+
+
+def selection_metrics(metrics: dict) -> dict:
+    """``metrics`` without its test-split entries: what selection may see."""
+    return {k: v for k, v in metrics.items() if not is_test_metric(k)}
+
+
+def held_out_metrics(metrics: dict) -> dict:
+    """Only the test-split entries of ``metrics`` (prefix kept). (Not ``test_*``: pytest
+    would collect a function of that name wherever it is imported.)"""
+    return {k: v for k, v in metrics.items() if is_test_metric(k)}

@@ -136,6 +136,8 @@ def _load_path(spec: str, path: Path) -> Plugin:
     files = sorted(p for p in path.glob("*.py") if p.is_file())
     if not files:
         raise PluginError(spec, f"folder {path} holds no .py files")
+    if str(path) not in sys.path:      # its modules import each other by name, as on a worker
+        sys.path.append(str(path))
     names = tuple(_import_file(spec, p.stem, p) for p in files)
     return Plugin(str(path), names, tuple(str(p) for p in files))
 
@@ -148,7 +150,8 @@ def _import_file(spec: str, name: str, file: Path, package: Path | None = None) 
     if taken is not None:
         if Path(getattr(taken, "__file__", "") or "").resolve() == file.resolve():
             return name
-        raise PluginError(spec, f"module name {name!r} is already taken by {getattr(taken, '__file__', None) or 'a built-in'}; rename the file")
+        owner = getattr(taken, "__file__", None) or "a built-in module"
+        raise PluginError(spec, f"module name {name!r} is already taken by {owner}; rename the file")
     where = [str(package)] if package is not None else None
     module_spec = importlib.util.spec_from_file_location(name, file, submodule_search_locations=where)
     module = importlib.util.module_from_spec(module_spec)
@@ -172,8 +175,8 @@ def _ship_of(module) -> tuple[str, ...]:
     if not file:
         return ()
     file = Path(file).resolve()
-    installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
-                                             sysconfig.get_paths()["stdlib"])}
+    paths = sysconfig.get_paths()
+    installed = {Path(paths[key]).resolve() for key in ("purelib", "platlib", "stdlib")}
     if any(parent in installed for parent in file.parents):
         return ()
     return (str(file.parent) if file.name == "__init__.py" else str(file),)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .names import FINAL_AVG_ACCURACY, FLOPS
+from .names import FINAL_AVG_ACCURACY, FLOPS, TEST_PREFIX, is_test_metric
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,14 @@ class Objective:
     metric: str
     direction: Literal["max", "min"]
 
+    def validate(self, key: str = "") -> None:
+        """A test-split metric is never an objective: selecting on it would make the
+        test split a second validation split and its numbers meaningless."""
+        if is_test_metric(self.metric):
+            raise ConfigError(f"{key}.metric" if key else "metric",
+                              f"{self.metric!r} is measured on the held-out test split and cannot be "
+                              f"an objective; use {self.metric[len(TEST_PREFIX):]!r} (validation)")
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -139,6 +147,27 @@ class Budget:
             value = getattr(self, name)
             if not value >= 0:  # also rejects nan, which would silently admit everything
                 raise ConfigError(f"{key}.{name}", f"must be >= 0 (0 = unlimited), got {value}")
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """Seed repeats of the best front candidates once a search ends (``dynas confirm``):
+    the ``top`` best get ``seeds`` more trainings with fresh training seeds (0: off)."""
+
+    top: int = 0
+    seeds: int = 0
+
+    def validate(self, key: str = "") -> None:
+        for name in ("top", "seeds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{key}.{name}", "must be >= 0 (0 = no confirmation)")
+        if (self.top > 0) != (self.seeds > 0):
+            raise ConfigError(key, f"give both top and seeds (> 0), or neither; got top={self.top}, "
+                                   f"seeds={self.seeds}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top > 0 and self.seeds > 0
 
 
 @dataclass(frozen=True)
@@ -167,6 +196,9 @@ class SearchSettings:
     # reference models trained beside the search with the same settings, never told
     # to the policy: "mlp:WIDTHxDEPTH" or an arch.json path (relative to the experiment file)
     baselines: tuple[str, ...] = ()
+    keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
+    remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
@@ -178,6 +210,10 @@ class SearchSettings:
             raise ConfigError(f"{key}.concurrent", "must be >= 1")
         if not self.objectives:
             raise ConfigError(f"{key}.objectives", "need at least one objective")
+        if self.remeasure < 0:
+            raise ConfigError(f"{key}.remeasure", "must be >= 0 (0 = reuse the first measurement)")
+        for i, objective in enumerate(self.objectives):
+            objective.validate(f"{key}.objectives[{i}]")
 
 
 def settings_dict(obj: Any) -> dict:

@@ -83,8 +83,9 @@ def registries():
         "kinds": {f: dict(r._specs) for f, r in REGISTRIES.items()},
         "builders": {f: dict(b._builders) for f, b in BUILDERS.items()},
     }
-    modules = set(sys.modules)
+    modules, path = set(sys.modules), list(sys.path)
     yield
+    sys.path[:] = path
     for plugin in set(plugins._LOADED) - set(saved["loaded"]):
         for name in set(plugins._LOADED[plugin].modules) - modules:
             sys.modules.pop(name, None)
@@ -172,23 +173,25 @@ def test_dynas_list_shows_what_a_plugin_registered(what, expected, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_a_plugin_task_kind_strategy_and_metric_drive_a_real_search(tmp_path, capsys):
-    """The plugin's strategy (given by --strategy), task, kind and metric (an objective)
-    through prepare_search and trainers.fit, in-process."""
-    from controllers.local import run_local_experiment
-    from search_space.experiment import parse_experiment
-
+def test_a_plugin_task_kind_strategy_and_metric_drive_a_search_on_ray(tmp_path, capsys):
+    """The plugin's task, kind (spec and builder), metric (the objective) and strategy
+    (by --strategy) through `dynas search` on a private Ray instance: its workers have
+    only what the driver shipped, and every trial trains with trainers.fit."""
     plugin = write(tmp_path / "everything.py", EVERYTHING)
-    plugins.load_plugins([str(plugin)])
-    experiment = parse_experiment({
+    exp = tmp_path / "e.yaml"
+    exp.write_text(json.dumps({
         "space": TINY_SPACE, "task": {"name": "parity"},
         "training": {"steps_per_experience": 3, "batch_size": 16, "device": "cpu"},
-        "search": {"trials": 2, "objectives": [{"metric": "diagonal_min", "direction": "max"}]}})
-    records = [r for r in run_local_experiment(experiment, tmp_path / "run", strategy="first_random")
-               if r.cached_from is None]
-    assert [r.state for r in records] == ["complete", "complete"]
-    assert {r.arch["layers"][0]["attention"]["kind"] for r in records} == {"twin_full", "full"}
-    assert all(r.policy == "random" and r.objectives == [r.metrics["diagonal_min"]] for r in records)
+        "search": {"trials": 2, "concurrent": 1, "max_failures": 0,
+                   "objectives": [{"metric": "diagonal_min", "direction": "max"}]}}))
+    code = main(["search", str(exp), "--plugin", str(plugin), "--strategy", "first_random", "--storage",
+                 str(tmp_path), "--name", "run", "--verbose", "0", "--no-report"])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["cached_from"] is None]
+    assert [r["state"] for r in trained] == ["complete", "complete"], [r["reason"] for r in trained]
+    assert {r["arch"]["layers"][0]["attention"]["kind"] for r in trained} == {"twin_full", "full"}
+    assert all(r["policy"] == "random" and r["objectives"] == [r["metrics"]["diagonal_min"]] for r in trained)
 
 
 def test_the_strategy_flag_accepts_a_strategy_from_the_files_plugins(tmp_path, capsys):
@@ -303,3 +306,33 @@ def test_run_json_keeps_the_resolved_plugins_for_resume(tmp_path):
     copy = write(tmp_path / "run" / "experiment.yaml", exp.read_text())
     assert load_experiment(copy, plugins=info["plugins"]).plugin_specs == [str(plugin)]
     json.dumps(info)
+
+
+# --- the example strategy keeps the contract every built-in keeps ------------------------
+def _contract_checks():
+    """The generic checks of the policy suite: those that take only a policy name, the
+    objectives and a space (the built-ins' own tests take other fixtures)."""
+    import inspect
+
+    from tests.controllers import test_policies as suite
+
+    out = []
+    for name, fn in vars(suite).items():
+        if name.startswith("test_") and callable(fn):
+            args = set(inspect.signature(fn).parameters)
+            if "policy_name" in args and args <= {"policy_name", "objectives", "space"}:
+                out.append(fn)
+    return suite, out
+
+
+SUITE, CONTRACT = _contract_checks()
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("objectives", list(SUITE.OBJECTIVES))
+def test_the_example_strategy_keeps_the_policy_contract(check, objectives):
+    plugins.load_plugins([str(REPO / "examples" / "plugins" / "local_search.py")])
+    kwargs = {"policy_name": "local_search", "objectives": SUITE.OBJECTIVES[objectives]}
+    params = set(__import__("inspect").signature(check).parameters)
+    for space in (SUITE.SPACES if "space" in params else {"-": None}).values():
+        check(**{k: v for k, v in {**kwargs, "space": space and space()}.items() if k in params})

@@ -17,6 +17,8 @@ _LAZY = {
     "evaluate_checkpoint": "trainers.downstream",
     "train_arch": "trainers.downstream",
     "build_model": "trainers.model",
+    "load_model": "trainers.predict",
+    "Predictor": "trainers.predict",
     "builder": "trainers.modules.registry",
     "ModelOutput": "trainers.model",
     "ContinualSystem": "trainers.system",

@@ -1,6 +1,7 @@
 """Callbacks: evaluation and logging only; nothing here changes what is learned.
 
-``EvaluationMatrix`` fills the accuracy matrix R after each experience's ``Trainer.fit``;
+``EvaluationMatrix`` fills an accuracy matrix after each experience's ``Trainer.fit``:
+``fit`` keeps two, R_val on the validation splits and R_test on the test splits;
 ``ExpertLoadLogger`` and ``CurriculumLogger`` keep (and send to the trainer's logger,
 when there is one) the expert load of that evaluation and the curriculum's stage
 switches; ``ProgressBridge`` turns a finished experience into an ``ExperienceProgress``
@@ -14,20 +15,21 @@ from typing import Iterable, Sequence
 import lightning as L
 from torch import Tensor
 
-from .continual import continual_metrics
+from .continual import with_test
 from .evaluation import evaluate_row, expert_fractions
 from .results import ExperienceProgress, FitCallback
 
 
 class EvaluationMatrix(L.Callback):
-    """Row i of R: test accuracy on every experience after training on experience i.
+    """Row i of R: accuracy on every experience's ``split`` after training on experience i.
 
     ``rows`` may be pre-filled (a resumed run); ``expert_counts`` are the tokens per
     expert of the latest evaluation.
     """
 
-    def __init__(self, experiences: Sequence, *, scenario: str, num_classes: int, batch_size: int):
-        self.experiences, self.scenario = experiences, scenario
+    def __init__(self, experiences: Sequence, *, scenario: str, num_classes: int, batch_size: int,
+                 split: str = "val"):
+        self.experiences, self.scenario, self.split = experiences, scenario, split
         self.num_classes, self.batch_size = num_classes, batch_size
         self.rows: list[list[float]] = []
         self.expert_counts: dict[str, Tensor] = {}
@@ -35,10 +37,11 @@ class EvaluationMatrix(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row, self.expert_counts = evaluate_row(
             pl_module.model, self.experiences, scenario=self.scenario,
-            num_classes=self.num_classes, batch_size=self.batch_size, device=pl_module.device)
+            num_classes=self.num_classes, batch_size=self.batch_size, device=pl_module.device,
+            split=self.split)
         self.rows.append(row)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"test/acc_exp{j}": a for j, a in enumerate(row)},
+            trainer.logger.log_metrics({f"{self.split}/acc_exp{j}": a for j, a in enumerate(row)},
                                        step=trainer.global_step)
 
 
@@ -84,11 +87,13 @@ class ProgressBridge:
     def __init__(self, callbacks: Iterable[FitCallback], num_experiences: int):
         self.callbacks, self.num_experiences = tuple(callbacks), num_experiences
 
-    def report(self, experience: int, acc_matrix: list[list[float]], checkpoint_dir: Path | None) -> None:
+    def report(self, experience: int, acc_matrix: list[list[float]], test_acc_matrix: list[list[float]],
+               checkpoint_dir: Path | None) -> None:
         if not self.callbacks:
             return
         rows = [list(r) for r in acc_matrix[:experience + 1]]
-        progress = ExperienceProgress(experience, self.num_experiences, continual_metrics(rows),
-                                      rows, checkpoint_dir)
+        test_rows = [list(r) for r in test_acc_matrix[:experience + 1]]
+        progress = ExperienceProgress(experience, self.num_experiences, with_test(rows, test_rows),
+                                      rows, test_rows, checkpoint_dir)
         for callback in self.callbacks:
             callback.on_experience_end(progress)

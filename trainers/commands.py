@@ -17,11 +17,15 @@ from search_space.names import FINAL_AVG_ACCURACY, FLOPS, FORGETTING_LAST, PARAM
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "train", help="train an exported architecture from scratch",
+        "train", help="train an exported architecture, from scratch or from saved weights",
         description="Train an architecture (arch.json, e.g. from `dynas export`) with the task "
         "and training settings of an experiment file; writes last.ckpt, metrics.json, "
-        "acc_matrix.csv and arch.json into --out.")
-    p.add_argument("--arch", required=True, type=Path, help="architecture JSON file")
+        "acc_matrix.csv, arch.json and the model (weights.safetensors, model.json) into --out. "
+        "--init-from starts from a model folder's weights (the same or another task): blocks "
+        "and norm always transfer; embedding, positions and head when their sizes match.")
+    p.add_argument("--arch", type=Path, help="architecture JSON file (default with --init-from: its arch.json)")
+    p.add_argument("--init-from", type=Path, metavar="DIR",
+                   help="model folder (dynas export --weights, dynas train) whose weights start the training")
     p.add_argument("--config", required=True, type=Path, help="experiment YAML (task + training)")
     p.add_argument("--steps", type=int, help="steps per experience (overrides the experiment's)")
     p.add_argument("--seed", type=int, help="training seed (default: training.seed)")
@@ -31,12 +35,40 @@ def register(sub: Any) -> None:
     again.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.set_defaults(handler=cmd_train)
 
+    port = sub.add_parser(
+        "portable", help="write a model folder as a portable file (.pt2 torch.export, .onnx)",
+        description="Export a model folder (dynas export --weights, dynas train) to a torch.export "
+        "program (.pt2) or ONNX (.onnx, needs the onnx extra): preprocessed inputs -> logits, "
+        "dynamic batch size. The preprocessing state stays in the folder's model.json.")
+    port.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    port.add_argument("--out", required=True, type=Path, metavar="FILE", help="FILE.pt2 or FILE.onnx")
+    port.add_argument("--force", action="store_true", help="overwrite an existing file")
+    port.set_defaults(handler=cmd_portable)
+
+    comp = sub.add_parser(
+        "compress", help="prune, recover and int8-quantise a model folder; before/after table",
+        description="Structured pruning (least-loaded experts on the validation splits, least "
+        "important heads, FFN channels by norm), a short recovery fine-tune that distils the "
+        "original, and int8 dynamic quantisation of Linear layers. Prints params, file size, "
+        "batch-1 and batch-64 CPU latency (median of repeats) and test accuracy, before and after.")
+    comp.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    comp.add_argument("--config", required=True, type=Path, help="experiment YAML the model was trained with (task)")
+    comp.add_argument("--prune", default="", metavar="SPEC", help="experts=N,heads=N,ffn=F (any subset)")
+    comp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of Linear layers")
+    comp.add_argument("--recover-steps", type=int, default=200, help="distillation steps after pruning (default 200)")
+    comp.add_argument("--repeats", type=int, default=30, help="timed repeats per latency (median)")
+    comp.add_argument("--out", required=True, type=Path, metavar="DIR")
+    comp.add_argument("--force", action="store_true", help="overwrite a model already in --out")
+    comp.set_defaults(handler=cmd_compress)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from search_space.arch import ArchConfig
     from search_space.experiment import load_experiment
 
-    arch = ArchConfig.load(args.arch)
+    if args.arch is None and args.init_from is None:
+        raise ConfigError("--arch", "required (or --init-from DIR, whose arch.json is used)")
+    arch = ArchConfig.load(args.arch if args.arch is not None else args.init_from / "arch.json")
     experiment = load_experiment(args.config)
     training = experiment.training
     if args.steps is not None:
@@ -51,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with experiment.attribute_errors():       # task options, device: name the file
             metrics = train_arch(arch, experiment.task, training, out_dir=out, seed=args.seed,
-                                 resume=args.resume, force=args.force)
+                                 resume=args.resume, force=args.force, init_from=args.init_from)
     except NonFiniteLoss as err:
         print(f"dynas: training diverged: {err}", file=sys.stderr)
         return 1
@@ -60,5 +92,58 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"in {metrics.wall_time_s:.1f} s")
     print(f"  {FINAL_AVG_ACCURACY} {v[FINAL_AVG_ACCURACY]:.4f}  {FORGETTING_LAST} "
           f"{v[FORGETTING_LAST]:.4f}  {FLOPS} {v[FLOPS]:.3g}  {PARAMS} {int(v[PARAMS])}")
+    if args.init_from is not None:
+        from .transfer import plan_transfer
+        from .tasks import task_shape
+
+        print(f"  {plan_transfer(args.init_from, arch, task_shape(experiment.task)).describe()}")
     print(f"  results in {out}")
+    return 0
+
+
+def cmd_portable(args: argparse.Namespace) -> int:
+    from search_space.errors import DynasError
+
+    if args.out.exists() and not args.force:
+        raise DynasError(f"{args.out} exists; pass --force to overwrite it")
+    from .bundle import load_bundle_model
+    from .portable import export_portable
+
+    model, bundle = load_bundle_model(args.model_dir)
+    print(f"portable model: {export_portable(model, bundle, args.out)}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from search_space.errors import DynasError
+    from search_space.experiment import load_experiment
+
+    from .pruning import PruneSpec
+
+    spec = PruneSpec.parse(args.prune)
+    if not args.int8 and spec == PruneSpec():
+        raise ConfigError("--prune", "nothing to do: give --prune and/or --int8")
+    if args.recover_steps < 0 or args.repeats < 1:
+        raise ConfigError("--recover-steps", "--recover-steps must be >= 0 and --repeats >= 1")
+    if args.out.resolve() == args.model_dir.resolve():
+        raise DynasError(f"{args.out}: --out must differ from MODEL_DIR")
+    from .bundle import BUNDLE_FILES
+
+    taken = [n for n in BUNDLE_FILES if (args.out / n).exists()]
+    if taken and not args.force:
+        raise DynasError(f"{args.out / taken[0]} exists; pass --force to overwrite it")
+    experiment = load_experiment(args.config)
+    training = experiment.training
+
+    from .compress import compress, table
+    from .tasks import build_task
+
+    with experiment.attribute_errors():
+        task = build_task(experiment.task, seed=training.seed)
+    rows = compress(args.model_dir, task, args.out, spec, args.int8, args.recover_steps,
+                    training.lr, training.batch_size, args.repeats)
+    import torch
+
+    print(f"compressed {args.model_dir} -> {args.out} (CPU, {torch.get_num_threads()} threads)")
+    print(table(rows))
     return 0

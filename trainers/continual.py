@@ -1,6 +1,8 @@
 """Continual-learning metrics from the accuracy matrix.
 
-``R[i][j]`` is the test accuracy on experience j after training through experience i.
+``R[i][j]`` is the accuracy on experience j after training through experience i, on
+its validation split (R_val: what a search selects on) or its test split (R_test:
+held out; ``with_test`` names those metrics ``test.<name>``).
 Rows may be full (every experience measured after every step, shape (t, T)) or ragged
 (row i holds at least j = 0..i). With ``last`` the index of the last trained
 experience:
@@ -24,7 +26,7 @@ from typing import Sequence
 import torch
 
 from search_space.names import (ANYTIME_AVG_ACCURACY, BWT, FINAL_AVG_ACCURACY, FORGETTING_LAST,
-                                FORGETTING_MAX, LEARNING_ACCURACY)
+                                FORGETTING_MAX, LEARNING_ACCURACY, as_test)
 
 
 def _rows(matrix: Sequence[Sequence[float]] | torch.Tensor) -> list[list[float]]:
@@ -64,3 +66,14 @@ def continual_metrics(matrix: Sequence[Sequence[float]] | torch.Tensor, trained:
         LEARNING_ACCURACY: _mean(diagonal),
         ANYTIME_AVG_ACCURACY: _mean([_mean(rows[i][:i + 1]) for i in range(trained)]),
     }
+
+
+def with_test(val_matrix: Sequence[Sequence[float]] | torch.Tensor,
+              test_matrix: Sequence[Sequence[float]] | torch.Tensor | None,
+              trained: int | None = None) -> dict[str, float]:
+    """Continual metrics of R_val under their plain names, and of R_test (when given and
+    non-empty) as ``test.<name>``: the two must never be confused downstream."""
+    values = continual_metrics(val_matrix, trained)
+    if test_matrix is not None and len(test_matrix):
+        values |= {as_test(k): v for k, v in continual_metrics(test_matrix, trained).items()}
+    return values

@@ -3,8 +3,12 @@
 An output directory holds: ``arch.json``; ``resume.pt`` (state after each
 experience, for ``--resume``); ``last.ckpt`` (Lightning checkpoint of the final
 system, readable with ``weights_only=True``); ``metrics.json`` (``TrialMetrics`` plus
-arch, seeds and settings); ``acc_matrix.csv``. ``evaluate_checkpoint`` rebuilds the
-model from ``last.ckpt`` and recomputes the final row of R.
+arch, seeds and settings); ``acc_matrix.csv`` (R on the validation splits) and
+``test_acc_matrix.csv`` (R on the held-out test splits: the numbers to quote for a
+downstream model); the final model as a bundle (``weights.safetensors`` + ``model.json``
+beside ``arch.json``, ``trainers.bundle``), so ``load_model(out)`` and ``dynas train
+--init-from out`` read it. ``evaluate_checkpoint`` rebuilds the model from
+``last.ckpt`` and recomputes the final row of R_val and R_test.
 """
 from __future__ import annotations
 
@@ -19,17 +23,20 @@ from typing import Iterable
 from search_space.arch import ArchConfig
 from search_space.cost import estimate_cost
 from search_space.errors import DynasError
-from search_space.names import FINAL_AVG_ACCURACY
+from search_space.names import FINAL_AVG_ACCURACY, as_test
 from search_space.schema import from_mapping
 from search_space.settings import TaskSettings, TrainingSettings, settings_dict
 
+from .bundle import ARCH_FILE, MODEL_FILE, WEIGHTS_FILE
 from .evaluation import evaluate_row, expert_fractions
 from .fitting import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
 from .results import FitCallback, TrialMetrics
-from .tasks import build_task
+from .tasks import build_task, task_shape
+from .transfer import initialiser, plan_transfer
 
-METRICS_FILE, MATRIX_FILE, ARCH_FILE = "metrics.json", "acc_matrix.csv", "arch.json"
-RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE)
+METRICS_FILE, MATRIX_FILE = "metrics.json", "acc_matrix.csv"
+TEST_MATRIX_FILE = "test_acc_matrix.csv"
+RESULT_FILES = (METRICS_FILE, MATRIX_FILE, LAST_CKPT, STATE_FILE, WEIGHTS_FILE, MODEL_FILE)
 
 
 def default_out_dir(arch: ArchConfig) -> Path:
@@ -38,12 +45,15 @@ def default_out_dir(arch: ArchConfig) -> Path:
 
 def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: TrainingSettings, *,
                out_dir: str | os.PathLike, seed: int | None = None, resume: bool = False,
-               force: bool = False, callbacks: Iterable[FitCallback] = ()) -> TrialMetrics:
-    """Train ``arch`` from scratch on the task and write the results into ``out_dir``.
+               force: bool = False, callbacks: Iterable[FitCallback] = (),
+               init_from: str | os.PathLike | None = None) -> TrialMetrics:
+    """Train ``arch`` on the task and write the results (a model bundle among them,
+    ``trainers.bundle``) into ``out_dir``.
 
     The task's data split is drawn with ``training.seed``; ``seed`` (default the same)
-    seeds the training. An existing result is never overwritten unless ``force``;
-    ``resume`` continues from the saved per-experience state.
+    seeds the training. ``init_from``: a bundle of the same architecture to start from
+    (``trainers.transfer`` says what transfers). An existing result is never
+    overwritten unless ``force``; ``resume`` continues from the saved per-experience state.
     """
     out = Path(out_dir)
     existing = [name for name in RESULT_FILES if (out / name).exists()]
@@ -53,20 +63,26 @@ def train_arch(arch: ArchConfig, task_settings: TaskSettings, training: Training
     if resume and (out / ARCH_FILE).is_file() and ArchConfig.load(out / ARCH_FILE) != arch:
         raise DynasError(f"{out}: cannot resume, it was trained with another architecture "
                          f"({ArchConfig.load(out / ARCH_FILE).arch_id} != {arch.arch_id})")
+    # checked before anything in out_dir changes
+    plan = plan_transfer(init_from, arch, task_shape(task_settings)) if init_from is not None else None
     if force and not resume and (out / STATE_FILE).exists():
         (out / STATE_FILE).unlink()            # a forced run starts from scratch
     seed = training.seed if seed is None else seed
     task = build_task(task_settings, seed=training.seed)
     out.mkdir(parents=True, exist_ok=True)
     arch.save(out / ARCH_FILE)
-    metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed)
+    metrics = fit(arch, task, training, callbacks, checkpoint_dir=out, resume=resume, seed=seed,
+                  weights_dir=out, init=initialiser(plan) if plan is not None else None)
     record = metrics.to_dict() | {
+        "init_from": None if plan is None else {"path": str(plan.bundle.path.resolve()),
+                                                "reinitialised": list(plan.reinitialised)},
         "arch": arch.to_dict(), "arch_id": arch.arch_id, "seed": seed, "task_seed": training.seed,
         "settings": {"task": settings_dict(task_settings),
                      "training": settings_dict(dataclasses.replace(training, seed=seed))},
     }
     _write_atomic(out / METRICS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     _write_atomic(out / MATRIX_FILE, matrix_csv(metrics.acc_matrix))
+    _write_atomic(out / TEST_MATRIX_FILE, matrix_csv(metrics.test_acc_matrix))
     return metrics
 
 
@@ -84,8 +100,9 @@ def matrix_csv(matrix: list[list[float]]) -> str:
 def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> TrialMetrics:
     """Reload ``last.ckpt`` of a ``dynas train`` directory and re-measure the final row.
 
-    Returns a ``TrialMetrics`` whose ``acc_matrix`` is that one row, with the final
-    average accuracy, the cost metrics and the expert load of this evaluation.
+    Returns a ``TrialMetrics`` whose ``acc_matrix`` (validation) and ``test_acc_matrix``
+    are that one row, with the final average accuracy of each (``test.`` for the test
+    splits), the cost metrics and the expert load of the validation pass.
     """
     from .system import ContinualSystem
 
@@ -101,11 +118,14 @@ def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> Tri
 
     dev = torch.device(resolve_accelerator(device))
     model = system.model.to(dev)
-    row, counts = evaluate_row(model, task.experiences, scenario=task.scenario,
-                               num_classes=task.shape.num_classes,
-                               batch_size=training.eval_batch_size, device=dev)
-    values = {FINAL_AVG_ACCURACY: sum(row) / len(row)} | estimate_cost(system.arch, task.shape).as_metrics()
-    return TrialMetrics(values=values, acc_matrix=[row], expert_load=expert_fractions(counts),
+    (row, counts), (test_row, _) = (
+        evaluate_row(model, task.experiences, scenario=task.scenario, num_classes=task.shape.num_classes,
+                     batch_size=training.eval_batch_size, device=dev, split=split)
+        for split in ("val", "test"))
+    values = {FINAL_AVG_ACCURACY: sum(row) / len(row), as_test(FINAL_AVG_ACCURACY): sum(test_row) / len(test_row)}
+    values |= estimate_cost(system.arch, task.shape).as_metrics()
+    return TrialMetrics(values=values, acc_matrix=[row], test_acc_matrix=[test_row],
+                        expert_load=expert_fractions(counts),
                         steps=int(meta.get("steps", 0)))
 
 

@@ -1,7 +1,8 @@
 """Batched no-grad passes over a dataset: accuracy, difficulty scores, expert counts.
 
 Shared by the system (promotion checks, curriculum scores), the evaluation-matrix
-callback and ``evaluate_checkpoint``, so every accuracy in a run is computed one way.
+callbacks (one on the validation splits, one on the test splits) and
+``evaluate_checkpoint``, so every accuracy in a run is computed one way.
 Shape legend: B batch, T tokens, C classes, E experts.
 """
 from __future__ import annotations
@@ -141,19 +142,26 @@ def difficulty_scores(model: torch.nn.Module, dataset: Dataset, *, kind: str, cl
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate_row(model: torch.nn.Module, experiences: Sequence, *, scenario: str, num_classes: int,
-                 batch_size: int, device: torch.device) -> tuple[list[float], dict[str, Tensor]]:
-    """Test accuracy on every experience (seen or not): one row of the matrix R.
+SPLITS = ("val", "test")     # the Experience fields an accuracy matrix can be measured on
 
-    Task-IL restricts each experience's predictions to its classes. Also returns the
-    tokens each expert received over the whole pass, per MoE layer.
+
+def evaluate_row(model: torch.nn.Module, experiences: Sequence, *, scenario: str, num_classes: int,
+                 batch_size: int, device: torch.device, split: str = "val",
+                 ) -> tuple[list[float], dict[str, Tensor]]:
+    """Accuracy on ``split`` of every experience (seen or not): one row of the matrix R.
+
+    ``split`` is ``val`` (what a search selects on) or ``test`` (held out, only
+    reported). Task-IL restricts each experience's predictions to its classes. Also
+    returns the tokens each expert received over the whole pass, per MoE layer.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}; expected one of {SPLITS}")
     counts: dict[str, Tensor] = {}
     row = []
     for exp in experiences:
         mask = class_mask(exp.classes, num_classes, device) if scenario == "task_il" else None
-        row.append(accuracy(model, exp.test, batch_size=batch_size, device=device, mask=mask,
-                            expert_counts=counts))
+        row.append(accuracy(model, getattr(exp, split), batch_size=batch_size, device=device,
+                            mask=mask, expert_counts=counts))
     return row, counts
 
 

@@ -1,19 +1,22 @@
 """``fit``: one architecture trained through a task's stream, end to end.
 
 One ``Trainer.fit`` per experience with a fixed step budget and a fresh optimiser;
-after each, every experience's test set is evaluated (a row of R), the resumable
+after each, every experience's validation split and test split are evaluated (a row
+of R_val and of R_test: the metrics of R_val go by their plain names and are what a
+search selects on; those of R_test are ``test.<name>``, held out), the resumable
 state is saved (when asked) and the ``FitCallback``s hear about it. Knows nothing of
 Ray: a controller passes callbacks and a checkpoint directory.
 
 Determinism: the global torch RNG is seeded once (``seed_everything``); the sampler,
 replay draws, masking and random curriculum scores use generators seeded from
-(seed, experience). On CPU two fits with one seed give equal metrics, and a resumed
-fit equals an uninterrupted one: the resumable state holds the model, the replay
-buffer (its generator included), R, the curriculum log and the global RNG state.
+(seed, experience). On CPU two fits with one seed give equal metrics (all but the
+measured ``latency_ms``), and a resumed fit equals an uninterrupted one: the resumable
+state holds the model, the replay buffer (its generator included), R_val and R_test,
+the curriculum log and the global RNG state.
 
 ``joint=True`` (the upper-bound control) trains once on the union of all experiences
 for T * steps_per_experience steps; R then holds that one evaluation repeated in all
-T rows, so forgetting is 0 by construction and final accuracy is the joint model's.
+T rows (of both matrices), so forgetting is 0 by construction and final accuracy is the joint model's.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import lightning as L
 import torch
@@ -34,21 +37,24 @@ from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 from search_space.arch import ArchConfig
 from search_space.cost import Realised, effective_metrics, estimate_cost
 from search_space.errors import ConfigError, DynasError
+from search_space.names import LATENCY_MS
 from search_space.schema import from_mapping
 from search_space.settings import TrainingSettings, settings_dict
 
+from .bundle import save_bundle
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge
-from .continual import continual_metrics
+from .continual import with_test
 from .dynamics import DynamicsLogger, bits_metrics
-from .metrics import plugin_metrics
+from .metrics import held_out_plugin_metrics, plugin_metrics
 from .evaluation import expert_fractions
+from .latency import model_latency_ms
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
 from .tasks.base import Experience, Task
 
 STATE_FILE = "resume.pt"          # per-experience resumable state (torch.save, plain data)
 LAST_CKPT = "last.ckpt"           # Lightning checkpoint of the final system
-STATE_FORMAT = 1
+STATE_FORMAT = 2                  # 2: R_val and R_test (1 held R on the test splits only)
 
 
 @dataclass
@@ -63,14 +69,18 @@ class Stint:
 
 def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         callbacks: Iterable[FitCallback] = (), *, checkpoint_dir: str | os.PathLike | None = None,
-        resume: bool = False, seed: int | None = None) -> TrialMetrics:
+        resume: bool = False, seed: int | None = None, weights_dir: str | os.PathLike | None = None,
+        init: Callable[[torch.nn.Module], None] | None = None) -> TrialMetrics:
     """Train ``arch`` through ``task`` and measure it; see the module docstring.
 
     ``seed`` overrides ``train_cfg.seed``; the training settings sampled with the
     architecture (``arch.training``, a search's per-trial decisions) override theirs. With ``checkpoint_dir`` the resumable state
     is saved after each experience (``resume.pt``) and the final system as a Lightning
     checkpoint (``last.ckpt``); ``resume=True`` continues from the saved state if there
-    is one. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
+    is one. With ``weights_dir`` the final model is written there as a bundle
+    (``trainers.bundle``). ``init(model)`` runs on the fresh model before training
+    (``--init-from``; a resumed run's saved state replaces it). ``latency_ms`` is
+    measured once training ends. Raises ``NonFiniteLoss`` when the loss turns NaN/inf.
     """
     chosen = arch.training.overrides() if getattr(arch, "training", None) else {}
     cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed, **chosen)
@@ -81,15 +91,18 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
     L.seed_everything(cfg.seed, verbose=False)
     system = ContinualSystem(arch.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
                              [list(e.classes) for e in task.experiences], task.scenario)
-    matrix = EvaluationMatrix(task.experiences, scenario=task.scenario,
-                              num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size)
+    if init is not None:
+        init(system.model)
+    matrix, test_matrix = (EvaluationMatrix(task.experiences, scenario=task.scenario, split=split,
+                                            num_classes=task.shape.num_classes,
+                                            batch_size=cfg.eval_batch_size) for split in ("val", "test"))
     loads, curriculum = ExpertLoadLogger(matrix), CurriculumLogger()
     dynamics = DynamicsLogger(task.experiences, batch_size=cfg.eval_batch_size)
     stints = plan(task, cfg)
     fingerprint = _fingerprint(arch, task, cfg)
     done, steps, past_wall = 0, 0, 0.0
     if resume and ckpt_dir is not None and (ckpt_dir / STATE_FILE).is_file():
-        done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix,
+        done, steps, past_wall = _restore(ckpt_dir / STATE_FILE, fingerprint, system, matrix, test_matrix,
                                           curriculum, dynamics)
     bridge = ProgressBridge(callbacks, task.num_experiences)
     trainer = None
@@ -98,33 +111,41 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         system.begin_experience(stint.index, stint.experience, stint.steps, stint.seen,
                                 seed=cfg.seed * 1_000_003 + 7919 * (k + 1))
         with quiet_lightning():
-            trainer = make_trainer(cfg, stint.steps, [matrix, loads, curriculum, dynamics], ckpt_dir, k)
+            trainer = make_trainer(cfg, stint.steps, [matrix, test_matrix, loads, curriculum, dynamics],
+                                   ckpt_dir, k)
             trainer.fit(system)
         steps += trainer.global_step
         if cfg.joint:                         # one evaluation stands for every row
-            matrix.rows = [list(matrix.rows[-1]) for _ in range(task.num_experiences)]
+            for m in (matrix, test_matrix):
+                m.rows = [list(m.rows[-1]) for _ in range(task.num_experiences)]
             dynamics.bits_rows = [list(dynamics.bits_rows[-1]) for _ in range(task.num_experiences)]
         if ckpt_dir is not None:
-            _save_state(ckpt_dir / STATE_FILE, fingerprint, k + 1, system, matrix, curriculum,
-                        dynamics, steps, past_wall + time.perf_counter() - started)
+            _save_state(ckpt_dir / STATE_FILE, fingerprint, k + 1, system, matrix, test_matrix,
+                        curriculum, dynamics, steps, past_wall + time.perf_counter() - started)
         reported = task.num_experiences - 1 if cfg.joint else stint.index
-        bridge.report(reported, matrix.rows, ckpt_dir)
+        bridge.report(reported, matrix.rows, test_matrix.rows, ckpt_dir)
     if trainer is not None and ckpt_dir is not None:
         # the full Lightning checkpoint (optimiser and loop state too); its content is
         # still plain tensors and containers, so torch.load(weights_only=True) reads it
         trainer.save_checkpoint(ckpt_dir / LAST_CKPT, weights_only=False)
     realised = Realised.from_dynamics(dynamics.history[-1]) if dynamics.history else Realised()
-    values = (continual_metrics(matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
+    values = (with_test(matrix.rows, test_matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
               | effective_metrics(arch, task.shape, realised))
     if len(dynamics.bits_rows) == len(matrix.rows):   # a state saved before B existed has none
         values |= bits_metrics(dynamics.bits_rows)
+    values[LATENCY_MS] = model_latency_ms(system.model, task.shape, 1, resolve_accelerator(cfg.device))
     values |= plugin_metrics(matrix.rows, values)
+    values |= held_out_plugin_metrics(test_matrix.rows, values)
+    if weights_dir is not None:
+        save_bundle(weights_dir, system.model, task, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
+                        test_acc_matrix=[list(r) for r in test_matrix.rows],
                         expert_load=expert_fractions(matrix.expert_counts),
                         bits_matrix=[list(r) for r in dynamics.bits_rows],
                         dynamics=list(dynamics.history),
                         curriculum_log=list(curriculum.entries), steps=steps,
-                        wall_time_s=past_wall + time.perf_counter() - started)
+                        wall_time_s=past_wall + time.perf_counter() - started,
+                        chance_accuracy=task.chance_accuracy)
 
 
 def plan(task: Task, cfg: TrainingSettings) -> list[Stint]:
@@ -204,14 +225,16 @@ def _fingerprint(arch: ArchConfig, task: Task, cfg: TrainingSettings) -> dict:
 
 
 def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSystem,
-                matrix: EvaluationMatrix, curriculum: CurriculumLogger, dynamics: DynamicsLogger,
+                matrix: EvaluationMatrix, test_matrix: EvaluationMatrix, curriculum: CurriculumLogger,
+                dynamics: DynamicsLogger,
                 steps: int, wall: float) -> None:
     """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it."""
     state = {
         "format": STATE_FORMAT, "fingerprint": fingerprint, "done": done,
         "model": system.model.state_dict(),
         "replay": system.replay.state_dict() if system.replay is not None else None,
-        "acc_matrix": [list(r) for r in matrix.rows], "expert_counts": dict(matrix.expert_counts),
+        "acc_matrix": [list(r) for r in matrix.rows],
+        "test_acc_matrix": [list(r) for r in test_matrix.rows], "expert_counts": dict(matrix.expert_counts),
         "curriculum_log": list(curriculum.entries), "steps": steps, "wall_time_s": wall,
         "bits_matrix": [list(r) for r in dynamics.bits_rows], "dynamics": list(dynamics.history),
         "rng": {"torch": torch.get_rng_state(),
@@ -224,7 +247,8 @@ def _save_state(path: Path, fingerprint: dict, done: int, system: ContinualSyste
 
 
 def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: EvaluationMatrix,
-             curriculum: CurriculumLogger, dynamics: DynamicsLogger) -> tuple[int, int, float]:
+             test_matrix: EvaluationMatrix, curriculum: CurriculumLogger,
+             dynamics: DynamicsLogger) -> tuple[int, int, float]:
     """Load a saved state into the fresh run; returns (experiences done, steps, wall)."""
     state = load_state(path)
     if state.get("format") != STATE_FORMAT:
@@ -240,6 +264,7 @@ def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: Eva
     if system.replay is not None and state["replay"] is not None:
         system.replay.load_state_dict(state["replay"])
     matrix.rows = [list(r) for r in state["acc_matrix"]]
+    test_matrix.rows = [list(r) for r in state["test_acc_matrix"]]
     matrix.expert_counts = dict(state["expert_counts"])
     curriculum.entries = list(state["curriculum_log"])
     dynamics.bits_rows = [list(r) for r in state.get("bits_matrix", [])]

@@ -34,7 +34,7 @@ class MetricEntry:
 
 METRICS: dict[str, MetricEntry] = {}
 
-__all__ = ["METRICS", "MetricEntry", "known_metrics", "plugin_metrics", "register_metric",
+__all__ = ["METRICS", "MetricEntry", "held_out_plugin_metrics", "known_metrics", "plugin_metrics", "register_metric",
            "unregister_metric"]
 
 
@@ -44,6 +44,9 @@ def register_metric(name: str, description: str = "") -> Callable[[MetricFn], Me
     def add(fn: MetricFn) -> MetricFn:
         if name in names.ALL_METRICS or name in METRICS:
             raise ConfigError("metric", f"metric {name!r} is already registered")
+        if names.is_test_metric(name):
+            raise ConfigError("metric", f"metric {name!r}: the prefix {names.TEST_PREFIX!r} is "
+                                        "reserved for test-split twins, which fit computes itself")
         METRICS[name] = MetricEntry(name, fn, description)
         return fn
 
@@ -62,3 +65,12 @@ def known_metrics() -> tuple[str, ...]:
 def plugin_metrics(acc_matrix: Sequence[Sequence[float]], values: Mapping[str, float]) -> dict[str, float]:
     rows = [list(map(float, row)) for row in acc_matrix]
     return {name: float(entry.fn(rows, dict(values))) for name, entry in METRICS.items()}
+
+
+def held_out_plugin_metrics(test_matrix: Sequence[Sequence[float]], values: Mapping[str, float]) -> dict[str, float]:
+    """Every registered metric on the test splits, as ``test.<name>``: ``fn`` gets R_test
+    and the built-in values with their test twins in place of the validation ones."""
+    if not METRICS or not test_matrix:
+        return {}
+    view = {k: values.get(names.as_test(k), v) for k, v in values.items() if not names.is_test_metric(k)}
+    return {names.as_test(k): v for k, v in plugin_metrics(test_matrix, view).items()}

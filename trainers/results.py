@@ -11,9 +11,11 @@ class TrialMetrics:
     """Everything one candidate's training produced.
 
     ``values`` maps names from ``search_space.names`` (accuracy, forgetting, cost) to
-    floats; ``acc_matrix[i][j]`` is test accuracy on experience j after training on
-    experience i (j > i: not yet seen, still measured); ``expert_load`` maps an MoE
-    layer name to the fraction of routed tokens each expert received;
+    floats: plain names are measured on the validation splits, ``test.<name>`` on the
+    held-out test splits. ``acc_matrix[i][j]`` is validation accuracy on experience j
+    after training on experience i (j > i: not yet seen, still measured) and
+    ``test_acc_matrix`` the same on the test splits; ``expert_load`` maps an MoE layer
+    name to the fraction of routed tokens each expert received (validation pass);
     ``bits_matrix[i][j]`` is validation cross-entropy in bits per labelled token on
     experience j after experience i (bits per character on ``text_lm``);
     ``dynamics[i]`` what the dynamic blocks did after experience i (learned spans per
@@ -22,12 +24,14 @@ class TrialMetrics:
 
     values: dict[str, float]
     acc_matrix: list[list[float]]
+    test_acc_matrix: list[list[float]] = field(default_factory=list)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
     bits_matrix: list[list[float]] = field(default_factory=list)
     dynamics: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     wall_time_s: float = 0.0
+    chance_accuracy: float | None = None   # a uniform guess's accuracy on this task (Task.chance_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,8 +47,9 @@ class ExperienceProgress:
 
     experience: int               # index just finished (0-based)
     num_experiences: int
-    values: dict[str, float]      # continual metrics over experiences 0..experience
-    acc_matrix: list[list[float]] # rows 0..experience
+    values: dict[str, float]      # continual metrics over experiences 0..experience (+ test.*)
+    acc_matrix: list[list[float]] # R_val rows 0..experience
+    test_acc_matrix: list[list[float]]  # R_test rows 0..experience
     checkpoint_dir: Path | None   # where fit saved its resumable state, if it did
 
 

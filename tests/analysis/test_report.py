@@ -100,9 +100,10 @@ def test_report_counts_cached_repeats_apart_from_trained_trials(runs):
     repeat = runs.record(1, runs.tiny_arch(), 0.5, 1e5)
     repeat.cached_from = 0
     text = write_report(runs.make("repeats", [first, repeat])).read_text()
-    header = "| run | strategy | trained | complete | failed | pruned | cached repeats | trial time (sum) |"
+    header = ("| run | strategy | trained | complete | failed | pruned | cached repeats | seed repeats "
+              "| trial time (sum) |")
     assert header in text
-    assert "| repeats | random | 1 | 1 | 0 | 0 | 1 | 1.5 s |" in text
+    assert "| repeats | random | 1 | 1 | 0 | 0 | 1 | 0 | 1.5 s |" in text
 
 
 def test_a_cached_repeat_is_not_a_second_point_on_the_front(runs):

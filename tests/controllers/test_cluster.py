@@ -174,6 +174,10 @@ def test_search_on_a_two_node_token_cluster(cluster, tmp_path):
     # may all land on one. test_crash_recovery's node-kill test waits for a trial on the
     # worker node and checks it there.
     assert all(r["node"] for r in trained), [r["node"] for r in trained]
+    # the trained models reached the driver's storage through Tune's checkpoints
+    for r in trained:
+        assert r["weights"]["path"].startswith("ray/") and r["weights"]["bytes"] > 0
+        assert (tmp_path / "c" / r["weights"]["path"] / "weights.safetensors").is_file()
     run = json.loads((tmp_path / "c" / "run.json").read_text())
     assert run["address"] == cluster.address
 
@@ -188,3 +192,37 @@ def test_a_wrong_token_is_refused_in_one_line(cluster, tmp_path):
     assert err[-1].startswith(f"dynas: error: cannot connect to Ray at {cluster.address}:")
     assert "token" in err[-1].lower()
     assert not any(tmp_path.glob("tiny-*"))
+
+
+def test_a_plugin_task_and_strategy_on_the_cluster(cluster, tmp_path):
+    """examples/plugins: the wine task and the local-search strategy. The nodes'
+    PYTHONPATH holds dynas but not examples/plugins, so the workers can import the task
+    only from what the driver shipped in Ray's runtime environment (py_modules)."""
+    example = REPO / "examples" / "plugins" / "wine_search.yaml"
+    out = dynas(cluster, ["search", str(example), "--address", cluster.address, "--trials", "3",
+                          "--storage", str(tmp_path), "--name", "w", "--verbose", "0", "--no-report"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "w" / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["cached_from"] is None]
+    assert len(trained) == len({r["arch_id"] for r in trained}) == 3
+    assert all(r["state"] == "complete" and r["experiences_done"] == 2 for r in trained), records
+    assert all(r["policy"] == "local_search" and r["node"] for r in trained)
+    run = json.loads((tmp_path / "w" / "run.json").read_text())
+    assert run["plugins"] == [str(example.parent / "wine_task.py"), str(example.parent / "local_search.py")]
+
+
+def test_a_plain_space_with_a_plugin_evaluator_searched_and_resumed_on_the_cluster(cluster, tmp_path):
+    """examples/plugins/plain_search.yaml: the evaluator reaches the workers only through
+    the runtime environment; resume imports the plugin again from run.json."""
+    example = REPO / "examples" / "plugins" / "plain_search.yaml"
+    run = tmp_path / "plain"
+    for args in (["search", str(example), "--trials", "3", "--storage", str(tmp_path), "--name", "plain"],
+                 ["resume", str(run), "--extra-trials", "2"]):
+        out = dynas(cluster, [*args, "--address", cluster.address, "--verbose", "0", "--no-report"])
+        assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["cached_from"] is None]
+    assert len(trained) == len({r["arch_id"] for r in trained}) == 5
+    assert all(r["state"] == "complete" and set(r["metrics"]) == {"val_accuracy", "cost"} for r in trained)
+    assert all(r["policy"] == "tpe" and r["node"] for r in trained)
+    assert json.loads((run / "run.json").read_text())["plugins"] == [str(example.parent / "toy_evaluator.py")]

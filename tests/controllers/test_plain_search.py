@@ -1,11 +1,8 @@
 """Plain decision spaces from the CLI: an evaluator (a function of the decisions that
-returns metrics) behind the same SearchDriver, locally and on Ray Tune."""
+returns metrics) behind the same SearchDriver. On Ray: ``dynas search`` and ``dynas
+resume`` of ``examples/plugins/plain_search.yaml`` in ``test_cluster.py``."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +64,8 @@ def test_evaluate_passes_options_and_checks_what_comes_back(quadratic):
     ("quadratic", {"objectives": [{"metric": "accuracy", "direction": "max"}]},
      "search.objectives[0].metric", "evaluator 'quadratic' returns loss, size, not 'accuracy'"),
     ("quadratic", {"scheduler": "asha"}, "search.scheduler", "use fifo"),
+    ({"name": "quadratic", "options": {"scale": 2}}, {}, "evaluator.options",
+     "unexpected keyword argument 'scale' (evaluator 'quadratic')"),
 ])
 def test_what_prepare_search_refuses_before_any_trial(quadratic, evaluator, search, key, fragment):
     with pytest.raises(ConfigError) as err:
@@ -89,26 +88,3 @@ def test_the_local_runner_searches_a_plain_space_with_its_evaluator(quadratic, t
     for r in records:
         assert r.state == "complete" and r.experiences_done == 1
         assert r.metrics["loss"] == (r.arch["a"] - 2) ** 2 + r.arch["b"] + 1.0 == r.objectives[0]
-
-
-@pytest.mark.slow
-def test_dynas_search_and_resume_a_plain_space_on_ray(tmp_path):
-    """The example, from another directory, so the plugin reaches the Ray workers only
-    through the runtime environment; resume reloads it from run.json."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    run = tmp_path / "plain"
-
-    def dynas(*args):
-        out = subprocess.run([sys.executable, "-m", "analysis.cli", *args, "--verbose", "0", "--no-report"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-
-    dynas("search", str(EXAMPLE), "--trials", "3", "--storage", str(tmp_path), "--name", "plain")
-    dynas("resume", str(run), "--extra-trials", "2")
-    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
-    trained = [r for r in records if r["cached_from"] is None]
-    assert len(trained) == len({r["arch_id"] for r in trained}) == 5
-    assert all(r["state"] == "complete" and set(r["metrics"]) == {"val_accuracy", "cost"} for r in trained)
-    assert all(r["policy"] == "tpe" and r["node"] for r in trained)
-    assert json.loads((run / "run.json").read_text())["plugins"] == [str(EXAMPLE.parent / "toy_evaluator.py")]

@@ -12,6 +12,7 @@ import socket
 import pytest
 
 from analysis.cli import main
+from controllers.kept_weights import read_index
 from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
 from controllers.search import resume_search, run_search, trained_count
 from search_space.errors import DynasError
@@ -50,7 +51,7 @@ def tiny(tmp_path):
 
 def check_run(run_dir, trials, strategy, experiences=2):
     records = list(iter_records(run_dir))
-    trained = [r for r in records if r.cached_from is None]
+    trained = [r for r in records if r.cached_from is None and r.repeat_of is None]
     assert len(trained) == len({r.arch_id for r in trained}) == trials
     assert all(r.policy == strategy for r in records)
     for r in trained:
@@ -61,10 +62,21 @@ def check_run(run_dir, trials, strategy, experiences=2):
         assert r.experiences_done == experiences and len(r.acc_matrix) == experiences and r.trial_id
         assert 0.0 <= r.metrics["final_avg_accuracy"] <= 1.0 and r.metrics["flops"] > 0
         assert r.objectives == [r.metrics["final_avg_accuracy"], r.metrics["flops"]]
+    check_kept_weights(run_dir, [r for r in trained if r.state == "complete"])
     run = json.loads((run_dir / RUN_FILE).read_text())
     assert run["strategy"] == strategy and run["trials"] == trials and run["runner"] == "ray"
     assert (run_dir / "experiment.yaml").is_file() and (run_dir / POLICY_STATE_FILE).is_file()
     return records
+
+
+def check_kept_weights(run_dir, complete):
+    """Every complete trial's model reached the driver's storage; the keep rule (front +
+    top 3) left at least min(3, n) of them, and the index lists exactly those on disk."""
+    kept = read_index(run_dir)
+    assert len(kept) >= min(3, len(complete))
+    for r in complete:
+        assert r.weights["path"].startswith("ray/") and r.weights["bytes"] > 0
+        assert (run_dir / r.weights["path"] / "weights.safetensors").is_file() == (str(r.proposal_id) in kept)
 
 
 # --- user errors first: they need no Ray (and must not find one running) -----------------
@@ -103,7 +115,17 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
                  "--no-report"])
     assert code == 0 and not ray.is_initialized(), "the private instance is shut down"
     assert capsys.readouterr().out.strip().endswith(str(tmp_path / "r"))
-    check_run(tmp_path / "r", 3, "random")
+    records = check_run(tmp_path / "r", 3, "random")
+    from trainers.predict import load_model
+    from trainers.tasks import build_task
+    from search_space.settings import TaskSettings
+
+    best = max((r for r in records if r.weights), key=lambda r: r.metrics["final_avg_accuracy"])
+    predictor = load_model(tmp_path / "r" / best.weights["path"])
+    task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5, "patch": 4}), seed=0)
+    exp = task.experiences[-1]
+    correct = int((predictor.predict(exp.raw_test).classes == exp.test.tensors[1]).sum())
+    assert correct / len(exp.raw_test) == pytest.approx(best.acc_matrix[-1][-1], abs=1e-12)
 
 
 @pytest.mark.slow
@@ -143,6 +165,19 @@ def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp
     ids = [r.proposal_id for r in iter_records(run_dir)]
     assert len(ids) == len(set(ids))
     assert trained_count(list(iter_records(run_dir))) == 5
+    # Seed repeats of the 2 best through Ray like any trial; a rerun trains nothing more.
+    for _ in range(2):
+        assert main(["confirm", str(run_dir), "--top", "2", "--seeds", "1", "--verbose", "0",
+                     "--no-report"]) == 0
+    records = list(iter_records(run_dir))
+    repeats = [r for r in records if r.repeat_of is not None]
+    originals = {r.proposal_id: r for r in records if r.repeat_of is None and r.cached_from is None}
+    assert len(repeats) == 2 and all(r.is_confirmation and r.trial_id for r in repeats)
+    for r in repeats:
+        first = originals[r.repeat_of]
+        assert r.state == "complete" and r.arch_id == first.arch_id and r.train_seed == 1
+        assert r.acc_matrix != first.acc_matrix, "a fresh training seed gives other numbers"
+    check_run(run_dir, 5, "random")
 
 
 def flaky_trial(config, spec, marker):

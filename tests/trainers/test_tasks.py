@@ -11,7 +11,7 @@ import torch
 from search_space.errors import ConfigError, DynasError
 from search_space.settings import TaskSettings
 from trainers.tasks import TASKS, build_task, read_idx, task_shape
-from trainers.tasks.images import standardise, stratified_split, to_patches
+from trainers.tasks.images import stratified_split, to_patches
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FMNIST = (FMNIST / "train-images-idx3-ubyte.gz").is_file()
@@ -105,14 +105,6 @@ def test_patches_are_row_major_squares():
     image = torch.arange(16.0).reshape(1, 4, 4)
     tokens = to_patches(image, 2)                                      # (1, 4, 4)
     assert tokens[0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
-
-
-def test_standardise_uses_train_statistics_only():
-    train, test = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([100.0, 200.0])
-    z_train, z_test = standardise(train, test)
-    assert z_train.mean().abs() < 1e-6 and (z_train.std() - 1).abs() < 1e-6
-    assert torch.allclose(z_test, (test - train.mean()) / train.std())
-    assert torch.equal(standardise(train, test * 0)[0], z_train)       # test data cannot leak in
 
 
 def test_stratified_split_is_disjoint_complete_and_proportional():

@@ -23,6 +23,8 @@ class Experience:
     long class index, or (T,) per-token labels with -100 where no loss applies.
     ``levels``: a difficulty level per train sample when the task defines one
     (synthetic tasks), else None and the curriculum scores difficulty itself.
+    ``raw_test``: the test split's inputs before the task's preprocessing (what a
+    ``Predictor`` takes), in the test split's order; None when the task has no raw form.
     """
 
     index: int
@@ -31,18 +33,33 @@ class Experience:
     val: Dataset
     test: Dataset
     levels: Any = None                # LongTensor (len(train),) or None
+    raw_test: Any = None
 
 
 @dataclass
 class Task:
+    """``preprocessing``: the fitted transformation from raw inputs to model inputs
+    (``tasks.preprocessing``), saved with exported weights and applied by ``Predictor``."""
+
     name: str
     shape: TaskShape
     experiences: list[Experience]
     scenario: Literal["class_il", "task_il", "domain_il"] = "class_il"
+    preprocessing: Any = None
 
     @property
     def num_experiences(self) -> int:
         return len(self.experiences)
+
+    @property
+    def chance_accuracy(self) -> float:
+        """Accuracy of a uniform guess, the floor a result must clear: 1/classes when
+        predictions range over every class (class- and domain-incremental), the mean
+        of 1/classes-per-experience when each experience is scored on its own classes
+        (task-incremental)."""
+        if self.scenario == "task_il":
+            return sum(1.0 / max(1, len(e.classes)) for e in self.experiences) / max(1, len(self.experiences))
+        return 1.0 / max(1, self.shape.num_classes)
 
 
 @dataclass(frozen=True)

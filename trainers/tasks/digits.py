@@ -13,8 +13,8 @@ from search_space.arch import TaskShape
 from search_space.errors import ConfigError
 
 from .base import Task, register_task
-from .images import (OPTION, ImageOptions, check_fraction, class_groups, class_incremental,
-                     standardise, stratified_split, to_patches)
+from .images import OPTION, ImageOptions, check_fraction, class_groups, class_incremental, stratified_split
+from .preprocessing import ImagePatches
 
 SIDE, NUM_CLASSES, MAX_PIXEL = 8, 10, 16.0
 
@@ -53,12 +53,12 @@ def split_digits(seed: int = 0, **options) -> Task:
     opts = DigitsOptions(**options)
     shape = opts.shape(SIDE, NUM_CLASSES)
     data = load_digits()
-    images = torch.as_tensor(data.images, dtype=torch.float32) / MAX_PIXEL   # (N, 8, 8) in [0, 1]
+    images = torch.as_tensor(data.images, dtype=torch.float32)              # (N, 8, 8) in [0, 16]
     labels = torch.as_tensor(data.target, dtype=torch.long)                  # (N,)
     generator = torch.Generator().manual_seed(seed)
     train, val, test = stratified_split(labels, (opts.val_fraction, opts.test_fraction), generator)
-    x = to_patches(images, opts.patch)                                       # (N, T, P)
-    x_train, x_val, x_test = standardise(x[train], x[val], x[test])
-    splits = {"train": (x_train, labels[train]), "val": (x_val, labels[val]), "test": (x_test, labels[test])}
+    prep = ImagePatches.fit(images[train], patch=opts.patch, scale=MAX_PIXEL)
+    splits = {name: (prep(images[idx]), labels[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
     groups = class_groups(NUM_CLASSES, opts.classes_per_experience, opts.shuffle_classes, generator)
-    return Task("split_digits", shape, class_incremental(splits, groups), scenario="class_il")
+    experiences = class_incremental(splits, groups, raw_test=images[test])
+    return Task("split_digits", shape, experiences, scenario="class_il", preprocessing=prep)

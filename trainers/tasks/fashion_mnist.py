@@ -22,8 +22,8 @@ from search_space.errors import ConfigError, DynasError
 
 from .base import Task, register_task
 from .images import (OPTION, ImageOptions, check_fraction, check_int, class_groups,
-                     class_incremental, standardise, stratified_split, subsample_per_class,
-                     to_patches)
+                     class_incremental, stratified_split, subsample_per_class)
+from .preprocessing import ImagePatches
 
 SIDE, NUM_CLASSES, MAX_PIXEL = 28, 10, 255.0
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -143,12 +143,11 @@ def split_fashion_mnist(seed: int = 0, **options) -> Task:
     train, val = stratified_split(train_labels, (opts.val_fraction,), generator)
     keep_test = subsample_per_class(test_labels, opts.test_per_class, generator)
 
-    def tokens(images: Tensor) -> Tensor:   # (N, 28, 28) uint8 -> (N, T, P) float in [0, 1]
-        return to_patches(images.float() / MAX_PIXEL, opts.patch)
-
-    x_train, x_val, x_test = standardise(tokens(train_images[train]), tokens(train_images[val]),
-                                         tokens(test_images[keep_test]))
-    splits = {"train": (x_train, train_labels[train]), "val": (x_val, train_labels[val]),
-              "test": (x_test, test_labels[keep_test])}
+    prep = ImagePatches.fit(train_images[train], patch=opts.patch, scale=MAX_PIXEL)   # uint8 pixels in
+    raw_test = test_images[keep_test]
+    splits = {"train": (prep(train_images[train]), train_labels[train]),
+              "val": (prep(train_images[val]), train_labels[val]),
+              "test": (prep(raw_test), test_labels[keep_test])}
     groups = class_groups(NUM_CLASSES, opts.classes_per_experience, opts.shuffle_classes, generator)
-    return Task("split_fashion_mnist", shape, class_incremental(splits, groups), scenario="class_il")
+    experiences = class_incremental(splits, groups, raw_test=raw_test)
+    return Task("split_fashion_mnist", shape, experiences, scenario="class_il", preprocessing=prep)

@@ -72,16 +72,6 @@ def to_patches(images: Tensor, patch: int) -> Tensor:
     return grid.permute(0, 1, 3, 2, 4).reshape(n, (h // patch) * (w // patch), patch * patch)
 
 
-def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
-    """Zero mean, unit variance with statistics of ``train`` only (no test leakage).
-
-    One scalar mean and std over all training pixels: per-pixel statistics would blow
-    up on pixels that are constant in the training set (digit borders).
-    """
-    mean, std = train.mean(), train.std().clamp_min(1e-6)
-    return tuple((t - mean) / std for t in (train, *others))
-
-
 def stratified_split(labels: Tensor, fractions: Sequence[float], generator: torch.Generator) -> list[Tensor]:
     """Indices of len(fractions) + 1 disjoint parts, each class cut in the same ratios.
 
@@ -118,10 +108,13 @@ def class_groups(num_classes: int, per_experience: int, shuffle: bool, generator
     return [tuple(order[i:i + per_experience]) for i in range(0, num_classes, per_experience)]
 
 
-def class_incremental(splits: dict[str, tuple[Tensor, Tensor]], groups: list[tuple[int, ...]]) -> list[Experience]:
+def class_incremental(splits: dict[str, tuple[Tensor, Tensor]], groups: list[tuple[int, ...]],
+                      raw_test: Tensor | list | None = None) -> list[Experience]:
     """One experience per class group; labels stay global, so one head spans all classes.
 
-    ``splits`` maps train/val/test to (x (N, T, P), y (N,)).
+    ``splits`` maps train/val/test to (x (N, T, P), y (N,)); ``raw_test`` holds the
+    test inputs before preprocessing (a tensor, or a list such as strings), in the
+    order of ``splits["test"]``.
     """
     experiences = []
     for index, group in enumerate(groups):
@@ -129,5 +122,8 @@ def class_incremental(splits: dict[str, tuple[Tensor, Tensor]], groups: list[tup
         for split, (x, y) in splits.items():
             mask = torch.isin(y, torch.tensor(group, dtype=y.dtype))
             data[split] = TensorDataset(x[mask], y[mask])
+            if split == "test" and raw_test is not None:
+                data["raw_test"] = (raw_test[mask] if isinstance(raw_test, Tensor)
+                                    else [raw_test[i] for i in torch.nonzero(mask).flatten().tolist()])
         experiences.append(Experience(index=index, classes=tuple(sorted(group)), **data))
     return experiences

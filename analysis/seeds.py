@@ -1,0 +1,93 @@
+"""Seed repeats: each confirmed candidate as a mean and a spread, and what survives it.
+
+A run holds a candidate's first measurement (the trial the policy was told) and,
+after ``dynas confirm`` or ``search.remeasure``, seed repeats of it (``repeat_of`` =
+its proposal id). ``seed_summary`` turns them into one row per candidate with two or
+more complete measurements: ``<metric>`` holds the mean over seeds, ``std.<metric>``
+the sample standard deviation (ddof 1) and ``single.<metric>`` the first draw, for
+every objective and its ``test.`` twin; ``n_seeds`` counts the measurements. The
+other columns are the first measurement's, so ``pareto_front``, ``pick`` and the plots
+work on it unchanged: the confirmed front is the front of the means.
+
+``noise`` is the seed-to-seed spread of each objective: the mean over candidates of
+their std. ``within_noise`` lists the pick's front neighbours over which its advantage
+on some noisy objective (how much better it is there, in that objective's sense) is
+no larger than that spread: against those, the pick is not a finding.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from search_space import names
+
+from .load import as_objectives
+
+
+def measurements(df: pd.DataFrame) -> pd.DataFrame:
+    """Complete trained rows (first measurements and seed repeats), ``original`` set
+    to the proposal id each one measures."""
+    done = df[(df["state"] == "complete") & df["cached_from"].isna()]
+    original = done["repeat_of"].where(done["repeat_of"].notna(), done["proposal_id"])
+    return done.assign(original=original.astype(int))
+
+
+def has_repeats(df: pd.DataFrame) -> bool:
+    return not df.empty and bool(df["repeat_of"].notna().any())
+
+
+def seed_summary(df: pd.DataFrame, objectives: Sequence[Any]) -> pd.DataFrame:
+    """One row per candidate measured with two or more seeds (module docstring)."""
+    objectives = as_objectives(objectives)
+    rows = measurements(df)
+    metrics = [m for o in objectives for m in (o.metric, names.as_test(o.metric)) if m in rows]
+    out = []
+    for (run, original), group in rows.groupby(["run", "original"], sort=False):
+        firsts = group[group["repeat_of"].isna()]
+        if len(group) < 2 or firsts.empty:
+            continue
+        row = firsts.iloc[0].copy()
+        for m in metrics:
+            values = group[m].astype(float)
+            row[f"single.{m}"] = row[m]
+            row[m] = float(values.mean())
+            row[f"std.{m}"] = float(values.std(ddof=1))
+        row["n_seeds"] = len(group)
+        out.append(row)
+    return pd.DataFrame(out) if out else df.iloc[:0]
+
+
+def noise(summary: pd.DataFrame, objectives: Sequence[Any]) -> dict[str, float]:
+    """Seed-to-seed std of each objective (and test twin): mean over the candidates."""
+    objectives = as_objectives(objectives)
+    cols = [m for o in objectives for m in (o.metric, names.as_test(o.metric))]
+    return {m: float(summary[f"std.{m}"].mean()) for m in cols if f"std.{m}" in summary}
+
+
+def advantages(front: pd.DataFrame, chosen: pd.Series, objectives: Sequence[Any],
+               spread: dict[str, float]) -> list[tuple[Any, str, float]]:
+    """(neighbour's proposal id, metric, advantage) for each front neighbour of ``chosen``
+    (adjacent along the second objective, or the first with one) and each noisy
+    objective (seed-to-seed spread > 0) on which ``chosen`` is at least as good."""
+    objectives = as_objectives(objectives)
+    axis = objectives[1 if len(objectives) > 1 else 0].metric
+    ordered = front.sort_values(axis, kind="stable")
+    position = list(ordered.index).index(chosen.name)
+    neighbours = [ordered.iloc[i] for i in (position - 1, position + 1) if 0 <= i < len(ordered)]
+    close = []
+    for nb in neighbours:
+        for o in objectives:
+            noise_o = spread.get(o.metric, 0.0)
+            advantage = float(chosen[o.metric]) - float(nb[o.metric])
+            advantage = advantage if o.direction == "max" else -advantage
+            if noise_o > 0 and np.isfinite(noise_o) and advantage >= 0:
+                close.append((nb["proposal_id"], o.metric, advantage))
+    return close
+
+
+def within_noise(front: pd.DataFrame, chosen: pd.Series, objectives: Sequence[Any],
+                 spread: dict[str, float]) -> list[tuple[Any, str, float]]:
+    """The ``advantages`` no larger than their objective's seed-to-seed spread."""
+    return [a for a in advantages(front, chosen, objectives, spread) if a[2] <= spread[a[1]]]

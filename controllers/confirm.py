@@ -1,0 +1,143 @@
+"""Seed repeats of the best front candidates: is the front a finding or one draw?
+
+Every candidate of a search is trained once, with one training seed, so a knee that
+beats its neighbour by less than the seed-to-seed spread is noise. ``confirm_run``
+(``dynas confirm RUN_DIR --top K --seeds S``, or ``search.confirm: {top: K, seeds:
+S}`` at the end of a search) picks the K best first measurements (front rank first,
+then the first objective, from the values the policy was told: validation) and makes
+sure each has S seed repeats, training the missing ones with fresh training seeds.
+
+Repeats run like any trial, through the run's own runner (Ray Tune, on a cluster too,
+or in-process for local runs) and ``SearchDriver``: they are queued confirmations
+(``SearchDriver.queue_confirmations``), told to no policy, and recorded with
+``repeat_of`` = their original's proposal id and ``train_seed``. The data split
+stays the experiment's (``training.seed``); only the training seed changes. Rerunning
+the same command trains nothing more, and finishes a killed confirmation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+from search_space.arch import ArchConfig
+from search_space.errors import ConfigError, DynasError
+from search_space.experiment import load_experiment
+from search_space.settings import Objective
+
+from . import pareto
+from .dedup import Measured
+from .policy import Proposal
+from .records import EXPERIMENT_COPY, TrialRecord, iter_records, read_run, require_run_dir
+
+
+def first_measurements(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
+    """Complete, trained (not cached, not repeated) records with finite objective values."""
+    return [r for r in records if r.state == "complete" and r.cached_from is None and r.repeat_of is None
+            and r.objectives is not None and len(r.objectives) == len(objectives)
+            and all(math.isfinite(v) for v in r.objectives)]
+
+
+def best_candidates(records: Sequence[TrialRecord], objectives: Sequence[Objective], top: int) -> list[TrialRecord]:
+    """The ``top`` best first measurements: front rank, then the first objective."""
+    firsts = first_measurements(records, objectives)
+    if not firsts:
+        return []
+    pts = pareto.to_minimise([r.objectives for r in firsts], objectives)
+    ranks = pareto.non_dominated_sort(pts)
+    order = sorted(range(len(firsts)), key=lambda i: (ranks[i], pts[i, 0], firsts[i].proposal_id))
+    return [firsts[i] for i in order[:top]]
+
+
+def confirmations(records: Sequence[TrialRecord], candidates: Sequence[TrialRecord], seeds: int,
+                  base_seed: int) -> list[Proposal]:
+    """The seed repeats still missing for each candidate to have ``seeds`` of them."""
+    out = []
+    for cand in candidates:
+        repeats = [r for r in records if r.repeat_of == cand.proposal_id and r.arch_id == cand.arch_id]
+        measured = Measured(seeds=[cand.train_seed] + [r.train_seed for r in repeats])
+        arch = ArchConfig.from_dict(cand.arch)
+        for _ in range(seeds - len(repeats)):
+            seed = measured.fresh_seed(base_seed)
+            measured.seeds.append(seed)
+            out.append(Proposal(cand.proposal_id, arch, dict(cand.params), seed=seed,
+                                repeat_of=cand.proposal_id))
+    return out
+
+
+def confirm_run(run_dir: str | Path, top: int, seeds: int, *, address: str | None = None,
+                verbose: int = 1) -> Path:
+    """Give the ``top`` best candidates of a finished run ``seeds`` seed repeats each."""
+    from .prepare import build_driver, prepare_search
+
+    if top < 1 or seeds < 1:
+        raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
+    run_dir = require_run_dir(run_dir).resolve()
+    run = read_run(run_dir)
+    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
+    search = prepare_search(experiment, run.get("strategy"), run.get("trials"), run.get("concurrent"),
+                            run.get("seed"))
+    driver = _queued(experiment, search, run_dir, top, seeds)
+    if driver is None:
+        raise DynasError(f"{run_dir}: no complete trial to confirm")
+    if driver.queued:
+        _execute(run.get("runner"), experiment, search, driver, run_dir, address, verbose)
+    return run_dir
+
+
+def confirm_in_session(experiment, search, run_dir: Path, runner: str, verbose: int = 1) -> None:
+    """``search.confirm`` at the end of a search, in that search's Ray session (or process)."""
+    if not search.confirm.enabled:
+        return
+    driver = _queued(experiment, search, run_dir, search.confirm.top, search.confirm.seeds)
+    if driver is not None and driver.queued:
+        _run(runner, experiment, search, driver, run_dir, verbose)
+
+
+def _queued(experiment, search, run_dir: Path, top: int, seeds: int):
+    """A driver holding the missing repeats as queued confirmations (None: nothing to
+    confirm, no complete trial)."""
+    from search_space.space import ArchSpace
+
+    from .prepare import build_driver
+
+    if not isinstance(experiment.space, ArchSpace):
+        raise ConfigError("search.confirm", "seed repeats retrain architectures; a plain decision "
+                                            "space's evaluator has no training seed")
+    records = list(iter_records(run_dir))
+    candidates = best_candidates(records, search.objectives, top)
+    if not candidates:
+        return None
+    todo = confirmations(records, candidates, seeds, experiment.training.seed)
+    print(f"confirming {len(candidates)} candidates with {seeds} seeds each: "
+          f"{len(todo)} trainings to run")
+    driver = build_driver(experiment, search, run_dir, budget=0, records=records)
+    driver.queue_confirmations(todo)
+    return driver
+
+
+def _execute(runner, experiment, search, driver, run_dir: Path, address, verbose: int) -> None:
+    if runner != "ray":
+        _run(runner, experiment, search, driver, run_dir, verbose)
+        return
+    from .cluster import local_cpus, ray_session
+
+    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
+        _run(runner, experiment, search, driver, run_dir, verbose)
+
+
+def _run(runner, experiment, search, driver, run_dir: Path, verbose: int) -> None:
+    """The queued confirmations through the run's runner: Ray Tune or in-process."""
+    if runner == "ray":
+        from .search import TUNE_DIR, tune_experiment
+        from .tune_searcher import PolicySearcher
+
+        done = len(list((run_dir / TUNE_DIR).glob("confirm-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
+        search = dataclasses.replace(search, scheduler="fifo")   # a repeat trains to the end
+        tune_experiment(experiment, search, PolicySearcher(driver), run_dir, f"confirm-{done + 1}", verbose)
+        return
+    from .local import drive_in_process, fit_evaluator
+
+    drive_in_process(driver, fit_evaluator(experiment))
+

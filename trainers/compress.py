@@ -1,0 +1,237 @@
+"""``dynas compress``: prune, recover, quantise a trained model; measure before and after.
+
+1. Pruning (``trainers.pruning``): experts by their measured load on the validation
+   splits, heads by importance, FFN channels by norm.
+2. Recovery: a short fine-tune that distils the unpruned model (MSE to its logits) on
+   the training inputs of every experience. Labels are not used: the compressed model
+   should behave like the original, not learn what the original had forgotten.
+3. int8: dynamic quantisation of every ``nn.Linear`` (``torch.ao.quantization``); MoE
+   experts are batched parameters, not Linear layers, and stay float.
+
+The output folder is a bundle (``trainers.bundle``) plus ``compress.json`` (the plan,
+whether int8, the before/after table). int8 weights are stored as int8 tensors with
+their scale and zero point in safetensors (no pickle); ``load_model`` rebuilds the
+pruned, quantised model from the architecture, the plan and those tensors.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.errors import DynasError
+
+from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC, Bundle,
+                     load_bundle_model, read_weights)
+from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
+from .latency import example_input, interleaved_latency_ms
+from .pruning import PruneSpec, apply_plan, make_plan
+
+COMPRESS_FILE = COMPRESSED_MARK
+
+
+@dataclass
+class Measurement:
+    name: str
+    params: int
+    file_bytes: int
+    latency_b1_ms: float
+    latency_b64_ms: float
+    accuracy: float                 # mean test accuracy over experiences (final row of R)
+
+
+# --- measuring ------------------------------------------------------------------------
+def count_params(model: nn.Module) -> int:
+    """Float parameters plus the weights packed inside dynamically quantised Linears."""
+    n = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
+            w, b = m._weight_bias()
+            n += w.numel() + (b.numel() if b is not None else 0)
+    return n
+
+
+def accuracy(model: nn.Module, task: Any, scenario: str, num_classes: int) -> float:
+    row, _ = evaluate_row(model, task.experiences, scenario=scenario, num_classes=num_classes,
+                          batch_size=256, device=torch.device("cpu"), split="test")
+    return sum(row) / len(row)
+
+
+def measure(stages: list[tuple[str, nn.Module, int]], bundle: Bundle, task: Any,
+            repeats: int) -> list[Measurement]:
+    """One row per ``(name, model, file bytes)``; latencies timed round-robin on CPU."""
+    shape = bundle.shape
+    models = {name: model for name, model, _ in stages}
+    b1 = interleaved_latency_ms(models, example_input(shape, 1), repeats)
+    b64 = interleaved_latency_ms(models, example_input(shape, 64), repeats)
+    return [Measurement(name, count_params(model), size, b1[name], b64[name],
+                        accuracy(model, task, bundle.scenario, shape.num_classes))
+            for name, model, size in stages]
+
+
+def expert_loads(model: nn.Module, task: Any) -> dict[str, torch.Tensor]:
+    """Tokens each expert received over every experience's validation split."""
+    counts: dict[str, torch.Tensor] = {}
+    with eval_mode(model):
+        for exp in task.experiences:
+            for x, _ in batches(exp.val, 256):
+                accumulate_experts(counts, model(x).tokens_per_expert)
+    return counts
+
+
+# --- steps ----------------------------------------------------------------------------
+def recover(student: nn.Module, teacher: nn.Module, task: Any, steps: int, lr: float,
+            batch_size: int, seed: int = 0) -> None:
+    """Distil ``teacher``'s logits into ``student`` on all training inputs."""
+    inputs = torch.cat([exp.train.tensors[0] for exp in task.experiences])
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
+    teacher.eval()
+    student.train()
+    for _ in range(steps):
+        x = inputs[torch.randint(len(inputs), (batch_size,), generator=generator)]
+        with torch.no_grad():
+            target = teacher(x).logits
+        loss = F.mse_loss(student(x).logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    student.eval()
+
+
+def quantise(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantisation of the Linear layers (a copy; ``model`` is untouched).
+    torch 2.13 marks torch.ao's quantised tensors deprecated; its warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+# --- int8 weights in safetensors ------------------------------------------------------
+def int8_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Float state plus, per quantised Linear, ``.weight_int8`` / ``.weight_scale`` /
+    ``.weight_zero_point`` / ``.bias``."""
+    out = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not v.is_quantized}
+    out = {k: v for k, v in out.items() if "_packed_params" not in k}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
+            w, b = m._weight_bias()
+            out[f"{name}.weight_int8"] = w.int_repr().contiguous()
+            out[f"{name}.weight_scale"] = torch.tensor([w.q_scale()], dtype=torch.float64)
+            out[f"{name}.weight_zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
+            if b is not None:
+                out[f"{name}.bias"] = b.detach().contiguous()
+    return out
+
+
+def load_int8(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
+    """A float (pruned) model filled from ``int8_tensors`` output and quantised.
+
+    The float tensors go into the float model first (quantised Linears take no
+    ``load_state_dict`` of float weights); then its Linears are quantised and given the
+    saved int8 weights."""
+    linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    floats = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] not in linears}
+    missing, unexpected = model.load_state_dict(floats, strict=False)
+    missing = [k for k in missing if k.rsplit(".", 1)[0] not in linears]
+    if missing or unexpected:
+        raise DynasError(f"{source}: key {(missing or unexpected)[0]}: "
+                         f"{'missing' if missing else 'not in this model'}")
+    model = quantise(model)
+    for name, m in model.named_modules():
+        if name in linears:
+            try:
+                w = torch._make_per_tensor_quantized_tensor(    # the int8 values as saved
+                    tensors[f"{name}.weight_int8"], float(tensors[f"{name}.weight_scale"][0]),
+                    int(tensors[f"{name}.weight_zero_point"][0]))
+            except KeyError as err:
+                raise DynasError(f"{source}: key {err.args[0]}: missing") from None
+            m.set_weight_bias(w, tensors.get(f"{name}.bias"))
+    return model
+
+
+# --- the command's work ---------------------------------------------------------------
+def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: PruneSpec, int8: bool,
+             recover_steps: int, lr: float, batch_size: int, repeats: int = 30) -> list[Measurement]:
+    """Compress the bundle at ``src`` (its task built as ``task``) into ``out``."""
+    model, bundle = load_bundle_model(src)
+    if task.name != bundle.task or task.shape != bundle.shape:
+        raise DynasError(f"{src}: trained on {bundle.task} {bundle.shape}, not the config's "
+                         f"{task.name} {task.shape}")
+    stages = [("original", model, bundle.weights_path.stat().st_size)]
+    plan = make_plan(model, spec, expert_loads(model, task))
+    current = model
+    if any(plan):
+        current = copy.deepcopy(model)
+        apply_plan(current, plan)
+        stages.append(("pruned", copy.deepcopy(current), _size(current)))
+        if recover_steps:
+            recover(current, model, task, recover_steps, lr, batch_size)
+            stages.append((f"pruned + {recover_steps} recovery steps", current, _size(current)))
+    if int8:
+        current = quantise(current)
+        name = stages[-1][0] + " + int8" if len(stages) > 1 else "int8"
+        stages.append((name, current, _size(current, int8=True)))
+    rows = measure(stages, bundle, task, repeats)
+    _save(current, bundle, Path(out), plan, int8, spec, rows)
+    return rows
+
+
+def _size(model: nn.Module, int8: bool = False) -> int:
+    """Bytes of the safetensors file this model would be saved as."""
+    from safetensors.torch import save
+
+    tensors = int8_tensors(model) if int8 else {k: v.contiguous() for k, v in model.state_dict().items()}
+    return len(save(tensors, metadata={"format": WEIGHTS_MAGIC}))
+
+
+def _save(model: nn.Module, bundle: Bundle, out: Path, plan: list, int8: bool, spec: PruneSpec,
+          rows: list[Measurement]) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = int8_tensors(model) if int8 else {k: v.contiguous() for k, v in model.state_dict().items()}
+    tmp = out / f".{WEIGHTS_FILE}.tmp"
+    save_file(tensors, str(tmp), metadata={"format": WEIGHTS_MAGIC, "arch_id": bundle.arch.arch_id})
+    for name in (ARCH_FILE, MODEL_FILE):
+        shutil.copyfile(bundle.path / name, out / f".{name}.tmp")
+    meta = {"plan": plan, "int8": int8, "prune": asdict(spec), "source": str(bundle.path.resolve()),
+            "table": [asdict(r) for r in rows]}
+    (out / f".{COMPRESS_FILE}.tmp").write_text(json.dumps(meta, indent=2) + "\n")
+    for name in (WEIGHTS_FILE, ARCH_FILE, MODEL_FILE, COMPRESS_FILE):
+        os.replace(out / f".{name}.tmp", out / name)
+
+
+def rebuild(model: nn.Module, bundle: Bundle) -> nn.Module:
+    """A compressed bundle's model: ``model`` (fresh from the arch) cut to the plan,
+    quantised if int8, with the saved weights."""
+    meta = json.loads((bundle.path / COMPRESS_FILE).read_text())
+    apply_plan(model, meta["plan"])
+    tensors = read_weights(bundle.weights_path, bundle.arch.arch_id)
+    if meta.get("int8"):
+        model = load_int8(model, tensors, bundle.weights_path)
+    else:
+        model.load_state_dict(tensors)
+    return model.eval()
+
+
+def table(rows: list[Measurement]) -> str:
+    """Markdown: each row and its ratio to the original."""
+    base = rows[0]
+    lines = ["| model | params | file KB | batch-1 ms | batch-64 ms | accuracy |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.params:,} | {r.file_bytes / 1024:.1f} ({base.file_bytes / r.file_bytes:.2f}x smaller) "
+                     f"| {r.latency_b1_ms:.3f} ({base.latency_b1_ms / r.latency_b1_ms:.2f}x) "
+                     f"| {r.latency_b64_ms:.3f} ({base.latency_b64_ms / r.latency_b64_ms:.2f}x) "
+                     f"| {100 * r.accuracy:.2f} ({100 * (r.accuracy - base.accuracy):+.2f}) |")
+    return "\n".join(lines)
