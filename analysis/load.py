@@ -8,7 +8,9 @@ machine. Column groups:
   ``proposal_id``, ``arch_id``, ``state``, ``reason``, ``policy``, ``seed``,
   ``wall_time_s``, ``experiences_done``, ``cached_from``, ``finished_at``,
   ``schema_version``, ``repeat_of`` (a seed repeat of that proposal id; see
-  ``analysis.seeds``), ``train_seed``, ``chance_accuracy``;
+  ``analysis.seeds``), ``train_seed``, ``chance_accuracy``, ``baseline`` (a reference model's name,
+  ``search.baselines``; "" for searched trials: ``complete`` leaves baselines out,
+  ``baselines`` gives them);
 * metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
   always present, NaN when a trial did not report it): plain names measured on the
   validation splits, ``test.<name>`` on the test splits (``SPLIT_METRICS``' twins are
@@ -34,6 +36,7 @@ from controllers.records import iter_records, read_run
 from search_space import names
 from search_space.arch import ArchConfig
 from search_space.errors import DynasError
+from search_space.reference import REFERENCE_KEY, model_from_dict
 from search_space.settings import Objective
 
 PathLike = str | os.PathLike
@@ -43,7 +46,7 @@ ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
                 "reason", "policy", "seed", "wall_time_s", "experiences_done",
                 "cached_from", "finished_at", "schema_version", "repeat_of", "train_seed",
-                "chance_accuracy")
+                "chance_accuracy", "baseline")
 SPLIT_METRICS = names.ACCURACY_METRICS + names.FORGETTING_METRICS   # measured per split
 TEST_METRICS = tuple(names.as_test(m) for m in SPLIT_METRICS)
 DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
@@ -116,7 +119,7 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
                experiences_done=record.experiences_done, cached_from=record.cached_from,
                finished_at=record.finished_at, schema_version=record.schema_version,
                repeat_of=record.repeat_of, train_seed=record.train_seed,
-               chance_accuracy=record.chance_accuracy)
+               chance_accuracy=record.chance_accuracy, baseline=record.baseline)
     for key, value in (record.metrics or {}).items():
         row[key] = _as_float(value)
     for key, value in (record.params or {}).items():
@@ -160,6 +163,11 @@ def short_arch(arch: Any) -> str:
     """One line: ``d64 | full+dense x2, sw16+moe8k2`` (width, then attention+FFN per
     layer, in the kinds' short labels). A record whose arch no longer parses (an
     unknown kind, a broken field) shows its raw kind names instead."""
+    if isinstance(arch, dict) and REFERENCE_KEY in arch:
+        try:
+            return model_from_dict(arch).summary()
+        except DynasError:
+            pass
     if not is_transformer_arch(arch):
         if isinstance(arch, dict):
             return ", ".join(f"{k}={v}" for k, v in sorted(arch.items()))
@@ -200,13 +208,29 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:
-    """The trials that finished with results, each trained architecture once: a cached
-    repeat (a proposal answered with an earlier trial's result) and a seed repeat (the
-    same architecture trained again, ``analysis.seeds`` averages them) are not new points."""
-    return df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()]
+    """The searched trials that finished with results, each trained architecture once: a
+    cached repeat (a proposal answered with an earlier trial's result) and a seed repeat
+    (the same architecture trained again, ``analysis.seeds`` averages them) are not new
+    points, and a reference baseline is no trial of the search."""
+    return df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()
+              & ~_is_baseline(df)]
 
 
 def chance_level(df: pd.DataFrame) -> float | None:
     """A uniform guess's accuracy on the runs' task (None when no record says)."""
     values = df["chance_accuracy"].dropna().astype(float) if "chance_accuracy" in df else []
     return float(values.iloc[0]) if len(values) else None
+
+
+def searched(df: pd.DataFrame) -> pd.DataFrame:
+    """Every record of the search itself, whatever its state (no reference baselines)."""
+    return df[~_is_baseline(df)]
+
+
+def baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """The reference baselines that finished with results (``search.baselines``)."""
+    return df[(df["state"] == "complete") & _is_baseline(df)]
+
+
+def _is_baseline(df: pd.DataFrame) -> pd.Series:
+    return df["baseline"].fillna("").astype(str) != ""

@@ -27,7 +27,7 @@ from search_space import names
 from search_space.errors import DynasError
 from search_space.settings import Objective
 
-from .load import as_objectives, complete
+from .load import as_objectives, complete, searched
 
 PICK_RULES = ("knee", "best-accuracy", "max-flops=X")
 REFERENCE_PAD = 0.10
@@ -128,6 +128,7 @@ def running_hypervolume(df: pd.DataFrame, objectives: Sequence[Any],
     ``best.<metric>`` for every objective.
     """
     objectives = as_objectives(objectives)
+    df = searched(df)                       # baselines are no trials of the search
     ok_index = set(rankable(df, objectives).index)
     signs = pareto.to_minimise(np.ones(len(objectives)), objectives)[0]
     out = []

@@ -20,12 +20,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from search_space import names
 from search_space.errors import DynasError
 
-from .load import DEFAULT_OBJECTIVES, as_objectives, complete, is_transformer_arch
+from .load import DEFAULT_OBJECTIVES, as_objectives, baselines, complete, is_transformer_arch
 from .pareto import pareto_front, running_hypervolume
 
 FRONT_COLOR = "#d62728"     # the front, everywhere: tests look for these pixels
 PICK_COLOR = "#ffbf00"
 FAINT_COLOR = "#7f7f7f"
+BASELINE_COLOR = "#202020"
 RUN_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 DPI = 120
 
@@ -125,6 +126,7 @@ def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
                label=f"Pareto front ({len(front)})")
     if _use_log(done[x_obj.metric].to_numpy(float), x_obj.metric):
         _log_x(ax, x_obj.metric, done[x_obj.metric].to_numpy(float))
+    _mark_baselines(ax, baselines(df).dropna(subset=[x_obj.metric, y_obj.metric]), x_obj, y_obj)
     _chance_line(ax, y_obj.metric, chance)
     if pick is not None:
         _mark_pick(ax, pick, x_obj, y_obj, pick_label)
@@ -136,6 +138,18 @@ def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)  # "best" also avoids the note
     return _save(fig, path)
+
+
+def _mark_baselines(ax, refs: pd.DataFrame, x_obj, y_obj) -> None:
+    """Reference baselines as black diamonds, each labelled with its name and numbers
+    (they are reference points, not trials: never on the front)."""
+    x, y = x_obj.metric, y_obj.metric
+    for i, (_, row) in enumerate(refs.iterrows()):
+        ax.scatter([row[x]], [row[y]], marker="D", s=70, color=BASELINE_COLOR, edgecolors="white",
+                   linewidths=0.8, zorder=6, label="reference baselines" if i == 0 else None)
+        ax.annotate(f"{row['baseline']}: {y} {fmt(y, row[y])}, {x} {fmt(x, row[x])}",
+                    (row[x], row[y]), textcoords="offset points", xytext=(8, -4 - 12 * (i % 2)),
+                    fontsize=8, color=BASELINE_COLOR, zorder=6)
 
 
 def _chance_line(ax, metric: str, chance: float | None) -> None:

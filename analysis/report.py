@@ -21,8 +21,8 @@ from search_space.arch import ArchConfig
 from search_space.errors import DynasError
 
 from . import plots, seeds
-from .load import (OBJECT_COLUMNS, as_run_dirs, chance_level, complete, is_transformer_arch,
-                   load_runs, run_objectives, short_arch)
+from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete,
+                   is_transformer_arch, load_runs, run_objectives, searched, short_arch)
 from .pareto import (front_ranks, hypervolume, knee_index, objective_matrix, pareto_front, pick,
                      rankable, reference_point, running_hypervolume, REFERENCE_PAD)
 from .plots import fmt
@@ -59,6 +59,7 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     lines += _summary(df, dirs, objectives)
     lines += _front_section(df, front, objectives, picks, figures)
     lines += _confirmed_section(df, objectives, picks, out)
+    lines += _baseline_section(df, objectives, picks)
     lines += _best_section(ok, objectives)
     lines += _hypervolume_section(df, front, objectives, ref, figures)
     lines += _figure_section("Choices on the front", figures, "choices")
@@ -131,6 +132,7 @@ def _summary(df: pd.DataFrame, dirs: list[Path], objectives) -> list[str]:
 
 
 def _summary_row(name: str, group: pd.DataFrame) -> list:
+    group = searched(group)                 # baselines are listed in their own section
     cached = group["cached_from"].notna()
     repeats = group["repeat_of"].notna()
     trained = group[~cached & ~repeats]
@@ -191,6 +193,28 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
         lines += [f"`{row['arch_id']}` (trial {row['proposal_id']} of {row['run']}):", "",
                   "```", describe_arch(row["arch"]), "```", ""]
     return lines
+
+
+def _baseline_section(df: pd.DataFrame, objectives, picks: dict[str, pd.Series]) -> list[str]:
+    """The reference baselines (``search.baselines``), trained with the search's own
+    settings and never told to the policy, beside the picks for comparison."""
+    refs = baselines(df)
+    failed = df.drop(searched(df).index)
+    failed = failed[failed["state"] != "complete"]
+    if refs.empty and failed.empty:
+        return []
+    metrics = _front_metrics(df, objectives)
+    rows = [[row["baseline"], row["run"], f"`{row['arch_id']}`"] + [fmt(m, row[m]) for m in metrics]
+            for _, row in refs.iterrows()]
+    rows += [[f"{rule} pick", row["run"], f"`{row['arch_id']}` (trial {row['proposal_id']})"]
+             + [fmt(m, row[m]) for m in metrics] for rule, row in picks.items()]
+    lines = ["## Reference baselines", "",
+             "Trained with the search's task and training settings, recorded beside the trials, "
+             "never told to the policy and never on the front; the picks are listed below them.", ""]
+    lines += _table(["model", "run", "arch_id"] + metrics, rows)
+    for _, row in failed.iterrows():
+        lines.append(f"- {row['baseline']} ({row['run']}): {row['state']}, {row['reason']}")
+    return lines + ([""] if not failed.empty else [])
 
 
 def _front_metrics(df: pd.DataFrame, objectives) -> list[str]:

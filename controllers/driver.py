@@ -65,7 +65,7 @@ class SearchDriver:
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
                  keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0,
                  listeners: Sequence[Callable[[TrialRecord], None]] = ()):
-        records = list(records)
+        records = [r for r in records if not r.baseline]   # references are never told to a policy
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed

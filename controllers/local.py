@@ -200,7 +200,8 @@ def run_local_experiment(
     from search_space.space import ArchSpace
 
     from .policies import make_policy
-    from .prepare import experiment_text, feasibility, prepare_search, weight_keeper
+    from .prepare import (experiment_text, feasibility, prepare_search, train_search_baselines,
+                          weight_keeper)
 
     search = prepare_search(experiment, strategy, trials, None, seed)
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
@@ -221,5 +222,7 @@ def run_local_experiment(
     from .confirm import confirm_in_session
 
     confirm_in_session(experiment, search, run_dir, "local")
-    return written + [r for r in iter_records(run_dir) if r.is_confirmation and r not in written]
+    baselines = train_search_baselines(experiment, search, run_dir)
+    return written + [r for r in iter_records(run_dir)
+                      if r.is_confirmation and r not in written] + baselines
 

@@ -47,9 +47,13 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
         with experiment.attribute_errors():
             check_metrics(search)
         check_buildable(experiment, search)
+        search_baselines(experiment, search)
     else:
         with experiment.attribute_errors():
             check_evaluator(experiment, search)
+            if search.baselines:
+                raise ConfigError("search.baselines", "reference baselines are trained models: "
+                                  "they need an architecture space, not a plain decision space")
     return search
 
 
@@ -80,6 +84,33 @@ def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
         if entry.metrics and obj.metric not in entry.metrics:
             raise ConfigError(f"search.objectives[{i}].metric", f"evaluator {entry.name!r} returns "
                               f"{', '.join(entry.metrics)}, not {obj.metric!r}")
+
+
+def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tuple[str, Any]]:
+    """``search.baselines`` resolved to ``(name, model)`` and checked against the task
+    (``controllers.baselines``); a bad entry names the file and key."""
+    from trainers.tasks import task_shape
+
+    from .baselines import resolve_baselines
+
+    if not search.baselines:
+        return []
+    with experiment.attribute_errors():
+        return resolve_baselines(search.baselines, task_shape(experiment.task), experiment.source)
+
+
+def train_search_baselines(experiment: Experiment, search: SearchSettings, run_dir: Path) -> list[TrialRecord]:
+    """Train the baselines ``run_dir`` lacks, in this process, as the trials train."""
+    from .baselines import train_baselines
+    from .local import fit_evaluator, run_in_process
+    from .records import iter_records
+
+    baselines = search_baselines(experiment, search)
+    if not baselines:
+        return []
+    evaluate = fit_evaluator(experiment)
+    return train_baselines(baselines, lambda model: run_in_process(evaluate, model), run_dir,
+                           list(iter_records(run_dir)), seed=experiment.training.seed)
 
 
 def check_buildable(experiment: Experiment, search: SearchSettings) -> None:

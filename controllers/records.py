@@ -70,6 +70,7 @@ class TrialRecord:
     trial_id: str = ""                        # Ray's trial id, when run under Ray
     node: str = ""
     asks: int = 0                             # policy asks this distinct arch took (0: older record)
+    baseline: str = ""                        # a reference model's name (search.baselines); "" = searched
     weights: dict[str, Any] | None = None     # {"path" (relative to the run dir), "bytes"} when saved
     repeat_of: int | None = None              # a seed repeat of this proposal id's architecture
     train_seed: int | None = None             # training seed when not the experiment's own
@@ -94,9 +95,10 @@ class TrialRecord:
 
 
 def trained_count(records: Iterable[TrialRecord]) -> int:
-    """Distinct architectures that finished (duplicates answered from cache and seed
-    repeats excluded)."""
-    return len({r.arch_id for r in records if r.cached_from is None and r.repeat_of is None})
+    """Distinct architectures the search finished (duplicates answered from cache, seed
+    repeats and reference baselines excluded)."""
+    return len({r.arch_id for r in records
+                if r.cached_from is None and r.repeat_of is None and not r.baseline})
 
 
 def append_record(run_dir: str | os.PathLike, record: TrialRecord) -> None:

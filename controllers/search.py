@@ -38,7 +38,8 @@ from . import outcomes
 from .interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
 from .lock import run_lock
 from .confirm import confirm_in_session
-from .prepare import build_driver, dynas_version, experiment_text, prepare_search, run_info, utc_now
+from .prepare import (build_driver, dynas_version, experiment_text, prepare_search, run_info,
+                      train_search_baselines, utc_now)
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
                       read_run, require_run_dir, trained_count, write_json_atomic)
 from .tracking import (CURVES_DIR, NORMAL, ObjectiveCurves, Progress, check_loggers, trial_tracebacks_to_files,
@@ -82,6 +83,7 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
             tune_experiment(experiment, search, searcher, run_dir, "search", verbose, stop)
             stop.check()
             confirm_in_session(experiment, search, run_dir, "ray", verbose)
+            train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, search.trials)
     return run_dir
 
@@ -116,7 +118,8 @@ def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int)
     missing = target - trained_count(records)
     if missing <= 0:
         _extend(run_dir, run, extra_trials, target)
-        print(f"{run_dir}: already holds {trained_count(records)} of {target} trials; nothing to do")
+        print(f"{run_dir}: already holds {trained_count(records)} of {target} trials")
+        train_search_baselines(experiment, search, run_dir)    # a kill may have cut them short
         return run_dir
     with _stopping(run_dir) as stop, \
             ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial),
@@ -129,6 +132,7 @@ def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int)
         tune_experiment(experiment, search, searcher, run_dir, f"resume-{resumes + 1}", verbose, stop)
         stop.check()
         confirm_in_session(experiment, search, run_dir, "ray", verbose)
+    train_search_baselines(experiment, search, run_dir)
     report_counts(run_dir, target)
     return run_dir
 
@@ -141,7 +145,8 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
-    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None for r in records)
+    counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None
+                     and not r.baseline for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
     counts["repeats"] = sum(r.repeat_of is not None for r in records)
@@ -150,6 +155,9 @@ def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
           f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
+    baselines = [r for r in records if r.baseline]
+    if baselines:
+        print("baselines: " + ", ".join(f"{r.baseline} ({r.state})" for r in baselines))
     return counts
 
 

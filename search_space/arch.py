@@ -27,6 +27,8 @@ def _spec(family: str, kind: str, key: str):
     """The kind's spec (``search_space.kinds``); imported here lazily because the
     specs build these configs."""
     from .kinds import REGISTRIES
+    if family in MODEL_KINDS:
+        return REGISTRIES[family].get(kind, key or family)
     return REGISTRIES[family].get(kind, f"{key}.kind" if key else "kind")
 
 
@@ -104,13 +106,46 @@ class LayerConfig:
     ffn: FFNConfig
 
 
+MODEL_KINDS = ("tokens", "stem", "norm", "head")   # whole-model kinds, in sampling order
+
+
+@dataclass(frozen=True)
+class TrainingChoices:
+    """Training settings sampled with the architecture, from a list in the experiment's
+    ``training:`` (``lr: [0.001, 0.003]``); None keeps the experiment's value. They are
+    part of the candidate (and its arch_id: the same model at another learning rate is
+    another trial), and ``trainers.fit`` applies them over its training settings."""
+
+    lr: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    weight_decay: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    dropout: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    batch_size: int | None = field(default=None, metadata=OMIT_DEFAULT)
+
+    def overrides(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+TUNABLE_TRAINING = tuple(f.name for f in dataclasses.fields(TrainingChoices))
+
+
 @dataclass(frozen=True)
 class ArchConfig:
-    """A heterogeneous transformer: one shared width, a config per layer."""
+    """A heterogeneous transformer: one shared width, a config per layer.
+
+    ``tokens``, ``stem``, ``norm``, ``head``: whole-model kinds (see
+    ``search_space.kinds.model``); their defaults are the model dynas always built.
+    ``training``: training settings sampled with it (``TrainingChoices``), or None.
+    """
 
     d_model: int
     layers: tuple[LayerConfig, ...]
     schema_version: int = SCHEMA_VERSION
+    tokens: str = field(default="task", metadata=OMIT_DEFAULT)
+    stem: str = field(default="linear", metadata=OMIT_DEFAULT)
+    norm: str = field(default="pre", metadata=OMIT_DEFAULT)
+    head: str = field(default="mean", metadata=OMIT_DEFAULT)
+    training: TrainingChoices | None = field(default=None, metadata=OMIT_DEFAULT)
 
     def validate(self, key: str = "") -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -124,6 +159,11 @@ class ArchConfig:
             raise ConfigError("layers", "an architecture needs at least one layer")
         if len(self.layers) > MAX_LAYERS:
             raise ConfigError("layers", f"{len(self.layers)} layers; at most {MAX_LAYERS}")
+        for family in MODEL_KINDS:
+            _spec(family, getattr(self, family), family)
+        if self.head == "cls" and all(l.attention.kind == "identity" for l in self.layers):
+            raise ConfigError("head", "cls reads a token that only attention mixes with the input; "
+                              "every layer here is identity")
         for i, layer in enumerate(self.layers):
             heads = layer.attention.heads
             if self.d_model % heads:
@@ -191,9 +231,17 @@ class ArchConfig:
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def model_kinds(self) -> dict[str, str]:
+        """The whole-model kinds that differ from their defaults (what summaries show)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {f: getattr(self, f) for f in MODEL_KINDS if getattr(self, f) != defaults[f]}
+
     def describe(self) -> str:
         """One line per layer, for logs and reports (the kinds' spec labels)."""
-        rows = [f"d_model={self.d_model} layers={self.num_layers}"]
+        extra = "".join(f" {k}={v}" for k, v in self.model_kinds().items())
+        if self.training is not None:
+            extra += "".join(f" {k}={v:g}" for k, v in self.training.overrides().items())
+        rows = [f"d_model={self.d_model} layers={self.num_layers}{extra}"]
         for i, layer in enumerate(self.layers):
             a, f = layer.attention, layer.ffn
             attn = _spec("attention", a.kind, "").label(a)
@@ -204,7 +252,10 @@ class ArchConfig:
         """One line: ``d64 | full+dense x2, sw16+moe8k2`` (the kinds' short labels)."""
         parts = [_spec("attention", layer.attention.kind, "").short(layer.attention) + "+"
                  + _spec("ffn", layer.ffn.kind, "").short(layer.ffn) for layer in self.layers]
-        return f"d{self.d_model} | " + ", ".join(parts)
+        kinds = [_spec(f, v, "").short(v) for f, v in self.model_kinds().items()]
+        if self.training is not None:
+            kinds += [f"{k}={v:g}" for k, v in self.training.overrides().items()]
+        return f"d{self.d_model} | " + "".join(k + " " for k in kinds) + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -214,6 +265,8 @@ class TaskShape:
     Exactly one of ``input_dim`` (continuous tokens, e.g. image patches, embedded by
     a linear layer) and ``vocab_size`` (discrete tokens, embedded by a table) is > 0.
     ``per_token``: a label per position (sequence tasks) instead of one per sample.
+    ``image_side``: > 0 when the tokens are the square patches, row-major, of a square
+    image of that side (image tasks): the model can then re-cut them (``tokens``).
     """
 
     seq_len: int
@@ -222,6 +275,7 @@ class TaskShape:
     vocab_size: int = 0
     per_token: bool = False
     causal: bool = False
+    image_side: int = 0
 
     def __post_init__(self) -> None:
         if (self.input_dim > 0) == (self.vocab_size > 0):

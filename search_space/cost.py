@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 from . import names
 from .arch import ArchConfig, FFNConfig, TaskShape
-from .kinds import ATTENTION, FFN, ROUTER, KindSpec, Part, linear
+from .kinds import ATTENTION, FFN, MODEL_FAMILIES, ROUTER, KindSpec, Part, layer_norm, linear
 from .kinds.attention import cropped_span
 
 BYTES_PER_FLOAT = 4
@@ -84,13 +84,29 @@ def expected_k(ffn: FFNConfig) -> int:
     return ROUTER.get(ffn.router.kind).cost(ffn.router, ffn.experts)
 
 
-def _layer_norm(d: int) -> Part:
-    return Part(2 * d, 2 * d)
-
-
 def _pre_norm(spec: KindSpec, d: int) -> Part:
-    """The block's LayerNorm before a sub-layer; a kind without one (identity) has none."""
-    return _layer_norm(d) if spec.norm else Part()
+    """The block's LayerNorm of a sub-layer (before it, or after its residual for
+    ``norm: post``: the same parameters); a kind without one (identity) has none."""
+    return layer_norm(d) if spec.norm else Part()
+
+
+def block_tokens(arch: ArchConfig, shape: TaskShape) -> tuple[int, int, int]:
+    """(tokens from the tokeniser, their width, tokens the blocks see): the task's
+    tokens re-cut by ``arch.tokens``, plus a CLS token for ``head: cls``. Raises
+    ``ConfigError`` when the task does not allow these kinds."""
+    t, width = MODEL_FAMILIES["tokens"].get(arch.tokens, "tokens").cost(shape)
+    seen, _ = MODEL_FAMILIES["head"].get(arch.head, "head").cost(
+        arch.d_model, t, shape.num_classes, shape.per_token)
+    return t, width, seen
+
+
+def _reference_cost(ref, shape: TaskShape) -> Part:
+    """A reference MLP's linear layers on the flattened input (one "token")."""
+    widths = ref.widths(shape)
+    total = Part()
+    for n_in, n_out in zip(widths, widths[1:]):
+        total = total + linear(n_in, n_out, 1) + Part(floats=n_out)
+    return total
 
 
 def realised_attention(att: Any, spans: tuple[float, ...] | None) -> Any:
@@ -102,13 +118,14 @@ def realised_attention(att: Any, spans: tuple[float, ...] | None) -> Any:
 
 def estimate_cost(arch: ArchConfig, shape: TaskShape, realised: Realised | None = None) -> Cost:
     """Cost of ``build_model(arch, shape)`` for one sample of ``shape.seq_len`` tokens;
-    with ``realised``, the effective cost of the trained model in evaluation."""
+    with ``realised``, the effective cost of the trained model in evaluation. A
+    reference model (``search_space.reference``) has only its static cost."""
+    if not isinstance(arch, ArchConfig):
+        return _as_cost(_reference_cost(arch, shape))
     realised = realised or Realised()
-    d, t = arch.d_model, shape.seq_len
-    if shape.input_dim:
-        total = linear(shape.input_dim, d, t)
-    else:
-        total = Part(shape.vocab_size * d, shape.vocab_size * d)
+    d = arch.d_model
+    t_in, width, t = block_tokens(arch, shape)
+    total = MODEL_FAMILIES["stem"].get(arch.stem).cost(width, d, t_in, shape.vocab_size)
     total = total + Part(t * d, t * d, floats=t * d)         # learned positions
     for i, layer in enumerate(arch.layers):
         att, ffn = ATTENTION.get(layer.attention.kind), FFN.get(layer.ffn.kind)
@@ -116,8 +133,11 @@ def estimate_cost(arch: ArchConfig, shape: TaskShape, realised: Realised | None 
         total = total + _pre_norm(att, d) + att.cost(att_cfg, d, t, shape.causal)
         k = {"k": realised.k[i]} if i in realised.k and layer.ffn.kind == "moe" else {}
         total = total + _pre_norm(ffn, d) + ffn.cost(layer.ffn, d, t, **k)
-    head_tokens = t if shape.per_token else 1                 # classification mean-pools
-    total = total + _layer_norm(d) + linear(d, shape.num_classes, head_tokens)
+    _, head = MODEL_FAMILIES["head"].get(arch.head).cost(d, t_in, shape.num_classes, shape.per_token)
+    return _as_cost(total + MODEL_FAMILIES["norm"].get(arch.norm).cost(d) + head)
+
+
+def _as_cost(total: Part) -> Cost:
     return Cost(
         params=total.params,
         active_params=total.active,

@@ -12,6 +12,7 @@ known to the rest of the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Iterator
 
 import yaml
 
-from .choices import mapping, reject_unknown, short
+from .arch import TUNABLE_TRAINING
+from .choices import as_float, as_int, choices, mapping, reject_unknown, short
 from .errors import ConfigError
 from .plain import DecisionSpace
 from .plugins import Plugin, load_plugins
@@ -108,6 +110,29 @@ def _load_yaml(text: str, path: Path) -> Any:
         raise ConfigError("", "invalid YAML: nested too deeply", str(path)) from None
 
 
+def _training(data: Any) -> tuple[TrainingSettings, tuple[tuple[str, tuple], ...]]:
+    """The training section, and its lists of tunable settings (``lr: [0.001, 0.003]``)
+    as decisions: each choice checked as that setting would be."""
+    fixed = dict(mapping(data, "training")) if data is not None else {}
+    lists = {k: fixed.pop(k) for k in TUNABLE_TRAINING if isinstance(fixed.get(k), (list, tuple))}
+    training = from_mapping(TrainingSettings, fixed, "training")
+    tuned = []
+    for name, values in lists.items():
+        key = f"training.{name}"
+        coerce = as_int if name == "batch_size" else as_float
+        options = choices(values, key, coerce)
+        for i, value in enumerate(options):
+            try:
+                dataclasses.replace(training, **{name: value}).validate("training")
+            except ConfigError as err:
+                raise ConfigError(f"{key}[{i}]", err.message) from None
+        if len(options) == 1:
+            training = dataclasses.replace(training, **{name: options[0]})
+        else:
+            tuned.append((name, options))
+    return training, tuple(tuned)
+
+
 def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experiment:
     if data is None and not need_space:
         data = {}
@@ -123,7 +148,12 @@ def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experimen
         raise ConfigError("space", "missing required section (the search space)")
     space = parse_space(data["space"], "space") if "space" in data else None
     task = from_mapping(TaskSettings, data.get("task"), "task")
-    training = from_mapping(TrainingSettings, data.get("training"), "training")
+    training, tuned = _training(data.get("training"))
+    if tuned:
+        if not isinstance(space, ArchSpace):
+            raise ConfigError(f"training.{tuned[0][0]}", "a list (a per-trial decision) needs an "
+                              "architecture space, not a plain decisions space")
+        space = dataclasses.replace(space, training=tuned)
     search = from_mapping(SearchSettings, data.get("search"), "search")
     evaluator = _evaluator(data.get("evaluator"))
     budget = search.budget

@@ -60,12 +60,19 @@ class CurriculumSettings:
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """Rehearsal across experiences: a fixed-size buffer mixed into every step."""
+    """Rehearsal across experiences: a fixed-size buffer mixed into every step.
+
+    ``loss``: ``plain`` (ER: one cross-entropy over all classes for the incoming and
+    the replayed batch) or ``ace`` (ER-ACE, Caccia et al. 2022: the incoming batch's
+    cross-entropy only over the classes present in it, so new classes do not push
+    the old ones' logits down; the replayed batch keeps all classes).
+    """
 
     policy: Literal["none", "reservoir", "class_balanced"] = "none"
     budget: int = 200                 # samples kept in total
     weight: Literal["equal", "inverse_t"] = "equal"   # replay loss weight 1 or 1/t
     der_alpha: float = 0.0            # > 0 adds DER++ logit matching on stored logits
+    loss: Literal["plain", "ace"] = "plain"
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -99,6 +106,7 @@ class TrainingSettings:
     loss_weights: LossWeights = field(default_factory=LossWeights)
     joint: bool = False               # upper-bound control: all experiences at once
     log_every: int = 10               # steps between points of the training curves
+    dropout: float = 0.0              # on every residual branch (and an MLP's hidden layers)
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -177,6 +185,9 @@ class SearchSettings:
     max_failures: int = 1             # Ray retries of a crashed trial
     storage: str = "runs"             # parent of run directories
     loggers: tuple[str, ...] = ()     # extra trackers besides TensorBoard: mlflow
+    # reference models trained beside the search with the same settings, never told
+    # to the policy: "mlp:WIDTHxDEPTH" or an arch.json path (relative to the experiment file)
+    baselines: tuple[str, ...] = ()
     keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
     remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
@@ -241,7 +252,7 @@ RANGES: dict[type, dict[str, Range]] = {
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),
-        "log_every": COUNT},
+        "log_every": COUNT, "dropout": Range(0, 0.99)},
     Budget: {"max_flops": Range(0, INF, note=" (0 = unlimited)"),
              "max_params": Range(0, INF, note=" (0 = unlimited)")},
     SearchSettings: {

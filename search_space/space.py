@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .arch import MAX_LAYERS, ArchConfig, LayerConfig
+from .arch import MAX_LAYERS, MODEL_KINDS, ArchConfig, LayerConfig, TrainingChoices
 from .choices import as_int, at_least, choices, join, mapping, reject_unknown, short
 from .errors import ConfigError
 from .kinds import REGISTRIES, KindSpec, Registry
@@ -30,7 +30,7 @@ from .plain import DecisionSpace, parse_decision_space
 from .suggest import Decision, Suggester
 
 _POSITIVE = at_least(1)
-ARCH_KEYS = ("layers", "d_model", "layer")
+ARCH_KEYS = ("layers", "d_model", "layer") + MODEL_KINDS
 
 
 def _layer_count(v: int) -> str | None:
@@ -56,18 +56,24 @@ class Option:
 
 @dataclass(frozen=True)
 class ArchSpace:
-    """Heterogeneous transformers: ``layers`` x ``d_model`` x per-layer options."""
+    """Heterogeneous transformers: ``layers`` x ``d_model`` x the whole-model kinds
+    (``model``: tokens, stem, norm, head -> their kind names) x per-layer options."""
 
     layers: tuple[int, ...]
     d_model: tuple[int, ...]
     attention: tuple[Option, ...]
     ffn: tuple[Option, ...]
+    model: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    training: tuple[tuple[str, tuple], ...] = ()       # from the experiment's training lists
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, suggester: Suggester) -> ArchConfig:
         n = _ask(suggester, "layers", self.layers)
         d_model = _ask(suggester, "d_model", self.d_model)
-        return ArchConfig(d_model, tuple(self._sample_layer(suggester, i) for i in range(n)))
+        kinds = {family: _ask(suggester, family, options) for family, options in self.model}
+        training = {name: _ask(suggester, f"training.{name}", options) for name, options in self.training}
+        return ArchConfig(d_model, tuple(self._sample_layer(suggester, i) for i in range(n)),
+                          **kinds, training=TrainingChoices(**training) if training else None)
 
     def _sample_layer(self, s: Suggester, i: int) -> LayerConfig:
         parts = {}
@@ -88,6 +94,10 @@ class ArchSpace:
         out: list[Decision] = []
         _add(out, "layers", self.layers, [])
         _add(out, "d_model", self.d_model, [])
+        for family, options in self.model:
+            _add(out, family, options, [])
+        for name, options in self.training:
+            _add(out, f"training.{name}", options, [])
         for i in range(max(self.layers)):
             exists = [f"layers > {i}"] if i >= min(self.layers) else []
             for part in ("attention", "ffn"):
@@ -107,7 +117,10 @@ class ArchSpace:
             axes = tuple(dict.fromkeys(f for o in options for f, _ in o.values))
             per_layer *= _union_size([box for o in options
                                       for box in _boxes(o, REGISTRIES[part].get(o.kind), axes)])
-        return len(self.d_model) * sum(per_layer ** n for n in self.layers)
+        whole = len(self.d_model)
+        for _, options in self.model + self.training:
+            whole *= len(options)
+        return whole * sum(per_layer ** n for n in self.layers)
 
 
 def _ask(s: Suggester, name: str, options: tuple) -> Any:
@@ -224,7 +237,7 @@ def parse_space(data: Any, key: str = "space") -> ArchSpace | DecisionSpace:
     if "decisions" in data:
         return parse_decision_space(data, key)
     reject_unknown(data, ARCH_KEYS, key, " (a plain space has only 'decisions')")
-    for name in ARCH_KEYS:
+    for name in ARCH_KEYS[:3]:      # the whole-model kinds are optional
         if name not in data:
             raise ConfigError(join(key, name), "missing required key")
     layers = choices(data["layers"], join(key, "layers"), as_int, _layer_count)
@@ -238,7 +251,16 @@ def parse_space(data: Any, key: str = "space") -> ArchSpace | DecisionSpace:
             raise ConfigError(f"{lkey}.{part}", "missing required key")
         parsed[part] = _options(layer[part], f"{lkey}.{part}", REGISTRIES[part])
     _check_combinations(parsed["attention"], parsed["ffn"], d_model)
-    return ArchSpace(layers, d_model, parsed["attention"], parsed["ffn"])
+    model = tuple((family, choices(data[family], join(key, family), _as_str,
+                                   REGISTRIES[family].one_of()))
+                  for family in MODEL_KINDS if family in data)
+    return ArchSpace(layers, d_model, parsed["attention"], parsed["ffn"], model)
+
+
+def _as_str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a kind name, got {short(value)}")
+    return value
 
 
 def _options(value: Any, key: str, kinds: Registry) -> tuple[Option, ...]:

@@ -52,3 +52,18 @@ def all_attentions() -> list[AttentionConfig]:
 
 def all_ffns() -> list[FFNConfig]:
     return [cfg for cases in FFN_CASES.values() for cfg in cases]
+
+
+# Whole-model kinds (ArchConfig.tokens / stem / norm / head): each case is the kind's
+# name; the contract suites build one model per case on an image-patch task.
+MODEL_KIND_CASES: dict[str, tuple[str, ...]] = {
+    "tokens": ("task", "rows", "patch2", "patch4", "whole"),
+    "stem": ("linear", "mlp"),
+    "norm": ("pre", "post"),
+    "head": ("mean", "cls", "flatten"),
+}
+
+
+def all_model_kinds() -> list[tuple[str, str]]:
+    """(family, kind) for every whole-model kind case."""
+    return [(family, kind) for family, kinds in MODEL_KIND_CASES.items() for kind in kinds]

@@ -39,6 +39,7 @@ from search_space.arch import ArchConfig
 from search_space.cost import Realised, effective_metrics, estimate_cost
 from search_space.errors import ConfigError, DynasError
 from search_space.names import LATENCY_MS
+from search_space.schema import from_mapping
 from search_space.settings import TrainingSettings, settings_dict
 
 from .bundle import save_bundle
@@ -75,7 +76,8 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         log_dir: str | os.PathLike | None = None) -> TrialMetrics:
     """Train ``arch`` through ``task`` and measure it; see the module docstring.
 
-    ``seed`` overrides ``train_cfg.seed``. With ``checkpoint_dir`` the resumable state
+    ``seed`` overrides ``train_cfg.seed``; the training settings sampled with the
+    architecture (``arch.training``, a search's per-trial decisions) override theirs. With ``checkpoint_dir`` the resumable state
     is saved after each experience (``resume.pt``) and the final system as a Lightning
     checkpoint (``last.ckpt``); ``resume=True`` continues from the saved state if there
     is one. With ``weights_dir`` the final model is written there as a bundle
@@ -86,7 +88,8 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
     one step axis across the experiences. Raises ``NonFiniteLoss`` when the loss turns
     NaN/inf.
     """
-    cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed)
+    chosen = arch.training.overrides() if getattr(arch, "training", None) else {}
+    cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed if seed is None else seed, **chosen)
     cfg.validate("training")
     arch.validate()
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -257,7 +260,9 @@ def _restore(path: Path, fingerprint: dict, system: ContinualSystem, matrix: Eva
     state = load_state(path)
     if state.get("format") != STATE_FORMAT:
         raise DynasError(f"{path}: unsupported resume state format {state.get('format')!r}")
-    saved = state["fingerprint"]
+    saved = dict(state["fingerprint"])
+    with contextlib.suppress(ConfigError, TypeError):   # saved before a setting existed: its default
+        saved["training"] = settings_dict(from_mapping(TrainingSettings, saved.get("training")))
     for key, value in fingerprint.items():
         if saved.get(key) != value:
             raise DynasError(f"{path}: cannot resume, the saved run has a different {key} "

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from search_space.arch import ArchConfig, TaskShape
+from search_space.cost import block_tokens
 
 from .modules import BUILDERS, Block, MoE
 
@@ -27,28 +28,29 @@ class ModelOutput:
 
 
 class DynasModel(nn.Module):
-    """Embedding + learned positions, the blocks, a final norm and a head."""
+    """Tokeniser, stem + learned positions, the blocks, a final norm and a head; the
+    ends are built by kind (``arch.tokens``, ``stem``, ``norm``, ``head``)."""
 
     def __init__(self, arch: ArchConfig, shape: TaskShape, blocks: list[Block]):
         super().__init__()
         d = arch.d_model
         self.arch, self.shape = arch, shape
-        if shape.input_dim:
-            self.embed: nn.Module = nn.Linear(shape.input_dim, d)
-        else:
-            self.embed = nn.Embedding(shape.vocab_size, d)
-        self.pos = nn.Parameter(torch.zeros(shape.seq_len, d))
+        t_in, width, t = block_tokens(arch, shape)
+        self.tokens = BUILDERS["tokens"].get(arch.tokens)(shape)
+        self.embed = BUILDERS["stem"].get(arch.stem)(width, d, shape.vocab_size)
+        self.pos = nn.Parameter(torch.zeros(t, d))
         nn.init.normal_(self.pos, std=0.02)
         self.layers = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, shape.num_classes)
+        _, self.norm = BUILDERS["norm"].get(arch.norm)(d)
+        self.head = BUILDERS["head"].get(arch.head)(d, t_in, shape.num_classes, shape.per_token)
 
     def forward(self, x: Tensor) -> ModelOutput:
         """x: (B, T, I) floats or (B, T) token ids, T <= shape.seq_len."""
         t = x.shape[1]
         if t > self.shape.seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds seq_len={self.shape.seq_len}")
-        h = self.embed(x) + self.pos[:t]                          # (B, T, D)
+        h = self.head.prepend(self.embed(self.tokens(x)))         # (B, T', D)
+        h = h + self.pos[:h.shape[1]]
         aux: dict[str, Tensor] = {}
         loads: dict[str, Tensor] = {}
         for i, block in enumerate(self.layers):
@@ -58,10 +60,7 @@ class DynasModel(nn.Module):
                 aux[name] = aux[name] + value if name in aux else value
             if out.tokens_per_expert is not None:
                 loads[f"layers.{i}.ffn"] = out.tokens_per_expert
-        h = self.norm(h)
-        if not self.shape.per_token:
-            h = h.mean(dim=1)                                     # (B, D)
-        return ModelOutput(self.head(h), aux, loads)
+        return ModelOutput(self.head(self.norm(h)), aux, loads)
 
     def update_router_biases(self, rate: float) -> None:
         """DeepSeek-V3 bias step for every ``balance: bias`` MoE layer; call after
@@ -71,12 +70,17 @@ class DynasModel(nn.Module):
                 module.update_router_bias(rate)
 
 
-def build_model(arch: ArchConfig, shape: TaskShape) -> DynasModel:
+def build_model(arch: ArchConfig, shape: TaskShape) -> nn.Module:
+    """The model of ``arch`` (or of a reference model, ``search_space.reference``)."""
     arch.validate()
+    if not isinstance(arch, ArchConfig):
+        from .reference import ReferenceMLP       # lazy: reference imports this module
+        return ReferenceMLP(arch, shape)
+    post, _ = BUILDERS["norm"].get(arch.norm)(arch.d_model)
     blocks = []
     for layer in arch.layers:
         attn = BUILDERS["attention"].get(layer.attention.kind)(
             layer.attention, arch.d_model, shape.causal)
         ffn = BUILDERS["ffn"].get(layer.ffn.kind)(layer.ffn, arch.d_model)
-        blocks.append(Block(attn, ffn, arch.d_model))
+        blocks.append(Block(attn, ffn, arch.d_model, post))
     return DynasModel(arch, shape, blocks)

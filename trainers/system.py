@@ -13,7 +13,7 @@ Loss of one step (each term is logged under ``train/<name>``, ``_log_terms``)::
            + router_entropy * aux_router_entropy
 
 ``task``: CE over all classes (class-IL; task-IL restricts logits to the sample's
-experience). ``replay``: the same CE on a replay batch as large as the current one,
+experience; ER-ACE, ``replay.loss: ace``, to the classes of the incoming batch). ``replay``: the same CE on a replay batch as large as the current one,
 weighted 1 (``equal``) or 1/t (``inverse_t``, t = experiences seen). ``der``: MSE
 between current and stored logits of the replay batch. Shape legend: B batch,
 T tokens, C classes.
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from search_space.arch import ArchConfig, TaskShape
+from search_space.arch import TaskShape
+from search_space.reference import model_from_dict
 from search_space.schema import from_mapping
 from search_space.settings import TrainingSettings
 
@@ -73,10 +74,13 @@ class ContinualSystem(L.LightningModule):
                  class_table: list[list[int]], scenario: str = "class_il"):
         super().__init__()
         self.save_hyperparameters()
-        self.arch = ArchConfig.from_dict(arch)
+        self.arch = model_from_dict(arch)
         self.shape = TaskShape(**shape)
         self.cfg: TrainingSettings = from_mapping(TrainingSettings, training, "training")
         self.model = build_model(self.arch, self.shape)
+        for module in self.model.modules():     # training.dropout: every dropout of the model
+            if isinstance(module, torch.nn.Dropout):
+                module.p = self.cfg.dropout
         self.scenario = scenario
         self.uses_bias = any(l.ffn.kind == "moe" and l.ffn.balance == "bias" for l in self.arch.layers)
         r = self.cfg.replay
@@ -144,7 +148,7 @@ class ContinualSystem(L.LightningModule):
             labels = torch.cat([y, ry.to(self.device)])
         out = self.model(inputs)
         logits = restrict(out.logits, self._task_mask(labels))     # (B', C) or (B', T, C)
-        terms = {"task": cross_entropy(logits[:n], y)}      # absent terms count as 0
+        terms = {"task": cross_entropy(self._incoming(logits[:n], y), y)}   # absent terms count as 0
         if labels.shape[0] > n:
             terms["replay"] = cross_entropy(logits[n:], labels[n:])
             if stored is not None:
@@ -198,6 +202,15 @@ class ContinualSystem(L.LightningModule):
             if name != "task" and weights[name]:
                 loss = loss + weights[name] * value
         return loss
+
+    def _incoming(self, logits: Tensor, y: Tensor) -> Tensor:
+        """ER-ACE (``replay.loss: ace``) once there is something to replay: the
+        incoming batch's logits restricted to the classes it contains."""
+        if self.cfg.replay.loss != "ace" or self.replay is None or len(self.replay) == 0:
+            return logits
+        present = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        present[y[y != IGNORE]] = True
+        return restrict(logits, present)
 
     def _task_mask(self, y: Tensor) -> Tensor | None:
         """(B, C) allowed classes per sample for task-IL (from its label), else None."""

@@ -41,6 +41,11 @@ def linear(n_in: int, n_out: int, tokens: float, bias: bool = True) -> Part:
     return Part(p, p, 2.0 * tokens * n_in * n_out)
 
 
+def layer_norm(d: int) -> Part:
+    """An ``nn.LayerNorm(d)``: a weight and a bias, no matmul FLOPs."""
+    return Part(2 * d, 2 * d)
+
+
 def default_of(cls: type, name: str) -> Any:
     """The dataclass default of ``cls.name`` (so a spec never restates it)."""
     return next(f.default for f in dataclasses.fields(cls) if f.name == name)

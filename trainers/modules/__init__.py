@@ -4,6 +4,7 @@ Importing this package registers every built-in kind's builder (``registry.BUILD
 """
 from .attention import FullAttention, HeadProjection, SlidingWindowAttention
 from .block import Block, BlockOutput
+from . import ends as _ends  # noqa: F401  (registers the model-level builders)
 from .ffn import DenseFFN
 from .flops import measured_flops
 from .glu import GLUFFN, GLUExpertGroup

@@ -1,4 +1,5 @@
-"""A pre-norm transformer block: x + attn(norm(x)), then x + ffn(norm(x)).
+"""A transformer block: pre-norm x + attn(norm(x)), then x + ffn(norm(x)); or
+post-norm norm(x + attn(x)), then norm(x + ffn(x)).
 
 Shape legend: B batch, T tokens, D model, E experts.
 """
@@ -21,10 +22,12 @@ class BlockOutput:
 class Block(nn.Module):
     """Receives its parts: any attention (x -> (y, aux)) or None (no attention
     sub-layer, no norm: the ``identity`` kind), and any FFN (dense tensor or
-    ``MoEOutput``)."""
+    ``MoEOutput``). ``post``: normalise after each residual instead of before."""
 
-    def __init__(self, attn: nn.Module | None, ffn: nn.Module, d_model: int):
+    def __init__(self, attn: nn.Module | None, ffn: nn.Module, d_model: int, post: bool = False):
         super().__init__()
+        self.post = post
+        self.drop = nn.Dropout(0.0)        # on each sub-layer's output; p set by training
         self.norm_attn = nn.LayerNorm(d_model) if attn is not None else None
         self.attn = attn
         self.norm_ffn = nn.LayerNorm(d_model)
@@ -33,10 +36,18 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> BlockOutput:
         aux: dict[str, Tensor] = {}
         if self.attn is not None:
-            y, aux = self.attn(self.norm_attn(x))
-            x = x + y
-        out = self.ffn(self.norm_ffn(x))
+            x, aux = self._residual(x, self.attn, self.norm_attn)
+        out = self.ffn(x if self.post else self.norm_ffn(x))
+        loads = None
         if isinstance(out, MoEOutput):
-            aux = {**aux, **out.aux_losses}
-            return BlockOutput(x + out.out, aux, out.tokens_per_expert)
-        return BlockOutput(x + out, aux, None)
+            aux, loads, out = {**aux, **out.aux_losses}, out.tokens_per_expert, out.out
+        out = self.drop(out)
+        x = self.norm_ffn(x + out) if self.post else x + out
+        return BlockOutput(x, aux, loads)
+
+    def _residual(self, x: Tensor, attn: nn.Module, norm: nn.Module) -> tuple[Tensor, dict]:
+        if self.post:
+            y, aux = attn(x)
+            return norm(x + self.drop(y)), aux
+        y, aux = attn(norm(x))
+        return x + self.drop(y), aux

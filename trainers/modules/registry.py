@@ -18,6 +18,11 @@ Families and builder signatures:
 - ``router``: ``(cfg: RouterConfig, d_model, experts, aux_losses, bias_balance) -> module``
   returning ``RouterOutput``.
 
+- ``tokens``: ``(shape: TaskShape) -> module``, (B, T, I) -> (B, T', I').
+- ``stem``: ``(input_dim, d_model, vocab_size) -> module`` embedding the tokens.
+- ``norm``: ``(d_model) -> (post: bool, final norm module)``.
+- ``head``: ``(d_model, tokens, classes, per_token) -> modules.ends.Head``.
+
 ``trainers.model.build_model`` looks builders up here; it is the only wiring point.
 """
 from __future__ import annotations
@@ -53,7 +58,8 @@ class Builders:
         return tuple(self._builders)
 
 
-BUILDERS = {family: Builders(family) for family in ("attention", "ffn", "expert", "router")}
+FAMILIES = ("attention", "ffn", "expert", "router", "tokens", "stem", "norm", "head")
+BUILDERS = {family: Builders(family) for family in FAMILIES}
 
 
 def builder(family: str, name: str) -> Callable[[Callable], Callable]:

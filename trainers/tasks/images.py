@@ -62,7 +62,7 @@ class ImageOptions:
     def shape(self, side: int, num_classes: int) -> TaskShape:
         self.validate(side, num_classes)
         return TaskShape(seq_len=(side // self.patch) ** 2, num_classes=num_classes,
-                         input_dim=self.patch ** 2)
+                         input_dim=self.patch ** 2, image_side=side)
 
 
 def to_patches(images: Tensor, patch: int) -> Tensor:
