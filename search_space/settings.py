@@ -215,7 +215,7 @@ class SearchSettings:
 # --- ranges -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Range:
-    """``low <= value <= high`` (``low < value`` when ``low_open``); None: no bound.
+    """``low <= value <= high`` (strict at an end marked ``low_open`` / ``high_open``); None: no bound.
     Upper bounds are far beyond any sane run: they catch typos (1e12) before anything
     is allocated, not experiments."""
 
@@ -223,14 +223,15 @@ class Range:
     high: float | None = None
     low_open: bool = False
     note: str = ""
+    high_open: bool = False
 
     def problem(self, value: float) -> str | None:
         if value != value:                      # NaN passes every comparison: refuse it
             return f"must be a number, got {value}"
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return f"must be {'>' if self.low_open else '>='} {_num(self.low)}{self.note}, got {value}"
-        if self.high is not None and value > self.high:
-            return f"must be <= {_num(self.high)}{self.note}, got {value}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {_num(self.high)}{self.note}, got {value}"
         return None
 
 
@@ -252,7 +253,7 @@ RANGES: dict[type, dict[str, Range]] = {
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),
-        "log_every": COUNT, "dropout": Range(0, 0.99)},
+        "log_every": COUNT, "dropout": Range(0, 1, high_open=True)},
     Budget: {"max_flops": Range(0, INF, note=" (0 = unlimited)"),
              "max_params": Range(0, INF, note=" (0 = unlimited)")},
     SearchSettings: {

@@ -139,7 +139,9 @@ def load_int8(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) 
     The float tensors go into the float model first (quantised Linears take no
     ``load_state_dict`` of float weights); then its Linears are quantised and given the
     saved int8 weights."""
-    linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    # exactly the modules quantize_dynamic swaps: plain Linears (a head subclassing
+    # Linear keeps its own forward, so it stays float)
+    linears = {name for name, m in model.named_modules() if type(m) is nn.Linear}
     floats = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] not in linears}
     missing, unexpected = model.load_state_dict(floats, strict=False)
     missing = [k for k in missing if k.rsplit(".", 1)[0] not in linears]

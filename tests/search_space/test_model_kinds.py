@@ -113,7 +113,7 @@ def test_training_lists_become_per_trial_decisions_recorded_with_the_arch():
 
 @pytest.mark.parametrize("training,message", [
     ({"lr": [0.001, -1]}, r"training.lr\[1\]: must be > 0"),
-    ({"dropout": [0, 1.5]}, r"training.dropout\[1\]: must be in \[0, 1\)"),
+    ({"dropout": [0, 1.5]}, r"training.dropout\[1\]: must be < 1, got 1.5"),
     ({"batch_size": [16, "x"]}, r"training.batch_size\[1\]: expected an integer"),
     ({"steps_per_experience": [1, 2]}, "training.steps_per_experience: expected an integer"),
 ])
