@@ -212,12 +212,15 @@ def mlflow_uri(run_dir: str | Path) -> str:
 def tune_output(level: int) -> Iterator[None]:
     """Tune without its default loggers (``tune_callbacks`` passes CSV and JSON) and,
     below VERBOSE, without its experiment banner (Tune's newer console output prints
-    it whatever ``verbose`` says; its classic one stays silent at ``verbose=0``)."""
+    it whatever ``verbose`` says; its classic one stays silent at ``verbose=0``) and
+    without its warning that experiment snapshots come often (they do by design: each
+    experience checkpoints, ``KEEP_CHECKPOINTS``; the warning would bury the progress lines)."""
     import os
 
     wanted = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     if level < VERBOSE:
         wanted["RAY_AIR_NEW_OUTPUT"] = "0"
+        wanted["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     old = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:
