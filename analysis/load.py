@@ -10,7 +10,8 @@ machine. Column groups:
   ``schema_version``, ``repeat_of`` (a seed repeat of that proposal id; see
   ``analysis.seeds``), ``train_seed``, ``chance_accuracy``, ``baseline`` (a reference model's name,
   ``search.baselines``; "" for searched trials: ``complete`` leaves baselines out,
-  ``baselines`` gives them);
+  ``baselines`` gives them), ``evaluation`` (``standalone``, or ``inherited`` /
+  ``finetuned`` from a supernet search: see ``analysis.seeds``);
 * metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
   always present, NaN when a trial did not report it): plain names measured on the
   validation splits, ``test.<name>`` on the test splits (``SPLIT_METRICS``' twins are
@@ -46,7 +47,7 @@ ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
                 "reason", "policy", "seed", "wall_time_s", "experiences_done",
                 "cached_from", "finished_at", "schema_version", "repeat_of", "train_seed",
-                "chance_accuracy", "baseline")
+                "chance_accuracy", "baseline", "evaluation")
 SPLIT_METRICS = names.ACCURACY_METRICS + names.FORGETTING_METRICS   # measured per split
 TEST_METRICS = tuple(names.as_test(m) for m in SPLIT_METRICS)
 DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
@@ -119,7 +120,8 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
                experiences_done=record.experiences_done, cached_from=record.cached_from,
                finished_at=record.finished_at, schema_version=record.schema_version,
                repeat_of=record.repeat_of, train_seed=record.train_seed,
-               chance_accuracy=record.chance_accuracy, baseline=record.baseline)
+               chance_accuracy=record.chance_accuracy, baseline=record.baseline,
+               evaluation=record.evaluation)
     for key, value in (record.metrics or {}).items():
         row[key] = _as_float(value)
     for key, value in (record.params or {}).items():

@@ -59,6 +59,7 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     lines += _summary(df, dirs, objectives)
     lines += _front_section(df, front, objectives, picks, figures)
     lines += _confirmed_section(df, objectives, picks, out)
+    lines += _supernet_section(df, objectives)
     lines += _baseline_section(df, objectives, picks)
     lines += _best_section(ok, objectives)
     lines += _hypervolume_section(df, front, objectives, ref, figures)
@@ -373,8 +374,10 @@ def _confirmed_section(df: pd.DataFrame, objectives, picks, out: Path) -> list[s
     knee = front.iloc[knee_index(objective_matrix(front, objectives), objectives)]
     single = picks.get("knee")
     n = sorted(set(summary["n_seeds"].astype(int)))
+    what = "the first draw and its repeats" if not any(f"inherited.{o.metric}" in summary for o in objectives) \
+        else "stand-alone re-trainings only: the inherited scores are in the supernet section"
     lines += [f"{len(summary)} candidates measured with {', '.join(map(str, n))} training seeds "
-              f"each (the first draw and its repeats; the data split is the run's). Values are "
+              f"each ({what}; the data split is the run's). Values are "
               f"means over seeds ± their standard deviation (ddof 1).", ""]
     lines += ["Seed-to-seed standard deviation (mean over candidates): " + ", ".join(
         f"{m} {fmt(m, v) if v > 0 else '0'}" for m, v in spread.items()) + ".", ""]
@@ -387,6 +390,44 @@ def _confirmed_section(df: pd.DataFrame, objectives, picks, out: Path) -> list[s
     lines += _table(*_confirmed_rows(summary, front, knee, objectives))
     lines += _confirmed_picks(summary, front, knee, single, objectives, spread)
     return lines
+
+
+def _supernet_section(df: pd.DataFrame, objectives) -> list[str]:
+    """Inherited scores (``search.evaluation: supernet``) beside the stand-alone
+    re-training of the confirmed candidates; the two are never mixed (``analysis.seeds``)."""
+    if df.empty or "evaluation" not in df:
+        return []
+    first = df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()]
+    inherited = first[first["evaluation"].fillna("standalone") != "standalone"]
+    if inherited.empty:
+        return []
+    kind = "inherited and fine-tuned" if (inherited["evaluation"] == "finetuned").any() else "inherited"
+    lines = ["## Supernet: inherited vs stand-alone", "",
+             f"{len(inherited)} of the {len(first)} candidates were scored with weights {kind} from the "
+             "run's supernet (`search.evaluation: supernet`), not trained: the front, picks and "
+             "hypervolume above rank those scores. Stand-alone numbers come only from seed repeats "
+             "(`search.confirm`, `dynas confirm`), trained from scratch; they are never averaged with "
+             "the inherited scores.", ""]
+    summary = seeds.seed_summary(df, objectives) if seeds.has_repeats(df) else df.iloc[:0]
+    metric = objectives[0].metric
+    rows, tau = seeds.supernet_comparison(summary, metric)
+    if rows.empty:
+        return lines + ["No candidate was re-trained stand-alone yet: run `dynas confirm RUN --top K "
+                        "--seeds 1` to measure how well the inherited scores rank.", ""]
+    test = names.as_test(metric)
+    header = ["trial id", "arch", f"{metric} inherited", f"{metric} stand-alone (mean ± std)",
+              "stand-alone seeds", f"{test} inherited", f"{test} stand-alone"]
+    table = []
+    for _, row in rows.sort_values(f"inherited.{metric}", ascending=False).iterrows():
+        table.append([row["proposal_id"], f"`{row.get('arch.summary', row['arch_id'])}`",
+                      fmt(metric, row[f"inherited.{metric}"]), _mean_std(metric, row), int(row["n_seeds"]),
+                      fmt(test, row.get(f"inherited.{test}", float("nan"))), fmt(test, row.get(test, float("nan")))])
+    lines += _table(header, table)
+    gap = float((rows[metric] - rows[f"inherited.{metric}"]).mean())
+    lines.append(f"Stand-alone minus inherited {metric}: {gap:+.4f} on average over {len(rows)} candidates. "
+                 + (f"Kendall's tau between the two rankings: {tau:.2f}." if tau == tau else
+                    "Kendall's tau needs 3 or more re-trained candidates."))
+    return lines + [""]
 
 
 def _confirmed_rows(summary, front, knee, objectives) -> tuple[list[str], list[list[str]]]:
@@ -405,7 +446,9 @@ def _confirmed_rows(summary, front, knee, objectives) -> tuple[list[str], list[l
 
 def _mean_std(metric: str, row: pd.Series) -> str:
     std = row.get(f"std.{metric}")
-    return f"{fmt(metric, row[metric])} ± {fmt(metric, std) if std and std > 0 else '0'}"
+    if std is None or std != std:            # one measurement: no spread to show
+        return fmt(metric, row[metric])
+    return f"{fmt(metric, row[metric])} ± {fmt(metric, std) if std > 0 else '0'}"
 
 
 def _confirmed_picks(summary, front, knee, single, objectives, spread) -> list[str]:

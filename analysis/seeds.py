@@ -9,6 +9,11 @@ every objective and its ``test.`` twin; ``n_seeds`` counts the measurements. The
 other columns are the first measurement's, so ``pareto_front``, ``pick`` and the plots
 work on it unchanged: the confirmed front is the front of the means.
 
+In a supernet search (``search.evaluation: supernet``) the first measurement is an
+inherited score and the repeats are stand-alone trainings: the two are never averaged.
+The mean, std and ``n_seeds`` are then over the stand-alone repeats alone, and
+``inherited.<metric>`` keeps the inherited score (``supernet_comparison``).
+
 ``noise`` is the seed-to-seed spread of each objective: the mean over candidates of
 their std. ``within_noise`` lists the pick's front neighbours over which its advantage
 on some noisy objective (how much better it is there, in that objective's sense) is
@@ -49,21 +54,67 @@ def seed_summary(df: pd.DataFrame, objectives: Sequence[Any]) -> pd.DataFrame:
         if len(group) < 2 or firsts.empty:
             continue
         row = firsts.iloc[0].copy()
+        inherited = is_inherited(row)
+        measured = group[group["evaluation"].fillna("standalone") == "standalone"] if inherited else group
         for m in metrics:
-            values = group[m].astype(float)
+            values = measured[m].astype(float)
             row[f"single.{m}"] = row[m]
+            if inherited:
+                row[f"inherited.{m}"] = row[m]
             row[m] = float(values.mean())
-            row[f"std.{m}"] = float(values.std(ddof=1))
-        row["n_seeds"] = len(group)
+            row[f"std.{m}"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        row["n_seeds"] = len(measured)
         out.append(row)
     return pd.DataFrame(out) if out else df.iloc[:0]
+
+
+def is_inherited(row: pd.Series) -> bool:
+    """A measurement scored with a supernet's weights (not trained from scratch)."""
+    value = row.get("evaluation")
+    return isinstance(value, str) and value not in ("", "standalone")
+
+
+def supernet_comparison(summary: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, float]:
+    """(inherited vs stand-alone ``metric`` per confirmed candidate, Kendall's tau-b
+    between the two; nan with fewer than 3 candidates or no spread)."""
+    col = f"inherited.{metric}"
+    if summary.empty or col not in summary:
+        return summary.iloc[:0], float("nan")
+    rows = summary[summary[col].notna()]
+    if len(rows) < 3:
+        return rows, float("nan")
+    return rows, kendall_tau(rows[col].astype(float).tolist(), rows[metric].astype(float).tolist())
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (ties corrected, as scipy's default); nan without pairs or spread."""
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif da == db:
+                concordant += 1
+            else:
+                discordant += 1
+    untied_a = concordant + discordant + ties_b      # pairs not tied in a
+    untied_b = concordant + discordant + ties_a      # pairs not tied in b
+    if untied_a * untied_b == 0:
+        return float("nan")
+    return (concordant - discordant) / float(np.sqrt(untied_a * untied_b))
 
 
 def noise(summary: pd.DataFrame, objectives: Sequence[Any]) -> dict[str, float]:
     """Seed-to-seed std of each objective (and test twin): mean over the candidates."""
     objectives = as_objectives(objectives)
     cols = [m for o in objectives for m in (o.metric, names.as_test(o.metric))]
-    return {m: float(summary[f"std.{m}"].mean()) for m in cols if f"std.{m}" in summary}
+    return {m: float(summary[f"std.{m}"].mean()) for m in cols
+            if f"std.{m}" in summary and summary[f"std.{m}"].notna().any()}
 
 
 def advantages(front: pd.DataFrame, chosen: pd.Series, objectives: Sequence[Any],

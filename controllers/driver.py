@@ -198,7 +198,8 @@ class SearchDriver:
             return
         original = self.known.get(dup.cached_from)
         reused = TrialResult(dup.outcome.state, dict(original.metrics) if original else {},
-                             experiences_done=original.experiences_done if original else 0)
+                             experiences_done=original.experiences_done if original else 0,
+                             evaluation=original.evaluation if original else "standalone")
         self._write(self._record(dup.proposal, dup.outcome, reused, 1, cached_from=dup.cached_from))
 
     def _record(self, proposal: Proposal, outcome: Outcome, result: TrialResult, asks: int,
@@ -220,7 +221,7 @@ class SearchDriver:
             weights=weights_entry(self.run_dir, result.weights)
             if result.weights and outcome.state == "complete" and cached_from is None else None,
             repeat_of=proposal.repeat_of, train_seed=proposal.seed,
-            chance_accuracy=result.chance_accuracy)
+            chance_accuracy=result.chance_accuracy, evaluation=result.evaluation)
 
     def _write(self, record: TrialRecord) -> None:
         append_record(self.run_dir, record)

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Evaluation = tuple[str, Mapping[str, float], Mapping[str, Any]]
 Evaluate = Callable[[Candidate], Evaluation]
 EXTRA_FIELDS = ("acc_matrix", "test_acc_matrix", "expert_load", "curriculum_log", "bits_matrix", "dynamics",
-                "reason", "experiences_done", "wall_time_s", "chance_accuracy", "weights")
+                "reason", "experiences_done", "wall_time_s", "chance_accuracy", "weights", "evaluation")
 
 
 def run_local(
@@ -130,8 +130,12 @@ def _start(run_dir: Path, policy: Policy, resume: bool, info: dict, objectives: 
 
 
 # --- the real thing: trainers.fit on an experiment --------------------------------------
-def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate:
+def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: Path | None = None) -> Evaluate:
     """``evaluate`` that trains with ``trainers.fit`` (feasibility is the driver's check).
+
+    With ``supernet`` (a trained supernet file) a candidate is scored with its inherited
+    weights instead (``trainers.supernet.evaluate_inherited``); a seed repeat is still
+    trained stand-alone (what ``search.confirm`` compares the inherited numbers with).
 
     The task is built once (on the first call) and shared by every trial. Out of memory
     frees the CUDA cache so the next trial fits; the reason is worded by the driver.
@@ -148,8 +152,19 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate
             task_box.append(build_task(experiment.task, seed=experiment.training.seed))
         # a seed repeat keeps no weights: the folder is the first measurement's
         weights = weights_root / arch.arch_id if weights_root is not None and seed is None else None
+        finetune = experiment.search.supernet.finetune_steps
+        evaluation = "standalone" if supernet is None or seed is not None else \
+            "finetuned" if finetune else "inherited"
         try:
-            result = fit(arch, task_box[0], experiment.training, weights_dir=weights, seed=seed)
+            if evaluation == "standalone":
+                result = fit(arch, task_box[0], experiment.training, weights_dir=weights, seed=seed)
+            else:
+                from trainers.supernet import TrainedSupernet, evaluate_inherited
+
+                if len(task_box) == 1:
+                    task_box.append(TrainedSupernet.load(supernet))
+                result = evaluate_inherited(task_box[1], arch, task_box[0], experiment.training,
+                                            finetune_steps=finetune, weights_dir=weights)
         except Exception as err:
             if outcomes.is_oom(err):
                 _free_cuda_cache()
@@ -160,7 +175,7 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None) -> Evaluate
             "curriculum_log": result.curriculum_log, "bits_matrix": result.bits_matrix,
             "dynamics": result.dynamics, "experiences_done": len(result.acc_matrix),
             "wall_time_s": result.wall_time_s, "chance_accuracy": result.chance_accuracy,
-            "weights": str(weights) if weights else ""}
+            "weights": str(weights) if weights else "", "evaluation": evaluation}
 
     return evaluate
 
@@ -213,7 +228,10 @@ def run_local_experiment(
             if experiment.source else None}
     keeper = weight_keeper(search, run_dir) if isinstance(experiment.space, ArchSpace) else None
     weights_root = run_dir / LOCAL_WEIGHTS_DIR if keeper is not None else None
-    evaluate = fit_evaluator(experiment, weights_root) if isinstance(experiment.space, ArchSpace) \
+    from .supernet import ensure_supernet
+
+    supernet = ensure_supernet(experiment, search, run_dir, "local")
+    evaluate = fit_evaluator(experiment, weights_root, supernet) if isinstance(experiment.space, ArchSpace) \
         else evaluator_evaluate(experiment)
     written = run_local(experiment.space, evaluate, policy, search.objectives, run_dir,
                         search.trials, seed=search.seed, resume=resume, run_info=info,

@@ -41,6 +41,9 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
     with experiment.attribute_errors():
         check_search(search)
         search.validate("search")
+    if search.evaluation == "supernet":
+        with experiment.attribute_errors():
+            check_supernet(experiment, search)
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
     if isinstance(experiment.space, ArchSpace):
@@ -55,6 +58,20 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
                 raise ConfigError("search.baselines", "reference baselines are trained models: "
                                   "they need an architecture space, not a plain decision space")
     return search
+
+
+def check_supernet(experiment: Experiment, search: SearchSettings) -> None:
+    """``search.evaluation: supernet`` on a space one supernet can share
+    (``search_space.sharing``), with settings that mean something for inherited scores."""
+    from search_space.sharing import check_shareable
+
+    check_shareable(experiment.space)
+    if search.scheduler != "fifo":
+        raise ConfigError("search.scheduler", f"{search.scheduler} stops trainings between experiences; "
+                          "a supernet search trains no candidate (use fifo)")
+    if search.remeasure:
+        raise ConfigError("search.remeasure", "an inherited score has no training seed to vary; "
+                          "use search.confirm to re-train the best candidates stand-alone")
 
 
 def check_metrics(search: SearchSettings) -> None:

@@ -45,6 +45,9 @@ def _metric(v: Any) -> bool:      # NaN/inf are legal (allow_nan=True writes the
 
 
 STATES = ("complete", "failed", "pruned")
+# TrialRecord.evaluation: trained from scratch, scored with weights inherited from the
+# run's supernet, or inherited and then fine-tuned (search.evaluation: supernet)
+EVALUATIONS = ("standalone", "inherited", "finetuned")
 # field -> (check, what it must be); REQUIRED fields have no default in TrialRecord.
 FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "proposal_id": (_int, "an integer"),
@@ -75,6 +78,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "asks": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "finished_at": (lambda v: _number(v) and math.isfinite(v), "a number"),
     "schema_version": (_int, "an integer"),
+    "evaluation": (lambda v: v in EVALUATIONS, "one of " + ", ".join(EVALUATIONS)),
 }
 REQUIRED = ("proposal_id", "arch_id", "arch", "params", "state")
 

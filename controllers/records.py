@@ -75,6 +75,9 @@ class TrialRecord:
     repeat_of: int | None = None              # a seed repeat of this proposal id's architecture
     train_seed: int | None = None             # training seed when not the experiment's own
     chance_accuracy: float | None = None      # a uniform guess's accuracy on the task (None: older)
+    # how the metrics were measured (record_check.EVALUATIONS): trained from scratch, or with weights
+    # inherited from the run's supernet (search.evaluation: supernet), optionally fine-tuned
+    evaluation: str = "standalone"
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 

@@ -48,6 +48,7 @@ class TrialResult:
     trial_id: str = ""                # Ray's trial id, when run under Ray
     node: str = ""
     weights: str = ""                 # folder of the trained model's bundle, when saved
+    evaluation: str = "standalone"    # how it was scored: record_check.EVALUATIONS
 
     def __post_init__(self) -> None:
         if self.state not in TRIAL_STATES:
@@ -59,7 +60,7 @@ def tune_result(metrics: Mapping[str, float], experiences_done: int, num_experie
     """What a trainable passes to ``tune.report``: scalars for Tune, one blob for us.
 
     ``extra`` may hold ``acc_matrix``, ``test_acc_matrix``, ``expert_load``, ``curriculum_log``,
-    ``bits_matrix``, ``dynamics``, ``wall_time_s``, ``chance_accuracy``
+    ``bits_matrix``, ``dynamics``, ``wall_time_s``, ``chance_accuracy``, ``evaluation``
     and ``node_id`` (Ray's node id; the record's ``node`` is ``IP/node-id-prefix``).
     """
     blob = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
@@ -94,4 +95,4 @@ def trial_result(blob: Mapping[str, Any], state: str, reason: str | None = None,
         expert_load=blob.get("expert_load", {}), curriculum_log=blob.get("curriculum_log", []),
         bits_matrix=blob.get("bits_matrix", []), dynamics=blob.get("dynamics", []),
         wall_time_s=float(blob.get("wall_time_s", 0.0)), chance_accuracy=blob.get("chance_accuracy"),
-        trial_id=trial_id, node=blob.get("node", ""))
+        trial_id=trial_id, node=blob.get("node", ""), evaluation=blob.get("evaluation", "standalone"))

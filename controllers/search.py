@@ -38,6 +38,7 @@ from . import outcomes
 from .interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
 from .lock import run_lock
 from .confirm import confirm_in_session
+from .supernet import ensure_supernet, supernet_path
 from .prepare import (build_driver, dynas_version, experiment_text, prepare_search, run_info,
                       train_search_baselines, utc_now)
 from .records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records,
@@ -78,6 +79,8 @@ def run_search(config_path: str | Path, strategy: str | None = None, trials: int
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, "ray", address=address),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         with run_lock(run_dir):
+            ensure_supernet(experiment, search, run_dir, "ray", verbose)
+            stop.check()
             searcher = _searcher(experiment, search, run_dir, budget=search.trials, records=[],
                                  target=search.trials, verbose=verbose, stop=stop)
             tune_experiment(experiment, search, searcher, run_dir, "search", verbose, stop)
@@ -126,6 +129,7 @@ def _resume(run_dir: Path, extra_trials: int, address: str | None, verbose: int)
                         verbose=tune_verbosity(verbose), runtime_env=plugin_runtime_env()):
         stop.install()
         _extend(run_dir, run, extra_trials, target)   # once Ray is reachable: a refused resume changes nothing
+        ensure_supernet(experiment, search, run_dir, "ray", verbose)   # a kill may have cut it short
         searcher = _searcher(experiment, search, run_dir, budget=missing, records=records,
                              target=target, verbose=verbose, stop=stop)
         resumes = len(list((run_dir / TUNE_DIR).glob("resume-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
@@ -252,7 +256,10 @@ def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir:
         trainable, spec = run_trial, TrialSpec(experiment.task, experiment.training,
                                                threads=max(1, int(search.cpus_per_trial)), plugins=plugins,
                                                keep_weights=search.keep_weights != "none",
-                                               curves_dir=str((run_dir / CURVES_DIR).resolve()))
+                                               curves_dir=str((run_dir / CURVES_DIR).resolve()),
+                                               supernet=str(supernet_path(run_dir))
+                                               if search.evaluation == "supernet" else "",
+                                               finetune_steps=search.supernet.finetune_steps)
     else:
         max_t, trainable, spec = 0, run_evaluation, EvalSpec(experiment.evaluator, plugins)
     try:

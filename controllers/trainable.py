@@ -45,6 +45,23 @@ class TrialSpec:
     plugins: tuple[str, ...] = ()           # module names to import first (Plugin.modules)
     keep_weights: bool = True               # report the trained model as the last checkpoint
     curves_dir: str = ""                    # RUN_DIR/curves: each trial's TensorBoard curves
+    supernet: str = ""                      # the run's trained supernet file: candidates inherit
+    finetune_steps: int = 0                 # ... and are fine-tuned this many steps per experience
+
+
+@dataclass(frozen=True)
+class SupernetSpec:
+    """What the one supernet-training trial of ``search.evaluation: supernet`` needs."""
+
+    space: Any                              # the experiment's ArchSpace
+    task: TaskSettings
+    training: TrainingSettings
+    settings: Any                           # SupernetSettings
+    out: str                                # where the trained supernet file goes
+    budget: Any = None                      # search.budget: paths drawn must meet it
+    threads: int = 1
+    plugins: tuple[str, ...] = ()
+    curves_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,23 +102,82 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
     state_dir, resume = _state_dir()
     repeat = config.get("train_seed") is not None          # a seed repeat keeps no weights
     model_dir = state_dir.with_name(state_dir.name + "-model") if spec.keep_weights and not repeat else None
+    # a supernet run scores its candidates with inherited weights; a seed repeat (what
+    # search.confirm trains) is always trained stand-alone, from scratch
+    evaluation = "standalone" if repeat or not spec.supernet else \
+        "finetuned" if spec.finetune_steps else "inherited"
     try:
-        reporter = _Reporter(cost, task.num_experiences)
-        metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
-                      weights_dir=model_dir, seed=config.get("train_seed"),   # a seed repeat's own seed
-                      log_dir=_curves_dir(spec, config))
+        if evaluation == "standalone":
+            reporter = _Reporter(cost, task.num_experiences)
+            metrics = fit(arch, task, spec.training, [reporter], checkpoint_dir=state_dir, resume=resume,
+                          weights_dir=model_dir, seed=config.get("train_seed"),   # a seed repeat's own seed
+                          log_dir=_curves_dir(spec, config))
+        else:
+            from trainers.supernet import evaluate_inherited
+
+            metrics = evaluate_inherited(supernet_for(spec.supernet), arch, task, spec.training,
+                                         finetune_steps=spec.finetune_steps, weights_dir=model_dir)
         n = task.num_experiences
         tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
                                 test_acc_matrix=metrics.test_acc_matrix,
                                 expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
                                 bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
                                 wall_time_s=metrics.wall_time_s, chance_accuracy=metrics.chance_accuracy,
-                                node_id=_node_id()),
+                                evaluation=evaluation, node_id=_node_id()),
                     checkpoint=tune.Checkpoint.from_directory(str(model_dir)) if model_dir else None)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
         if model_dir is not None:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def run_supernet(config: dict, spec: SupernetSpec) -> None:
+    """Tune function trainable: the one trial that trains a run's supernet
+    (``trainers.supernet.train_supernet``), with its state as a Tune checkpoint after
+    every experience so a retried trial continues; the trained supernet is written to
+    ``spec.out`` (in the run directory) before the last report."""
+    import torch
+    from ray import tune
+
+    import_plugin_modules(spec.plugins)
+
+    from search_space.constraints import is_feasible
+    from trainers.supernet import train_supernet
+
+    torch.set_num_threads(max(1, spec.threads))
+    task = task_for(spec.task, spec.training.seed)
+    state_dir, _ = _state_dir()
+
+    def report(k: int, ckpt: Path | None) -> None:
+        if k + 1 < task.num_experiences:
+            tune.report(tune_result({}, k + 1, task.num_experiences, node_id=_node_id()),
+                        checkpoint=tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None)
+
+    try:
+        net = train_supernet(spec.space, task, spec.training, spec.settings,
+                             feasible=lambda a: is_feasible(a, task.shape, spec.budget),
+                             checkpoint_dir=state_dir, on_experience=report,
+                             log_dir=spec.curves_dir or None)
+        net.save(spec.out)
+        n = task.num_experiences
+        tune.report(tune_result({}, n, n, wall_time_s=net.wall_time_s, node_id=_node_id()))
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+_SUPERNETS: dict[tuple, Any] = {}          # per worker process: file -> TrainedSupernet
+
+
+def supernet_for(path: str) -> Any:
+    """The trained supernet in ``path``, loaded once per process (and again if rewritten)."""
+    from trainers.supernet import TrainedSupernet
+
+    stat = Path(path).stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _SUPERNETS:
+        _SUPERNETS.clear()
+        _SUPERNETS[key] = TrainedSupernet.load(path)
+    return _SUPERNETS[key]
 
 
 def task_for(settings: TaskSettings, seed: int) -> Any:

@@ -162,6 +162,31 @@ class ConfirmSettings:
 
 
 @dataclass(frozen=True)
+class SupernetSettings:
+    """The weight-sharing supernet of ``search.evaluation: supernet`` (``trainers.supernet``).
+
+    ``steps_per_experience``: its training steps per experience, one sampled path per
+    step (0: ``factor`` times the training section's: the supernet trains many paths
+    with one budget, so it gets more steps than one stand-alone trial). ``finetune_steps``: > 0 fine-tunes
+    each candidate's inherited weights for that many steps per experience before it is
+    scored (0: scored as inherited). ``seed``: of the path sampler and the training."""
+
+    steps_per_experience: int = 0
+    factor: float = 2.0
+    finetune_steps: int = 0
+    seed: int = 0
+
+    def validate(self, key: str = "") -> None:
+        check_ranges(self, key)
+
+    def steps(self, training_steps: int) -> int:
+        return self.steps_per_experience or max(1, round(self.factor * training_steps))
+
+
+EVALUATIONS = ("standalone", "supernet")
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """``strategy`` names a policy registered in ``controllers.policies`` (checked there,
     so a plugin's strategy needs no change here). Any other key whose value is a mapping
@@ -191,6 +216,10 @@ class SearchSettings:
     keep_weights: Literal["front", "all", "none"] = "front"   # trained weights kept per trial
     remeasure: int = 0                # a repeated proposal is retrained up to N times (fresh seeds)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
+    # how a candidate is scored: trained from scratch, or with weights inherited from one
+    # supernet trained once (its settings: ``supernet``); see trainers.supernet
+    evaluation: Literal["standalone", "supernet"] = "standalone"
+    supernet: SupernetSettings = field(default_factory=SupernetSettings)
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
@@ -206,6 +235,7 @@ class SearchSettings:
                 raise ConfigError(f"{key}.objectives[{i}].metric", f"{objective.metric!r} is already "
                                   f"objective {seen[objective.metric]}; each metric once")
             seen[objective.metric] = i
+        self.supernet.validate(f"{key}.supernet")
         for i, name in enumerate(self.loggers):
             if name not in SEARCH_LOGGERS:
                 raise ConfigError(f"{key}.loggers[{i}]", f"{name!r} is not one of {', '.join(SEARCH_LOGGERS)} "
@@ -260,6 +290,9 @@ RANGES: dict[type, dict[str, Range]] = {
         "trials": Range(1, 10**6), "concurrent": Range(1, 4096), "seed": SEED,
         "cpus_per_trial": Range(0, 4096, low_open=True), "gpus_per_trial": Range(0, 1024),
         "max_failures": Range(0, 1000), "remeasure": Range(0, 1000, note=" (0 = reuse the first measurement)")},
+    SupernetSettings: {"steps_per_experience": Range(0, 10**7, note=" (0 = factor x training's)"),
+                       "factor": Range(0, 1000, low_open=True), "finetune_steps": Range(0, 10**7),
+                       "seed": SEED},
     ConfirmSettings: {"top": Range(0, 10**4, note=" (0 = no confirmation)"),
                       "seeds": Range(0, 1000, note=" (0 = no confirmation)")},
 }

@@ -44,6 +44,22 @@ search:
   trials: 2
   concurrent: 1
 """
+SUPERNET = GOOD.replace("concurrent: 1", "concurrent: 1\n  evaluation: supernet")
+# a plugin attention kind that never declared it slices (KindSpec.slices defaults to False)
+OPAQUE_KIND = """\
+import dataclasses
+from search_space.kinds import ATTENTION
+from search_space.kinds.registries import register_attention
+from trainers.modules.attention import FullAttention
+from trainers.modules.registry import builder
+
+register_attention(dataclasses.replace(ATTENTION.get("full"), name="opaque", slices=False))
+
+
+@builder("attention", "opaque")
+def build(cfg, d_model, causal):
+    return FullAttention(d_model, cfg.heads, causal=causal)
+"""
 ARCH = ArchConfig(16, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2)),))
 GOOD_ARCH = json.dumps(ARCH.to_dict())
 
@@ -183,6 +199,16 @@ SEARCH_CASES = [
                                         "--no-report"), ("127.0.0.1", "HOST:PORT")),
     Case("search-address-bad-port", {}, ("search", "good.yaml", "--storage", "st", "--address", "127.0.0.1:99999",
                                          "--no-report"), ("127.0.0.1:99999", "port must be 1-65535")),
+    Case("search-supernet-tuned-lr", {"sn.yaml": SUPERNET.replace("batch_size: 16", "batch_size: 16\n  lr: [0.001, 0.003]")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "training.lr", "supernet")),
+    Case("search-supernet-asha", {"sn.yaml": SUPERNET.replace("concurrent: 1", "concurrent: 1\n  scheduler: asha")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.scheduler", "supernet")),
+    Case("search-supernet-unsliced-kind", {"opaque.py": OPAQUE_KIND,
+                                           "sn.yaml": "plugins: [opaque.py]\n" + SUPERNET.replace(
+                                               "attention: [{kind: full, heads: [2]}]",
+                                               "attention: [{kind: full, heads: [2]}, {kind: opaque, heads: [2]}]")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"),
+         ("sn.yaml", "space.layer.attention[1].kind", "opaque", "slices")),
     Case("resume-bad-address", {}, ("resume", "run", "--extra-trials", "1", "--address", "127.0.0.1:1",
                                     "--no-report"), ("127.0.0.1:1", "cannot connect")),
     Case("resume-negative-extra", {}, ("resume", "run", "--extra-trials", "-1", "--no-report"),

@@ -71,18 +71,22 @@ class ContinualSystem(L.LightningModule):
     """
 
     def __init__(self, arch: dict, shape: dict, training: dict,
-                 class_table: list[list[int]], scenario: str = "class_il"):
+                 class_table: list[list[int]], scenario: str = "class_il", model: torch.nn.Module | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["model"])
         self.arch = model_from_dict(arch)
         self.shape = TaskShape(**shape)
         self.cfg: TrainingSettings = from_mapping(TrainingSettings, training, "training")
-        self.model = build_model(self.arch, self.shape)
+        # ``model``: trained instead of arch's own (a weight-sharing supernet,
+        # trainers.supernet, which says itself whether it uses router biases)
+        self.model = build_model(self.arch, self.shape) if model is None else model
         for module in self.model.modules():     # training.dropout: every dropout of the model
             if isinstance(module, torch.nn.Dropout):
                 module.p = self.cfg.dropout
         self.scenario = scenario
-        self.uses_bias = any(l.ffn.kind == "moe" and l.ffn.balance == "bias" for l in self.arch.layers)
+        self.uses_bias = getattr(model, "uses_bias", None)
+        if self.uses_bias is None:
+            self.uses_bias = any(l.ffn.kind == "moe" and l.ffn.balance == "bias" for l in self.arch.layers)
         r = self.cfg.replay
         self.replay = (ReplayBuffer(r.policy, r.budget, seed=self.cfg.seed)
                        if r.policy != "none" and r.budget > 0 else None)

@@ -127,26 +127,26 @@ def _register_builtins() -> None:
     register_attention(KindSpec(
         "full", _make("full"),
         cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, t),
-        label=_heads_label, short=lambda a: "full", fields=(HEADS,)))
+        label=_heads_label, short=lambda a: "full", fields=(HEADS,), slices=True))
     register_attention(KindSpec(
         "sliding_window", _make("sliding_window"),
         cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, 2 * a.window),
         label=lambda a: _heads_label(a, f",w={a.window}"), short=lambda a: f"sw{a.window}",
         fields=(HEADS, ("window", Field(as_int, POSITIVE))),
-        validate=_needs("window", "sliding_window")))
+        validate=_needs("window", "sliding_window"), slices=True))
     register_attention(KindSpec(
         "dynamic_span", _make("dynamic_span"),
         cost=lambda a, d, t, causal: _softmax_cost(a, d, t, causal, a.max_span),
         label=lambda a: _heads_label(a, f",span={a.max_span}"), short=lambda a: "span",
         fields=(HEADS, ("max_span", Field(as_int, POSITIVE))),
-        validate=_needs("max_span", "dynamic_span")))
+        validate=_needs("max_span", "dynamic_span"), slices=True))
     register_attention(KindSpec(
         "linear", _make("linear"), cost=_linear_cost,
-        label=_heads_label, short=lambda a: "lin", fields=(HEADS,)))
+        label=_heads_label, short=lambda a: "lin", fields=(HEADS,), slices=True))
     register_attention(KindSpec(
         "identity", lambda v: AttentionConfig("identity", heads=1),
         cost=lambda a, d, t, causal: Part(), label=lambda a: "identity",
-        short=lambda a: "skip", validate=_identity_check, norm=False))
+        short=lambda a: "skip", validate=_identity_check, norm=False, slices=True))
 
 
 _register_builtins()

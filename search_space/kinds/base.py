@@ -82,6 +82,11 @@ class KindSpec:
     as a mixture of experts' expert and shared expert.
     ``norm``: the block gives this part a pre-norm (False for ``identity``: no
     sub-layer at all).
+    ``slices``: a weight-sharing supernet (``search.evaluation: supernet``) may serve
+    this kind's sub-networks by leading slices of its widest instance (every parameter
+    of a narrower config is the leading block of the widest one's, as for
+    ``nn.Linear`` widths, expert counts and per-head vectors). False for a kind that has
+    not said so (a plugin's, by default): a supernet search on it is refused up front.
     """
 
     name: str
@@ -95,6 +100,7 @@ class KindSpec:
     check_option: Callable[[Mapping[str, tuple], str], None] = _no_option_check
     token_cost: Callable[[int, int], tuple[int, float, float]] | None = None
     norm: bool = True
+    slices: bool = False
 
     @property
     def field_names(self) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ def _plain(kind: str, token_cost) -> KindSpec:
     return KindSpec(kind, lambda v: FFNConfig(kind, expansion=v["expansion"]), plain_cost,
                     label=lambda f: f"{kind}(x{f.expansion})",
                     short=lambda f: f"{kind} x{f.expansion}",
-                    fields=(EXPANSION,), token_cost=token_cost)
+                    fields=(EXPANSION,), token_cost=token_cost, slices=True)
 
 
 # --- moe -----------------------------------------------------------------------------
@@ -126,4 +126,4 @@ register_ffn(_plain("glu", _glu_token))
 register_ffn(KindSpec(
     "moe", _moe_make, _moe_cost, label=_moe_label, short=_moe_short, fields=_MOE_FIELDS,
     validate=_moe_validate, check_option=_moe_option_check,
-    conditions={"top_p": ("router", router_uses("top_p"))}))   # every router uses top_k
+    conditions={"top_p": ("router", router_uses("top_p"))}, slices=True))   # every router uses top_k

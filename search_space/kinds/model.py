@@ -83,7 +83,7 @@ def _flatten_head(d: int, t: int, c: int, per_token: bool) -> tuple[int, Part]:
 def _simple(family: str, name: str, cost, label: str = "") -> None:
     register_model_kind(family, KindSpec(name, lambda v, n=name: n, cost=cost,
                                          label=lambda _, n=label or name: n,
-                                         short=lambda _, n=label or name: n))
+                                         short=lambda _, n=label or name: n, slices=True))
 
 
 def _register_builtins() -> None:

@@ -43,8 +43,8 @@ def _dynamic_k(r: RouterConfig, experts: int) -> int:
 
 register_router(KindSpec(
     "topk", _make("topk"), cost=lambda r, experts: r.top_k,
-    label=lambda r: f"topk,k={r.top_k}", short=lambda r: f"k{r.top_k}", fields=(TOP_K,)))
+    label=lambda r: f"topk,k={r.top_k}", short=lambda r: f"k{r.top_k}", fields=(TOP_K,), slices=True))
 register_router(KindSpec(
     "dynamic", _make("dynamic"), cost=_dynamic_k,
     label=lambda r: f"dynamic,k={r.top_k},p={r.top_p}", short=lambda r: f"k{r.top_k}dyn",
-    fields=(TOP_K, TOP_P)))
+    fields=(TOP_K, TOP_P), slices=True))
