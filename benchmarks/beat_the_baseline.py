@@ -91,9 +91,10 @@ def confirm(model, task_name: str, options: dict, cfg: TrainingSettings, seeds: 
     return out
 
 
-def search(task_name: str, options: dict, tokens: list[str], cfg: TrainingSettings, trials: int, log):
+def search(task_name: str, options: dict, tokens: list[str], cfg: TrainingSettings, trials: int, log,
+           d_model: list[int] | None = None):
     """TPE over SPACE scored on validation accuracy; returns (pick, its val acc, rows)."""
-    space = parse_space({**SPACE, "tokens": tokens})
+    space = parse_space({**SPACE, "tokens": tokens, **({"d_model": d_model} if d_model else {})})
     task = validation_view(build_task(TaskSettings(task_name, options), seed=0))
     objectives = (Objective(ACC, "max"),)
     policy = make_policy("tpe", space, objectives, 0, SearchSettings(strategy="tpe", trials=trials))
@@ -135,7 +136,7 @@ def run_task(task_name: str, args, log) -> dict:
     result = {"task": task_name, "options": options, "steps": args.steps, "budget": budget,
               "mlp": {"plain": confirm(mlp, task_name, options, plain, seeds, log)}}
     if args.pick is None:
-        pick, val, trials = search(task_name, options, tokens, plain, args.trials, log)
+        pick, val, trials = search(task_name, options, tokens, plain, args.trials, log, args.d_model)
     else:                                  # confirm an earlier search's pick only
         pick, val, trials = ArchConfig.load(args.pick), math.nan, []
     result.update(pick=pick.to_dict(), pick_summary=pick.summary(), pick_val=val,
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="smoke run: 3 trials, 2 seeds, 20 steps")
     p.add_argument("--pick", type=Path, help="skip the search: confirm this arch.json (one task)")
     p.add_argument("--json", type=Path, help="write every number here")
+    p.add_argument("--d-model", type=int, nargs="+", help="the widths searched (default: 64 128)")
     args = p.parse_args(argv)
     if args.quick:
         args.trials, args.seeds, args.steps = 3, 2, 20

@@ -106,10 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=4, help="candidates confirmed stand-alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="override training.steps_per_experience")
+    p.add_argument("--fixed-training", action="store_true",
+                   help="training settings that are decisions take their first value (a supernet needs one)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     exp = load_experiment(args.config)
+    if args.fixed_training and exp.space.training:
+        fixed = {name: values[0] for name, values in exp.space.training}
+        exp = dataclasses.replace(exp, space=dataclasses.replace(exp.space, training=()),
+                                  training=dataclasses.replace(exp.training, **fixed))
     if args.steps:
         exp = dataclasses.replace(exp, training=dataclasses.replace(exp.training, steps_per_experience=args.steps))
     task = build_task(exp.task, seed=exp.training.seed)

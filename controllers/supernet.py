@@ -91,7 +91,7 @@ def _train_on_ray(experiment: Any, search: Any, run_dir: Path, path: Path, verbo
     from ray import tune
 
     from .search import TUNE_DIR, plugin_modules
-    from .tracking import CURVES_DIR, tune_output, tune_verbosity
+    from .tracking import CURVES_DIR, tune_callbacks, tune_output, tune_verbosity
     from .trainable import SupernetSpec, run_supernet
 
     spec = SupernetSpec(experiment.space, experiment.task, experiment.training, search.supernet,
@@ -105,7 +105,8 @@ def _train_on_ray(experiment: Any, search: Any, run_dir: Path, path: Path, verbo
                            name="supernet", storage_path=str((Path(run_dir) / TUNE_DIR).resolve()),
                            verbose=tune_verbosity(verbose),
                            failure_config=tune.FailureConfig(max_failures=search.max_failures),
-                           checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                           checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                           callbacks=tune_callbacks((), run_dir, "supernet")))
     with tune_output(verbose):
         grid = tuner.fit()
     errors = [r.error for r in grid if r.error is not None]
