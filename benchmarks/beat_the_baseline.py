@@ -129,6 +129,7 @@ def welch_t(a: list[float], b: list[float]) -> float:
 
 def run_task(task_name: str, args, log) -> dict:
     options, budget, tokens = TASKS[task_name]
+    tokens = args.tokens or tokens
     seeds = range(args.seeds)
     plain, ace = training(args.steps, budget), training(args.steps, budget, "ace")
     mlp = parse_reference(BASELINE, "baseline")
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pick", type=Path, help="skip the search: confirm this arch.json (one task)")
     p.add_argument("--json", type=Path, help="write every number here")
     p.add_argument("--d-model", type=int, nargs="+", help="the widths searched (default: 64 128)")
+    p.add_argument("--tokens", nargs="+", help="the tokenisations searched (default: the task's list in TASKS)")
     args = p.parse_args(argv)
     if args.quick:
         args.trials, args.seeds, args.steps = 3, 2, 20
