@@ -397,7 +397,7 @@ def _supernet_section(df: pd.DataFrame, objectives) -> list[str]:
     re-training of the confirmed candidates; the two are never mixed (``analysis.seeds``)."""
     if df.empty or "evaluation" not in df:
         return []
-    first = df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()]
+    first = complete(df)
     inherited = first[first["evaluation"].fillna("standalone") != "standalone"]
     if inherited.empty:
         return []

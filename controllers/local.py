@@ -144,6 +144,7 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: P
     from trainers.tasks import build_task
 
     task_box: list[Any] = []
+    supernet_box: list[Any] = []             # the trained supernet, loaded on first use
 
     def evaluate(arch: Candidate, seed: int | None = None) -> Evaluation:
         from trainers.fitting import fit
@@ -161,9 +162,9 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: P
             else:
                 from trainers.supernet import TrainedSupernet, evaluate_inherited
 
-                if len(task_box) == 1:
-                    task_box.append(TrainedSupernet.load(supernet))
-                result = evaluate_inherited(task_box[1], arch, task_box[0], experiment.training,
+                if not supernet_box:
+                    supernet_box.append(TrainedSupernet.load(supernet))
+                result = evaluate_inherited(supernet_box[0], arch, task_box[0], experiment.training,
                                             finetune_steps=finetune, weights_dir=weights)
         except Exception as err:
             if outcomes.is_oom(err):

@@ -137,14 +137,8 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
         # the full Lightning checkpoint (optimiser and loop state too); its content is
         # still plain tensors and containers, so torch.load(weights_only=True) reads it
         trainer.save_checkpoint(ckpt_dir / LAST_CKPT, weights_only=False)
-    realised = Realised.from_dynamics(dynamics.history[-1]) if dynamics.history else Realised()
-    values = (with_test(matrix.rows, test_matrix.rows) | estimate_cost(arch, task.shape).as_metrics()
-              | effective_metrics(arch, task.shape, realised))
-    if len(dynamics.bits_rows) == len(matrix.rows):   # a state saved before B existed has none
-        values |= bits_metrics(dynamics.bits_rows)
-    values[LATENCY_MS] = model_latency_ms(system.model, task.shape, 1, resolve_accelerator(cfg.device))
-    values |= plugin_metrics(matrix.rows, values)
-    values |= held_out_plugin_metrics(test_matrix.rows, values)
+    values = trial_values(arch, task, system.model, matrix.rows, test_matrix.rows, dynamics.bits_rows,
+                          dynamics.history, resolve_accelerator(cfg.device))
     if weights_dir is not None:
         save_bundle(weights_dir, system.model, task, values)
     return TrialMetrics(values=values, acc_matrix=[list(r) for r in matrix.rows],
@@ -155,6 +149,22 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
                         curriculum_log=list(curriculum.entries), steps=steps,
                         wall_time_s=past_wall + time.perf_counter() - started,
                         chance_accuracy=task.chance_accuracy)
+
+
+def trial_values(arch: ArchConfig, task: Task, model: torch.nn.Module, rows: list, test_rows: list,
+                 bits_rows: list, history: list, device: str) -> dict[str, float]:
+    """Every metric of a trial from its measurements: continual metrics of R_val and
+    R_test, static and effective cost, bits, latency, plugin metrics. Shared by ``fit``
+    and the supernet's inherited scoring (``trainers.supernet``), so both report one set."""
+    realised = Realised.from_dynamics(history[-1]) if history else Realised()
+    values = (with_test(rows, test_rows) | estimate_cost(arch, task.shape).as_metrics()
+              | effective_metrics(arch, task.shape, realised))
+    if len(bits_rows) == len(rows):          # a state saved before B existed has none
+        values |= bits_metrics(bits_rows)
+    values[LATENCY_MS] = model_latency_ms(model, task.shape, 1, device)
+    values |= plugin_metrics(rows, values)
+    values |= held_out_plugin_metrics(test_rows, values)
+    return values
 
 
 def plan(task: Task, cfg: TrainingSettings) -> list[Stint]:

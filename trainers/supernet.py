@@ -254,7 +254,9 @@ class SuperNet(nn.Module):
         self._last: _Path | None = None
         self.params = nn.ParameterDict()
         self.state = nn.Module()             # the shared buffers (router biases, loads)
-        self._init_shared(spanning_archs(space, shape))
+        archs = spanning_archs(space, shape)
+        self.widest = archs[0]               # a buildable architecture of the space (hparams)
+        self._init_shared(archs)
         self.sampled = 0                     # paths drawn for training
 
     def _init_shared(self, archs: list[ArchConfig]) -> None:
@@ -268,28 +270,16 @@ class SuperNet(nn.Module):
                 old = widest.get(key, (size, is_param, True))[0]
                 persistent = is_param or attr not in module._non_persistent_buffers_set
                 widest[key] = (tuple(max(a, b) for a, b in zip(old, size)), is_param, persistent)
-        done: set[str] = set()
+        first: dict[str, tuple[Tensor, bool]] = {}
         for arch in archs:                   # pass 2: values from a real model of that width
-            model = build_model(arch, self.shape)
-            for name, _, _, is_param, t in _tensors(model):
+            for name, _, _, is_param, t in _tensors(build_model(arch, self.shape)):
                 key = share_key(name, arch)
-                size, _, persistent = widest[key]
-                if key in done:
-                    continue
-                full = _grow(t.detach(), tuple(t.shape), size)
-                if tuple(full.shape) == size:
-                    self._register(key, full, is_param, persistent)
-                    done.add(key)
-        missing = sorted(set(widest) - done)
-        for arch in archs:                   # widest along each axis in different options
-            model = build_model(arch, self.shape)
-            for name, _, _, is_param, t in _tensors(model):
-                key = share_key(name, arch)
-                if key in missing and key not in done:
-                    size, _, persistent = widest[key]
-                    self._register(key, _grow(t.detach(), tuple(t.shape),
-                                              size, fill=True), is_param, persistent)
-                    done.add(key)
+                have = first.get(key)
+                if have is None or tuple(have[0].shape) != widest[key][0]:   # keep the widest seen
+                    first[key] = (t.detach(), is_param)
+        for key, (t, is_param) in first.items():  # widest along each axis in different options: grown
+            size, _, persistent = widest[key]
+            self._register(key, _grow(t, size), is_param, persistent)
         self.keys = sorted(widest)
 
     def _register(self, key: str, value: Tensor, is_param: bool, persistent: bool) -> None:
@@ -387,10 +377,10 @@ class SuperNet(nn.Module):
                     module.update_router_bias(rate)
 
 
-def _grow(t: Tensor, shape: tuple[int, ...], size: tuple[int, ...], fill: bool = False) -> Tensor:
-    """``t`` if it already has the widest ``size``; with ``fill``, ``t`` as the leading
-    block of a tensor of ``size`` whose rest is drawn from t's own spread."""
-    if tuple(t.shape) == size or not fill:
+def _grow(t: Tensor, size: tuple[int, ...]) -> Tensor:
+    """``t`` if it already has the widest ``size``; otherwise ``t`` as the leading block
+    of a tensor of ``size`` whose rest is drawn from t's own spread."""
+    if tuple(t.shape) == size:
         return t
     std = float(t.float().std()) if t.numel() > 1 else 0.02
     out = torch.randn(size, dtype=t.dtype) * std + (float(t.float().mean()) if t.numel() else 0.0)
@@ -460,8 +450,7 @@ def train_supernet(space: ArchSpace, task, cfg: TrainingSettings, settings: Supe
     started = time.perf_counter()
     L.seed_everything(cfg.seed, verbose=False)
     net = SuperNet(space, task.shape, seed=cfg.seed, feasible=feasible, dropout=cfg.dropout)
-    widest = spanning_archs(space, task.shape)[0]
-    system = ContinualSystem(widest.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
+    system = ContinualSystem(net.widest.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
                              [list(e.classes) for e in task.experiences], task.scenario, model=net)
     wanted = fingerprint(space, task, cfg, settings)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -532,16 +521,10 @@ def evaluate_inherited(supernet: TrainedSupernet, arch: ArchConfig, task, cfg: T
                        *, finetune_steps: int = 0, weights_dir: str | os.PathLike | None = None) -> TrialMetrics:
     """Score ``arch`` with its slices of ``supernet`` (module docstring): the same
     metrics a stand-alone ``fit`` reports, from R_val / R_test over the snapshots."""
-    from search_space.cost import Realised, effective_metrics, estimate_cost
-    from search_space.names import LATENCY_MS
-
     from .bundle import save_bundle
-    from .continual import with_test
-    from .dynamics import bits_metrics, measure
+    from .dynamics import measure
     from .evaluation import evaluate_row, expert_fractions
-    from .fitting import fit, resolve_accelerator
-    from .latency import model_latency_ms
-    from .metrics import held_out_plugin_metrics, plugin_metrics
+    from .fitting import fit, resolve_accelerator, trial_values
 
     arch.validate()
     if len(supernet.snapshots) != task.num_experiences:
@@ -568,12 +551,7 @@ def evaluate_inherited(supernet: TrainedSupernet, arch: ArchConfig, task, cfg: T
         test_rows.append(test_row)
         bits_rows.append(bits)
         history.append({"experience": k, **entry})
-    realised = Realised.from_dynamics(history[-1])
-    values = (with_test(rows, test_rows) | estimate_cost(arch, task.shape).as_metrics()
-              | effective_metrics(arch, task.shape, realised) | bits_metrics(bits_rows))
-    values[LATENCY_MS] = model_latency_ms(model, task.shape, 1, device.type)
-    values |= plugin_metrics(rows, values)
-    values |= held_out_plugin_metrics(test_rows, values)
+    values = trial_values(arch, task, model, rows, test_rows, bits_rows, history, device.type)
     if weights_dir is not None:
         save_bundle(weights_dir, model.cpu(), task, values)
     return TrialMetrics(values=values, acc_matrix=rows, test_acc_matrix=test_rows,
