@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controllers.interrupt import Interrupted, InterruptedNow
-from search_space.errors import DynasError, InfrastructureError
+from dynas.controllers.interrupt import Interrupted, InterruptedNow
+from dynas.search_space.errors import DynasError, InfrastructureError
 
 EXIT_USER_ERROR = 2
 EXIT_INFRASTRUCTURE = 75      # EX_TEMPFAIL: a full disk, a lost node; fix it and resume
@@ -38,12 +38,12 @@ PLUGIN_HELP = ("import this module, .py file or folder first (repeatable); what 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search_space import commands as space_commands
-    from trainers import commands as train_commands
-    from controllers import commands as search_commands
-    from controllers.prepare import dynas_version
-    from analysis import commands as analysis_commands
-    from analysis import listing
+    from dynas.search_space import commands as space_commands
+    from dynas.trainers import commands as train_commands
+    from dynas.controllers import commands as search_commands
+    from dynas.controllers.prepare import dynas_version
+    from dynas.analysis import commands as analysis_commands
+    from dynas.analysis import listing
 
     parser = _Parser(
         prog="dynas",
@@ -82,13 +82,13 @@ def _plugin_args(argv: list[str]) -> list[str]:
 
 
 def load_cli_plugins(argv: list[str]) -> None:
-    from search_space.plugins import load_plugins
+    from dynas.search_space.plugins import load_plugins
 
     load_plugins(_plugin_args(argv), key="--plugin")
 
 
 def _task_shape(task_settings):
-    from trainers.tasks import task_shape
+    from dynas.trainers.tasks import task_shape
 
     return task_shape(task_settings)
 
@@ -96,9 +96,9 @@ def _task_shape(task_settings):
 def _check_search(experiment):
     """The search section's checks only controllers know: the strategy and its settings,
     and (an architecture space) objectives naming metrics that training reports."""
-    from controllers.policies import check_search
-    from controllers.prepare import check_metrics
-    from search_space.space import ArchSpace
+    from dynas.controllers.policies import check_search
+    from dynas.controllers.prepare import check_metrics
+    from dynas.search_space.space import ArchSpace
 
     check_search(experiment.search)
     if isinstance(experiment.space, ArchSpace):
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
         run_dir = getattr(result, "run_dir", None)       # a search command's RunResult
         if run_dir is not None and not getattr(args, "no_report", True):
-            from analysis.commands import write_report_for
+            from dynas.analysis.commands import write_report_for
 
             write_report_for([run_dir], out=None)
         return int(getattr(result, "exit_code", result) or 0)

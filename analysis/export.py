@@ -28,12 +28,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from controllers.kept_weights import INDEX_FILE, read_index
-from controllers.records import write_json_atomic
-from search_space import names
-from search_space.arch import ArchConfig
-from search_space.errors import DynasError
-from trainers.bundle import BUNDLE_FILES, copy_bundle
+from dynas.controllers.kept_weights import INDEX_FILE, read_index
+from dynas.controllers.records import write_json_atomic
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import DynasError
+from dynas.trainers.bundle import BUNDLE_FILES, copy_bundle
 
 from .load import is_transformer_arch, load_runs, metric_columns, read_run_meta, run_objectives
 from .pareto import hypervolume, objective_matrix, pareto_front, pick as pick_trial, reference_point
@@ -44,9 +44,9 @@ DEFAULT_NAME = "arch.json"
 
 def dynas_version() -> str:
     """The installed dynas version, or ``unknown`` when run from a source tree."""
-    import search_space
+    import dynas
 
-    version = getattr(search_space, "__version__", None)
+    version = getattr(dynas, "__version__", None)
     if version:
         return str(version)
     try:

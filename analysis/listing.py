@@ -30,15 +30,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def tasks() -> list[str]:
-    from trainers.tasks import TASKS
+    from dynas.trainers.tasks import TASKS
 
     width = max(map(len, TASKS), default=0)
     return [f"{name:<{width}}  {spec.description}" for name, spec in sorted(TASKS.items())]
 
 
 def kinds() -> list[str]:
-    from search_space.kinds import REGISTRIES
-    from trainers.modules import BUILDERS      # importing the package registers every builder
+    from dynas.search_space.kinds import REGISTRIES
+    from dynas.trainers.modules import BUILDERS      # importing the package registers every builder
 
     rows = []
     for family, registry in REGISTRIES.items():
@@ -52,16 +52,16 @@ def kinds() -> list[str]:
 
 
 def strategies() -> list[str]:
-    from controllers.policies import POLICIES
+    from dynas.controllers.policies import POLICIES
 
     return [f"{name}" + (f"  (settings: search.{name})" if e.settings_cls else "")
             for name, e in POLICIES.items()]
 
 
 def metrics() -> list[str]:
-    from search_space import names
-    from search_space.evaluators import EVALUATORS, load_builtin_evaluators
-    from trainers.metrics import METRICS
+    from dynas.search_space import names
+    from dynas.search_space.evaluators import EVALUATORS, load_builtin_evaluators
+    from dynas.trainers.metrics import METRICS
 
     load_builtin_evaluators()
     rows = [(m, "built-in") for m in names.ALL_METRICS]
@@ -73,7 +73,7 @@ def metrics() -> list[str]:
 
 
 def evaluators() -> list[str]:
-    from search_space.evaluators import EVALUATORS, load_builtin_evaluators
+    from dynas.search_space.evaluators import EVALUATORS, load_builtin_evaluators
 
     load_builtin_evaluators()
     if not EVALUATORS:

@@ -33,12 +33,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from controllers.records import iter_records, read_run
-from search_space import names
-from search_space.arch import ArchConfig
-from search_space.errors import DynasError
-from search_space.reference import REFERENCE_KEY, model_from_dict
-from search_space.settings import Objective
+from dynas.controllers.records import iter_records, read_run
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import DynasError
+from dynas.search_space.reference import REFERENCE_KEY, model_from_dict
+from dynas.search_space.settings import Objective
 
 PathLike = str | os.PathLike
 OBJECT_COLUMNS = ("arch", "acc_matrix", "test_acc_matrix", "expert_load", "objective_values")

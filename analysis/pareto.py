@@ -22,10 +22,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from controllers import pareto
-from search_space import names
-from search_space.errors import DynasError
-from search_space.settings import Objective
+from dynas.controllers import pareto
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
+from dynas.search_space.settings import Objective
 
 from .load import as_objectives, complete, searched
 

@@ -17,8 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from search_space import names
-from search_space.errors import DynasError
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
 
 from .load import DEFAULT_OBJECTIVES, as_objectives, baselines, complete, is_transformer_arch
 from .pareto import pareto_front, running_hypervolume

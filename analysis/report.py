@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from search_space import names
-from search_space.arch import ArchConfig
-from search_space.errors import DynasError
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import DynasError
 
 from . import plots, seeds
 from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete,

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from search_space import names
+from dynas.search_space import names
 
 from .load import as_objectives
 

@@ -13,7 +13,7 @@ import torch
 
 from benchmarks._timing import (contention_probe, forward_backward, median_seconds,
                                 print_table, setup)
-from trainers.modules import (DynamicSpanAttention, FullAttention, LinearAttention,
+from dynas.trainers.modules import (DynamicSpanAttention, FullAttention, LinearAttention,
                               SlidingWindowAttention)
 
 TARGETS = {4096: 0.6, 8192: 0.35}

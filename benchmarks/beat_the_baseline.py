@@ -34,16 +34,16 @@ from pathlib import Path
 
 import torch
 
-from controllers.local import run_local
-from controllers.policies import make_policy
-from search_space import names
-from search_space.arch import ArchConfig
-from search_space.constraints import is_feasible
-from search_space.reference import parse_reference
-from search_space.settings import Objective, ReplaySettings, SearchSettings, TaskSettings, TrainingSettings
-from search_space.space import parse_space
-from trainers.fitting import fit
-from trainers.tasks import build_task
+from dynas.controllers.local import run_local
+from dynas.controllers.policies import make_policy
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.constraints import is_feasible
+from dynas.search_space.reference import parse_reference
+from dynas.search_space.settings import Objective, ReplaySettings, SearchSettings, TaskSettings, TrainingSettings
+from dynas.search_space.space import parse_space
+from dynas.trainers.fitting import fit
+from dynas.trainers.tasks import build_task
 
 ACC = names.FINAL_AVG_ACCURACY
 # per task: task options, replay buffer (samples in total), the tokenisations searched

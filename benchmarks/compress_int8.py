@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
-from search_space.settings import ReplaySettings, TaskSettings, TrainingSettings
-from trainers.compress import compress, table
-from trainers.downstream import train_arch
-from trainers.pruning import PruneSpec
-from trainers.tasks import build_task
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
+from dynas.search_space.settings import ReplaySettings, TaskSettings, TrainingSettings
+from dynas.trainers.compress import compress, table
+from dynas.trainers.downstream import train_arch
+from dynas.trainers.pruning import PruneSpec
+from dynas.trainers.tasks import build_task
 
 TASKS = {"split_digits": TaskSettings("split_digits", {"patch": 2}),
          "split_fashion_mnist": TaskSettings("split_fashion_mnist", {"patch": 7, "train_per_class": 1000,

@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
-from search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
-from trainers.fitting import fit
-from trainers.tasks import build_task
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
+from dynas.search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
+from dynas.trainers.fitting import fit
+from dynas.trainers.tasks import build_task
 
 # per task: steps per experience and the replay budget (samples in total)
 FULL = {"split_digits": (300, 200), "split_fashion_mnist": (300, 1000)}

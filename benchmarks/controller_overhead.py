@@ -23,15 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from controllers.policies import make_policy
-from controllers.records import iter_records
-from controllers.search import tune_search
-from controllers.driver import SearchDriver
-from controllers.results import tune_result
-from controllers.tune_searcher import PolicySearcher
-from search_space import names
-from search_space.plain import parse_decision_space
-from search_space.settings import Objective
+from dynas.controllers.policies import make_policy
+from dynas.controllers.records import iter_records
+from dynas.controllers.search import tune_search
+from dynas.controllers.driver import SearchDriver
+from dynas.controllers.results import tune_result
+from dynas.controllers.tune_searcher import PolicySearcher
+from dynas.search_space import names
+from dynas.search_space.plain import parse_decision_space
+from dynas.search_space.settings import Objective
 
 OVERHEAD_TARGET_S = 0.5
 UTILISATION_TARGET = 0.90

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.experiment import load_experiment
-from trainers.fitting import fit
-from trainers.tasks import build_task
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.experiment import load_experiment
+from dynas.trainers.fitting import fit
+from dynas.trainers.tasks import build_task
 
 TARGET = 0.03
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,15 +34,15 @@ from pathlib import Path
 import torch
 
 from benchmarks._timing import contention_probe, median_seconds, print_table, setup
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.cost import Realised, realised_attention
-from search_space.kinds import ATTENTION, FFN, linear
-from search_space.settings import LossWeights, TaskSettings, TrainingSettings
-from trainers.fitting import STATE_FILE, fit, load_state
-from trainers.model import build_model
-from trainers.modules.span import DynamicSpanAttention
-from trainers.tasks import build_task
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.cost import Realised, realised_attention
+from dynas.search_space.kinds import ATTENTION, FFN, linear
+from dynas.search_space.settings import LossWeights, TaskSettings, TrainingSettings
+from dynas.trainers.fitting import STATE_FILE, fit, load_state
+from dynas.trainers.model import build_model
+from dynas.trainers.modules.span import DynamicSpanAttention
+from dynas.trainers.tasks import build_task
 
 
 def architectures(args) -> dict[str, tuple[ArchConfig, LossWeights]]:

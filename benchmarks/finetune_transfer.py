@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from analysis.export import export_arch
-from controllers.local import run_local_experiment
-from search_space import names
-from search_space.arch import ArchConfig
-from search_space.experiment import parse_experiment
-from search_space.settings import ReplaySettings, TaskSettings, TrainingSettings
-from trainers.downstream import train_arch
+from dynas.analysis.export import export_arch
+from dynas.controllers.local import run_local_experiment
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.settings import ReplaySettings, TaskSettings, TrainingSettings
+from dynas.trainers.downstream import train_arch
 
 SPACE = {"layers": [1, 2], "d_model": [32, 64], "layer": {
     "attention": [{"kind": "full", "heads": [2, 4]}, {"kind": "sliding_window", "heads": [2, 4], "window": [8]}],

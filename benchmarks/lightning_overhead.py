@@ -19,14 +19,14 @@ import time
 
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
-from search_space.settings import TaskSettings, TrainingSettings, settings_dict
-from trainers.curriculum import CurriculumBatchSampler
-from trainers.evaluation import cross_entropy
-from trainers.fitting import make_trainer, quiet_lightning
-from trainers.model import build_model
-from trainers.system import ContinualSystem
-from trainers.tasks import build_task
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
+from dynas.search_space.settings import TaskSettings, TrainingSettings, settings_dict
+from dynas.trainers.curriculum import CurriculumBatchSampler
+from dynas.trainers.evaluation import cross_entropy
+from dynas.trainers.fitting import make_trainer, quiet_lightning
+from dynas.trainers.model import build_model
+from dynas.trainers.system import ContinualSystem
+from dynas.trainers.tasks import build_task
 
 TARGET = 0.10
 CLOCK = time.process_time    # CPU seconds: robust to other jobs on a shared machine

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from benchmarks._timing import (contention_probe, forward_backward, median_seconds,
                                 print_table, setup)
-from trainers.modules import MoE, DenseFFN, ExpertGroup, TopKRouter
+from dynas.trainers.modules import MoE, DenseFFN, ExpertGroup, TopKRouter
 
 
 class NaiveMoE(nn.Module):

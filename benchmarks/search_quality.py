@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controllers.local import run_local  # noqa: E402
-from controllers.pareto import hypervolume  # noqa: E402
-from controllers.policies import PPOSettings, make_policy  # noqa: E402
-from search_space import names  # noqa: E402
-from search_space.plain import parse_decision_space  # noqa: E402
-from search_space.settings import Objective, SearchSettings  # noqa: E402
+from dynas.controllers.local import run_local  # noqa: E402
+from dynas.controllers.pareto import hypervolume  # noqa: E402
+from dynas.controllers.policies import PPOSettings, make_policy  # noqa: E402
+from dynas.search_space import names  # noqa: E402
+from dynas.search_space.plain import parse_decision_space  # noqa: E402
+from dynas.search_space.settings import Objective, SearchSettings  # noqa: E402
 
 SPACE = parse_decision_space({"decisions": {
     "depth": {"low": 1, "high": 6},

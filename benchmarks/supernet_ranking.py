@@ -43,15 +43,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controllers.pareto import hypervolume, non_dominated_sort, to_minimise  # noqa: E402
-from search_space import names  # noqa: E402
-from search_space.constraints import is_feasible  # noqa: E402
-from search_space.experiment import load_experiment  # noqa: E402
-from search_space.settings import Objective, SupernetSettings  # noqa: E402
-from search_space.suggest import RandomSuggester  # noqa: E402
-from trainers.fitting import fit  # noqa: E402
-from trainers.supernet import evaluate_inherited, train_supernet  # noqa: E402
-from trainers.tasks import build_task  # noqa: E402
+from dynas.controllers.pareto import hypervolume, non_dominated_sort, to_minimise  # noqa: E402
+from dynas.search_space import names  # noqa: E402
+from dynas.search_space.constraints import is_feasible  # noqa: E402
+from dynas.search_space.experiment import load_experiment  # noqa: E402
+from dynas.search_space.settings import Objective, SupernetSettings  # noqa: E402
+from dynas.search_space.suggest import RandomSuggester  # noqa: E402
+from dynas.trainers.fitting import fit  # noqa: E402
+from dynas.trainers.supernet import evaluate_inherited, train_supernet  # noqa: E402
+from dynas.trainers.tasks import build_task  # noqa: E402
 
 ACC, TEST_ACC, FLOPS = names.FINAL_AVG_ACCURACY, names.as_test(names.FINAL_AVG_ACCURACY), names.FLOPS
 OBJECTIVES = (Objective(ACC, "max"), Objective(FLOPS, "min"))
@@ -72,7 +72,7 @@ def draw(space, shape, n: int, seed: int) -> list:
 
 
 def kendall(a: list[float], b: list[float]) -> tuple[float, float]:
-    from analysis.seeds import kendall_tau
+    from dynas.analysis.seeds import kendall_tau
 
     return kendall_tau(a, b), spearman(a, b)
 

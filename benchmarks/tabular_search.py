@@ -33,13 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controllers.local import run_local  # noqa: E402
-from controllers.pareto import hypervolume, non_dominated, to_minimise  # noqa: E402
-from controllers.policies import PPOSettings, make_policy  # noqa: E402
-from controllers.policies.optuna_policies import population_for, startup_trials_for  # noqa: E402
-from search_space.plain import parse_decision_space  # noqa: E402
-from search_space.settings import Objective, SearchSettings  # noqa: E402
-from trainers.tabular import nasbench_graph as nbg  # noqa: E402
+from dynas.controllers.local import run_local  # noqa: E402
+from dynas.controllers.pareto import hypervolume, non_dominated, to_minimise  # noqa: E402
+from dynas.controllers.policies import PPOSettings, make_policy  # noqa: E402
+from dynas.controllers.policies.optuna_policies import population_for, startup_trials_for  # noqa: E402
+from dynas.search_space.plain import parse_decision_space  # noqa: E402
+from dynas.search_space.settings import Objective, SearchSettings  # noqa: E402
+from dynas.trainers.tabular import nasbench_graph as nbg  # noqa: E402
 
 SPACE = parse_decision_space({"decisions": nbg.decision_space_spec()})
 MULTI = (Objective(nbg.VAL_ACCURACY, "max"), Objective(nbg.LATENCY, "min"))

@@ -12,18 +12,18 @@ from .policy import Outcome, Policy, Proposal
 from .records import TrialRecord, append_record, iter_records, write_json_atomic
 
 _LAZY = {
-    "make_policy": "controllers.policies",
-    "register_policy": "controllers.policies",
-    "POLICIES": "controllers.policies",
-    "SearchDriver": "controllers.driver",
-    "TrialResult": "controllers.results",
-    "objective_values": "controllers.objectives",
-    "run_local": "controllers.local",
-    "run_local_experiment": "controllers.local",
-    "run_search": "controllers.search",
-    "resume_search": "controllers.search",
-    "confirm_run": "controllers.confirm",
-    "PolicySearcher": "controllers.tune_searcher",
+    "make_policy": "dynas.controllers.policies",
+    "register_policy": "dynas.controllers.policies",
+    "POLICIES": "dynas.controllers.policies",
+    "SearchDriver": "dynas.controllers.driver",
+    "TrialResult": "dynas.controllers.results",
+    "objective_values": "dynas.controllers.objectives",
+    "run_local": "dynas.controllers.local",
+    "run_local_experiment": "dynas.controllers.local",
+    "run_search": "dynas.controllers.search",
+    "resume_search": "dynas.controllers.search",
+    "confirm_run": "dynas.controllers.confirm",
+    "PolicySearcher": "dynas.controllers.tune_searcher",
 }
 
 __all__ = [

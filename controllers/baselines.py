@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from search_space.arch import ArchConfig, TaskShape
-from search_space.cost import estimate_cost
-from search_space.errors import ConfigError
-from search_space.reference import parse_reference
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.reference import parse_reference
 
 from .records import TrialRecord, append_record
 from .results import TrialResult

@@ -47,7 +47,7 @@ import os
 import socket
 from typing import Iterator
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from search_space.arch import ArchConfig
-from search_space.errors import ConfigError, DynasError
-from search_space.experiment import load_experiment
-from search_space.settings import Objective
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.experiment import load_experiment
+from dynas.search_space.settings import Objective
 
 from . import pareto
 from .dedup import Measured
@@ -104,7 +104,7 @@ def confirm_in_session(experiment, search, run_dir: Path, runner: str, verbose: 
 def _queued(experiment, search, run_dir: Path, top: int, seeds: int):
     """A driver holding the missing repeats as queued confirmations (None: nothing to
     confirm, no complete trial)."""
-    from search_space.space import ArchSpace
+    from dynas.search_space.space import ArchSpace
 
     from .prepare import build_driver
 

@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from search_space.errors import InfeasibleError
+from dynas.search_space.errors import InfeasibleError
 
 from .policy import Outcome, Policy, Proposal
 from .records import TrialRecord

@@ -43,9 +43,9 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from search_space.base import Candidate
-from search_space.errors import InfeasibleError
-from search_space.settings import Objective
+from dynas.search_space.base import Candidate
+from dynas.search_space.errors import InfeasibleError
+from dynas.search_space.settings import Objective
 
 from . import outcomes
 from .kept_weights import WeightKeeper, weights_entry

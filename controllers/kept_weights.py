@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from search_space.settings import Objective
+from dynas.search_space.settings import Objective
 
 from .pareto import non_dominated, to_minimise
 from .records import TrialRecord, write_json_atomic

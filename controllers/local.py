@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from search_space.base import Candidate, Space
-from search_space.errors import DynasError, InfeasibleError, InfrastructureError
-from search_space.settings import Objective
+from dynas.search_space.base import Candidate, Space
+from dynas.search_space.errors import DynasError, InfeasibleError, InfrastructureError
+from dynas.search_space.settings import Objective
 
 from . import outcomes
 from .driver import Feasibility, SearchDriver
@@ -141,13 +141,13 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: P
     frees the CUDA cache so the next trial fits; the reason is worded by the driver.
     With ``weights_root`` each trained model is saved as ``weights_root/<arch_id>/``.
     """
-    from trainers.tasks import build_task
+    from dynas.trainers.tasks import build_task
 
     task_box: list[Any] = []
     supernet_box: list[Any] = []             # the trained supernet, loaded on first use
 
     def evaluate(arch: Candidate, seed: int | None = None) -> Evaluation:
-        from trainers.fitting import fit
+        from dynas.trainers.fitting import fit
 
         if not task_box:
             task_box.append(build_task(experiment.task, seed=experiment.training.seed))
@@ -160,7 +160,7 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: P
             if evaluation == "standalone":
                 result = fit(arch, task_box[0], experiment.training, weights_dir=weights, seed=seed)
             else:
-                from trainers.supernet import TrainedSupernet, evaluate_inherited
+                from dynas.trainers.supernet import TrainedSupernet, evaluate_inherited
 
                 if not supernet_box:
                     supernet_box.append(TrainedSupernet.load(supernet))
@@ -183,7 +183,7 @@ def fit_evaluator(experiment: Any, weights_root: Path | None = None, supernet: P
 
 def evaluator_evaluate(experiment: Any) -> Evaluate:
     """``evaluate`` of a plain decision space: one call of the experiment's evaluator."""
-    from search_space.evaluators import evaluate as call
+    from dynas.search_space.evaluators import evaluate as call
 
     settings = experiment.evaluator
 
@@ -213,7 +213,7 @@ def run_local_experiment(
     evaluator (a plain space), no Ray involved; checked exactly as
     ``controllers.search`` checks it (``prepare_search``). With ``search.confirm`` the
     best candidates get their seed repeats at the end; the records returned include them."""
-    from search_space.space import ArchSpace
+    from dynas.search_space.space import ArchSpace
 
     from .policies import make_policy
     from .prepare import (experiment_text, feasibility, prepare_search, train_search_baselines,

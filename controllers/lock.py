@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 PID_FILE = ".lock"
 

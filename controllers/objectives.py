@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Sequence
 
-from search_space.errors import ConfigError
-from search_space.names import selection_metrics
-from search_space.settings import Objective
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.names import selection_metrics
+from dynas.search_space.settings import Objective
 
 
 def objective_values(metrics: Mapping[str, float], objectives: Sequence[Objective]) -> tuple[float, ...]:

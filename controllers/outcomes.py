@@ -21,8 +21,8 @@ import errno
 import sys
 from typing import Sequence
 
-from search_space.errors import ConfigError, InfeasibleError
-from search_space.settings import Objective
+from dynas.search_space.errors import ConfigError, InfeasibleError
+from dynas.search_space.settings import Objective
 
 from .objectives import is_finite, objective_values
 from .policy import Outcome

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from search_space.settings import Objective
+from dynas.search_space.settings import Objective
 
 
 def to_minimise(values: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,

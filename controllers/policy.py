@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
-from search_space.base import Candidate, Space
-from search_space.settings import Objective
+from dynas.search_space.base import Candidate, Space
+from dynas.search_space.settings import Objective
 
 TrialState = Literal["complete", "failed", "pruned"]
 

@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from search_space.errors import ConfigError, DynasError
-from search_space.experiment import Experiment
-from search_space.settings import SearchSettings
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.experiment import Experiment
+from dynas.search_space.settings import SearchSettings
 
 from .driver import Feasibility, SearchDriver
 from .kept_weights import WeightKeeper
@@ -27,7 +27,7 @@ from .records import OPTUNA_DB, POLICY_STATE_FILE, TrialRecord
 def prepare_search(experiment: Experiment, strategy: str | None = None, trials: int | None = None,
                    concurrent: int | None = None, seed: int | None = None) -> SearchSettings:
     """The experiment's search settings with the overrides, checked (module docstring)."""
-    from search_space.space import ArchSpace
+    from dynas.search_space.space import ArchSpace
 
     from .policies import POLICIES, check_search
 
@@ -63,7 +63,7 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
 def check_supernet(experiment: Experiment, search: SearchSettings) -> None:
     """``search.evaluation: supernet`` on a space one supernet can share
     (``search_space.sharing``), with settings that mean something for inherited scores."""
-    from search_space.sharing import check_shareable
+    from dynas.search_space.sharing import check_shareable
 
     check_shareable(experiment.space)
     if search.scheduler != "fifo":
@@ -76,7 +76,7 @@ def check_supernet(experiment: Experiment, search: SearchSettings) -> None:
 
 def check_metrics(search: SearchSettings) -> None:
     """Every objective names a metric that training reports (built-in or a plugin's)."""
-    from trainers.metrics import known_metrics
+    from dynas.trainers.metrics import known_metrics
 
     known = known_metrics()
     for i, obj in enumerate(search.objectives):
@@ -87,7 +87,7 @@ def check_metrics(search: SearchSettings) -> None:
 
 def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
     """A plain space names a registered evaluator; what it declares covers the objectives."""
-    from search_space.evaluators import check_options, get_evaluator
+    from dynas.search_space.evaluators import check_options, get_evaluator
 
     if not experiment.evaluator.name:
         raise ConfigError("evaluator", "a plain decision space needs an evaluator: name one "
@@ -106,7 +106,7 @@ def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
 def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tuple[str, Any]]:
     """``search.baselines`` resolved to ``(name, model)`` and checked against the task
     (``controllers.baselines``); a bad entry names the file and key."""
-    from trainers.tasks import task_shape
+    from dynas.trainers.tasks import task_shape
 
     from .baselines import resolve_baselines
 
@@ -132,8 +132,8 @@ def train_search_baselines(experiment: Experiment, search: SearchSettings, run_d
 
 def check_buildable(experiment: Experiment, search: SearchSettings) -> None:
     """The task builds and some architecture meets the budget, or a ConfigError."""
-    from search_space.constraints import require_feasible
-    from trainers.tasks import task_shape
+    from dynas.search_space.constraints import require_feasible
+    from dynas.trainers.tasks import task_shape
 
     with experiment.attribute_errors():
         shape = task_shape(experiment.task)
@@ -144,12 +144,12 @@ def check_buildable(experiment: Experiment, search: SearchSettings) -> None:
 def feasibility(experiment: Experiment, concurrent: int = 1) -> Feasibility | None:
     """``arch -> (ok, why)`` against the task's shape, the budget and the memory each of
     ``concurrent`` trials may use (None for plain spaces)."""
-    from search_space.constraints import MemoryLimit, is_feasible
-    from search_space.space import ArchSpace
+    from dynas.search_space.constraints import MemoryLimit, is_feasible
+    from dynas.search_space.space import ArchSpace
 
     if not isinstance(experiment.space, ArchSpace):
         return None
-    from trainers.tasks import task_shape
+    from dynas.trainers.tasks import task_shape
 
     shape, budget = task_shape(experiment.task), experiment.search.budget
     memory = MemoryLimit.per_trial(experiment.training.batch_size, concurrent)
@@ -224,6 +224,6 @@ def run_info(experiment: Experiment, search: SearchSettings, name: str, runner: 
 
 def _plugin_specs() -> list[str]:
     """Every plugin loaded here (the file's and --plugin's), resolved: a resume reloads them."""
-    from search_space.plugins import loaded_plugins
+    from dynas.search_space.plugins import loaded_plugins
 
     return [plugin.spec for plugin in loaded_plugins()]

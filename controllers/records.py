@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from search_space.errors import DynasError, InfrastructureError
+from dynas.search_space.errors import DynasError, InfrastructureError
 
 from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
 

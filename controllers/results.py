@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from search_space import names
+from dynas.search_space import names
 
 RESULT_KEY = "dynas"                  # JSON blob: metrics, acc_matrix, expert_load, ...
 DONE_KEY = "experiences_done"         # Tune's time attribute for ASHA

@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from search_space.errors import ConfigError, DynasError, InfrastructureError
-from search_space.experiment import Experiment, load_experiment
+from dynas.search_space.errors import ConfigError, DynasError, InfrastructureError
+from dynas.search_space.experiment import Experiment, load_experiment
 
 from . import outcomes
 from .interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
@@ -240,7 +240,7 @@ def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir:
                     verbose: int, stop: StopRequest | None = None) -> None:
     """The real trainable (``trainers.fit``, or a plain space's evaluator) on the
     cluster's CPUs/GPUs, importing this driver's plugins first."""
-    from search_space.space import ArchSpace
+    from dynas.search_space.space import ArchSpace
 
     from .cluster import cluster_gpus
     from .trainable import EvalSpec, TrialSpec, run_evaluation, run_trial, task_for
@@ -277,14 +277,14 @@ def tune_experiment(experiment: Experiment, search: Any, searcher: Any, run_dir:
 
 def plugin_modules() -> tuple[str, ...]:
     """The module names of every plugin this driver loaded (what a worker imports)."""
-    from search_space.plugins import loaded_plugins
+    from dynas.search_space.plugins import loaded_plugins
 
     return tuple(m for plugin in loaded_plugins() for m in plugin.modules)
 
 
 def plugin_runtime_env() -> dict | None:
     """Ray's runtime environment that ships this driver's plugins to every node."""
-    from search_space.plugins import loaded_plugins
+    from dynas.search_space.plugins import loaded_plugins
 
     ship = [path for plugin in loaded_plugins() for path in plugin.ship]
     return {"py_modules": ship} if ship else None
@@ -340,7 +340,7 @@ def tune_search(searcher: Any, trainable: Callable, *, run_dir: Path, name: str,
     searcher.flush_errors()
     # A finished trial's mid-run fit state serves no one (resume re-asks unfinished ones);
     # a trained model's bundle is the keeper's to keep or remove.
-    from trainers.bundle import MODEL_FILE
+    from dynas.trainers.bundle import MODEL_FILE
 
     for ckpt in (Path(run_dir) / TUNE_DIR / name).glob("trial_*/checkpoint_*"):
         if not (ckpt / MODEL_FILE).is_file():

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 SUPERNET_DIR = "supernet"
 
 
 def supernet_path(run_dir: Path) -> Path:
-    from trainers.supernet import SUPERNET_FILE
+    from dynas.trainers.supernet import SUPERNET_FILE
 
     return Path(run_dir).resolve() / SUPERNET_DIR / SUPERNET_FILE
 
@@ -38,7 +38,7 @@ def ensure_supernet(experiment: Any, search: Any, run_dir: Path, runner: str, ve
     """The run's trained supernet file (None when the search is stand-alone)."""
     if search.evaluation != "supernet":
         return None
-    from trainers.supernet import TrainedSupernet, fingerprint
+    from dynas.trainers.supernet import TrainedSupernet, fingerprint
 
     from .trainable import task_for
 
@@ -78,8 +78,8 @@ def _training(experiment: Any, search: Any) -> Any:
 
 
 def _train_here(experiment: Any, search: Any, run_dir: Path, path: Path, task: Any) -> None:
-    from search_space.constraints import is_feasible
-    from trainers.supernet import train_supernet
+    from dynas.search_space.constraints import is_feasible
+    from dynas.trainers.supernet import train_supernet
 
     net = train_supernet(experiment.space, task, experiment.training, search.supernet,
                          feasible=lambda a: is_feasible(a, task.shape, search.budget),

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
-from search_space.errors import ConfigError
-from search_space.settings import Objective
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.settings import Objective
 
 from .records import TrialRecord, trained_count
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_space.plugins import import_plugin_modules
-from search_space.settings import EvaluatorSettings, TaskSettings, TrainingSettings
+from dynas.search_space.plugins import import_plugin_modules
+from dynas.search_space.settings import EvaluatorSettings, TaskSettings, TrainingSettings
 
 from .results import tune_result
 
@@ -76,7 +76,7 @@ def run_evaluation(config: dict, spec: EvalSpec) -> None:
     """Tune function trainable: one call of the evaluator, reported as one experience."""
     from ray import tune
 
-    from search_space.evaluators import evaluate
+    from dynas.search_space.evaluators import evaluate
 
     import_plugin_modules(spec.plugins)
     start = time.perf_counter()
@@ -91,9 +91,9 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
 
     import_plugin_modules(spec.plugins)
 
-    from search_space.arch import ArchConfig
-    from search_space.cost import estimate_cost
-    from trainers.fitting import fit
+    from dynas.search_space.arch import ArchConfig
+    from dynas.search_space.cost import estimate_cost
+    from dynas.trainers.fitting import fit
 
     torch.set_num_threads(max(1, spec.threads))
     arch = ArchConfig.from_dict(config["arch"])
@@ -113,7 +113,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
                           weights_dir=model_dir, seed=config.get("train_seed"),   # a seed repeat's own seed
                           log_dir=_curves_dir(spec, config))
         else:
-            from trainers.supernet import evaluate_inherited
+            from dynas.trainers.supernet import evaluate_inherited
 
             metrics = evaluate_inherited(supernet_for(spec.supernet), arch, task, spec.training,
                                          finetune_steps=spec.finetune_steps, weights_dir=model_dir)
@@ -141,8 +141,8 @@ def run_supernet(config: dict, spec: SupernetSpec) -> None:
 
     import_plugin_modules(spec.plugins)
 
-    from search_space.constraints import is_feasible
-    from trainers.supernet import train_supernet
+    from dynas.search_space.constraints import is_feasible
+    from dynas.trainers.supernet import train_supernet
 
     torch.set_num_threads(max(1, spec.threads))
     task = task_for(spec.task, spec.training.seed)
@@ -170,7 +170,7 @@ _SUPERNETS: dict[tuple, Any] = {}          # per worker process: file -> Trained
 
 def supernet_for(path: str) -> Any:
     """The trained supernet in ``path``, loaded once per process (and again if rewritten)."""
-    from trainers.supernet import TrainedSupernet
+    from dynas.trainers.supernet import TrainedSupernet
 
     stat = Path(path).stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
@@ -182,7 +182,7 @@ def supernet_for(path: str) -> Any:
 
 def task_for(settings: TaskSettings, seed: int) -> Any:
     """The task for these settings, built once per process."""
-    from trainers.tasks import build_task
+    from dynas.trainers.tasks import build_task
 
     key = (settings.name, json.dumps(settings.options, sort_keys=True, default=str), seed)
     if key not in _TASKS:

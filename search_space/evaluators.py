@@ -4,7 +4,7 @@ A plain space (``space: {decisions: ...}``) has no transformer to train; what a 
 measures is whatever its evaluator returns. Register one by name, then name it in the
 experiment file:
 
-    from search_space.evaluators import register_evaluator
+    from dynas.search_space.evaluators import register_evaluator
 
     @register_evaluator("branin", metrics=("loss",))
     def branin(decisions, scale=1.0):          # decisions: {"x": 3, "y": 7}
@@ -50,7 +50,7 @@ EVALUATORS: dict[str, EvaluatorEntry] = {}
 # Modules that register dynas's own evaluators (a tabular benchmark, say) on import. They
 # are imported on the first lookup, on the driver and on every worker alike, so a
 # built-in evaluator needs no plugin, and nothing heavy loads until one is asked for.
-BUILTIN_MODULES: tuple[str, ...] = ("trainers.tabular.nasbench_graph",)
+BUILTIN_MODULES: tuple[str, ...] = ("dynas.trainers.tabular.nasbench_graph",)
 _builtins_loaded = False
 
 __all__ = ["BUILTIN_MODULES", "EVALUATORS", "EvaluatorEntry", "check_options", "evaluate", "get_evaluator",

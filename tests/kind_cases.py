@@ -7,7 +7,7 @@ cost model's k is exact and FLOPs can be compared with FlopCounterMode.
 """
 from __future__ import annotations
 
-from search_space.arch import AttentionConfig, FFNConfig, RouterConfig
+from dynas.search_space.arch import AttentionConfig, FFNConfig, RouterConfig
 
 ATTENTION_CASES: dict[str, list[AttentionConfig]] = {
     "full": [AttentionConfig("full", 2), AttentionConfig("full", 4)],

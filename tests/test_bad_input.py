@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from controllers.records import RUN_FILE, TrialRecord, append_record, write_json_atomic
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
+from dynas.controllers.records import RUN_FILE, TrialRecord, append_record, write_json_atomic
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,10 +48,10 @@ SUPERNET = GOOD.replace("concurrent: 1", "concurrent: 1\n  evaluation: supernet"
 # a plugin attention kind that never declared it slices (KindSpec.slices defaults to False)
 OPAQUE_KIND = """\
 import dataclasses
-from search_space.kinds import ATTENTION
-from search_space.kinds.registries import register_attention
-from trainers.modules.attention import FullAttention
-from trainers.modules.registry import builder
+from dynas.search_space.kinds import ATTENTION
+from dynas.search_space.kinds.registries import register_attention
+from dynas.trainers.modules.attention import FullAttention
+from dynas.trainers.modules.registry import builder
 
 register_attention(dataclasses.replace(ATTENTION.get("full"), name="opaque", slices=False))
 
@@ -265,7 +265,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def run_cli(argv: tuple, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.run([sys.executable, "-m", "analysis.cli", *argv], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "dynas.analysis.cli", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

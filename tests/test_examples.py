@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_space import ArchSpace, RandomSuggester, load_experiment
-from trainers.model import build_model
-from trainers.tasks import task_shape
+from dynas.search_space import ArchSpace, RandomSuggester, load_experiment
+from dynas.trainers.model import build_model
+from dynas.trainers.tasks import task_shape
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 

@@ -33,11 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.signal_stop import alive, descendants
-from controllers.lock import PID_FILE, RunLocked, run_lock
-from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
-from search_space import settings as settings_module
-from search_space.arch import ArchConfig
-from search_space.errors import DynasError
+from dynas.controllers.lock import PID_FILE, RunLocked, run_lock
+from dynas.controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
+from dynas.search_space import settings as settings_module
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import DynasError
 from tests.test_bad_input import (ARCH, GOOD, Case, _run_dir, arch_variant, assert_refused, run_cli,
                                   snapshot, variant, workdir)
 
@@ -136,7 +136,7 @@ def test_every_numeric_setting_has_a_range():
 
 
 def _settings_classes() -> list[type]:
-    from controllers.policies import POLICIES
+    from dynas.controllers.policies import POLICIES
 
     return [settings_module.CurriculumSettings, settings_module.ReplaySettings, settings_module.LossWeights,
             settings_module.TrainingSettings, settings_module.Budget, settings_module.SearchSettings,
@@ -147,7 +147,7 @@ def _settings_classes() -> list[type]:
 @pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
 def test_a_negative_absurd_value_of_any_numeric_setting_is_refused(cls):
     """Every numeric field of every settings section (strategies' included) is ranged."""
-    from search_space.errors import ConfigError
+    from dynas.search_space.errors import ConfigError
 
     hints = typing.get_type_hints(cls)
     numeric = [f.name for f in dataclasses.fields(cls) if hints[f.name] in (int, float)]
@@ -159,8 +159,8 @@ def test_a_negative_absurd_value_of_any_numeric_setting_is_refused(cls):
 
 
 def test_an_absurd_architecture_in_a_search_is_a_failed_record_with_the_reason():
-    from controllers.prepare import feasibility
-    from search_space.experiment import parse_experiment
+    from dynas.controllers.prepare import feasibility
+    from dynas.search_space.experiment import parse_experiment
     import yaml
 
     experiment = parse_experiment(yaml.safe_load(GOOD))
@@ -242,9 +242,9 @@ def _fuzzed_run(parent: Path, lines: list[str]) -> Path:
 @FUZZ
 @given(lines=st.lists(record_lines(), min_size=1, max_size=4))
 def test_fuzzed_record_lines_never_crash_resume_or_export(lines, tmp_path_factory):
-    from analysis.export import export_arch
-    from analysis.load import load_runs
-    from controllers.search import resume_search
+    from dynas.analysis.export import export_arch
+    from dynas.analysis.load import load_runs
+    from dynas.controllers.search import resume_search
 
     run = _fuzzed_run(tmp_path_factory.mktemp("fuzz"), lines)
     records = list(iter_records(run))
@@ -260,7 +260,7 @@ def test_fuzzed_record_lines_never_crash_resume_or_export(lines, tmp_path_factor
 @settings(FUZZ, max_examples=4)
 @given(lines=st.lists(record_lines(), min_size=4, max_size=12))
 def test_fuzzed_record_lines_never_crash_the_report(lines, tmp_path_factory):
-    from analysis.report import write_report
+    from dynas.analysis.report import write_report
 
     run = _fuzzed_run(tmp_path_factory.mktemp("fuzz"), lines)
     assert write_report([run], run.parent / "report").is_file()
@@ -284,8 +284,8 @@ def test_fuzzed_arch_files_are_loaded_and_size_checked_or_refused_in_one_error(t
     """What ``train`` does before torch allocates anything (load, size guard)."""
     import yaml
 
-    from search_space.experiment import parse_experiment
-    from trainers.commands import check_size
+    from dynas.search_space.experiment import parse_experiment
+    from dynas.trainers.commands import check_size
 
     path = tmp_path_factory.mktemp("arch") / "arch.json"
     path.write_text(text)
@@ -377,7 +377,7 @@ def listening_addresses(pids) -> set[str]:
 def start(argv, cwd: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "w") as fh:
-        return subprocess.Popen([sys.executable, "-m", "analysis.cli", *argv], cwd=cwd, env=env,
+        return subprocess.Popen([sys.executable, "-m", "dynas.analysis.cli", *argv], cwd=cwd, env=env,
                                 stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
 
 

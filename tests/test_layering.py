@@ -20,15 +20,35 @@ FORBIDDEN_BACKENDS = {
 }
 
 
+def layer_of(module: str) -> str:
+    """``dynas.trainers.fitting`` -> ``trainers``; a third-party module -> its top level."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "dynas" and len(parts) > 1 else parts[0]
+
+
 def imported_top_levels(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {layer_of(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(layer_of(node.module))
     return names
+
+
+def bare_imports(path: Path) -> set[str]:
+    """Imports of a layer by its bare name (``import analysis``), which only work from the
+    repository root and would load a second copy of the module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] in ORDER}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.split(".")[0] in ORDER:
+            found.add(node.module)
+    return found
 
 
 def modules_of(package: str) -> list[Path]:
@@ -47,7 +67,24 @@ def test_package_imports_only_earlier_layers(package):
     assert not offenders, sorted(offenders)
 
 
+def test_every_module_imports_the_layers_through_the_dynas_namespace():
+    trees = [ROOT / name for name in (*ORDER, "tests", "benchmarks", "examples")]
+    offenders = {f"{path.relative_to(ROOT)}: {name}" for tree in trees for path in sorted(tree.rglob("*.py"))
+                 for name in bare_imports(path)}
+    assert not offenders, sorted(offenders)
+
+
+def test_pyproject_installs_every_package_under_dynas():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {"dynas"} | {"dynas." + ".".join(init.parent.relative_to(ROOT).parts)
+                           for package in ORDER for init in (ROOT / package).rglob("__init__.py")}
+    assert listed == on_disk
+
+
 def test_search_space_loads_without_torch():
-    code = "import sys, search_space, search_space.space, search_space.cost; print('torch' in sys.modules)"
+    code = ("import sys, dynas.search_space, dynas.search_space.space, dynas.search_space.cost; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

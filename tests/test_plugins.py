@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-import controllers.policies as policies
-import trainers.modules  # noqa: F401  (registers every built-in builder before the snapshot)
-import trainers.tasks  # noqa: F401
-from analysis.cli import main
-from search_space import evaluators, plugins
-from search_space.experiment import load_experiment
-from search_space.kinds import REGISTRIES
-from trainers import metrics
-from trainers.modules.registry import BUILDERS
-from trainers.tasks import TASKS
+import dynas.controllers.policies as policies
+import dynas.trainers.modules  # noqa: F401  (registers every built-in builder before the snapshot)
+import dynas.trainers.tasks  # noqa: F401
+from dynas.analysis.cli import main
+from dynas.search_space import evaluators, plugins
+from dynas.search_space.experiment import load_experiment
+from dynas.search_space.kinds import REGISTRIES
+from dynas.trainers import metrics
+from dynas.trainers.modules.registry import BUILDERS
+from dynas.trainers.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,14 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 # fields, cost and module: what is tested is the wiring, not a new layer.
 EVERYTHING = '''
 import torch
-from search_space.arch import AttentionConfig, TaskShape
-from search_space.evaluators import register_evaluator
-from search_space.kinds import ATTENTION, KindSpec, register_attention
-from trainers.metrics import register_metric
-from trainers.modules.registry import BUILDERS, builder
-from trainers.tasks import Task, register_task
-from trainers.tasks.images import class_incremental
-from controllers.policies import POLICIES, register_policy
+from dynas.search_space.arch import AttentionConfig, TaskShape
+from dynas.search_space.evaluators import register_evaluator
+from dynas.search_space.kinds import ATTENTION, KindSpec, register_attention
+from dynas.trainers.metrics import register_metric
+from dynas.trainers.modules.registry import BUILDERS, builder
+from dynas.trainers.tasks import Task, register_task
+from dynas.trainers.tasks.images import class_incremental
+from dynas.controllers.policies import POLICIES, register_policy
 
 full = ATTENTION.get("full")
 register_attention(KindSpec("twin_full", lambda v: AttentionConfig("twin_full", **v), cost=full.cost,
@@ -202,7 +202,7 @@ def test_the_strategy_flag_accepts_a_strategy_from_the_files_plugins(tmp_path, c
         evaluator: square
         search: {trials: 2, objectives: [{metric: loss, direction: min}]}
         """)
-    from controllers.prepare import prepare_search
+    from dynas.controllers.prepare import prepare_search
 
     search = prepare_search(load_experiment(tmp_path / "e.yaml"), strategy="first_random")
     assert search.strategy == "first_random"
@@ -290,7 +290,7 @@ def test_a_plugin_error_survives_pickling():
 
 
 def test_run_json_keeps_the_resolved_plugins_for_resume(tmp_path):
-    from controllers.prepare import run_info
+    from dynas.controllers.prepare import run_info
 
     plugin = write(tmp_path / "everything.py", EVERYTHING)
     exp = write(tmp_path / "e.yaml", """

@@ -107,8 +107,8 @@ class _Payload:
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_booby_trapped_resume_state_is_refused_not_run(tmp_path):
     torch = pytest.importorskip("torch")
-    from search_space.errors import DynasError
-    from trainers.fitting import load_state
+    from dynas.search_space.errors import DynasError
+    from dynas.trainers.fitting import load_state
 
     marker = tmp_path / "pwned"
     path = tmp_path / "resume.pt"
@@ -123,9 +123,9 @@ def test_a_booby_trapped_resume_state_is_refused_not_run(tmp_path):
 
 
 def test_a_pickle_posing_as_an_arch_or_run_file_is_just_bad_json(tmp_path):
-    from controllers.records import RUN_FILE, read_run
-    from search_space.arch import ArchConfig
-    from search_space.errors import ConfigError, DynasError
+    from dynas.controllers.records import RUN_FILE, read_run
+    from dynas.search_space.arch import ArchConfig
+    from dynas.search_space.errors import ConfigError, DynasError
 
     marker = tmp_path / "pwned"
     blob = pickle.dumps(_Payload(marker))

@@ -3,7 +3,7 @@
 Names are imported on first use (PEP 562), so ``trainers.commands`` -- and with it
 ``dynas --help`` -- loads without torch or Lightning::
 
-    from trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
+    from dynas.trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
     metrics = fit(ArchConfig.load("arch.json"), build_task(TaskSettings("split_digits")), TrainingSettings())
 
 (the three config types are re-exported from ``search_space`` for that purpose).
@@ -13,27 +13,27 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "fit": "trainers.fitting",
-    "evaluate_checkpoint": "trainers.downstream",
-    "train_arch": "trainers.downstream",
-    "build_model": "trainers.model",
-    "load_model": "trainers.predict",
-    "Predictor": "trainers.predict",
-    "builder": "trainers.modules.registry",
-    "ModelOutput": "trainers.model",
-    "ContinualSystem": "trainers.system",
-    "build_task": "trainers.tasks",
-    "task_shape": "trainers.tasks",
-    "register_task": "trainers.tasks",
-    "ReplayBuffer": "trainers.replay",
-    "continual_metrics": "trainers.continual",
-    "ArchConfig": "search_space.arch",
-    "TaskSettings": "search_space.settings",
-    "TrainingSettings": "search_space.settings",
-    "TrialMetrics": "trainers.results",
-    "ExperienceProgress": "trainers.results",
-    "FitCallback": "trainers.results",
-    "NonFiniteLoss": "trainers.results",
+    "fit": "dynas.trainers.fitting",
+    "evaluate_checkpoint": "dynas.trainers.downstream",
+    "train_arch": "dynas.trainers.downstream",
+    "build_model": "dynas.trainers.model",
+    "load_model": "dynas.trainers.predict",
+    "Predictor": "dynas.trainers.predict",
+    "builder": "dynas.trainers.modules.registry",
+    "ModelOutput": "dynas.trainers.model",
+    "ContinualSystem": "dynas.trainers.system",
+    "build_task": "dynas.trainers.tasks",
+    "task_shape": "dynas.trainers.tasks",
+    "register_task": "dynas.trainers.tasks",
+    "ReplayBuffer": "dynas.trainers.replay",
+    "continual_metrics": "dynas.trainers.continual",
+    "ArchConfig": "dynas.search_space.arch",
+    "TaskSettings": "dynas.search_space.settings",
+    "TrainingSettings": "dynas.search_space.settings",
+    "TrialMetrics": "dynas.trainers.results",
+    "ExperienceProgress": "dynas.trainers.results",
+    "FitCallback": "dynas.trainers.results",
+    "NonFiniteLoss": "dynas.trainers.results",
 }
 
 __all__ = sorted(_LAZY)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from search_space.arch import ArchConfig, TaskShape
-from search_space.errors import DynasError
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.errors import DynasError
 
 from .tasks.base import Task
 from .tasks.preprocessing import Preprocessing, preprocessing_from_json, preprocessing_to_json

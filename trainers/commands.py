@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search_space.errors import ConfigError
-from search_space.names import FINAL_AVG_ACCURACY, FLOPS, FORGETTING_LAST, PARAMS
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.names import FINAL_AVG_ACCURACY, FLOPS, FORGETTING_LAST, PARAMS
 
 
 def register(sub: Any) -> None:
@@ -70,7 +70,7 @@ def register(sub: Any) -> None:
 def check_size(arch, experiment, batch_size: int, source: str) -> None:
     """Before torch allocates anything: an architecture too large for this machine is a
     one-line error (``search_space.constraints.size_problem``), not a minute of swapping."""
-    from search_space.constraints import MemoryLimit, size_problem
+    from dynas.search_space.constraints import MemoryLimit, size_problem
 
     from .tasks import task_shape
 
@@ -82,8 +82,8 @@ def check_size(arch, experiment, batch_size: int, source: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from search_space.arch import ArchConfig
-    from search_space.experiment import load_experiment
+    from dynas.search_space.arch import ArchConfig
+    from dynas.search_space.experiment import load_experiment
 
     if args.arch is None and args.init_from is None:
         raise ConfigError("--arch", "required (or --init-from DIR, whose arch.json is used)")
@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_portable(args: argparse.Namespace) -> int:
-    from search_space.errors import DynasError
+    from dynas.search_space.errors import DynasError
 
     if args.out.exists() and not args.force:
         raise DynasError(f"{args.out} exists; pass --force to overwrite it")
@@ -137,8 +137,8 @@ def cmd_portable(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from search_space.errors import DynasError
-    from search_space.experiment import load_experiment
+    from dynas.search_space.errors import DynasError
+    from dynas.search_space.experiment import load_experiment
 
     from .pruning import PruneSpec
 

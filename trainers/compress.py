@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC, Bundle,
                      load_bundle_model, read_weights)

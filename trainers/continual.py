@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from search_space.names import (ANYTIME_AVG_ACCURACY, BWT, FINAL_AVG_ACCURACY, FORGETTING_LAST,
+from dynas.search_space.names import (ANYTIME_AVG_ACCURACY, BWT, FINAL_AVG_ACCURACY, FORGETTING_LAST,
                                 FORGETTING_MAX, LEARNING_ACCURACY, as_test)
 
 

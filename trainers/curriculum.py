@@ -34,7 +34,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
-from search_space.settings import CurriculumSettings
+from dynas.search_space.settings import CurriculumSettings
 
 PACING_HORIZON = 0.5     # competence reaches 1 halfway through the experience
 

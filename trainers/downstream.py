@@ -21,12 +21,12 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from search_space.arch import ArchConfig
-from search_space.cost import estimate_cost
-from search_space.errors import DynasError
-from search_space.names import FINAL_AVG_ACCURACY, as_test
-from search_space.schema import from_mapping
-from search_space.settings import TaskSettings, TrainingSettings, settings_dict
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.errors import DynasError
+from dynas.search_space.names import FINAL_AVG_ACCURACY, as_test
+from dynas.search_space.schema import from_mapping
+from dynas.search_space.settings import TaskSettings, TrainingSettings, settings_dict
 
 from .bundle import ARCH_FILE, MODEL_FILE, WEIGHTS_FILE
 from .evaluation import evaluate_row, expert_fractions

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.kinds.attention import cropped_span
-from search_space.names import FINAL_AVG_BPC, FORGETTING_BPC
+from dynas.search_space.kinds.attention import cropped_span
+from dynas.search_space.names import FINAL_AVG_BPC, FORGETTING_BPC
 
 from .evaluation import IGNORE, batches, eval_mode
 from .modules import MoE

@@ -35,12 +35,12 @@ import lightning as L
 import torch
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
-from search_space.arch import ArchConfig
-from search_space.cost import Realised, effective_metrics, estimate_cost
-from search_space.errors import ConfigError, DynasError
-from search_space.names import LATENCY_MS
-from search_space.schema import from_mapping
-from search_space.settings import TrainingSettings, settings_dict
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.cost import Realised, effective_metrics, estimate_cost
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.names import LATENCY_MS
+from dynas.search_space.schema import from_mapping
+from dynas.search_space.settings import TrainingSettings, settings_dict
 
 from .bundle import save_bundle
 from .callbacks import CurriculumLogger, EvaluationMatrix, ExpertLoadLogger, ProgressBridge

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from search_space.arch import TaskShape
+from dynas.search_space.arch import TaskShape
 
 REPEATS, WARMUP = 20, 3
 

@@ -1,6 +1,6 @@
 """Metrics a plugin adds to every trial, next to the built-in ones.
 
-    from trainers.metrics import register_metric
+    from dynas.trainers.metrics import register_metric
 
     @register_metric("last_task_accuracy", description="R[T-1][T-1]")
     def last_task_accuracy(acc_matrix, values):
@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from search_space import names
-from search_space.errors import ConfigError
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
 
 MetricFn = Callable[[Sequence[Sequence[float]], Mapping[str, float]], float]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from search_space.arch import ArchConfig, TaskShape
-from search_space.cost import block_tokens
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.cost import block_tokens
 
 from .modules import BUILDERS, Block, MoE
 

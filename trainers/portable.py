@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 from .bundle import Bundle
 from .latency import example_input

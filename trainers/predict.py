@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 from .bundle import Bundle, load_bundle_model
 from .evaluation import class_mask, eval_mode, restrict

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from search_space.errors import ConfigError, DynasError
+from dynas.search_space.errors import ConfigError, DynasError
 
 from .modules.attention import HeadProjection
 from .modules.ffn import DenseFFN

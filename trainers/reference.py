@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from search_space.arch import TaskShape
-from search_space.reference import MLPReference
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.reference import MLPReference
 
 from .model import ModelOutput
 

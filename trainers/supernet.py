@@ -50,13 +50,13 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from search_space.arch import ArchConfig, LayerConfig, TaskShape
-from search_space.errors import ConfigError, DynasError
-from search_space.kinds import REGISTRIES
-from search_space.settings import SupernetSettings, TrainingSettings, settings_dict
-from search_space.sharing import check_shareable
-from search_space.space import ArchSpace, Option
-from search_space.suggest import RandomSuggester
+from dynas.search_space.arch import ArchConfig, LayerConfig, TaskShape
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.kinds import REGISTRIES
+from dynas.search_space.settings import SupernetSettings, TrainingSettings, settings_dict
+from dynas.search_space.sharing import check_shareable
+from dynas.search_space.space import ArchSpace, Option
+from dynas.search_space.suggest import RandomSuggester
 
 from .model import build_model
 from .modules import MoE

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from search_space.arch import TaskShape
-from search_space.reference import model_from_dict
-from search_space.schema import from_mapping
-from search_space.settings import TrainingSettings
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.reference import model_from_dict
+from dynas.search_space.schema import from_mapping
+from dynas.search_space.settings import TrainingSettings
 
 from .curriculum import Curriculum, CurriculumBatchSampler, apply_input_mask, mask_ratio
 from .evaluation import IGNORE, accuracy, cross_entropy, difficulty_scores, restrict

@@ -18,8 +18,8 @@ from typing import Callable
 
 from torch import nn
 
-from search_space.arch import ArchConfig, TaskShape
-from search_space.errors import DynasError
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.errors import DynasError
 
 from .bundle import Bundle, load_weights, read_bundle, read_weights
 

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from search_space.base import Space
-from search_space.errors import ConfigError
-from search_space.schema import from_mapping
-from search_space.settings import Objective, SearchSettings
+from dynas.search_space.base import Space
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.schema import from_mapping
+from dynas.search_space.settings import Objective, SearchSettings
 
 from ..policy import Policy
 from .ppo_settings import PPOSettings

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search_space.settings import Objective
+from dynas.search_space.settings import Objective
 
 from ..objectives import is_finite
 from ..outcomes import non_finite_objectives

@@ -22,8 +22,8 @@ from __future__ import annotations
 import random
 from typing import Any, Collection, Mapping, Sequence
 
-from search_space.base import Space
-from search_space.suggest import FixedSuggester, RecordingSuggester
+from dynas.search_space.base import Space
+from dynas.search_space.suggest import FixedSuggester, RecordingSuggester
 
 ON_REPEAT = ("redraw", "mutate")
 

@@ -43,9 +43,9 @@ from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
 from optuna.trial import TrialState
 
-from search_space.base import Space
-from search_space.settings import Objective
-from search_space.suggest import FixedSuggester, RecordingSuggester
+from dynas.search_space.base import Space
+from dynas.search_space.settings import Objective
+from dynas.search_space.suggest import FixedSuggester, RecordingSuggester
 
 from ..objectives import is_finite
 from ..outcomes import non_finite_objectives

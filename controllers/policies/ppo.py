@@ -54,10 +54,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from search_space import names
-from search_space.base import Space
-from search_space.settings import Objective
-from search_space.suggest import RecordingSuggester
+from dynas.search_space import names
+from dynas.search_space.base import Space
+from dynas.search_space.settings import Objective
+from dynas.search_space.suggest import RecordingSuggester
 
 from ..pareto import hypervolume_improvement, non_dominated
 from .ppo_settings import PPOSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from search_space.settings import Range, check_ranges
+from dynas.search_space.settings import Range, check_ranges
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from search_space.base import Space
-from search_space.settings import Objective
-from search_space.suggest import RandomSuggester, RecordingSuggester
+from dynas.search_space.base import Space
+from dynas.search_space.settings import Objective
+from dynas.search_space.suggest import RandomSuggester, RecordingSuggester
 
 from ..policy import Outcome, Proposal
 from ._common import (

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from search_space.suggest import Decision
+from dynas.search_space.suggest import Decision
 
 
 class OneHotEncoder:

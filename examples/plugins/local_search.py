@@ -12,10 +12,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from controllers.policies import register_policy
-from controllers.policy import Outcome, Proposal
-from search_space.errors import ConfigError
-from search_space.suggest import RandomSuggester, RecordingSuggester
+from dynas.controllers.policies import register_policy
+from dynas.controllers.policy import Outcome, Proposal
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.suggest import RandomSuggester, RecordingSuggester
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ search strategy can be studied in seconds. Registered on import as ``toy_trainer
 """
 import math
 
-from search_space.evaluators import register_evaluator
+from dynas.search_space.evaluators import register_evaluator
 
 
 @register_evaluator("toy_trainer", metrics=("val_accuracy", "cost"))

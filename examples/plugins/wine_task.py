@@ -7,10 +7,10 @@ arrive as experiences {0, 1} then {2}. Registered on import, so
 import torch
 from sklearn.datasets import load_wine
 
-from search_space.arch import TaskShape
-from trainers.tasks import Task, register_task
-from trainers.tasks.images import class_groups, class_incremental, stratified_split
-from trainers.tasks.preprocessing import Features
+from dynas.search_space.arch import TaskShape
+from dynas.trainers.tasks import Task, register_task
+from dynas.trainers.tasks.images import class_groups, class_incremental, stratified_split
+from dynas.trainers.tasks.preprocessing import Features
 
 
 def wine_shape(classes_per_experience: int = 2) -> TaskShape:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from controllers.records import RUN_FILE, TrialRecord, append_record, write_json_atomic
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.controllers.records import RUN_FILE, TrialRecord, append_record, write_json_atomic
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
 
 DEFAULT_OBJECTIVES = [{"metric": names.FINAL_AVG_ACCURACY, "direction": "max"},
                       {"metric": names.FLOPS, "direction": "min"}]

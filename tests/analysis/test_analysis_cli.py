@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from analysis import commands
-from search_space.arch import ArchConfig
-from search_space.errors import DynasError
+from dynas.analysis import commands
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import DynasError
 
 
 def parse(argv):
@@ -49,12 +49,12 @@ def test_export_needs_out():
         parse(["export", "somewhere"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("controllers.commands") is None
-                    or importlib.util.find_spec("trainers.commands") is None
-                    or importlib.util.find_spec("search_space.commands") is None,
+@pytest.mark.skipif(importlib.util.find_spec("dynas.controllers.commands") is None
+                    or importlib.util.find_spec("dynas.trainers.commands") is None
+                    or importlib.util.find_spec("dynas.search_space.commands") is None,
                     reason="the other packages' commands are not written yet")
 def test_the_dynas_root_runs_report_and_reports_user_errors(runs, tmp_path, capsys):
-    from analysis.cli import main
+    from dynas.analysis.cli import main
 
     run = runs.make("s", runs.synthetic(8, seed=1))
     assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
@@ -77,7 +77,7 @@ def test_commands_and_package_import_without_pandas_or_matplotlib():
 
 
 def test_public_surface_resolves():
-    import analysis
+    from dynas import analysis
 
     for name in analysis.__all__:
         assert callable(getattr(analysis, name)), name

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from analysis.export import export_arch, pareto_path_for
-from analysis.load import load_runs
-from analysis.pareto import pareto_front
-from controllers.records import TrialRecord
-from search_space import names
-from search_space.arch import ArchConfig, TaskShape
-from search_space.errors import DynasError
+from dynas.analysis.export import export_arch, pareto_path_for
+from dynas.analysis.load import load_runs
+from dynas.analysis.pareto import pareto_front
+from dynas.controllers.records import TrialRecord
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.errors import DynasError
 
 OBJ = [(names.FINAL_AVG_ACCURACY, "max"), (names.FLOPS, "min")]
 
@@ -85,8 +85,8 @@ def test_export_of_a_plain_assignment(runs, tmp_path):
 
 def test_rebuilt_model_has_the_recorded_parameter_count(runs, tmp_path):
     """The exported file rebuilds the very model the search measured."""
-    from search_space.cost import estimate_cost
-    from trainers.model import build_model
+    from dynas.search_space.cost import estimate_cost
+    from dynas.trainers.model import build_model
 
     shape = TaskShape(seq_len=16, num_classes=10, input_dim=8)
     archs = [runs.tiny_arch(32, (("full", "dense"),)),

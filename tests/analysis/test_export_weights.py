@@ -7,14 +7,14 @@ import shutil
 
 import pytest
 
-from analysis.cli import main
-from controllers.kept_weights import INDEX_FILE, read_index
-from controllers.local import run_local_experiment
-from controllers.records import iter_records
-from search_space.experiment import parse_experiment
-from search_space.settings import TaskSettings
-from trainers.predict import load_model
-from trainers.tasks import build_task
+from dynas.analysis.cli import main
+from dynas.controllers.kept_weights import INDEX_FILE, read_index
+from dynas.controllers.local import run_local_experiment
+from dynas.controllers.records import iter_records
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.settings import TaskSettings
+from dynas.trainers.predict import load_model
+from dynas.trainers.tasks import build_task
 
 TASK = {"name": "split_digits", "options": {"classes_per_experience": 5, "patch": 4}}
 

@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.load import DEFAULT_OBJECTIVES, load_runs, run_objectives
-from controllers.records import RECORDS_FILE, TrialRecord, append_record
-from search_space import names
-from search_space.errors import DynasError
-from search_space.settings import Objective
+from dynas.analysis.load import DEFAULT_OBJECTIVES, load_runs, run_objectives
+from dynas.controllers.records import RECORDS_FILE, TrialRecord, append_record
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
+from dynas.search_space.settings import Objective
 
 
 def test_one_row_per_trial_with_flat_columns(runs):

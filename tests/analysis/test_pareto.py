@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.load import load_runs
-from analysis.pareto import (hypervolume, knee_index, non_dominated_sort, pareto_front,
+from dynas.analysis.load import load_runs
+from dynas.analysis.pareto import (hypervolume, knee_index, non_dominated_sort, pareto_front,
                              parse_flops, pick, reference_point, running_hypervolume)
-from search_space import names
-from search_space.errors import DynasError
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
 
 ACC_FLOPS = [(names.FINAL_AVG_ACCURACY, "max"), (names.FLOPS, "min")]
 MIN3 = [("a", "min"), ("b", "min"), ("c", "min")]

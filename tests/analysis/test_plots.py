@@ -5,12 +5,12 @@ import matplotlib.image as mimage
 import numpy as np
 import pytest
 
-from analysis import plots
-from analysis.load import load_runs
-from analysis.pareto import pick, reference_point
-from controllers.records import TrialRecord
-from search_space import names
-from search_space.errors import DynasError
+from dynas.analysis import plots
+from dynas.analysis.load import load_runs
+from dynas.analysis.pareto import pick, reference_point
+from dynas.controllers.records import TrialRecord
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
 
 OBJ = [(names.FINAL_AVG_ACCURACY, "max"), (names.FLOPS, "min")]
 

@@ -5,10 +5,10 @@ import re
 import pandas as pd
 import pytest
 
-from analysis.report import write_report
-from controllers.records import TrialRecord
-from search_space import names
-from search_space.errors import DynasError
+from dynas.analysis.report import write_report
+from dynas.controllers.records import TrialRecord
+from dynas.search_space import names
+from dynas.search_space.errors import DynasError
 
 
 def linked_files(report_text: str) -> list[str]:

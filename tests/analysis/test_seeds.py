@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.load import complete, load_runs
-from analysis.pareto import pareto_front
-from analysis.report import write_report
-from analysis.seeds import advantages, noise, seed_summary, within_noise
-from search_space import names
+from dynas.analysis.load import complete, load_runs
+from dynas.analysis.pareto import pareto_front
+from dynas.analysis.report import write_report
+from dynas.analysis.seeds import advantages, noise, seed_summary, within_noise
+from dynas.search_space import names
 
 TEST_ACC = names.as_test(names.FINAL_AVG_ACCURACY)
 OBJECTIVES = [{"metric": names.FINAL_AVG_ACCURACY, "direction": "max"},

@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from search_space import names
-from search_space.base import Assignment
-from search_space.settings import Objective
-from search_space.suggest import Decision, Suggester
+from dynas.search_space import names
+from dynas.search_space.base import Assignment
+from dynas.search_space.settings import Objective
+from dynas.search_space.suggest import Decision, Suggester
 
 TWO_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 ONE_OBJECTIVE = (Objective(names.FINAL_AVG_ACCURACY, "max"),)

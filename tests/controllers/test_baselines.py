@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from controllers.baselines import resolve_baselines
-from controllers.local import run_local_experiment
-from controllers.records import iter_records, trained_count
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
-from search_space.errors import ConfigError
-from search_space.experiment import load_experiment
-from search_space.reference import MLPReference
+from dynas.controllers.baselines import resolve_baselines
+from dynas.controllers.local import run_local_experiment
+from dynas.controllers.records import iter_records, trained_count
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.experiment import load_experiment
+from dynas.search_space.reference import MLPReference
 
 DIGITS = TaskShape(seq_len=16, num_classes=10, input_dim=4, image_side=8)
 ARCH = ArchConfig(16, (LayerConfig(AttentionConfig("identity", 1), FFNConfig("dense", 1)),),
@@ -72,8 +72,8 @@ def test_baselines_are_trained_recorded_and_never_told(tmp_path):
     assert len({r.arch_id for r in searched if r.cached_from is None}) == 2
     assert all(r.cached_from is None or r.cached_from >= 0 for r in searched)   # none from a baseline
 
-    from analysis.load import baselines, complete, load_runs
-    from analysis.report import write_report
+    from dynas.analysis.load import baselines, complete, load_runs
+    from dynas.analysis.report import write_report
 
     df = load_runs(run)
     assert set(baselines(df)["baseline"]) == {"mlp:16x1", "whole.json", "task.json"}

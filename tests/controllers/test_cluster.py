@@ -155,7 +155,7 @@ def cluster():
 
 
 def dynas(cluster, args, **env_changes) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analysis.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dynas.analysis.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=cluster.driver_env(**env_changes))
 
 

@@ -26,9 +26,9 @@ from typing import Callable
 
 import pytest
 
-from controllers.policies import make_policy
-from controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
-from search_space.experiment import load_experiment
+from dynas.controllers.policies import make_policy
+from dynas.controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
+from dynas.search_space.experiment import load_experiment
 
 pytestmark = [pytest.mark.slow]
 
@@ -93,7 +93,7 @@ def dynas(args: list[str], env: dict, kill: "Callable[[float, int], bool] | None
     with the time since start and the number of records in ``run_dir``; when it says so
     the whole group gets SIGKILL. Returns (exit code, None when killed; stderr tail)."""
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", *args], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "dynas.analysis.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     start = time.monotonic()
     code = None
@@ -296,7 +296,7 @@ def test_a_trial_on_a_killed_worker_node_is_retried_from_its_checkpoint(tmp_path
         assert cluster.alive_nodes(2) == 2
         worker = cluster.procs[1]
         driver = subprocess.Popen(
-            [sys.executable, "-m", "analysis.cli", "search", str(tmp_path / "long.yaml"), "--address",
+            [sys.executable, "-m", "dynas.analysis.cli", "search", str(tmp_path / "long.yaml"), "--address",
              cluster.address, "--storage", str(tmp_path), "--name", "n", "--verbose", "0", "--no-report"],
             cwd=REPO, env=cluster.driver_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.dedup import DedupCache, next_new_proposal
-from controllers.policies.random import RandomPolicy
-from controllers.policy import Outcome, Proposal
-from controllers.records import TrialRecord
-from search_space.errors import InfeasibleError
-from search_space.plain import parse_decision_space
-from search_space.suggest import FixedSuggester
+from dynas.controllers.dedup import DedupCache, next_new_proposal
+from dynas.controllers.policies.random import RandomPolicy
+from dynas.controllers.policy import Outcome, Proposal
+from dynas.controllers.records import TrialRecord
+from dynas.search_space.errors import InfeasibleError
+from dynas.search_space.plain import parse_decision_space
+from dynas.search_space.suggest import FixedSuggester
 from tests.controllers.conftest import ONE_OBJECTIVE
 
 TINY = parse_decision_space({"decisions": {"a": [1, 2], "b": ["x", "y"]}})   # 4 candidates

@@ -6,13 +6,13 @@ import pickle
 
 import pytest
 
-from controllers.commands import EXIT_NOTHING_COMPLETED, _finished
-from controllers.local import run_local
-from controllers.policies import POLICIES, check_search, make_policy, register_policy
-from controllers.policies.random import RandomPolicy
-from controllers.records import TrialRecord, append_record, iter_records, write_json_atomic
-from search_space.errors import ConfigError, DynasError, InfeasibleError
-from search_space.experiment import parse_experiment
+from dynas.controllers.commands import EXIT_NOTHING_COMPLETED, _finished
+from dynas.controllers.local import run_local
+from dynas.controllers.policies import POLICIES, check_search, make_policy, register_policy
+from dynas.controllers.policies.random import RandomPolicy
+from dynas.controllers.records import TrialRecord, append_record, iter_records, write_json_atomic
+from dynas.search_space.errors import ConfigError, DynasError, InfeasibleError
+from dynas.search_space.experiment import parse_experiment
 from tests.controllers.conftest import TWO_OBJECTIVES, ToySpace, toy_metrics
 from tests.controllers.test_dedup import TINY
 
@@ -59,7 +59,7 @@ def test_scalar_typos_in_search_are_still_rejected_when_parsed():
 
 
 def test_ppo_section_reaches_the_policy_and_round_trips():
-    from search_space.settings import settings_dict
+    from dynas.search_space.settings import settings_dict
 
     search = search_of({"strategy": "ppo", "ppo": {"lr": 0.1, "warmup": 2}})
     policy = make_policy("ppo", parse_experiment({"space": SPACE}).space, TWO_OBJECTIVES, 0, search)
@@ -115,7 +115,7 @@ ARCH_EXPERIMENT = {
     ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'"),
 ])
 def test_the_local_runner_checks_the_file_as_dynas_search_does(tmp_path, search, message):
-    from controllers.local import run_local_experiment
+    from dynas.controllers.local import run_local_experiment
 
     with pytest.raises(DynasError, match=message):     # ConfigError or InfeasibleError
         run_local_experiment(parse_experiment({**ARCH_EXPERIMENT, "search": search}), tmp_path / "run")

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from controllers.local import fit_evaluator, run_local
-from controllers.policies import make_policy
-from controllers.prepare import feasibility
-from controllers.results import parse_result, tune_result
-from search_space import names
-from search_space.errors import ConfigError
-from search_space.experiment import parse_experiment
-from trainers.tasks import build_task, register_task, task_shape
-from search_space.settings import TaskSettings
+from dynas.controllers.local import fit_evaluator, run_local
+from dynas.controllers.policies import make_policy
+from dynas.controllers.prepare import feasibility
+from dynas.controllers.results import parse_result, tune_result
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.experiment import parse_experiment
+from dynas.trainers.tasks import build_task, register_task, task_shape
+from dynas.search_space.settings import TaskSettings
 
 SHIFTED = "split_digits_shifted_test"
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from controllers.kept_weights import INDEX_FILE, TOP_K, WeightKeeper, kept_set, read_index
-from controllers.local import run_local_experiment
-from controllers.records import TrialRecord
-from search_space.experiment import parse_experiment
-from search_space.settings import Objective
+from dynas.controllers.kept_weights import INDEX_FILE, TOP_K, WeightKeeper, kept_set, read_index
+from dynas.controllers.local import run_local_experiment
+from dynas.controllers.records import TrialRecord
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.settings import Objective
 
 OBJECTIVES = (Objective("final_avg_accuracy", "max"), Objective("flops", "min"))
 

@@ -8,13 +8,13 @@ import shutil
 
 import pytest
 
-from controllers.local import run_local, run_local_experiment
-from controllers.policies import make_policy
-from controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
-from search_space import names
-from search_space.errors import ConfigError, DynasError, InfeasibleError
-from search_space.experiment import parse_experiment
-from search_space.settings import SearchSettings
+from dynas.controllers.local import run_local, run_local_experiment
+from dynas.controllers.policies import make_policy
+from dynas.controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError, DynasError, InfeasibleError
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.settings import SearchSettings
 from tests.controllers.conftest import TWO_OBJECTIVES, ToySpace, toy_metrics
 from tests.controllers.test_dedup import TINY
 
@@ -110,7 +110,7 @@ def test_never_trains_an_architecture_twice(tmp_path):
 
 
 def test_an_exhausted_space_ends_the_run_early(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="controllers.local"):
+    with caplog.at_level(logging.WARNING, logger="dynas.controllers.local"):
         records, evaluate = run(tmp_path, trials=6, space=TINY, max_duplicates=10)
     assert len(evaluate.calls) == 4
     assert "the space is exhausted: all 4 distinct candidates were explored" in caplog.text

@@ -8,11 +8,11 @@ import random
 
 import pytest
 
-from controllers.objectives import is_finite, objective_values
-from controllers.pareto import (dominates, hypervolume, hypervolume_improvement, non_dominated,
+from dynas.controllers.objectives import is_finite, objective_values
+from dynas.controllers.pareto import (dominates, hypervolume, hypervolume_improvement, non_dominated,
                                 non_dominated_sort, to_minimise)
-from search_space import names
-from search_space.errors import ConfigError
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES
 
 METRICS = {names.FINAL_AVG_ACCURACY: 0.8, names.FLOPS: 2e6, names.PARAMS: 1e4}

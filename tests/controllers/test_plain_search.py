@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from controllers.local import run_local_experiment
-from controllers.prepare import prepare_search
-from search_space.errors import ConfigError
-from search_space.evaluators import EVALUATORS, evaluate, register_evaluator, unregister_evaluator
-from search_space.experiment import parse_experiment
+from dynas.controllers.local import run_local_experiment
+from dynas.controllers.prepare import prepare_search
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.evaluators import EVALUATORS, evaluate, register_evaluator, unregister_evaluator
+from dynas.search_space.experiment import parse_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "plugins" / "plain_search.yaml"

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from controllers.objectives import objective_values
-from controllers.policies import POLICIES, make_policy
-from controllers.policies.optuna_policies import OptunaPolicy, population_for, startup_trials_for
-from controllers.policies.ppo import PPOPolicy
-from controllers.policy import Outcome, Policy
-from search_space import names
-from search_space.errors import ConfigError
-from search_space.experiment import load_experiment
-from search_space.plain import parse_decision_space
-from controllers.policies import PPOSettings
-from search_space.settings import SearchSettings
-from search_space.suggest import FixedSuggester
+from dynas.controllers.objectives import objective_values
+from dynas.controllers.policies import POLICIES, make_policy
+from dynas.controllers.policies.optuna_policies import OptunaPolicy, population_for, startup_trials_for
+from dynas.controllers.policies.ppo import PPOPolicy
+from dynas.controllers.policy import Outcome, Policy
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.experiment import load_experiment
+from dynas.search_space.plain import parse_decision_space
+from dynas.controllers.policies import PPOSettings
+from dynas.search_space.settings import SearchSettings
+from dynas.search_space.suggest import FixedSuggester
 
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES, ToySpace, toy_metrics
 

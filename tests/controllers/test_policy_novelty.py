@@ -14,17 +14,17 @@ import logging
 import optuna
 import pytest
 
-from controllers.driver import SearchDriver
-from controllers.local import run_in_process
-from controllers.objectives import objective_values
-from controllers.policies import PPOSettings, make_policy
-from controllers.policies.optuna_policies import REPEAT_ATTR
-from controllers.policies.ppo import warmup_seed
-from controllers.policy import Outcome
-from controllers.records import OPTUNA_DB, iter_records
-from search_space import names
-from search_space.plain import parse_decision_space
-from search_space.settings import SearchSettings
+from dynas.controllers.driver import SearchDriver
+from dynas.controllers.local import run_in_process
+from dynas.controllers.objectives import objective_values
+from dynas.controllers.policies import PPOSettings, make_policy
+from dynas.controllers.policies.optuna_policies import REPEAT_ATTR
+from dynas.controllers.policies.ppo import warmup_seed
+from dynas.controllers.policy import Outcome
+from dynas.controllers.records import OPTUNA_DB, iter_records
+from dynas.search_space import names
+from dynas.search_space.plain import parse_decision_space
+from dynas.search_space.settings import SearchSettings
 
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES, ToySpace, toy_metrics
 
@@ -71,7 +71,7 @@ def test_ppo_advantages_have_unit_scale_whatever_the_rewards():
 
 def test_ppo_logs_clip_fraction_and_entropy_per_update(caplog):
     policy = ppo()
-    with caplog.at_level(logging.INFO, logger="controllers.policies.ppo"):
+    with caplog.at_level(logging.INFO, logger="dynas.controllers.policies.ppo"):
         run_policy(policy, 16)
     assert [u["update"] for u in policy.update_log] == [1, 2, 3, 4]
     for u in policy.update_log:

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from controllers import records
-from controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, create_run_dir,
+from dynas.controllers import records
+from dynas.controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, create_run_dir,
                                  iter_records, read_run, write_json_atomic)
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 
 def rec(pid: int) -> TrialRecord:

@@ -11,11 +11,11 @@ import socket
 
 import pytest
 
-from analysis.cli import main
-from controllers.kept_weights import read_index
-from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
-from controllers.search import resume_search, run_search, trained_count
-from search_space.errors import DynasError
+from dynas.analysis.cli import main
+from dynas.controllers.kept_weights import read_index
+from dynas.controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
+from dynas.controllers.search import resume_search, run_search, trained_count
+from dynas.search_space.errors import DynasError
 
 TINY = """
 space:
@@ -121,8 +121,8 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
     assert [ln.split()[0] for ln in lines] == ["[1/3]", "[2/3]", "[3/3]"]
     assert all(" | best: " in ln for ln in lines) and "Configuration for experiment" not in captured.out
     # each trained trial's curves outlive it, in the run directory, by proposal id
-    from controllers.tracking import trial_name
-    from trainers.curves import read_scalars
+    from dynas.controllers.tracking import trial_name
+    from dynas.trainers.curves import read_scalars
 
     for r in (r for r in records if r.cached_from is None):
         curves = read_scalars(tmp_path / "r" / "curves" / trial_name(r.proposal_id))
@@ -130,9 +130,9 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
     search = read_scalars(tmp_path / "r" / "curves" / "search")
     assert [s for s, _ in search["best/final_avg_accuracy"]] == [1, 2, 3]
     assert not list((tmp_path / "r" / "ray").rglob("events.out.tfevents.*")), "no second copy by Tune"
-    from trainers.predict import load_model
-    from trainers.tasks import build_task
-    from search_space.settings import TaskSettings
+    from dynas.trainers.predict import load_model
+    from dynas.trainers.tasks import build_task
+    from dynas.search_space.settings import TaskSettings
 
     best = max((r for r in records if r.weights), key=lambda r: r.metrics["final_avg_accuracy"])
     predictor = load_model(tmp_path / "r" / best.weights["path"])
@@ -197,8 +197,8 @@ def test_resume_after_a_partial_run_gives_exactly_the_requested_trials(tiny, tmp
 def flaky_trial(config, spec, marker):
     """``run_trial`` whose first attempt dies right after reporting experience 1 (as a
     lost worker would); the retry notes what ``fit`` was given."""
-    import trainers.fitting as fit_module
-    from controllers.trainable import run_trial
+    import dynas.trainers.fitting as fit_module
+    from dynas.controllers.trainable import run_trial
 
     real = fit_module.fit
 
@@ -223,12 +223,12 @@ def flaky_trial(config, spec, marker):
 
 @pytest.mark.slow
 def test_a_retried_trial_continues_from_its_checkpoint(tiny, tmp_path, ray_local):
-    from controllers.policies import make_policy
-    from controllers.search import tune_search
-    from controllers.trainable import TrialSpec
-    from controllers.driver import SearchDriver
-    from controllers.tune_searcher import PolicySearcher
-    from search_space.experiment import load_experiment
+    from dynas.controllers.policies import make_policy
+    from dynas.controllers.search import tune_search
+    from dynas.controllers.trainable import TrialSpec
+    from dynas.controllers.driver import SearchDriver
+    from dynas.controllers.tune_searcher import PolicySearcher
+    from dynas.search_space.experiment import load_experiment
 
     exp = load_experiment(tiny)
     policy = make_policy("random", exp.space, exp.search.objectives, seed=0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.confirm import best_candidates, confirmations
-from controllers.local import run_local, run_local_experiment
-from controllers.records import TrialRecord, iter_records
-from search_space import names
-from search_space.errors import ConfigError
-from search_space.experiment import parse_experiment
-from search_space.suggest import RandomSuggester
+from dynas.controllers.confirm import best_candidates, confirmations
+from dynas.controllers.local import run_local, run_local_experiment
+from dynas.controllers.records import TrialRecord, iter_records
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.suggest import RandomSuggester
 from tests.controllers.conftest import ONE_OBJECTIVE, TWO_OBJECTIVES
 from tests.controllers.test_dedup import TINY, A, B, ScriptedPolicy
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from analysis.report import write_report
-from controllers.local import run_local_experiment
-from controllers.records import iter_records
-from controllers.search import run_search
-from controllers.supernet import supernet_path
-from search_space import names
-from search_space.experiment import load_experiment
+from dynas.analysis.report import write_report
+from dynas.controllers.local import run_local_experiment
+from dynas.controllers.records import iter_records
+from dynas.controllers.search import run_search
+from dynas.controllers.supernet import supernet_path
+from dynas.search_space import names
+from dynas.search_space.experiment import load_experiment
 
 EXPERIMENT = """
 space:

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from controllers.records import TrialRecord
-from controllers.tracking import (NORMAL, QUIET, VERBOSE, ObjectiveCurves, Progress, check_loggers,
+from dynas.controllers.records import TrialRecord
+from dynas.controllers.tracking import (NORMAL, QUIET, VERBOSE, ObjectiveCurves, Progress, check_loggers,
                                   trial_name, tune_verbosity, write_traceback)
-from search_space import names
-from search_space.errors import ConfigError
-from search_space.settings import Objective
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.settings import Objective
 
 OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 
@@ -74,7 +74,7 @@ def test_quiet_prints_nothing_and_verbose_also_tells_the_duplicates(tmp_path):
 
 
 def test_the_search_objectives_are_tensorboard_curves_per_trial(tmp_path):
-    from trainers.curves import read_scalars
+    from dynas.trainers.curves import read_scalars
 
     curves = ObjectiveCurves(OBJECTIVES, tmp_path)
     curves(record(0, acc=0.5, flops=2e6))
@@ -92,7 +92,7 @@ def test_the_search_objectives_are_tensorboard_curves_per_trial(tmp_path):
                                          (["--verbose"], VERBOSE), (["--verbose", "3"], 3),
                                          (["--verbose", "0"], QUIET)])
 def test_quiet_and_verbose_flags(argv, level, tmp_path):
-    from analysis.cli import build_parser
+    from dynas.analysis.cli import build_parser
 
     for command in (["search", str(tmp_path / "x.yaml")], ["resume", str(tmp_path)]):
         assert build_parser().parse_args(command + argv).verbose == level
@@ -100,7 +100,7 @@ def test_quiet_and_verbose_flags(argv, level, tmp_path):
 
 
 def test_quiet_and_verbose_together_is_a_usage_error(tmp_path, capsys):
-    from analysis.cli import main
+    from dynas.analysis.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["search", str(tmp_path / "x.yaml"), "--quiet", "--verbose"])

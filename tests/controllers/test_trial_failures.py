@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-from controllers.local import fit_evaluator, run_in_process, run_local
-from controllers.policies import make_policy
-from controllers.records import iter_records
-from search_space.experiment import parse_experiment
-from trainers.modules.attention import FullAttention, SlidingWindowAttention
-from trainers.modules.linear_attention import LinearAttention
+from dynas.controllers.local import fit_evaluator, run_in_process, run_local
+from dynas.controllers.policies import make_policy
+from dynas.controllers.records import iter_records
+from dynas.search_space.experiment import parse_experiment
+from dynas.trainers.modules.attention import FullAttention, SlidingWindowAttention
+from dynas.trainers.modules.linear_attention import LinearAttention
 
 EXPERIMENT = {
     "space": {"layers": [1], "d_model": [16], "layer": {
@@ -92,7 +92,7 @@ def test_failures_are_recorded_told_and_reported(broken, tmp_path, strategy):
     assert json.loads((run_dir / "policy_state.json").read_text()) == json.loads(
         json.dumps(policy.state_dict()))
 
-    from analysis.report import write_report
+    from dynas.analysis.report import write_report
 
     text = write_report([run_dir]).read_text()
     section = text.split("## Failed and pruned trials", 1)[1].split("## ", 1)[0]
@@ -118,7 +118,7 @@ RAY_REASONS = {kind: reason for kind, (_, reason) in FAILURES.items()}   # one w
 def faulty_trial(config, spec):
     """``run_trial`` in a Tune worker whose attention classes are broken as above (the
     patch lives in the worker process, which this test's private Ray owns)."""
-    from controllers.trainable import run_trial
+    from dynas.controllers.trainable import run_trial
 
     for cls, kind in ((FullAttention, "full"), (SlidingWindowAttention, "sliding_window"),
                       (LinearAttention, "linear")):
@@ -156,10 +156,10 @@ def private_ray():
 
 @pytest.mark.slow
 def test_failures_on_ray_are_recorded_told_and_the_search_goes_on(private_ray, tmp_path):
-    from controllers.search import tune_search
-    from controllers.trainable import TrialSpec
-    from controllers.driver import SearchDriver
-    from controllers.tune_searcher import PolicySearcher
+    from dynas.controllers.search import tune_search
+    from dynas.controllers.trainable import TrialSpec
+    from dynas.controllers.driver import SearchDriver
+    from dynas.controllers.tune_searcher import PolicySearcher
 
     exp = parse_experiment(EXPERIMENT)
     policy = TellLog(make_policy("random", exp.space, exp.search.objectives, 0, exp.search))

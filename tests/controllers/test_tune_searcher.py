@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from controllers.driver import SearchDriver
-from controllers.policies import make_policy
-from controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
-from controllers.tracking import trial_name
-from controllers.tune_searcher import PolicySearcher, parse_result, tune_result
-from search_space import names
-from search_space.plain import parse_decision_space
-from search_space.settings import Objective
+from dynas.controllers.driver import SearchDriver
+from dynas.controllers.policies import make_policy
+from dynas.controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
+from dynas.controllers.tracking import trial_name
+from dynas.controllers.tune_searcher import PolicySearcher, parse_result, tune_result
+from dynas.search_space import names
+from dynas.search_space.plain import parse_decision_space
+from dynas.search_space.settings import Objective
 
 OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 
@@ -180,7 +180,7 @@ def cheap_trainable(config, fail_odd=False, experiences=2):
     """'Experiences' of a closed-form score; odd a + b raises like a diverged model."""
     from ray import tune
 
-    from trainers.results import NonFiniteLoss
+    from dynas.trainers.results import NonFiniteLoss
 
     arch = config["arch"]
     if fail_odd and (arch["a"] + arch["b"]) % 2:
@@ -191,7 +191,7 @@ def cheap_trainable(config, fail_odd=False, experiences=2):
 
 
 def run_under_tune(tmp_path, trials, concurrent=2, scheduler="fifo", max_t=0, **params):
-    from controllers.search import tune_search
+    from dynas.controllers.search import tune_search
 
     metric = (names.FINAL_AVG_ACCURACY, "max") if scheduler == "asha" else (None, None)
     searcher = make_searcher(tmp_path, budget=trials, metric=metric[0], mode=metric[1])
@@ -245,7 +245,7 @@ def test_parse_result_round_trip():
 def test_a_trials_dynamics_reach_its_record():
     """Learned spans, realised k and the bits matrix travel from the worker's blob to
     the ``TrialResult`` the driver records."""
-    from controllers.results import trial_result
+    from dynas.controllers.results import trial_result
 
     dynamics = [{"experience": 0, "spans": {"layers.0.attn": {"heads": [3.0], "crop": 8}},
                  "k": {"layers.0.ffn": {"mean": 1.5, "hist": [0, 1, 1]}}}]
@@ -258,7 +258,7 @@ def test_a_trials_dynamics_reach_its_record():
 
 # --- dynas errors raised inside a Ray worker keep their message -------------------------
 def dynas_errors():
-    from search_space.errors import ConfigError, DynasError, InfeasibleError
+    from dynas.search_space.errors import ConfigError, DynasError, InfeasibleError
 
     return {1: (ConfigError("task.name", "unknown task 'x'"), "ConfigError: task.name: unknown task 'x'"),
             2: (ConfigError("task.name", "unknown task 'y'", "exp.yaml"),
@@ -272,7 +272,7 @@ def raising_trainable(config):
 
 
 def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_path, ray_local):
-    from controllers.search import tune_search
+    from dynas.controllers.search import tune_search
 
     searcher = make_searcher(tmp_path, budget=4, space=small_space(b_high=0))
     tune_search(searcher, raising_trainable, run_dir=tmp_path, name="t", concurrent=2,
@@ -286,8 +286,8 @@ def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_pat
 def test_search_loggers_mlflow_records_one_mlflow_run_per_trial(tmp_path, ray_local):
     """Ray's MLflow callback, as ``search.loggers: [mlflow]`` sets it up (RUN_DIR/mlflow.db)."""
     mlflow = pytest.importorskip("mlflow", reason="mlflow is optional (pip install dynas[mlflow])")
-    from controllers.search import tune_search
-    from controllers.tracking import mlflow_uri, tune_callbacks
+    from dynas.controllers.search import tune_search
+    from dynas.controllers.tracking import mlflow_uri, tune_callbacks
 
     searcher = make_searcher(tmp_path, budget=3)
     tune_search(searcher, cheap_trainable, run_dir=tmp_path, name="t", concurrent=2,

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from search_space.arch import TaskShape
+from dynas.search_space.arch import TaskShape
 
 SMALL_SPACE = {
     "layers": [1, 2, 3],

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
                                replace_layer)
-from search_space.errors import ConfigError
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 
 REFERENCE = ArchConfig(
     d_model=32,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from search_space.arch import ArchConfig, TaskShape
-from search_space.commands import register
-from search_space.errors import DynasError, InfeasibleError
+from dynas.search_space.arch import ArchConfig, TaskShape
+from dynas.search_space.commands import register
+from dynas.search_space.errors import DynasError, InfeasibleError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUICKSTART = EXAMPLES / "quickstart.yaml"
@@ -96,7 +96,7 @@ def test_sample_plain_space_saves_assignments(capsys, tmp_path):
 
 # --- through the real `dynas` entry point (needs every package's commands module) ---
 def test_cli_space_validate_and_describe(capsys):
-    from analysis.cli import main
+    from dynas.analysis.cli import main
 
     assert main(["space", "validate", str(QUICKSTART)]) == 0
     assert capsys.readouterr().out.startswith(f"OK: {QUICKSTART}: 22 decisions, space size 78804")
@@ -105,7 +105,7 @@ def test_cli_space_validate_and_describe(capsys):
 
 
 def test_cli_user_error_is_one_line_and_exit_2(capsys, tmp_path):
-    from analysis.cli import main
+    from dynas.analysis.cli import main
 
     path = tmp_path / "broken.yaml"
     path.write_text("space: [1,\n")

@@ -3,15 +3,15 @@ import re
 
 import pytest
 
-from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
                                replace_layer)
-from search_space.base import Assignment
-from search_space.constraints import fmt, is_feasible, sample_feasible, structural_problem
-from search_space.cost import estimate_cost
-from search_space.errors import InfeasibleError
-from search_space.settings import Budget
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester, RecordingSuggester
+from dynas.search_space.base import Assignment
+from dynas.search_space.constraints import fmt, is_feasible, sample_feasible, structural_problem
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.errors import InfeasibleError
+from dynas.search_space.settings import Budget
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester, RecordingSuggester
 
 ARCH = ArchConfig(32, (LayerConfig(AttentionConfig("full", 4), FFNConfig("dense", expansion=2)),))
 

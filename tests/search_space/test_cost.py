@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from search_space import names
-from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
+from dynas.search_space import names
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                RouterConfig, TaskShape)
-from search_space.cost import estimate_cost, expected_k
-from search_space.suggest import RandomSuggester
-from search_space import kinds
+from dynas.search_space.cost import estimate_cost, expected_k
+from dynas.search_space.suggest import RandomSuggester
+from dynas.search_space import kinds
 from tests.kind_cases import (FFN_CASES, ROUTER_CASES, all_attentions, all_ffns,
                               moe_with_expert, moe_with_router)
 
 torch = pytest.importorskip("torch")
-from trainers.model import build_model  # noqa: E402
-from trainers.modules import measured_flops  # noqa: E402
+from dynas.trainers.model import build_model  # noqa: E402
+from dynas.trainers.modules import measured_flops  # noqa: E402
 
 ATTENTIONS = all_attentions()
 DROPLESS_FFNS = all_ffns()

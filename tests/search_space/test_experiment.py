@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search_space.errors import ConfigError, DynasError
-from search_space.experiment import Experiment, load_experiment
-from search_space.plain import DecisionSpace
-from search_space.settings import SearchSettings, TaskSettings, TrainingSettings
-from search_space.space import ArchSpace
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.experiment import Experiment, load_experiment
+from dynas.search_space.plain import DecisionSpace
+from dynas.search_space.settings import SearchSettings, TaskSettings, TrainingSettings
+from dynas.search_space.space import ArchSpace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -15,12 +15,12 @@ import math
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from search_space.arch import ArchConfig
-from search_space.constraints import structural_problem
-from search_space.errors import ConfigError, DynasError
-from search_space.experiment import load_experiment, parse_experiment
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.constraints import structural_problem
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.experiment import load_experiment, parse_experiment
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 
 # every kind and option, small enough to sample fast
 SMALL_SPACE = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from search_space import kinds
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
-from search_space.cost import estimate_cost
-from search_space.errors import ConfigError
-from search_space.kinds import ATTENTION, FFN, ROUTER, KindSpec, Part, Registry
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space import kinds
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.kinds import ATTENTION, FFN, ROUTER, KindSpec, Part, Registry
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 from tests.kind_cases import ATTENTION_CASES, FFN_CASES, ROUTER_CASES
 
 

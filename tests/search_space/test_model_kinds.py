@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
-from search_space.cost import block_tokens, estimate_cost
-from search_space.errors import ConfigError
-from search_space.kinds import MODEL_FAMILIES
-from search_space.reference import MLPReference, model_from_dict, parse_reference
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from dynas.search_space.cost import block_tokens, estimate_cost
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.kinds import MODEL_FAMILIES
+from dynas.search_space.reference import MLPReference, model_from_dict, parse_reference
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 from tests.kind_cases import MODEL_KIND_CASES, all_model_kinds
 
 DIGITS = TaskShape(seq_len=16, num_classes=10, input_dim=4, image_side=8)
@@ -95,7 +95,7 @@ def test_bad_reference_names_are_one_line_errors(text, message):
 
 
 def test_training_lists_become_per_trial_decisions_recorded_with_the_arch():
-    from search_space.experiment import parse_experiment
+    from dynas.search_space.experiment import parse_experiment
 
     exp = parse_experiment({"space": {"layers": 1, "d_model": 16, "layer": {
         "attention": {"kind": "identity"}, "ffn": {"kind": "dense"}}},
@@ -118,7 +118,7 @@ def test_training_lists_become_per_trial_decisions_recorded_with_the_arch():
     ({"steps_per_experience": [1, 2]}, "training.steps_per_experience: expected an integer"),
 ])
 def test_bad_training_lists_name_the_key(training, message):
-    from search_space.experiment import parse_experiment
+    from dynas.search_space.experiment import parse_experiment
 
     with pytest.raises(ConfigError, match=message):
         parse_experiment({"space": {"layers": 1, "d_model": 16, "layer": {
@@ -126,7 +126,7 @@ def test_bad_training_lists_name_the_key(training, message):
 
 
 def test_a_cls_head_without_any_token_mixing_is_infeasible():
-    from search_space.constraints import is_feasible
+    from dynas.search_space.constraints import is_feasible
 
     skip = LayerConfig(AttentionConfig("identity", 1), FFNConfig("dense", 2))
     ok, why = is_feasible(ArchConfig(32, (skip, skip), head="cls"), DIGITS, None)

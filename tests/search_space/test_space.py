@@ -8,14 +8,14 @@ import optuna
 import pytest
 import yaml
 
-from search_space.arch import ArchConfig
-from search_space.kinds import ATTENTION, FFN
-from search_space.base import Assignment, Space
-from search_space.constraints import structural_problem
-from search_space.cost import estimate_cost
-from search_space.plain import DecisionSpace
-from search_space.space import ArchSpace, condition_holds, parse_space
-from search_space.suggest import FixedSuggester, RandomSuggester, RecordingSuggester
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.kinds import ATTENTION, FFN
+from dynas.search_space.base import Assignment, Space
+from dynas.search_space.constraints import structural_problem
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.plain import DecisionSpace
+from dynas.search_space.space import ArchSpace, condition_holds, parse_space
+from dynas.search_space.suggest import FixedSuggester, RandomSuggester, RecordingSuggester
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

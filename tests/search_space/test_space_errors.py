@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search_space.constraints import structural_problem
-from search_space.errors import ConfigError
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space.constraints import structural_problem
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 
 DELETE = object()
 FFN1 = ("layer", "ffn", 1)

@@ -5,15 +5,15 @@ import json
 import pytest
 import torch
 
-from analysis.cli import main
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.errors import ConfigError
-from search_space.settings import TaskSettings, TrainingSettings
-from trainers.compress import accuracy, count_params
-from trainers.downstream import train_arch
-from trainers.predict import load_model
-from trainers.pruning import PruneSpec, apply_plan, make_plan
-from trainers.tasks import build_task
+from dynas.analysis.cli import main
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.settings import TaskSettings, TrainingSettings
+from dynas.trainers.compress import accuracy, count_params
+from dynas.trainers.downstream import train_arch
+from dynas.trainers.predict import load_model
+from dynas.trainers.pruning import PruneSpec, apply_plan, make_plan
+from dynas.trainers.tasks import build_task
 
 TASK = TaskSettings("split_digits", {"classes_per_experience": 5, "patch": 4})
 ARCH = ArchConfig(16, (

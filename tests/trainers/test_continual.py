@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from search_space.names import (ANYTIME_AVG_ACCURACY, BWT, FINAL_AVG_ACCURACY, FORGETTING_LAST,
+from dynas.search_space.names import (ANYTIME_AVG_ACCURACY, BWT, FINAL_AVG_ACCURACY, FORGETTING_LAST,
                                 FORGETTING_MAX, LEARNING_ACCURACY)
-from trainers.continual import continual_metrics
+from dynas.trainers.continual import continual_metrics
 
 # R[i][j]: accuracy on experience j after training through experience i.
 # Row 1 improves on experience 0 (0.95 > 0.9), so the two forgetting measures differ.

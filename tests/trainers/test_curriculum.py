@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
-from search_space.settings import CurriculumSettings
-from trainers.curriculum import (Curriculum, CurriculumBatchSampler, apply_input_mask, competence,
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from dynas.search_space.settings import CurriculumSettings
+from dynas.trainers.curriculum import (Curriculum, CurriculumBatchSampler, apply_input_mask, competence,
                                  mask_ratio, quantile_levels)
-from trainers.evaluation import difficulty_scores
-from trainers.model import build_model
+from dynas.trainers.evaluation import difficulty_scores
+from dynas.trainers.model import build_model
 
 
 # --- pacing ------------------------------------------------------------------------------

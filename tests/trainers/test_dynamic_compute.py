@@ -4,15 +4,15 @@ model fed with them matches FlopCounterMode on the cropped model within 2%."""
 import pytest
 import torch
 
-from search_space import names
-from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
+from dynas.search_space import names
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                RouterConfig, TaskShape)
-from search_space.cost import Realised, effective_metrics, estimate_cost
-from search_space.kinds.attention import SPAN_BLOCK, cropped_span, span_ramp
-from trainers.dynamics import bits_metrics, measure
-from trainers.model import build_model
-from trainers.modules import measured_flops
-from trainers.modules.span import DynamicSpanAttention
+from dynas.search_space.cost import Realised, effective_metrics, estimate_cost
+from dynas.search_space.kinds.attention import SPAN_BLOCK, cropped_span, span_ramp
+from dynas.trainers.dynamics import bits_metrics, measure
+from dynas.trainers.model import build_model
+from dynas.trainers.modules import measured_flops
+from dynas.trainers.modules.span import DynamicSpanAttention
 from torch.utils.data import TensorDataset
 
 D, H = 16, 2

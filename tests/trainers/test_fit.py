@@ -2,15 +2,15 @@
 import pytest
 import torch
 
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.errors import DynasError
-from search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
-from trainers.fitting import LAST_CKPT, STATE_FILE, fit
-from trainers.curves import read_scalars
-from trainers.results import NonFiniteLoss
-from trainers.system import LOSS_TERMS
-from trainers.tasks import build_task
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.errors import DynasError
+from dynas.search_space.settings import CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings
+from dynas.trainers.fitting import LAST_CKPT, STATE_FILE, fit
+from dynas.trainers.curves import read_scalars
+from dynas.trainers.results import NonFiniteLoss
+from dynas.trainers.system import LOSS_TERMS
+from dynas.trainers.tasks import build_task
 
 ARCH = ArchConfig(16, (LayerConfig(
     AttentionConfig("full", 2),
@@ -125,11 +125,11 @@ def test_divergence_raises_non_finite_loss(task):
 
 
 def test_package_level_fit_is_the_function_whatever_the_import_order(task):
-    import trainers
-    import trainers.fitting
-    from trainers import fit as package_fit
+    import dynas.trainers
+    import dynas.trainers.fitting
+    from dynas.trainers import fit as package_fit
 
-    assert package_fit is trainers.fit is trainers.fitting.fit
+    assert package_fit is dynas.trainers.fit is dynas.trainers.fitting.fit
     metrics = package_fit(ARCH, task, TrainingSettings(steps_per_experience=2, device="cpu"))
     assert len(metrics.acc_matrix) == 3
 

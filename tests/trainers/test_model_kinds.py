@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
-from search_space.cost import estimate_cost
-from search_space.kinds import MODEL_FAMILIES
-from search_space.reference import MLPReference
-from trainers.model import build_model
-from trainers.modules import BUILDERS, Block, DenseFFN, measured_flops
-from trainers.modules.ends import Retokenise, to_image
-from trainers.reference import ReferenceMLP
-from trainers.tasks.images import to_patches
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
+from dynas.search_space.cost import estimate_cost
+from dynas.search_space.kinds import MODEL_FAMILIES
+from dynas.search_space.reference import MLPReference
+from dynas.trainers.model import build_model
+from dynas.trainers.modules import BUILDERS, Block, DenseFFN, measured_flops
+from dynas.trainers.modules.ends import Retokenise, to_image
+from dynas.trainers.reference import ReferenceMLP
+from dynas.trainers.tasks.images import to_patches
 from tests.kind_cases import all_model_kinds
 
 SHAPE = TaskShape(seq_len=16, num_classes=5, input_dim=4, image_side=8)   # 8x8, 2x2 patches
@@ -93,10 +93,10 @@ def test_reference_mlp_is_the_textbook_network():
 
 
 def test_fit_trains_with_the_settings_sampled_with_the_arch(tmp_path):
-    from search_space.arch import TrainingChoices
-    from search_space.settings import TaskSettings, TrainingSettings
-    from trainers.fitting import STATE_FILE, fit
-    from trainers.tasks import build_task
+    from dynas.search_space.arch import TrainingChoices
+    from dynas.search_space.settings import TaskSettings, TrainingSettings
+    from dynas.trainers.fitting import STATE_FILE, fit
+    from dynas.trainers.tasks import build_task
 
     arch = ArchConfig(8, LAYERS[1:], training=TrainingChoices(lr=0.02, dropout=0.25))
     task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5}), seed=0)
@@ -107,8 +107,8 @@ def test_fit_trains_with_the_settings_sampled_with_the_arch(tmp_path):
 
 
 def test_dropout_reaches_every_residual_branch_and_mlp_layer():
-    from search_space.settings import TrainingSettings, settings_dict
-    from trainers.system import ContinualSystem
+    from dynas.search_space.settings import TrainingSettings, settings_dict
+    from dynas.trainers.system import ContinualSystem
 
     for model in (ArchConfig(16, LAYERS), MLPReference(12, 2)):
         system = ContinualSystem(model.to_dict(), {"seq_len": 16, "num_classes": 5, "input_dim": 4,
@@ -119,8 +119,8 @@ def test_dropout_reaches_every_residual_branch_and_mlp_layer():
 
 
 def test_er_ace_restricts_the_incoming_batch_to_its_classes_once_replay_has_data():
-    from search_space.settings import ReplaySettings, TrainingSettings, settings_dict
-    from trainers.system import ContinualSystem
+    from dynas.search_space.settings import ReplaySettings, TrainingSettings, settings_dict
+    from dynas.trainers.system import ContinualSystem
 
     cfg = TrainingSettings(replay=ReplaySettings("class_balanced", 10, loss="ace"))
     system = ContinualSystem(MLPReference(4, 1).to_dict(), {"seq_len": 16, "num_classes": 5,
@@ -133,9 +133,9 @@ def test_er_ace_restricts_the_incoming_batch_to_its_classes_once_replay_has_data
 
 
 def test_a_fit_saved_before_the_new_training_settings_still_resumes(tmp_path):
-    from search_space.settings import TaskSettings, TrainingSettings
-    from trainers.fitting import STATE_FILE, fit
-    from trainers.tasks import build_task
+    from dynas.search_space.settings import TaskSettings, TrainingSettings
+    from dynas.trainers.fitting import STATE_FILE, fit
+    from dynas.trainers.tasks import build_task
 
     arch = ArchConfig(8, LAYERS[1:])
     task = build_task(TaskSettings("split_digits", {"classes_per_experience": 5}), seed=0)

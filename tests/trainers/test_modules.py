@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                RouterConfig, TaskShape)
-from search_space import kinds
-from trainers.model import ModelOutput, build_model
-from trainers.modules import (BUILDERS, DenseFFN, DynamicRouter, DynamicSpanAttention,
+from dynas.search_space import kinds
+from dynas.trainers.model import ModelOutput, build_model
+from dynas.trainers.modules import (BUILDERS, DenseFFN, DynamicRouter, DynamicSpanAttention,
                               ExpertGroup, GLUExpertGroup, GLUFFN, LinearAttention, MoE,
                               MoEOutput, SlidingWindowAttention, TopKRouter)
 from tests.kind_cases import ATTENTION_CASES, FFN_CASES
@@ -41,7 +41,7 @@ def test_every_spec_has_a_builder_and_every_builder_a_spec():
 
 
 def test_builder_lookup_and_double_registration_fail_in_one_line():
-    from search_space.errors import ConfigError
+    from dynas.search_space.errors import ConfigError
     with pytest.raises(ConfigError, match="no builder for kind 'flash'; known kinds: full"):
         BUILDERS["attention"].get("flash")
     with pytest.raises(ConfigError, match="already registered"):

@@ -5,12 +5,12 @@ import importlib.util
 import pytest
 import torch
 
-from analysis.cli import main
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.settings import TaskSettings, TrainingSettings
-from trainers.bundle import load_bundle_model
-from trainers.downstream import train_arch
-from trainers.portable import load_pt2
+from dynas.analysis.cli import main
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.settings import TaskSettings, TrainingSettings
+from dynas.trainers.bundle import load_bundle_model
+from dynas.trainers.downstream import train_arch
+from dynas.trainers.portable import load_pt2
 
 TASK = TaskSettings("split_digits", {"classes_per_experience": 5, "patch": 4})
 CFG = TrainingSettings(steps_per_experience=3, batch_size=16, device="cpu")

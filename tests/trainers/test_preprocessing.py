@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from search_space.errors import DynasError
-from search_space.settings import TaskSettings
-from trainers.tasks import build_task
-from trainers.tasks.fashion_mnist import resolve_root
-from trainers.tasks.text import corpus_available
-from trainers.tasks.preprocessing import (PREPROCESSING, Features, ImagePatches, Tokens, Vocabulary,
+from dynas.search_space.errors import DynasError
+from dynas.search_space.settings import TaskSettings
+from dynas.trainers.tasks import build_task
+from dynas.trainers.tasks.fashion_mnist import resolve_root
+from dynas.trainers.tasks.text import corpus_available
+from dynas.trainers.tasks.preprocessing import (PREPROCESSING, Features, ImagePatches, Tokens, Vocabulary,
                                           preprocessing_from_json, preprocessing_to_json)
 
 SMALL = {"split_digits": {}, "assoc_recall": {"n_train": 8, "n_val": 4, "n_test": 6},

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from trainers.replay import ReplayBuffer
+from dynas.trainers.replay import ReplayBuffer
 
 
 def stream(buffer: ReplayBuffer, ids: torch.Tensor, labels: torch.Tensor, batch: int, logits=None) -> None:

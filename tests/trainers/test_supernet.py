@@ -8,19 +8,19 @@ import dataclasses
 import pytest
 import torch
 
-from search_space import names
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError, DynasError
-from search_space.kinds import ATTENTION, FFN, REGISTRIES
-from search_space.settings import SupernetSettings, TaskSettings, TrainingSettings
-from search_space.sharing import check_shareable
-from search_space.space import parse_space
-from search_space.suggest import RandomSuggester
+from dynas.search_space import names
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.kinds import ATTENTION, FFN, REGISTRIES
+from dynas.search_space.settings import SupernetSettings, TaskSettings, TrainingSettings
+from dynas.search_space.sharing import check_shareable
+from dynas.search_space.space import parse_space
+from dynas.search_space.suggest import RandomSuggester
 from tests.kind_cases import ATTENTION_CASES, FFN_CASES, MODEL_KIND_CASES
-from trainers.fitting import fit
-from trainers.supernet import (SuperNet, TrainedSupernet, evaluate_inherited, inherit, share_key,
+from dynas.trainers.fitting import fit
+from dynas.trainers.supernet import (SuperNet, TrainedSupernet, evaluate_inherited, inherit, share_key,
                                train_supernet)
-from trainers.tasks import build_task
+from dynas.trainers.tasks import build_task
 
 SHAPE = TaskShape(seq_len=16, num_classes=5, input_dim=4, image_side=8)   # 8x8 image, 2x2 patches
 

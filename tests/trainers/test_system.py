@@ -5,13 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.settings import (CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings,
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.settings import (CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings,
                                    settings_dict)
-from trainers.fitting import make_trainer, quiet_lightning
-from trainers.results import NonFiniteLoss
-from trainers.system import LOSS_TERMS, ContinualSystem
-from trainers.tasks import build_task
+from dynas.trainers.fitting import make_trainer, quiet_lightning
+from dynas.trainers.results import NonFiniteLoss
+from dynas.trainers.system import LOSS_TERMS, ContinualSystem
+from dynas.trainers.tasks import build_task
 
 STEPS = 12
 
@@ -120,7 +120,7 @@ def test_huge_learning_rate_raises_non_finite_loss(task):
 
 def test_nan_loss_term_raises_non_finite_loss(task, monkeypatch):
     system = make_system(task)
-    monkeypatch.setattr("trainers.system.cross_entropy", lambda logits, y: logits.sum() * float("nan"))
+    monkeypatch.setattr("dynas.trainers.system.cross_entropy", lambda logits, y: logits.sum() * float("nan"))
     with pytest.raises(NonFiniteLoss, match="task=nan"):
         train_experience(system, task, 0)
 

@@ -9,11 +9,11 @@ import struct
 import numpy as np
 import pytest
 
-from controllers.local import run_local_experiment
-from search_space.evaluators import evaluate, get_evaluator
-from search_space.experiment import load_experiment
-from trainers.tabular import nasbench_graph as nbg
-from trainers.tabular.safe_pickle import UnsafePickleError, loads_plain
+from dynas.controllers.local import run_local_experiment
+from dynas.search_space.evaluators import evaluate, get_evaluator
+from dynas.search_space.experiment import load_experiment
+from dynas.trainers.tabular import nasbench_graph as nbg
+from dynas.trainers.tabular.safe_pickle import UnsafePickleError, loads_plain
 
 from tests.test_examples import EXAMPLES
 

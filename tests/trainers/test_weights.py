@@ -7,14 +7,14 @@ import shutil
 import pytest
 import torch
 
-from search_space import names
-from search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
-from search_space.errors import DynasError
-from search_space.settings import TaskSettings, TrainingSettings
-from trainers.bundle import MODEL_FILE, WEIGHTS_FILE, load_bundle_model, read_weights
-from trainers.downstream import train_arch
-from trainers.predict import load_model
-from trainers.tasks import build_task
+from dynas.search_space import names
+from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.errors import DynasError
+from dynas.search_space.settings import TaskSettings, TrainingSettings
+from dynas.trainers.bundle import MODEL_FILE, WEIGHTS_FILE, load_bundle_model, read_weights
+from dynas.trainers.downstream import train_arch
+from dynas.trainers.predict import load_model
+from dynas.trainers.tasks import build_task
 
 ARCH = ArchConfig(16, (LayerConfig(
     AttentionConfig("full", 2),
@@ -109,7 +109,7 @@ def test_init_from_another_architecture_is_refused_before_anything_is_written(tr
 
 
 def test_cli_init_from_a_broken_folder_is_exit_2_and_keeps_the_output(trained, tmp_path, capsys):
-    from analysis.cli import main
+    from dynas.analysis.cli import main
 
     broken = _copy(trained[0], tmp_path / "broken")
     (broken / WEIGHTS_FILE).unlink()

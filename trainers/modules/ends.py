@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from search_space.arch import TaskShape
+from dynas.search_space.arch import TaskShape
 
 from ..tasks.images import to_patches
 from .registry import builder

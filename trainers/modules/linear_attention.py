@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.kinds.attention import LINEAR_ATTENTION_CHUNK
+from dynas.search_space.kinds.attention import LINEAR_ATTENTION_CHUNK
 
 from .attention import HeadProjection, to_blocks
 from .registry import builder

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.arch import FFNConfig
+from dynas.search_space.arch import FFNConfig
 
 from .registry import BUILDERS, builder
 

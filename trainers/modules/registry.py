@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from search_space.errors import ConfigError
+from dynas.search_space.errors import ConfigError
 
 
 class Builders:

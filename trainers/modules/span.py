@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_space.kinds.attention import cropped_span, span_blocked, span_ramp
+from dynas.search_space.kinds.attention import cropped_span, span_blocked, span_ramp
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
 from .registry import builder

@@ -35,9 +35,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from search_space import names
-from search_space.errors import ConfigError, DynasError
-from search_space.evaluators import register_evaluator
+from dynas.search_space import names
+from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.evaluators import register_evaluator
 
 from .safe_pickle import load_plain
 

@@ -10,9 +10,9 @@ from typing import Any, Callable, Literal
 
 from torch.utils.data import Dataset
 
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError
-from search_space.settings import TaskSettings
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError
+from dynas.search_space.settings import TaskSettings
 
 
 @dataclass

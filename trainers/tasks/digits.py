@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError
 
 from .base import Task, register_task
 from .images import OPTION, ImageOptions, check_fraction, class_groups, class_incremental, stratified_split

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError, DynasError
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError, DynasError
 
 from .base import Task, register_task
 from .images import (OPTION, ImageOptions, check_fraction, check_int, class_groups,

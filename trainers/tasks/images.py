@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError
 
 from .base import Experience
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from search_space.errors import DynasError
+from dynas.search_space.errors import DynasError
 
 from .images import to_patches
 

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from search_space.arch import TaskShape
-from search_space.errors import ConfigError, DynasError
+from dynas.search_space.arch import TaskShape
+from dynas.search_space.errors import ConfigError, DynasError
 
 from .base import Experience, Task, register_task
 from .images import OPTION, check_int, class_groups, class_incremental
