@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dynas.search_space import commands as space_commands
     from dynas.trainers import commands as train_commands
     from dynas.controllers import commands as search_commands
-    from dynas.controllers.prepare import dynas_version
+    from dynas.controllers.records import dynas_version
     from dynas.analysis import commands as analysis_commands
     from dynas.analysis import listing
 
@@ -97,7 +97,7 @@ def _check_search(experiment):
     """The search section's checks only controllers know: the strategy and its settings,
     and (an architecture space) objectives naming metrics that training reports."""
     from dynas.controllers.policies import check_search
-    from dynas.controllers.prepare import check_metrics
+    from dynas.controllers.run.prepare import check_metrics
     from dynas.search_space.space import ArchSpace
 
     check_search(experiment.search)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from dynas.controllers.local import run_local
+from dynas.controllers.run.in_process import run_local
 from dynas.controllers.policies import make_policy
 from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig

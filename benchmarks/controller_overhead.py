@@ -23,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers.policies import make_policy
 from dynas.controllers.records import iter_records
-from dynas.controllers.search import tune_search
+from dynas.controllers.tune.executor import tune_search
 from dynas.controllers.driver import SearchDriver
 from dynas.controllers.results import tune_result
-from dynas.controllers.tune_searcher import PolicySearcher
+from dynas.controllers.tune.searcher import PolicySearcher
 from dynas.search_space import names
 from dynas.search_space.plain import parse_decision_space
 from dynas.search_space.settings import Objective
@@ -46,8 +47,7 @@ def sleeper(config: dict, work: float) -> None:
     start = time.time()
     if work > 0:
         time.sleep(work)
-    tune.report(tune_result({names.FINAL_AVG_ACCURACY: config["arch"]["a"] / 100}, 1, 1,
-                            wall_time_s=time.time() - start))
+    tune.report(tune_result(TrialMetrics(values={names.FINAL_AVG_ACCURACY: config["arch"]["a"] / 100}, wall_time_s=time.time() - start), 1, 1))
 
 
 def measure(trials: int, concurrent: int, work: float) -> dict[str, float]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dynas.analysis.export import export_arch
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.runs import run_local_experiment
 from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig
 from dynas.search_space.experiment import parse_experiment

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dynas.controllers.local import run_local  # noqa: E402
+from dynas.controllers.run.in_process import run_local  # noqa: E402
 from dynas.controllers.pareto import hypervolume  # noqa: E402
 from dynas.controllers.policies import PPOSettings, make_policy  # noqa: E402
 from dynas.search_space import names  # noqa: E402

@@ -1,4 +1,8 @@
-"""What to try next: search policies, the Ray Tune adapter and the local loop.
+"""What to try next: search policies, the driver, and the runs that use them.
+
+The core (policy, driver, dedup, records, results, outcomes) knows no executor;
+``run/`` assembles a run's phases against the executor seam, with the in-process
+executor; ``tune/`` is the Ray Tune executor; ``runs`` picks one by name.
 
 Importing ``controllers`` is cheap: Ray, Optuna and torch load only when a name that
 needs them is first used (PEP 562 module ``__getattr__``).
@@ -18,12 +22,16 @@ _LAZY = {
     "SearchDriver": "dynas.controllers.driver",
     "TrialResult": "dynas.controllers.results",
     "objective_values": "dynas.controllers.objectives",
-    "run_local": "dynas.controllers.local",
-    "run_local_experiment": "dynas.controllers.local",
-    "run_search": "dynas.controllers.search",
-    "resume_search": "dynas.controllers.search",
-    "confirm_run": "dynas.controllers.confirm",
-    "PolicySearcher": "dynas.controllers.tune_searcher",
+    "run_local": "dynas.controllers.run.in_process",
+    "run_local_experiment": "dynas.controllers.runs",
+    "run_search": "dynas.controllers.runs",
+    "resume_search": "dynas.controllers.runs",
+    "confirm_run": "dynas.controllers.runs",
+    "make_executor": "dynas.controllers.runs",
+    "RunSession": "dynas.controllers.run.session",
+    "InProcess": "dynas.controllers.run.in_process",
+    "RayTune": "dynas.controllers.tune.executor",
+    "PolicySearcher": "dynas.controllers.tune.searcher",
 }
 
 __all__ = [

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+EXECUTORS = ("ray", "local")     # controllers.runs.EXECUTORS (not imported: --help stays light)
 EXIT_NOTHING_COMPLETED = 1
 
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .policies import POLICIES
 
     p = sub.add_parser(
-        "search", help="search an experiment's space on Ray Tune",
+        "search", help="search an experiment's space on Ray Tune (or in this process)",
         description="Search an experiment file's space with a policy on Ray Tune. Without "
         "--address a private local Ray instance is started; with it, dynas joins that cluster "
         "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="run directory name (default: <config>-<strategy>-<UTC time>)")
     p.add_argument("--seed", type=int, help="policy seed (default: the file's search.seed)")
     p.add_argument("--storage", type=Path, help="parent of run directories (default: search.storage)")
+    p.add_argument("--runner", choices=EXECUTORS, default="ray",
+                   help="where trials train: ray (Ray Tune; default) or local (this process, no Ray)")
     _common(p)
     p.set_defaults(handler=_search)
 
@@ -52,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("run_dir", type=Path, help="run directory made by `dynas search`")
     r.add_argument("--extra-trials", type=int, default=0, help="train this many more architectures")
     r.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    _runner(r)
     _common(r)
     r.set_defaults(handler=_resume)
 
@@ -65,8 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--top", type=int, required=True, help="candidates to confirm (K)")
     c.add_argument("--seeds", type=int, required=True, help="seed repeats per candidate (S)")
     c.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    _runner(c)
     _common(c)
     c.set_defaults(handler=_confirm)
+
+
+def _runner(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner", choices=EXECUTORS, default=None,
+                   help="where trials train: ray or local (default: the runner that made the run)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,25 +91,26 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> RunResult:
-    from .search import run_search
+    from .runs import run_search
 
     return _finished(run_search(args.config, strategy=args.strategy, trials=args.trials,
                                 concurrent=args.concurrent, address=args.address, name=args.name,
-                                seed=args.seed, storage=args.storage, verbose=args.verbose))
+                                seed=args.seed, storage=args.storage, verbose=args.verbose,
+                                runner=args.runner))
 
 
 def _resume(args: argparse.Namespace) -> RunResult:
-    from .search import resume_search
+    from .runs import resume_search
 
     return _finished(resume_search(args.run_dir, args.extra_trials, address=args.address,
-                                   verbose=args.verbose))
+                                   verbose=args.verbose, runner=args.runner))
 
 
 def _confirm(args: argparse.Namespace) -> RunResult:
-    from .confirm import confirm_run
+    from .runs import confirm_run
 
     return _finished(confirm_run(args.run_dir, args.top, args.seeds, address=args.address,
-                                 verbose=args.verbose))
+                                 verbose=args.verbose, runner=args.runner))
 
 
 def _finished(run_dir: Path) -> RunResult:

@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Sequence
 from dynas.search_space.base import Candidate
 from dynas.search_space.errors import InfeasibleError
 from dynas.search_space.settings import Objective
+from dynas.trainers.results import TrialMetrics
 
 from . import outcomes
 from .kept_weights import WeightKeeper, weights_entry
@@ -197,7 +198,7 @@ class SearchDriver:
             self._save_state()
             return
         original = self.known.get(dup.cached_from)
-        reused = TrialResult(dup.outcome.state, dict(original.metrics) if original else {},
+        reused = TrialResult(dup.outcome.state, TrialMetrics(values=dict(original.metrics) if original else {}),
                              experiences_done=original.experiences_done if original else 0,
                              evaluation=original.evaluation if original else "standalone")
         self._write(self._record(dup.proposal, dup.outcome, reused, 1, cached_from=dup.cached_from))
@@ -207,21 +208,11 @@ class SearchDriver:
         """``outcome`` is the trial's own; ``told`` what the policy heard, when that
         differs (a remeasure's mean): the record's ``objectives`` are those."""
         heard = told or outcome
-        return TrialRecord(
-            proposal_id=proposal.id, arch_id=proposal.arch.arch_id, arch=proposal.arch.to_dict(),
-            params=dict(proposal.params), state=outcome.state, metrics=dict(result.metrics),
-            objectives=None if heard.values is None else list(heard.values),
-            acc_matrix=result.acc_matrix, test_acc_matrix=result.test_acc_matrix,
-            expert_load=result.expert_load,
-            curriculum_log=result.curriculum_log, bits_matrix=result.bits_matrix,
-            dynamics=result.dynamics, reason=outcome.reason, policy=self.policy.name,
-            seed=self.seed, wall_time_s=float(result.wall_time_s),
-            experiences_done=int(result.experiences_done), cached_from=cached_from,
-            trial_id=result.trial_id, node=result.node, asks=asks,
+        return make_record(
+            proposal, outcome, result, policy=self.policy.name, seed=self.seed, asks=asks,
+            objectives=heard.values, cached_from=cached_from,
             weights=weights_entry(self.run_dir, result.weights)
-            if result.weights and outcome.state == "complete" and cached_from is None else None,
-            repeat_of=proposal.repeat_of, train_seed=proposal.seed,
-            chance_accuracy=result.chance_accuracy, evaluation=result.evaluation)
+            if result.weights and outcome.state == "complete" and cached_from is None else None)
 
     def _write(self, record: TrialRecord) -> None:
         append_record(self.run_dir, record)
@@ -236,6 +227,22 @@ class SearchDriver:
 
     def _save_state(self) -> None:
         write_json_atomic(self.run_dir / POLICY_STATE_FILE, self.policy.state_dict(), indent=None)
+
+
+def make_record(proposal: Proposal, outcome: Outcome, result: TrialResult, *, policy: str, seed: int,
+                asks: int = 0, objectives: Sequence[float] | None = None, cached_from: int | None = None,
+                weights: dict | None = None, baseline: str = "") -> TrialRecord:
+    """The one place a ``TrialRecord`` is built (searched trials, duplicates, infeasible
+    candidates, seed repeats and reference baselines): the executor's ``result`` as it
+    came, ``measured`` included, plus who asked and what was told."""
+    return TrialRecord(
+        proposal_id=proposal.id, arch_id=proposal.arch.arch_id, arch=proposal.arch.to_dict(),
+        params=dict(proposal.params), state=outcome.state, measured=result.measured,
+        objectives=None if objectives is None else list(objectives), reason=outcome.reason,
+        policy=policy, seed=seed, experiences_done=int(result.experiences_done),
+        cached_from=cached_from, trial_id=result.trial_id, node=result.node, asks=asks,
+        baseline=baseline, weights=weights, repeat_of=proposal.repeat_of, train_seed=proposal.seed,
+        evaluation=result.evaluation)
 
 
 def _is_confirmation(proposal: Proposal) -> bool:

@@ -21,12 +21,13 @@ Lifecycle (Optuna's ask/tell, made explicit):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, Sequence, get_args, runtime_checkable
 
 from dynas.search_space.base import Candidate, Space
 from dynas.search_space.settings import Objective
 
 TrialState = Literal["complete", "failed", "pruned"]
+TRIAL_STATES: tuple[str, ...] = get_args(TrialState)   # every state a trial ends in, in that order
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from .policy import TRIAL_STATES
+
 MAX_DEPTH = 32                  # a real record nests 4 deep (curriculum_log entries)
 MAX_LINE_CHARS = 50_000_000     # a sane record is kilobytes; refuse to parse a giant
 
@@ -44,7 +46,7 @@ def _metric(v: Any) -> bool:      # NaN/inf are legal (allow_nan=True writes the
     return v is None or _number(v)
 
 
-STATES = ("complete", "failed", "pruned")
+STATES = TRIAL_STATES
 # TrialRecord.evaluation: trained from scratch, scored with weights inherited from the
 # run's supernet, or inherited and then fine-tuned (search.evaluation: supernet)
 EVALUATIONS = ("standalone", "inherited", "finetuned")
@@ -65,6 +67,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "repeat_of": (_opt(_int), "an integer or null"),
     "train_seed": (_opt(_int), "an integer or null"),
     "chance_accuracy": (_metric, "a number or null"),
+    "steps": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "expert_load": (_dict_of(_list_of(_metric)), "a mapping of names to lists of numbers"),
     "curriculum_log": (_list_of(lambda v: isinstance(v, dict)), "a list of mappings"),
     "reason": (_opt(_str), "a string or null"),

@@ -29,11 +29,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from dynas.search_space.errors import DynasError, InfrastructureError
+from dynas.trainers.results import TrialMetrics
 
 from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
 
@@ -47,24 +48,24 @@ RECORD_SCHEMA_VERSION = 2      # 2: metrics from validation, test.* and R_test h
 
 @dataclass
 class TrialRecord:
+    """One line of ``trials.jsonl``: who proposed what, how it ended, and what it
+    measured. ``measured`` is the trial's ``trainers.results.TrialMetrics`` as the
+    executor handed it over; on disk its fields sit flat beside the record's own (the
+    layout of schema 1 and 2, ``values`` under the key ``metrics``), and each reads as
+    an attribute of the record (``record.metrics``, ``record.acc_matrix``)."""
+
     proposal_id: int
     arch_id: str
     arch: dict[str, Any]                      # ArchConfig.to_dict() or an Assignment's dict
     params: dict[str, Any]                    # decision name -> value
-    state: str                                # complete | failed | pruned
-    metrics: dict[str, float] = field(default_factory=dict)   # names from search_space.names;
-    #   plain names: validation splits; test.<name>: held-out test splits (schema >= 2)
+    state: str                                # controllers.policy.TRIAL_STATES
+    # metrics (names from search_space.names): plain names from the validation splits,
+    # test.<name> from the held-out test splits (schema >= 2; schema 1: test splits only)
+    measured: TrialMetrics = field(default_factory=TrialMetrics)
     objectives: list[float] | None = None     # values told to the policy, objective order
-    acc_matrix: list[list[float]] = field(default_factory=list)       # R_val (schema 1: R_test)
-    test_acc_matrix: list[list[float]] = field(default_factory=list)  # R_test; empty before schema 2
-    expert_load: dict[str, list[float]] = field(default_factory=dict)
-    curriculum_log: list[dict[str, Any]] = field(default_factory=list)
-    bits_matrix: list[list[float]] = field(default_factory=list)   # validation bits, B[i][j]
-    dynamics: list[dict[str, Any]] = field(default_factory=list)   # learned spans, realised k
     reason: str | None = None                 # why it failed / was pruned
     policy: str = ""
     seed: int = 0
-    wall_time_s: float = 0.0
     experiences_done: int = 0
     cached_from: int | None = None            # proposal id whose result was reused
     trial_id: str = ""                        # Ray's trial id, when run under Ray
@@ -74,7 +75,6 @@ class TrialRecord:
     weights: dict[str, Any] | None = None     # {"path" (relative to the run dir), "bytes"} when saved
     repeat_of: int | None = None              # a seed repeat of this proposal id's architecture
     train_seed: int | None = None             # training seed when not the experiment's own
-    chance_accuracy: float | None = None      # a uniform guess's accuracy on the task (None: older)
     # how the metrics were measured (record_check.EVALUATIONS): trained from scratch, or with weights
     # inherited from the run's supernet (search.evaluation: supernet), optionally fine-tuned
     evaluation: str = "standalone"
@@ -82,7 +82,8 @@ class TrialRecord:
     schema_version: int = RECORD_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "measured"}
+        return {**own, **{MEASURED_KEYS[k]: v for k, v in asdict(self.measured).items()}}
 
     @property
     def is_confirmation(self) -> bool:
@@ -92,9 +93,19 @@ class TrialRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known.setdefault("schema_version", 1)      # a line without one predates versioning
-        return cls(**known)
+        own = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "measured"}
+        own.setdefault("schema_version", 1)      # a line without one predates versioning
+        measured = TrialMetrics(**{field_name: data[key] for field_name, key in MEASURED_KEYS.items()
+                                   if key in data})
+        return cls(**own, measured=measured)
+
+
+# TrialMetrics field -> its key in a record line (``values`` was always ``metrics`` there)
+MEASURED_KEYS = {f.name: {"values": "metrics"}.get(f.name, f.name) for f in fields(TrialMetrics)}
+for _name, _key in MEASURED_KEYS.items():     # record.metrics, record.acc_matrix, ...
+    setattr(TrialRecord, _key, property(lambda self, _n=_name: getattr(self.measured, _n),
+                                        lambda self, value, _n=_name: setattr(self.measured, _n, value),
+                                        doc=f"``measured.{_name}``"))
 
 
 def trained_count(records: Iterable[TrialRecord]) -> int:
@@ -185,6 +196,30 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def base_run_info(name: str, runner: str, strategy: str, trials: int, seed: int,
+                  objectives: Iterable[Any], space_size: int | float) -> dict[str, Any]:
+    """The keys every ``run.json`` holds, whoever starts the run: what was asked, by
+    which dynas, when (an experiment's run adds its own: ``run.prepare.run_info``)."""
+    return {"name": name, "runner": runner, "strategy": strategy, "trials": int(trials), "seed": int(seed),
+            "objectives": [asdict(o) for o in objectives], "space_size": space_size,
+            "dynas_version": dynas_version(), "created": utc_now()}
+
+
+def dynas_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dynas")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def require_run_dir(run_dir: str | os.PathLike) -> Path:

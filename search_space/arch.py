@@ -24,9 +24,10 @@ OMIT_DEFAULT = {"omit_default": True}
 
 
 def _spec(family: str, kind: str, key: str):
-    """The kind's spec (``search_space.kinds``); imported here lazily because the
-    specs build these configs."""
-    from .kinds import REGISTRIES
+    """The kind's spec (``search_space.kinds``). The registries module alone is imported,
+    lazily: the specs build these configs, and the built-in ones are registered when the
+    ``search_space`` package loads (its ``__init__`` imports ``kinds``)."""
+    from .kinds.registries import REGISTRIES
     if family in MODEL_KINDS:
         return REGISTRIES[family].get(kind, key or family)
     return REGISTRIES[family].get(kind, f"{key}.kind" if key else "kind")

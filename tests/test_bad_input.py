@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers.records import RUN_FILE, TrialRecord, append_record, write_json_atomic
 from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
@@ -221,9 +222,7 @@ def _records(states: tuple[str, ...]) -> list[TrialRecord]:
     for i, state in enumerate(states):
         arch = ArchConfig(16, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2 + 2 * i)),))
         metrics = {names.FINAL_AVG_ACCURACY: 0.5 + 0.1 * i, names.FLOPS: 1e5 * (1 + i)} if state == "complete" else {}
-        out.append(TrialRecord(i, arch.arch_id, arch.to_dict(), {}, state, metrics=metrics,
-                               objectives=list(metrics.values()) or None, policy="random",
-                               reason=None if state == "complete" else "RuntimeError: boom"))
+        out.append(TrialRecord(i, arch.arch_id, arch.to_dict(), {}, state, objectives=list(metrics.values()) or None, policy="random", reason=None if state == "complete" else "RuntimeError: boom", measured=TrialMetrics(values=metrics)))
     return out
 
 

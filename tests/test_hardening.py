@@ -159,7 +159,7 @@ def test_a_negative_absurd_value_of_any_numeric_setting_is_refused(cls):
 
 
 def test_an_absurd_architecture_in_a_search_is_a_failed_record_with_the_reason():
-    from dynas.controllers.prepare import feasibility
+    from dynas.controllers.run.prepare import feasibility
     from dynas.search_space.experiment import parse_experiment
     import yaml
 
@@ -244,7 +244,7 @@ def _fuzzed_run(parent: Path, lines: list[str]) -> Path:
 def test_fuzzed_record_lines_never_crash_resume_or_export(lines, tmp_path_factory):
     from dynas.analysis.export import export_arch
     from dynas.analysis.load import load_runs
-    from dynas.controllers.search import resume_search
+    from dynas.controllers.runs import resume_search
 
     run = _fuzzed_run(tmp_path_factory.mktemp("fuzz"), lines)
     records = list(iter_records(run))

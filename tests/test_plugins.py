@@ -202,7 +202,7 @@ def test_the_strategy_flag_accepts_a_strategy_from_the_files_plugins(tmp_path, c
         evaluator: square
         search: {trials: 2, objectives: [{metric: loss, direction: min}]}
         """)
-    from dynas.controllers.prepare import prepare_search
+    from dynas.controllers.run.prepare import prepare_search
 
     search = prepare_search(load_experiment(tmp_path / "e.yaml"), strategy="first_random")
     assert search.strategy == "first_random"
@@ -290,7 +290,7 @@ def test_a_plugin_error_survives_pickling():
 
 
 def test_run_json_keeps_the_resolved_plugins_for_resume(tmp_path):
-    from dynas.controllers.prepare import run_info
+    from dynas.controllers.run.prepare import run_info
 
     plugin = write(tmp_path / "everything.py", EVERYTHING)
     exp = write(tmp_path / "e.yaml", """

@@ -8,7 +8,12 @@ from typing import Any, Protocol
 
 @dataclass
 class TrialMetrics:
-    """Everything one candidate's training produced.
+    """Everything one candidate's training produced: the one shape of "what a trial
+    measured", carried unchanged from ``fit`` through the executors
+    (``controllers.results.TrialResult.measured``) into the record
+    (``controllers.records.TrialRecord.measured``). A new measured field is added here,
+    where it is produced, and checked in ``controllers.record_check``; nothing in
+    between copies fields.
 
     ``values`` maps names from ``search_space.names`` (accuracy, forgetting, cost) to
     floats: plain names are measured on the validation splits, ``test.<name>`` on the
@@ -22,8 +27,8 @@ class TrialMetrics:
     head and layer, realised k per MoE layer; ``trainers.dynamics``).
     """
 
-    values: dict[str, float]
-    acc_matrix: list[list[float]]
+    values: dict[str, float] = field(default_factory=dict)
+    acc_matrix: list[list[float]] = field(default_factory=list)
     test_acc_matrix: list[list[float]] = field(default_factory=list)
     expert_load: dict[str, list[float]] = field(default_factory=dict)
     curriculum_log: list[dict[str, Any]] = field(default_factory=list)
@@ -38,7 +43,8 @@ class TrialMetrics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialMetrics":
-        return cls(**data)
+        """The fields ``data`` holds (others are ignored: a blob or record carries more)."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

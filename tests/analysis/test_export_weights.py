@@ -9,7 +9,7 @@ import pytest
 
 from dynas.analysis.cli import main
 from dynas.controllers.kept_weights import INDEX_FILE, read_index
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.records import iter_records
 from dynas.search_space.experiment import parse_experiment
 from dynas.search_space.settings import TaskSettings

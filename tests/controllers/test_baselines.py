@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from dynas.controllers.baselines import resolve_baselines
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.run.baselines import resolve_baselines
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.records import iter_records, trained_count
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, TaskShape
 from dynas.search_space.errors import ConfigError

@@ -6,8 +6,9 @@ import pickle
 
 import pytest
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers.commands import EXIT_NOTHING_COMPLETED, _finished
-from dynas.controllers.local import run_local
+from dynas.controllers.run.in_process import run_local
 from dynas.controllers.policies import POLICIES, check_search, make_policy, register_policy
 from dynas.controllers.policies.random import RandomPolicy
 from dynas.controllers.records import TrialRecord, append_record, iter_records, write_json_atomic
@@ -97,7 +98,7 @@ def test_search_commands_exit_1_when_no_trial_completed(tmp_path, capsys):
     append_record(tmp_path, failed)
     assert _finished(tmp_path).exit_code == EXIT_NOTHING_COMPLETED
     assert capsys.readouterr().err.startswith("dynas: no trial completed")
-    append_record(tmp_path, TrialRecord(1, "x", arch.to_dict(), {}, "complete", metrics=toy_metrics(arch)))
+    append_record(tmp_path, TrialRecord(1, "x", arch.to_dict(), {}, "complete", measured=TrialMetrics(values=toy_metrics(arch))))
     assert _finished(tmp_path).exit_code == 0 and len(list(iter_records(tmp_path))) == 2
 
 
@@ -115,7 +116,7 @@ ARCH_EXPERIMENT = {
     ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'"),
 ])
 def test_the_local_runner_checks_the_file_as_dynas_search_does(tmp_path, search, message):
-    from dynas.controllers.local import run_local_experiment
+    from dynas.controllers.runs import run_local_experiment
 
     with pytest.raises(DynasError, match=message):     # ConfigError or InfeasibleError
         run_local_experiment(parse_experiment({**ARCH_EXPERIMENT, "search": search}), tmp_path / "run")

@@ -14,9 +14,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from dynas.controllers.local import fit_evaluator, run_local
+from dynas.trainers.results import TrialMetrics
+from dynas.controllers.run.in_process import fit_evaluator, run_local
 from dynas.controllers.policies import make_policy
-from dynas.controllers.prepare import feasibility
+from dynas.controllers.run.prepare import feasibility
 from dynas.controllers.results import parse_result, tune_result
 from dynas.search_space import names
 from dynas.search_space.errors import ConfigError
@@ -99,11 +100,11 @@ def test_tune_scalars_hold_no_test_metric():
     """ASHA reads Tune's scalars: they are validation metrics and costs; the test
     twins travel in the blob for the record only."""
     metrics = {names.FINAL_AVG_ACCURACY: 0.9, names.as_test(names.FINAL_AVG_ACCURACY): 0.1, names.FLOPS: 5.0}
-    result = tune_result(metrics, 1, 2, test_acc_matrix=[[0.1]])
+    result = tune_result(TrialMetrics(values=metrics, test_acc_matrix=[[0.1]]), 1, 2)
     assert names.as_test(names.FINAL_AVG_ACCURACY) not in result
     assert result[names.FINAL_AVG_ACCURACY] == 0.9
-    assert parse_result(result)["metrics"] == metrics
-    assert parse_result(result)["test_acc_matrix"] == [[0.1]]
+    assert parse_result(result)["measured"]["values"] == metrics
+    assert parse_result(result)["measured"]["test_acc_matrix"] == [[0.1]]
 
 
 @pytest.mark.parametrize("metric", ["test.final_avg_accuracy", "test.anything_added_later"])

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from dynas.controllers.kept_weights import INDEX_FILE, TOP_K, WeightKeeper, kept_set, read_index
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.records import TrialRecord
 from dynas.search_space.experiment import parse_experiment
 from dynas.search_space.settings import Objective

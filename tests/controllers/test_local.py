@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from dynas.controllers.local import run_local, run_local_experiment
+from dynas.controllers.run.in_process import run_local
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.policies import make_policy
 from dynas.controllers.records import POLICY_STATE_FILE, RUN_FILE, iter_records
 from dynas.search_space import names
@@ -110,7 +111,7 @@ def test_never_trains_an_architecture_twice(tmp_path):
 
 
 def test_an_exhausted_space_ends_the_run_early(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="dynas.controllers.local"):
+    with caplog.at_level(logging.WARNING, logger="dynas.controllers.run.in_process"):
         records, evaluate = run(tmp_path, trials=6, space=TINY, max_duplicates=10)
     assert len(evaluate.calls) == 4
     assert "the space is exhausted: all 4 distinct candidates were explored" in caplog.text

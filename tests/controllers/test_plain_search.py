@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynas.controllers.local import run_local_experiment
-from dynas.controllers.prepare import prepare_search
+from dynas.controllers.runs import run_local_experiment
+from dynas.controllers.run.prepare import prepare_search
 from dynas.search_space.errors import ConfigError
 from dynas.search_space.evaluators import EVALUATORS, evaluate, register_evaluator, unregister_evaluator
 from dynas.search_space.experiment import parse_experiment

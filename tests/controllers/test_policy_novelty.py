@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from dynas.controllers.driver import SearchDriver
-from dynas.controllers.local import run_in_process
+from dynas.controllers.run.in_process import run_in_process
 from dynas.controllers.objectives import objective_values
 from dynas.controllers.policies import PPOSettings, make_policy
 from dynas.controllers.policies.optuna_policies import REPEAT_ATTR

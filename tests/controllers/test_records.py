@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers import records
 from dynas.controllers.records import (RECORDS_FILE, RUN_FILE, TrialRecord, append_record, create_run_dir,
                                  iter_records, read_run, write_json_atomic)
@@ -14,8 +15,7 @@ from dynas.search_space.errors import DynasError
 
 
 def rec(pid: int) -> TrialRecord:
-    return TrialRecord(pid, f"a{pid:011d}", {"x": pid}, {"x": pid}, "complete", metrics={"m": 0.5},
-                       objectives=[0.5])
+    return TrialRecord(pid, f"a{pid:011d}", {"x": pid}, {"x": pid}, "complete", objectives=[0.5], measured=TrialMetrics(values={"m": 0.5}))
 
 
 def test_append_record_fsyncs_the_line_before_returning(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ import pytest
 from dynas.analysis.cli import main
 from dynas.controllers.kept_weights import read_index
 from dynas.controllers.records import POLICY_STATE_FILE, RECORDS_FILE, RUN_FILE, iter_records
-from dynas.controllers.search import resume_search, run_search, trained_count
+from dynas.controllers.runs import resume_search, run_search
+from dynas.controllers.records import trained_count
 from dynas.search_space.errors import DynasError
 
 TINY = """
@@ -198,7 +199,7 @@ def flaky_trial(config, spec, marker):
     """``run_trial`` whose first attempt dies right after reporting experience 1 (as a
     lost worker would); the retry notes what ``fit`` was given."""
     import dynas.trainers.fitting as fit_module
-    from dynas.controllers.trainable import run_trial
+    from dynas.controllers.tune.trainable import run_trial
 
     real = fit_module.fit
 
@@ -224,10 +225,10 @@ def flaky_trial(config, spec, marker):
 @pytest.mark.slow
 def test_a_retried_trial_continues_from_its_checkpoint(tiny, tmp_path, ray_local):
     from dynas.controllers.policies import make_policy
-    from dynas.controllers.search import tune_search
-    from dynas.controllers.trainable import TrialSpec
+    from dynas.controllers.tune.executor import tune_search
+    from dynas.controllers.tune.trainable import TrialSpec
     from dynas.controllers.driver import SearchDriver
-    from dynas.controllers.tune_searcher import PolicySearcher
+    from dynas.controllers.tune.searcher import PolicySearcher
     from dynas.search_space.experiment import load_experiment
 
     exp = load_experiment(tiny)

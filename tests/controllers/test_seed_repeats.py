@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dynas.controllers.confirm import best_candidates, confirmations
-from dynas.controllers.local import run_local, run_local_experiment
+from dynas.trainers.results import TrialMetrics
+from dynas.controllers.run.confirm import best_candidates, confirmations
+from dynas.controllers.run.in_process import run_local
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.records import TrialRecord, iter_records
 from dynas.search_space import names
 from dynas.search_space.errors import ConfigError
@@ -57,7 +59,7 @@ ARCH = parse_experiment({"space": SPACE}).space.sample(RandomSuggester(0))
 
 def record(pid, acc, flops, state="complete", **kw):
     return TrialRecord(pid, f"arch{pid}", ARCH.to_dict(), {}, state,
-                       {names.FINAL_AVG_ACCURACY: acc, names.FLOPS: flops},
+                       TrialMetrics(values={names.FINAL_AVG_ACCURACY: acc, names.FLOPS: flops}),
                        objectives=[acc, flops] if state == "complete" else None, **kw)
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from dynas.analysis.report import write_report
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.runs import run_local_experiment
 from dynas.controllers.records import iter_records
-from dynas.controllers.search import run_search
-from dynas.controllers.supernet import supernet_path
+from dynas.controllers.runs import run_search
+from dynas.controllers.run.supernet import supernet_path
 from dynas.search_space import names
 from dynas.search_space.experiment import load_experiment
 

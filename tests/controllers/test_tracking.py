@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers.records import TrialRecord
 from dynas.controllers.tracking import (NORMAL, QUIET, VERBOSE, ObjectiveCurves, Progress, check_loggers,
                                   trial_name, tune_verbosity, write_traceback)
@@ -20,9 +21,7 @@ OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS,
 
 def record(pid, state="complete", acc=None, flops=None, cached_from=None, reason=None):
     metrics = {} if acc is None else {names.FINAL_AVG_ACCURACY: acc, names.FLOPS: flops}
-    return TrialRecord(proposal_id=pid, arch_id=f"a{pid if cached_from is None else cached_from}",
-                       arch={}, params={}, state=state, metrics=metrics, reason=reason,
-                       cached_from=cached_from)
+    return TrialRecord(proposal_id=pid, arch_id=f"a{pid if cached_from is None else cached_from}", arch={}, params={}, state=state, reason=reason, cached_from=cached_from, measured=TrialMetrics(values=metrics))
 
 
 class Clock:

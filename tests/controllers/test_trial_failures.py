@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from dynas.controllers.local import fit_evaluator, run_in_process, run_local
+from dynas.controllers.run.in_process import fit_evaluator, run_in_process, run_local
 from dynas.controllers.policies import make_policy
 from dynas.controllers.records import iter_records
 from dynas.search_space.experiment import parse_experiment
@@ -118,7 +118,7 @@ RAY_REASONS = {kind: reason for kind, (_, reason) in FAILURES.items()}   # one w
 def faulty_trial(config, spec):
     """``run_trial`` in a Tune worker whose attention classes are broken as above (the
     patch lives in the worker process, which this test's private Ray owns)."""
-    from dynas.controllers.trainable import run_trial
+    from dynas.controllers.tune.trainable import run_trial
 
     for cls, kind in ((FullAttention, "full"), (SlidingWindowAttention, "sliding_window"),
                       (LinearAttention, "linear")):
@@ -156,10 +156,10 @@ def private_ray():
 
 @pytest.mark.slow
 def test_failures_on_ray_are_recorded_told_and_the_search_goes_on(private_ray, tmp_path):
-    from dynas.controllers.search import tune_search
-    from dynas.controllers.trainable import TrialSpec
+    from dynas.controllers.tune.executor import tune_search
+    from dynas.controllers.tune.trainable import TrialSpec
     from dynas.controllers.driver import SearchDriver
-    from dynas.controllers.tune_searcher import PolicySearcher
+    from dynas.controllers.tune.searcher import PolicySearcher
 
     exp = parse_experiment(EXPERIMENT)
     policy = TellLog(make_policy("random", exp.space, exp.search.objectives, 0, exp.search))

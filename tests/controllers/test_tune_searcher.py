@@ -12,11 +12,12 @@ import time
 
 import pytest
 
+from dynas.trainers.results import TrialMetrics
 from dynas.controllers.driver import SearchDriver
 from dynas.controllers.policies import make_policy
 from dynas.controllers.records import POLICY_STATE_FILE, RECORDS_FILE, iter_records
 from dynas.controllers.tracking import trial_name
-from dynas.controllers.tune_searcher import PolicySearcher, parse_result, tune_result
+from dynas.controllers.tune.searcher import PolicySearcher, parse_result, tune_result
 from dynas.search_space import names
 from dynas.search_space.plain import parse_decision_space
 from dynas.search_space.settings import Objective
@@ -44,7 +45,7 @@ def make_searcher(tmp_path, budget=4, strategy="random", space=None, metric=None
 
 
 def finish(searcher, trial_id, config, done=2, total=2):
-    result = tune_result(score(config["arch"], done), done, total, acc_matrix=[[0.5]] * done)
+    result = tune_result(TrialMetrics(values=score(config["arch"], done), acc_matrix=[[0.5]] * done), done, total)
     searcher.on_trial_complete(trial_id, result=result)
 
 
@@ -73,7 +74,7 @@ def test_complete_pruned_and_failed_are_recorded_once_each(tmp_path):
     c = [s.suggest(f"t{i}") for i in range(3)]
     finish(s, "t0", c[0])                                   # every experience: complete
     finish(s, "t1", c[1], done=1, total=2)                  # stopped early: pruned
-    s.on_trial_result("t2", tune_result(score(c[2]["arch"]), 1, 2))
+    s.on_trial_result("t2", tune_result(TrialMetrics(values=score(c[2]["arch"])), 1, 2))
     s.on_trial_complete("t2", error=True)                   # Tune gives no message ...
     assert "t2" not in {r.trial_id for r in iter_records(tmp_path)}   # ... so it waits for one
     s.record_error("t2", "non-finite loss: loss is nan")
@@ -92,7 +93,7 @@ def test_complete_pruned_and_failed_are_recorded_once_each(tmp_path):
 def test_missing_objective_metric_fails_the_trial_not_the_search(tmp_path):
     s = make_searcher(tmp_path, budget=1)
     s.suggest("t0")
-    s.on_trial_complete("t0", result=tune_result({names.FLOPS: 1.0}, 2, 2))
+    s.on_trial_complete("t0", result=tune_result(TrialMetrics(values={names.FLOPS: 1.0}), 2, 2))
     (record,) = iter_records(tmp_path)
     assert record.state == "failed" and names.FINAL_AVG_ACCURACY in record.reason
 
@@ -187,11 +188,11 @@ def cheap_trainable(config, fail_odd=False, experiences=2):
         raise NonFiniteLoss("loss is nan at step 3")
     for e in range(1, experiences + 1):
         time.sleep(0.05)
-        tune.report(tune_result(score(arch, e), e, experiences, acc_matrix=[[0.5] * e] * e))
+        tune.report(tune_result(TrialMetrics(values=score(arch, e), acc_matrix=[[0.5] * e] * e), e, experiences))
 
 
 def run_under_tune(tmp_path, trials, concurrent=2, scheduler="fifo", max_t=0, **params):
-    from dynas.controllers.search import tune_search
+    from dynas.controllers.tune.executor import tune_search
 
     metric = (names.FINAL_AVG_ACCURACY, "max") if scheduler == "asha" else (None, None)
     searcher = make_searcher(tmp_path, budget=trials, metric=metric[0], mode=metric[1])
@@ -235,10 +236,10 @@ def test_asha_prunes_only_after_two_experiences(tmp_path, ray_local):
 
 
 def test_parse_result_round_trip():
-    result = tune_result({names.FLOPS: 3}, 1, 4, expert_load={"l0": [0.5, 0.5]})
+    result = tune_result(TrialMetrics(values={names.FLOPS: 3}, expert_load={"l0": [0.5, 0.5]}), 1, 4)
     blob = parse_result(result)
-    assert blob["metrics"] == {names.FLOPS: 3.0} and blob["experiences_done"] == 1
-    assert blob["num_experiences"] == 4 and blob["expert_load"] == {"l0": [0.5, 0.5]}
+    assert blob["measured"]["values"] == {names.FLOPS: 3.0} and blob["experiences_done"] == 1
+    assert blob["num_experiences"] == 4 and blob["measured"]["expert_load"] == {"l0": [0.5, 0.5]}
     assert parse_result(None) == {}
 
 
@@ -249,10 +250,9 @@ def test_a_trials_dynamics_reach_its_record():
 
     dynamics = [{"experience": 0, "spans": {"layers.0.attn": {"heads": [3.0], "crop": 8}},
                  "k": {"layers.0.ffn": {"mean": 1.5, "hist": [0, 1, 1]}}}]
-    blob = parse_result(tune_result({names.FLOPS_EFFECTIVE: 2.0}, 1, 1, dynamics=dynamics,
-                                    bits_matrix=[[3.5]]))
+    blob = parse_result(tune_result(TrialMetrics(values={names.FLOPS_EFFECTIVE: 2.0}, dynamics=dynamics, bits_matrix=[[3.5]]), 1, 1))
     result = trial_result(blob, "complete")
-    assert result.dynamics == dynamics and result.bits_matrix == [[3.5]]
+    assert result.measured.dynamics == dynamics and result.measured.bits_matrix == [[3.5]]
     assert result.metrics == {names.FLOPS_EFFECTIVE: 2.0}
 
 
@@ -272,7 +272,7 @@ def raising_trainable(config):
 
 
 def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_path, ray_local):
-    from dynas.controllers.search import tune_search
+    from dynas.controllers.tune.executor import tune_search
 
     searcher = make_searcher(tmp_path, budget=4, space=small_space(b_high=0))
     tune_search(searcher, raising_trainable, run_dir=tmp_path, name="t", concurrent=2,
@@ -286,7 +286,7 @@ def test_dynas_errors_raised_in_a_worker_are_recorded_with_their_message(tmp_pat
 def test_search_loggers_mlflow_records_one_mlflow_run_per_trial(tmp_path, ray_local):
     """Ray's MLflow callback, as ``search.loggers: [mlflow]`` sets it up (RUN_DIR/mlflow.db)."""
     mlflow = pytest.importorskip("mlflow", reason="mlflow is optional (pip install dynas[mlflow])")
-    from dynas.controllers.search import tune_search
+    from dynas.controllers.tune.executor import tune_search
     from dynas.controllers.tracking import mlflow_uri, tune_callbacks
 
     searcher = make_searcher(tmp_path, budget=3)

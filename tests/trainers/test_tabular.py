@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from dynas.controllers.local import run_local_experiment
+from dynas.controllers.runs import run_local_experiment
 from dynas.search_space.evaluators import evaluate, get_evaluator
 from dynas.search_space.experiment import load_experiment
 from dynas.trainers.tabular import nasbench_graph as nbg

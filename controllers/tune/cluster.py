@@ -163,7 +163,7 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1,
     try:
         yield True
     finally:
-        from .interrupt import shielded
+        from ..interrupt import shielded
 
         with shielded():                  # a second Ctrl-C must not leave workers behind
             ray.shutdown()

@@ -19,7 +19,6 @@ errored and the driver records it as failed, worded by ``controllers.outcomes``.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -29,10 +28,10 @@ from typing import Any
 
 from dynas.search_space.plugins import import_plugin_modules
 from dynas.search_space.settings import EvaluatorSettings, TaskSettings, TrainingSettings
+from dynas.trainers.results import TrialMetrics
 
-from .results import tune_result
-
-_TASKS: dict[tuple, Any] = {}                # per worker process: settings -> Task
+from ..results import tune_result
+from ..run.tasks import task_for
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,8 @@ def run_evaluation(config: dict, spec: EvalSpec) -> None:
     import_plugin_modules(spec.plugins)
     start = time.perf_counter()
     metrics = evaluate(spec.evaluator.name, config["arch"], spec.evaluator.options)
-    tune.report(tune_result(metrics, 1, 1, wall_time_s=time.perf_counter() - start, node_id=_node_id()))
+    measured = TrialMetrics(values=dict(metrics), wall_time_s=time.perf_counter() - start)
+    tune.report(tune_result(measured, 1, 1, node_id=_node_id()))
 
 
 def run_trial(config: dict, spec: TrialSpec) -> None:
@@ -118,12 +118,7 @@ def run_trial(config: dict, spec: TrialSpec) -> None:
             metrics = evaluate_inherited(supernet_for(spec.supernet), arch, task, spec.training,
                                          finetune_steps=spec.finetune_steps, weights_dir=model_dir)
         n = task.num_experiences
-        tune.report(tune_result(metrics.values, n, n, acc_matrix=metrics.acc_matrix,
-                                test_acc_matrix=metrics.test_acc_matrix,
-                                expert_load=metrics.expert_load, curriculum_log=metrics.curriculum_log,
-                                bits_matrix=metrics.bits_matrix, dynamics=metrics.dynamics,
-                                wall_time_s=metrics.wall_time_s, chance_accuracy=metrics.chance_accuracy,
-                                evaluation=evaluation, node_id=_node_id()),
+        tune.report(tune_result(metrics, n, n, evaluation=evaluation, node_id=_node_id()),
                     checkpoint=tune.Checkpoint.from_directory(str(model_dir)) if model_dir else None)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -150,7 +145,7 @@ def run_supernet(config: dict, spec: SupernetSpec) -> None:
 
     def report(k: int, ckpt: Path | None) -> None:
         if k + 1 < task.num_experiences:
-            tune.report(tune_result({}, k + 1, task.num_experiences, node_id=_node_id()),
+            tune.report(tune_result(TrialMetrics(), k + 1, task.num_experiences, node_id=_node_id()),
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None)
 
     try:
@@ -160,7 +155,7 @@ def run_supernet(config: dict, spec: SupernetSpec) -> None:
                              log_dir=spec.curves_dir or None)
         net.save(spec.out)
         n = task.num_experiences
-        tune.report(tune_result({}, n, n, wall_time_s=net.wall_time_s, node_id=_node_id()))
+        tune.report(tune_result(TrialMetrics(wall_time_s=net.wall_time_s), n, n, node_id=_node_id()))
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -180,16 +175,6 @@ def supernet_for(path: str) -> Any:
     return _SUPERNETS[key]
 
 
-def task_for(settings: TaskSettings, seed: int) -> Any:
-    """The task for these settings, built once per process."""
-    from dynas.trainers.tasks import build_task
-
-    key = (settings.name, json.dumps(settings.options, sort_keys=True, default=str), seed)
-    if key not in _TASKS:
-        _TASKS[key] = build_task(settings, seed=seed)
-    return _TASKS[key]
-
-
 class _Reporter:
     """``FitCallback`` -> ``tune.report`` after each experience, with a checkpoint."""
 
@@ -202,9 +187,9 @@ class _Reporter:
         done = progress.experience + 1
         if done >= self.num_experiences:     # reported after fit returns, in full
             return
-        result = tune_result({**progress.values, **self.cost}, done, self.num_experiences,
-                             acc_matrix=progress.acc_matrix, test_acc_matrix=progress.test_acc_matrix,
-                             node_id=_node_id())
+        so_far = TrialMetrics(values={**progress.values, **self.cost}, acc_matrix=progress.acc_matrix,
+                              test_acc_matrix=progress.test_acc_matrix)
+        result = tune_result(so_far, done, self.num_experiences, node_id=_node_id())
         checkpoint = None
         if progress.checkpoint_dir is not None:
             checkpoint = tune.Checkpoint.from_directory(str(progress.checkpoint_dir))
@@ -214,7 +199,7 @@ class _Reporter:
 def _curves_dir(spec: TrialSpec, config: dict) -> Path | None:
     """Where this trial's curves go: kept in the run directory, by proposal id (on a
     cluster the run directory is on a filesystem every node shares, as for checkpoints)."""
-    from .tracking import trial_name
+    from ..tracking import trial_name
 
     if not spec.curves_dir:
         return None

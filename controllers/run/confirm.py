@@ -7,8 +7,8 @@ S}`` at the end of a search) picks the K best first measurements (front rank fir
 then the first objective, from the values the policy was told: validation) and makes
 sure each has S seed repeats, training the missing ones with fresh training seeds.
 
-Repeats run like any trial, through the run's own runner (Ray Tune, on a cluster too,
-or in-process for local runs) and ``SearchDriver``: they are queued confirmations
+Repeats run like any trial, through the executor the command was given (Ray Tune, on a
+cluster too, or in-process: ``controllers.run.executor``) and ``SearchDriver``: they are queued confirmations
 (``SearchDriver.queue_confirmations``), told to no policy, and recorded with
 ``repeat_of`` = their original's proposal id and ``train_seed``. The data split
 stays the experiment's (``training.seed``); only the training seed changes. Rerunning
@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Sequence
 
 from dynas.search_space.arch import ArchConfig
-from dynas.search_space.errors import ConfigError, DynasError
-from dynas.search_space.experiment import load_experiment
+from dynas.search_space.errors import ConfigError
 from dynas.search_space.settings import Objective
 
-from . import pareto
-from .dedup import Measured
-from .policy import Proposal
-from .lock import run_lock
-from .records import EXPERIMENT_COPY, TrialRecord, iter_records, read_run, require_run_dir
+from .. import pareto
+from ..dedup import Measured
+from ..driver import SearchDriver
+from ..policy import Proposal
+from ..records import TrialRecord, iter_records
+from .prepare import build_driver
 
 
 def first_measurements(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
@@ -67,46 +67,10 @@ def confirmations(records: Sequence[TrialRecord], candidates: Sequence[TrialReco
     return out
 
 
-def confirm_run(run_dir: str | Path, top: int, seeds: int, *, address: str | None = None,
-                verbose: int = 1) -> Path:
-    """Give the ``top`` best candidates of a finished run ``seeds`` seed repeats each."""
-    if top < 1 or seeds < 1:
-        raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
-    run_dir = require_run_dir(run_dir).resolve()
-    with run_lock(run_dir):                 # one driver per run (controllers.lock)
-        return _confirm_locked(run_dir, top, seeds, address, verbose)
-
-
-def _confirm_locked(run_dir: Path, top: int, seeds: int, address: str | None, verbose: int) -> Path:
-    from .prepare import prepare_search
-
-    run = read_run(run_dir)
-    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY))
-    search = prepare_search(experiment, run.get("strategy"), run.get("trials"), run.get("concurrent"),
-                            run.get("seed"))
-    driver = _queued(experiment, search, run_dir, top, seeds)
-    if driver is None:
-        raise DynasError(f"{run_dir}: no complete trial to confirm")
-    if driver.queued:
-        _execute(run.get("runner"), experiment, search, driver, run_dir, address, verbose)
-    return run_dir
-
-
-def confirm_in_session(experiment, search, run_dir: Path, runner: str, verbose: int = 1) -> None:
-    """``search.confirm`` at the end of a search, in that search's Ray session (or process)."""
-    if not search.confirm.enabled:
-        return
-    driver = _queued(experiment, search, run_dir, search.confirm.top, search.confirm.seeds)
-    if driver is not None and driver.queued:
-        _run(runner, experiment, search, driver, run_dir, verbose)
-
-
-def _queued(experiment, search, run_dir: Path, top: int, seeds: int):
-    """A driver holding the missing repeats as queued confirmations (None: nothing to
-    confirm, no complete trial)."""
+def queued_driver(experiment, search, run_dir: Path, top: int, seeds: int) -> SearchDriver | None:
+    """A driver holding the missing repeats of the ``top`` best candidates as queued
+    confirmations (None: nothing to confirm, no complete trial)."""
     from dynas.search_space.space import ArchSpace
-
-    from .prepare import build_driver
 
     if not isinstance(experiment.space, ArchSpace):
         raise ConfigError("search.confirm", "seed repeats retrain architectures; a plain decision "
@@ -123,27 +87,8 @@ def _queued(experiment, search, run_dir: Path, top: int, seeds: int):
     return driver
 
 
-def _execute(runner, experiment, search, driver, run_dir: Path, address, verbose: int) -> None:
-    if runner != "ray":
-        _run(runner, experiment, search, driver, run_dir, verbose)
-        return
-    from .cluster import local_cpus, ray_session
-
-    with ray_session(address, local_cpus(search.concurrent, search.cpus_per_trial), verbose=verbose):
-        _run(runner, experiment, search, driver, run_dir, verbose)
-
-
-def _run(runner, experiment, search, driver, run_dir: Path, verbose: int) -> None:
-    """The queued confirmations through the run's runner: Ray Tune or in-process."""
-    if runner == "ray":
-        from .search import TUNE_DIR, tune_experiment
-        from .tune_searcher import PolicySearcher
-
-        done = len(list((run_dir / TUNE_DIR).glob("confirm-*"))) if (run_dir / TUNE_DIR).is_dir() else 0
-        search = dataclasses.replace(search, scheduler="fifo")   # a repeat trains to the end
-        tune_experiment(experiment, search, PolicySearcher(driver), run_dir, f"confirm-{done + 1}", verbose)
-        return
-    from .local import drive_in_process, fit_evaluator
-
-    drive_in_process(driver, fit_evaluator(experiment))
-
+def run_confirmations(executor, driver: SearchDriver, experiment, search, run_dir: Path, verbose: int) -> None:
+    """The queued repeats through ``executor``; a repeat trains to the end (no scheduler)."""
+    if driver.queued:
+        executor.drive(driver, experiment, dataclasses.replace(search, scheduler="fifo"), run_dir,
+                       "confirm", verbose=verbose)

@@ -1,5 +1,5 @@
-"""Everything a search checks and builds before its first trial, shared by the Ray
-runner (``controllers.search``) and the local one (``controllers.local``).
+"""Everything a run checks and builds before its first trial, whichever executor
+runs it (``controllers.run.session``).
 
 ``prepare_search`` applies command-line overrides, validates the search section
 (strategy against the policy registry, the strategies' own settings, GPUs), and checks
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,17 +18,18 @@ from dynas.search_space.errors import ConfigError, DynasError
 from dynas.search_space.experiment import Experiment
 from dynas.search_space.settings import SearchSettings
 
-from .driver import Feasibility, SearchDriver
-from .kept_weights import WeightKeeper
-from .records import OPTUNA_DB, POLICY_STATE_FILE, TrialRecord
+from ..driver import Feasibility, SearchDriver
+from ..kept_weights import WeightKeeper
+from ..policies import POLICIES, check_search, make_policy
+from ..records import EXPERIMENT_COPY, OPTUNA_DB, POLICY_STATE_FILE, TrialRecord, base_run_info, iter_records
+from .baselines import resolve_baselines, train_baselines
+from .in_process import fit_evaluator, run_in_process
 
 
 def prepare_search(experiment: Experiment, strategy: str | None = None, trials: int | None = None,
                    concurrent: int | None = None, seed: int | None = None) -> SearchSettings:
     """The experiment's search settings with the overrides, checked (module docstring)."""
     from dynas.search_space.space import ArchSpace
-
-    from .policies import POLICIES, check_search
 
     if strategy is not None and strategy not in POLICIES:     # the flag, not the file, is wrong
         raise ConfigError("--strategy", f"unknown strategy {strategy!r}; known: {', '.join(POLICIES)}")
@@ -108,8 +108,6 @@ def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tup
     (``controllers.baselines``); a bad entry names the file and key."""
     from dynas.trainers.tasks import task_shape
 
-    from .baselines import resolve_baselines
-
     if not search.baselines:
         return []
     with experiment.attribute_errors():
@@ -117,11 +115,8 @@ def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tup
 
 
 def train_search_baselines(experiment: Experiment, search: SearchSettings, run_dir: Path) -> list[TrialRecord]:
-    """Train the baselines ``run_dir`` lacks, in this process, as the trials train."""
-    from .baselines import train_baselines
-    from .local import fit_evaluator, run_in_process
-    from .records import iter_records
-
+    """Train the baselines ``run_dir`` lacks, in this process (whichever executor ran the
+    trials: they are few, and need no scheduler), with the trials' ``trainers.fit``."""
     baselines = search_baselines(experiment, search)
     if not baselines:
         return []
@@ -158,9 +153,8 @@ def feasibility(experiment: Experiment, concurrent: int = 1) -> Feasibility | No
 
 def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, *, budget: int,
                  records: Sequence[TrialRecord], listeners: Sequence = ()) -> SearchDriver:
-    """The policy (restored from policy_state.json on resume) behind a driver."""
-    from .policies import make_policy
-
+    """The policy (restored from policy_state.json on resume) behind a driver: built
+    here only, for every phase and executor."""
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     if hasattr(policy, "mirror_to"):         # Optuna policies: RUN_DIR/optuna.db for the dashboard
         policy.mirror_to(Path(run_dir) / OPTUNA_DB)
@@ -185,41 +179,29 @@ def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:
 
 
 def experiment_text(experiment: Experiment) -> str:
-    """The experiment file as given (comments kept), or its mapping when there is none."""
+    """The experiment as it will run: the file as given (comments kept), or its mapping
+    when there is no file or settings were applied on top of it (``dynas.search(...,
+    settings=...)``): a resume reads this copy, so it must be what ran."""
     import yaml
 
     if experiment.source and Path(experiment.source).is_file():
-        return Path(experiment.source).read_text(encoding="utf-8")
+        text = Path(experiment.source).read_text(encoding="utf-8")
+        if yaml.safe_load(text) == experiment.raw:
+            return text
     return yaml.safe_dump(experiment.raw, sort_keys=False)
-
-
-def dynas_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dynas")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_info(experiment: Experiment, search: SearchSettings, name: str, runner: str,
              **extra: Any) -> dict[str, Any]:
-    """``run.json`` of a new run: what was asked, by whom, when."""
-    from .records import EXPERIMENT_COPY
-
-    return {"name": name, "runner": runner, "strategy": search.strategy, "trials": search.trials,
-            "concurrent": search.concurrent, "seed": search.seed,
-            "objectives": [dataclasses.asdict(o) for o in search.objectives],
-            "experiment": EXPERIMENT_COPY,
+    """``run.json`` of a new run: what was asked, by whom, when (its one writer is
+    ``controllers.run.session``)."""
+    return {**base_run_info(name, runner, search.strategy, search.trials, search.seed, search.objectives,
+                            experiment.space.size()),
+            "concurrent": search.concurrent, "experiment": EXPERIMENT_COPY,
             "source": str(Path(experiment.source).resolve()) if experiment.source else None,
-            "dynas_version": dynas_version(), "created": utc_now(),
-            "scheduler": search.scheduler, "space_size": experiment.space.size(),
-            "plugins": _plugin_specs(), "evaluator": dataclasses.asdict(experiment.evaluator)
-            if experiment.evaluator.name else None, **extra}
+            "scheduler": search.scheduler, "plugins": _plugin_specs(),
+            "evaluator": dataclasses.asdict(experiment.evaluator) if experiment.evaluator.name else None,
+            **extra}
 
 
 def _plugin_specs() -> list[str]:

@@ -21,8 +21,10 @@ from dynas.search_space.cost import estimate_cost
 from dynas.search_space.errors import ConfigError
 from dynas.search_space.reference import parse_reference
 
-from .records import TrialRecord, append_record
-from .results import TrialResult
+from ..driver import make_record
+from ..policy import Outcome, Proposal
+from ..records import TrialRecord, append_record
+from ..results import TrialResult
 
 log = logging.getLogger(__name__)
 BASELINE_POLICY = "baseline"
@@ -78,10 +80,6 @@ def train_baselines(baselines: Sequence[tuple[str, Any]], evaluate: Callable[[An
 def baseline_record(index: int, name: str, model: Any, result: TrialResult, seed: int) -> TrialRecord:
     """The record of baseline ``index``: proposal id ``-(index + 1)``, no objectives
     (nothing was told), ``policy`` "baseline"."""
-    return TrialRecord(
-        proposal_id=-(index + 1), arch_id=model.arch_id, arch=model.to_dict(), params={},
-        state=result.state, metrics=dict(result.metrics), objectives=None,
-        acc_matrix=result.acc_matrix, expert_load=result.expert_load,
-        curriculum_log=result.curriculum_log, reason=result.reason, policy=BASELINE_POLICY,
-        seed=seed, wall_time_s=float(result.wall_time_s),
-        experiences_done=int(result.experiences_done), baseline=name)
+    outcome = Outcome(result.state, () if result.state == "complete" else None, result.reason)
+    return make_record(Proposal(-(index + 1), model), outcome, result, policy=BASELINE_POLICY, seed=seed,
+                       baseline=name)

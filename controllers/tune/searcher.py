@@ -2,7 +2,7 @@
 
 Like Ray's own ``OptunaSearch`` around an Optuna study, this class only translates;
 the lifecycle (de-dup, feasibility, outcome, tell, record, policy state) is the
-driver's (``controllers.driver``). Who calls what (on the driver, in Tune's loop):
+driver's (``controllers.driver``); the executor around it is ``controllers.tune.executor``. Who calls what (on the driver, in Tune's loop):
 
 - ``suggest(trial_id)`` -> ``driver.ask()``; the trial's config is
   ``{"proposal_id", "arch", "params", "arch_id", "train_seed"}`` (``train_seed``: a
@@ -34,12 +34,12 @@ from ray.tune import Callback
 from ray.train.constants import CHECKPOINT_DIR_NAME   # Tune adds it to a result that carried a checkpoint
 from ray.tune.search import Searcher
 
-from . import outcomes
-from .driver import SearchDriver
-from .policy import Proposal
-from .records import write_json_atomic
-from .tracking import write_traceback
-from .results import DONE_KEY, RESULT_KEY, TOTAL_KEY, parse_result, trial_result, tune_result
+from .. import outcomes
+from ..driver import SearchDriver
+from ..policy import Proposal
+from ..records import write_json_atomic
+from ..tracking import write_traceback
+from ..results import DONE_KEY, RESULT_KEY, TOTAL_KEY, parse_result, trial_result, tune_result
 
 log = logging.getLogger(__name__)
 
