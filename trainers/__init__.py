@@ -20,7 +20,7 @@ _LAZY = {
     "load_model": "dynas.trainers.predict",
     "Predictor": "dynas.trainers.predict",
     "builder": "dynas.trainers.modules.registry",
-    "ModelOutput": "dynas.trainers.model",
+    "ModelOutput": "dynas.trainers.output",
     "ContinualSystem": "dynas.trainers.system",
     "build_task": "dynas.trainers.tasks",
     "task_shape": "dynas.trainers.tasks",

@@ -22,6 +22,8 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -36,6 +38,10 @@ WEIGHTS_FILE, MODEL_FILE, ARCH_FILE = "weights.safetensors", "model.json", "arch
 BUNDLE_FILES = (ARCH_FILE, WEIGHTS_FILE, MODEL_FILE)
 WEIGHTS_MAGIC = "dynas-weights"
 COMPRESSED_MARK = "compress.json"    # a compressed bundle: trainers.compress rebuilds it
+MARKS = (COMPRESSED_MARK,)           # files that make a bundle one a registered rebuild loads
+
+Rebuild = Callable[[nn.Module, "Bundle"], nn.Module]
+_REBUILDS: dict[str, Rebuild] = {}   # mark -> rebuild (``register_rebuild``)
 
 
 @dataclass
@@ -161,16 +167,26 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str
     return sorted(wanted)
 
 
+def register_rebuild(mark: str, rebuild: Rebuild) -> None:
+    """A bundle holding the file ``mark`` is rebuilt by ``rebuild(model, bundle)``
+    (``model`` fresh from the arch) instead of loading its weights as they are.
+    ``trainers.compress`` registers its pruned / int8 bundles here when imported, so
+    this module, which it builds on, never imports it."""
+    _REBUILDS[mark] = rebuild
+
+
 def load_bundle_model(path: str | os.PathLike) -> tuple[nn.Module, Bundle]:
     """Rebuild the bundle's model on CPU with its weights; ``(model, bundle)``."""
     from .model import build_model
 
     bundle = read_bundle(path)
     model = build_model(bundle.arch, bundle.shape)
-    if (bundle.path / COMPRESSED_MARK).is_file():     # pruned / int8 (trainers.compress)
-        from .compress import rebuild
-
-        return rebuild(model, bundle), bundle
+    for mark in MARKS:
+        if (bundle.path / mark).is_file():
+            if mark not in _REBUILDS:           # the rebuilding module was never imported
+                raise DynasError(f"{bundle.path / mark}: a model folder of another kind; load it "
+                                 "with dynas.trainers.predict.load_model")
+            return _REBUILDS[mark](model, bundle), bundle
     load_weights(model, read_weights(bundle.weights_path, bundle.arch.arch_id), bundle.weights_path)
     return model.eval(), bundle
 

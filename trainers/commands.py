@@ -128,6 +128,7 @@ def cmd_portable(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.force:
         raise DynasError(f"{args.out} exists; pass --force to overwrite it")
+    from . import compress  # noqa: F401  (registers the rebuild of compressed bundles)
     from .bundle import load_bundle_model
     from .portable import export_portable
 

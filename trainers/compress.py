@@ -31,7 +31,7 @@ from torch import nn
 from dynas.search_space.errors import DynasError
 
 from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC, Bundle,
-                     load_bundle_model, read_weights)
+                     load_bundle_model, read_weights, register_rebuild)
 from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
 from .latency import example_input, interleaved_latency_ms
 from .pruning import PruneSpec, apply_plan, make_plan
@@ -224,6 +224,9 @@ def rebuild(model: nn.Module, bundle: Bundle) -> nn.Module:
     else:
         model.load_state_dict(tensors)
     return model.eval()
+
+
+register_rebuild(COMPRESS_FILE, rebuild)
 
 
 def table(rows: list[Measurement]) -> str:

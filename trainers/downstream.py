@@ -29,8 +29,10 @@ from dynas.search_space.schema import from_mapping
 from dynas.search_space.settings import TaskSettings, TrainingSettings, settings_dict
 
 from .bundle import ARCH_FILE, MODEL_FILE, WEIGHTS_FILE
+from .checkpoint import write_atomic
 from .evaluation import evaluate_row, expert_fractions
-from .fitting import LAST_CKPT, STATE_FILE, fit, resolve_accelerator
+from .fitting import LAST_CKPT, STATE_FILE, fit
+from .loop import resolve_accelerator
 from .results import FitCallback, TrialMetrics
 from .tasks import build_task, task_shape
 from .transfer import initialiser, plan_transfer
@@ -134,10 +136,5 @@ def evaluate_checkpoint(out_dir: str | os.PathLike, device: str = "auto") -> Tri
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:              # a full disk: leave the old file, not a temp file
-        tmp.unlink(missing_ok=True)
-        raise
+    """A result file written whole or not at all (``checkpoint.write_atomic``)."""
+    write_atomic(path, lambda fh: fh.write(text.encode()))

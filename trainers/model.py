@@ -8,8 +8,6 @@ spec in ``search_space.kinds``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
@@ -17,16 +15,11 @@ from dynas.search_space.arch import ArchConfig, TaskShape
 from dynas.search_space.cost import block_tokens
 
 from .modules import BUILDERS, Block, MoE
+from .output import ModelOutput
+from .reference import ReferenceMLP
 
 
 # --- the model -----------------------------------------------------------------------
-@dataclass
-class ModelOutput:
-    logits: Tensor                               # (B, C), or (B, T, C) when per_token
-    aux_losses: dict[str, Tensor]                # by kind, summed over layers
-    tokens_per_expert: dict[str, Tensor]         # "layers.<i>.ffn" -> (E,)
-
-
 class DynasModel(nn.Module):
     """Tokeniser, stem + learned positions, the blocks, a final norm and a head; the
     ends are built by kind (``arch.tokens``, ``stem``, ``norm``, ``head``)."""
@@ -74,7 +67,6 @@ def build_model(arch: ArchConfig, shape: TaskShape) -> nn.Module:
     """The model of ``arch`` (or of a reference model, ``search_space.reference``)."""
     arch.validate()
     if not isinstance(arch, ArchConfig):
-        from .reference import ReferenceMLP       # lazy: reference imports this module
         return ReferenceMLP(arch, shape)
     post, _ = BUILDERS["norm"].get(arch.norm)(arch.d_model)
     blocks = []

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from dynas.search_space.errors import DynasError
 
+from . import compress  # noqa: F401  (registers the rebuild of compressed bundles with .bundle)
 from .bundle import Bundle, load_bundle_model
 from .evaluation import class_mask, eval_mode, restrict
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from dynas.search_space.arch import TaskShape
 from dynas.search_space.reference import MLPReference
 
-from .model import ModelOutput
+from .output import ModelOutput
 
 
 class ReferenceMLP(nn.Module):

@@ -12,7 +12,7 @@ from dynas.search_space import names
 from dynas.search_space.arch import TaskShape
 from dynas.search_space.errors import ConfigError, DynasError
 from dynas.search_space.kinds import ATTENTION, FFN, REGISTRIES
-from dynas.search_space.settings import SupernetSettings, TaskSettings, TrainingSettings
+from dynas.search_space.settings import ReplaySettings, SupernetSettings, TaskSettings, TrainingSettings
 from dynas.search_space.sharing import check_shareable
 from dynas.search_space.space import parse_space
 from dynas.search_space.suggest import RandomSuggester
@@ -143,6 +143,27 @@ def test_training_is_seeded_snapshots_every_experience_and_resumes(task, tmp_pat
     path.write_bytes(b"not a supernet")
     with pytest.raises(DynasError, match="unreadable supernet"):
         TrainedSupernet.load(path)
+
+
+def test_a_killed_training_resumes_to_exactly_the_uninterrupted_supernet(task, tmp_path):
+    space, settings = parse_space(TINY_SPACE), SupernetSettings(factor=1.0, seed=5)
+    # replay and dropout: the buffer and the global RNG must come back too
+    training = dataclasses.replace(TRAINING, replay=ReplaySettings("reservoir", 40), dropout=0.1)
+    whole = train_supernet(space, task, training, settings)
+
+    def crash(k, ckpt):
+        if k == 1:
+            raise KeyboardInterrupt("killed after experience 1")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, task, training, settings, checkpoint_dir=tmp_path, on_experience=crash)
+    heard = []
+    resumed = train_supernet(space, task, training, settings, checkpoint_dir=tmp_path,
+                             on_experience=lambda k, ckpt: heard.append(k))
+    assert heard == list(range(2, task.num_experiences))
+    assert (resumed.steps, resumed.paths) == (whole.steps, whole.paths)
+    for mine, theirs in zip(resumed.snapshots, whole.snapshots, strict=True):
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 def test_an_inherited_score_reports_what_a_standalone_fit_reports(task):

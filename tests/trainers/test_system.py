@@ -8,7 +8,7 @@ import torch
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
 from dynas.search_space.settings import (CurriculumSettings, ReplaySettings, TaskSettings, TrainingSettings,
                                    settings_dict)
-from dynas.trainers.fitting import make_trainer, quiet_lightning
+from dynas.trainers.loop import make_trainer, quiet_lightning
 from dynas.trainers.results import NonFiniteLoss
 from dynas.trainers.system import LOSS_TERMS, ContinualSystem
 from dynas.trainers.tasks import build_task

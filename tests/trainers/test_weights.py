@@ -92,6 +92,16 @@ def test_a_broken_bundle_is_one_line(trained, tmp_path, damage, match):
         load_bundle_model(broken)
 
 
+def test_a_compressed_bundle_needs_its_registered_rebuild(trained, tmp_path, monkeypatch):
+    from dynas.trainers import bundle
+
+    marked = _copy(trained[0], tmp_path / "marked")
+    (marked / bundle.COMPRESSED_MARK).write_text("{}")
+    monkeypatch.delitem(bundle._REBUILDS, bundle.COMPRESSED_MARK)      # trainers.compress not imported
+    with pytest.raises(DynasError, match="compress.json: a model folder of another kind"):
+        load_bundle_model(marked)
+
+
 def _save_other_shape(folder):
     from safetensors.torch import save_file
 
