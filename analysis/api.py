@@ -183,7 +183,8 @@ def search(experiment: str | os.PathLike | Mapping[str, Any] | Experiment, *,
     the file held them (``search_space.overrides``). The other keywords are the CLI's
     flags; None keeps the file's value. ``runner``: ``"ray"`` (the default: a private
     local Ray instance, or the cluster at ``address``) or ``"local"`` (in this process,
-    no Ray). No report is written; call ``run.report()``.
+    no Ray). No report is written; call ``run.report()``. A run in which no trial
+    completed is still returned: its repr and ``records`` (``reason``) say why.
     """
     from dynas.controllers import run_search
 
