@@ -83,13 +83,10 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
                 raise DynasError(f"{path} exists; pass --force to overwrite it")
     df = load_runs([run_dir])
     objectives = tuple(objectives) if objectives else run_objectives([run_dir])
-    try:
-        chosen = pick_trial(df, pick, objectives)
-    except DynasError as err:   # say which run had nothing to pick
-        raise DynasError(f"{run_dir}: pick {pick}: {err}") from None
+    chosen = choose(run_dir, pick, df, objectives)
     arch = _checked_arch(chosen)
     kept = read_index(run_dir)
-    model_dir = _kept_model(run_dir, chosen, kept) if weights else None
+    model_dir = kept_model_dir(run_dir, chosen, kept) if weights else None
     front = pareto_front(df, objectives)
     meta = read_run_meta(run_dir)
     metrics = metric_columns(df)
@@ -118,6 +115,17 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
     return out
 
 
+def choose(run_dir: str | os.PathLike, rule: str, df: pd.DataFrame,
+           objectives: Sequence[Any]) -> pd.Series:
+    """The record of ``run_dir`` (loaded as ``df``) that ``rule`` picks, on validation
+    values only (``analysis.pareto.pick``): what ``dynas export --pick`` writes and
+    ``dynas.load_run(dir).pick(rule)`` returns. An error names the run."""
+    try:
+        return pick_trial(df, rule, objectives)
+    except DynasError as err:   # say which run had nothing to pick
+        raise DynasError(f"{run_dir}: pick {rule}: {err}") from None
+
+
 def _checked_arch(row: pd.Series) -> ArchConfig | dict[str, Any]:
     """The record's arch, validated by parsing it back when it is a transformer."""
     arch = row["arch"]
@@ -129,8 +137,9 @@ def _checked_arch(row: pd.Series) -> ArchConfig | dict[str, Any]:
     raise DynasError(f"trial {row['proposal_id']} has no architecture to export")
 
 
-def _kept_model(run_dir: str | os.PathLike, row: pd.Series, kept: dict[str, Any]) -> Path:
-    """The folder of the picked trial's kept model, or one line saying why there is none."""
+def kept_model_dir(run_dir: str | os.PathLike, row: Any, kept: dict[str, Any]) -> Path:
+    """The folder of the picked trial's kept model (``row`` has ``proposal_id`` and
+    ``arch_id``; ``kept`` is ``weights.json``), or one line saying why there is none."""
     entry = kept.get(str(int(row["proposal_id"])))
     if entry is None:
         raise DynasError(f"{run_dir}: trial {int(row['proposal_id'])} ({row['arch_id']}) has no kept weights "

@@ -16,13 +16,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import yaml
 
 from .arch import TUNABLE_TRAINING
 from .choices import as_float, as_int, choices, mapping, reject_unknown, short
 from .errors import ConfigError
+from .overrides import apply_overrides
 from .plain import DecisionSpace
 from .plugins import Plugin, load_plugins
 from .schema import from_mapping
@@ -93,6 +94,17 @@ def parse_experiment(data: Any, source: Path | None = None, *, need_space: bool 
         return _parse(data, source, need_space)
     except ConfigError as err:
         raise err.with_source(str(source)) if source else err
+
+
+def override_experiment(experiment: Experiment, settings: Mapping[str, Any] | None) -> Experiment:
+    """``experiment`` with ``settings`` (dotted key path -> value, ``search_space.overrides``)
+    set in its mapping and parsed again: an overridden value is checked exactly as if
+    the file held it, and an error names the file and the key. ``source`` stays the
+    file's (its relative plugin paths resolve as before); ``raw`` is the new mapping."""
+    if not settings:
+        return experiment
+    data = apply_overrides(experiment.raw, settings)
+    return parse_experiment(data, source=experiment.source, need_space=experiment.space is not None)
 
 
 def _load_yaml(text: str, path: Path) -> Any:
