@@ -26,18 +26,21 @@ Exit status: 0 all ran steps passed, 1 a step failed, 2 no CUDA (without
 ``--allow-cpu``, which runs every step on CPU instead: with ``--quick``, at tiny
 size, so the script itself is tested, ``tests/test_gpu_check.py``).
 
-Besides torch and lightning the steps import pyyaml, safetensors (kept models),
-tensorboard (a search's curves) and pytest; the Ray step also ray[tune] and optuna.
+Run it from the repository root; where ``dynas`` is not installed, the command links
+the checkout in as ``dynas`` itself (``importable``). Besides torch and lightning the
+steps import pyyaml, safetensors (kept models), tensorboard (a search's curves), pytest
+and scikit-learn (``test_fit.py``'s digits task); the Ray step also ray[tune] and optuna.
 ``summary.json`` lists the installed version of each (``modules``). To bring the missing ones
 to a GPU machine without a package index, download wheels on a machine with one, for
 the GPU machine's Python and platform (e.g. cp311, manylinux x86_64), outside the
 repository::
 
-    pip download "ray[tune]" optuna safetensors tensorboard pyyaml pytest \\
+    pip download "ray[tune]" optuna safetensors tensorboard pyyaml pytest scikit-learn \\
         --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 -d ~/wheels
     # carry ~/wheels, then on the GPU machine (Ray's wheel and its pyarrow are the bulk,
     # together over 64 MiB: more than this project's lent machines carry; not measured)
-    pip install --no-index --find-links ~/wheels "ray[tune]" optuna safetensors tensorboard
+    pip install --no-index --find-links ~/wheels "ray[tune]" optuna safetensors tensorboard \\
+        pytest scikit-learn
 
 Without Ray the Ray step is skipped and says so; ``--skip`` leaves out named steps.
 """
@@ -47,6 +50,7 @@ import argparse
 import io
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -119,13 +123,31 @@ class Check:
         return ok
 
 
+def importable(out: Path) -> None:
+    """Make ``import dynas`` work from a bare checkout (a GPU machine where the package
+    is not installed): a ``dynas`` link to the repository root in ``out/.path``, on
+    this process's path and, through PYTHONPATH, on pytest's and Ray workers'."""
+    try:
+        import dynas  # noqa: F401
+        return
+    except ImportError:
+        pass
+    folder = (out / ".path").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "dynas"
+    if not link.exists():
+        link.symlink_to(Path(__file__).resolve().parent.parent, target_is_directory=True)
+    sys.path.insert(0, str(folder))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+
+
 def module_versions() -> dict[str, str | None]:
     """The version of each package the steps use; None where it does not import."""
     from importlib import metadata
 
     found = {}
     for name in ("torch", "lightning", "pyyaml", "safetensors", "tensorboard", "pytest",
-                 "ray", "optuna"):
+                 "scikit-learn", "ray", "optuna"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -373,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     check = Check(args.out, device, args.quick, set(args.skip))
     args.out.mkdir(parents=True, exist_ok=True)
+    importable(args.out)
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "no GPU: --allow-cpu"
     print(f"gpu_check on {device} ({gpu}), out={args.out}", flush=True)
     check.run("pytest", run_pytest)
