@@ -9,8 +9,8 @@ here in three ways:
    ``module.to``), or is in ``CPU_ON_PURPOSE`` with the reason; every host read
    (``.item()``, ``.tolist()``, ``.cpu()``, ``.numpy()``, ``bool``/``int``/``float`` of
    an expression) in ``trainers/modules/`` is in ``HOST_READS`` with the reason.
-2. The ``meta`` device: each attention kind, FFN kind, router and expert group runs
-   forward and backward on meta tensors. Meta has no data, so a CPU tensor made
+2. The ``meta`` device: each attention kind, dense FFN kind, router, expert group and
+   model-end kind (tokens, stem, norm, head) runs forward and backward on meta tensors. Meta has no data, so a CPU tensor made
    inside (``Tensor on device cpu is not on the expected device meta``) or a
    data-dependent read (``.item()``, boolean-mask indexing) fails there as it
    would misbehave on a GPU.
@@ -33,7 +33,7 @@ import dynas
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig, TaskShape
 from dynas.trainers.model import build_model
 from dynas.trainers.modules import BUILDERS, DynamicRouter, ExpertGroup, GLUExpertGroup, TopKRouter
-from tests.kind_cases import all_attentions, all_ffns
+from tests.kind_cases import all_attentions, all_ffns, all_model_kinds
 
 PACKAGE = Path(dynas.__file__).parent
 TRAINERS = PACKAGE / "trainers"
@@ -285,6 +285,16 @@ def test_routers_run_on_meta(router):
 def test_expert_groups_run_on_meta(group):
     """The MoE's experts, given the split sizes the dispatch reads on the host."""
     _meta_forward_backward(group(4, D, 8), torch.randn(10, D, device=META), [3, 0, 5, 2])
+
+
+@pytest.mark.parametrize("family,kind", all_model_kinds())
+def test_every_model_end_kind_runs_on_meta(family, kind):
+    """Tokens, stem, norm and head kinds, in a whole model on an image-patch task."""
+    layers = (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2)),
+              LayerConfig(AttentionConfig("identity", 1), FFNConfig("glu", 2)))
+    model = build_model(ArchConfig(D, layers, **{family: kind}),
+                        TaskShape(seq_len=16, num_classes=5, input_dim=4, image_side=8))
+    _meta_forward_backward(model, torch.randn(3, 16, 4, device=META), output=lambda o: o.logits)
 
 
 def test_a_cpu_tensor_inside_a_meta_forward_is_caught():
