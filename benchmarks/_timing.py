@@ -14,9 +14,23 @@ def setup(threads: int, seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def synchronizer(device: torch.device | str) -> Callable[[], None]:
+    """What waits for ``device`` to finish its queued work (CUDA runs asynchronously:
+    without it a timer measures only the kernel launches)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def where(device: torch.device | str, threads: int | None) -> str:
+    """The part of a table's title that says what ran it."""
+    return f"threads={threads}" if torch.device(device).type == "cpu" else f"device={device}"
+
+
 def median_seconds(fns: dict[str, Callable[[], object]], warmup: int = 2,
-                   repeats: int = 5) -> dict[str, float]:
-    """Median wall time of each ``fn()``, timed round-robin after ``warmup`` rounds.
+                   repeats: int = 5, sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median wall time of each ``fn()``, timed round-robin after ``warmup`` rounds;
+    ``sync`` (``synchronizer(device)``) runs before the clock starts and stops.
 
     Interleaving the candidates spreads the load of a shared machine evenly over them,
     so their ratio is fairer than that of back-to-back blocks of runs.
@@ -27,8 +41,10 @@ def median_seconds(fns: dict[str, Callable[[], object]], warmup: int = 2,
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

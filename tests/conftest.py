@@ -1,6 +1,13 @@
 """Suite-wide settings: one thread per process, so timings and determinism hold on a
-shared 2-core machine, and nothing touches a Ray cluster the user may be running."""
+shared 2-core machine, and nothing touches a Ray cluster the user may be running.
+
+``--device cuda`` runs the tests that take the ``device`` fixture (marked ``device``
+automatically: ``pytest -m device --device cuda`` selects them) on the GPU; where
+torch sees no CUDA device they skip, saying so. The default is ``cpu``.
+"""
 import os
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -12,4 +19,28 @@ try:  # torch is a trainers dependency; search_space tests run without importing
 
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
-    pass
+    torch = None
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="where tests taking the `device` fixture run (default: cpu)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "device: takes the `device` fixture (--device cpu|cuda)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture
+def device(request):
+    """The torch device of ``--device``; a cuda run without CUDA skips with the reason."""
+    name = request.config.getoption("--device")
+    if name == "cuda" and not (torch is not None and torch.cuda.is_available()):
+        pytest.skip("--device cuda: torch sees no CUDA device")
+    return torch.device(name)

@@ -42,12 +42,13 @@ def learned_spans(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _bits(logits: Tensor, y: Tensor) -> tuple[float, int]:
-    """(sum of cross-entropy in bits, labelled items) of one batch."""
+def _bits(logits: Tensor, y: Tensor) -> Tensor:
+    """(2,) float64: sum of cross-entropy in nats and labelled items of one batch, on
+    the logits' device (read back once per dataset, not per batch)."""
     if logits.dim() == 3:
         logits, y = logits.flatten(0, 1), y.flatten()            # (B*T, C), (B*T,)
     nll = F.cross_entropy(logits.float(), y, ignore_index=IGNORE, reduction="sum")
-    return float(nll) / math.log(2.0), int((y != IGNORE).sum())
+    return torch.stack([nll.double(), (y != IGNORE).sum().double()])
 
 
 def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
@@ -58,22 +59,23 @@ def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
     for name, module in model.named_modules():
         if isinstance(module, MoE):
             def hook(_m, _inputs, out, name=name):
-                if out.tokens_per_k is not None:
-                    per_k = out.tokens_per_k.detach().cpu()
+                if out.tokens_per_k is not None:            # summed on the device
+                    per_k = out.tokens_per_k.detach()
                     k_counts[name] = k_counts[name] + per_k if name in k_counts else per_k
             hooks.append(module.register_forward_hook(hook))
     row = []
     try:
         with eval_mode(model):
             for dataset in datasets:
-                total, count = 0.0, 0
+                tally = torch.zeros(2, dtype=torch.float64, device=device)   # nats, items
                 for x, y in batches(dataset, batch_size):
-                    b, n = _bits(model(x.to(device)).logits, y.to(device))
-                    total, count = total + b, count + n
-                row.append(total / count if count else 0.0)
+                    tally += _bits(model(x.to(device)).logits, y.to(device))
+                nats, count = tally.tolist()
+                row.append(nats / math.log(2.0) / count if count else 0.0)
     finally:
         for h in hooks:
             h.remove()
+    k_counts = {name: c.cpu() for name, c in k_counts.items()}
     return row, {"spans": learned_spans(model), "k": realised_k(k_counts)}
 
 

@@ -4,6 +4,10 @@ Shared by the system (promotion checks, curriculum scores), the evaluation-matri
 callbacks (one on the validation splits, one on the test splits) and
 ``evaluate_checkpoint``, so every accuracy in a run is computed one way.
 Shape legend: B batch, T tokens, C classes, E experts.
+
+Device: counts and scores are summed on the model's device and read back once per
+pass, not once per batch (each read waits for the GPU); ``cross_entropy`` reads
+nothing back, since it runs in every training step.
 """
 from __future__ import annotations
 
@@ -70,22 +74,24 @@ def cross_entropy(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
         if reduction == "none":
             valid = (y != IGNORE).float()
             return (per * valid).sum(1) / valid.sum(1).clamp_min(1.0)   # (B,)
-        valid = y != IGNORE
-        return per[valid].mean() if valid.any() else per.sum() * 0.0
+        # ignored positions are 0 in ``per``; no labelled token at all gives 0
+        return per.sum() / (y != IGNORE).sum().clamp_min(1)
     return F.cross_entropy(logits, y, reduction=reduction)
 
 
-def correct_and_count(logits: Tensor, y: Tensor) -> tuple[int, int]:
-    """Correct predictions and labelled items (samples, or labelled tokens)."""
+def correct_and_count(logits: Tensor, y: Tensor) -> Tensor:
+    """(2,) correct predictions and labelled items (samples, or labelled tokens),
+    on the logits' device."""
     pred = logits.argmax(-1)
     valid = y != IGNORE
-    return int(((pred == y) & valid).sum()), int(valid.sum())
+    return torch.stack([((pred == y) & valid).sum(), valid.sum()])
 
 
 def accumulate_experts(counts: dict[str, Tensor], tokens_per_expert: dict[str, Tensor]) -> None:
+    """Add each layer's tokens per expert into ``counts`` (float, on their device)."""
     for name, tokens in tokens_per_expert.items():
-        tokens = tokens.detach().float().cpu()
-        counts[name] = counts[name] + tokens if name in counts else tokens.clone()
+        tokens = tokens.detach().float()
+        counts[name] = counts[name] + tokens.to(counts[name].device) if name in counts else tokens.clone()
 
 
 def accuracy(model: torch.nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
@@ -97,16 +103,19 @@ def accuracy(model: torch.nn.Module, dataset: Dataset, *, batch_size: int, devic
     giving (B, C) masks; ``expert_counts`` accumulates the tokens each expert
     received, per MoE layer.
     """
-    correct = total = 0
+    tally = torch.zeros(2, dtype=torch.long, device=device)          # correct, total
+    loads: dict[str, Tensor] = {}
     with eval_mode(model):
         for x, y in batches(dataset, batch_size, indices):
             out = model(x.to(device))
             y = y.to(device)
             allowed = mask(y) if callable(mask) else mask
-            c, n = correct_and_count(restrict(out.logits, allowed), y)
-            correct, total = correct + c, total + n
+            tally += correct_and_count(restrict(out.logits, allowed), y)
             if expert_counts is not None:
-                accumulate_experts(expert_counts, out.tokens_per_expert)
+                accumulate_experts(loads, out.tokens_per_expert)
+    if expert_counts is not None:                                    # read back once
+        accumulate_experts(expert_counts, {name: c.cpu() for name, c in loads.items()})
+    correct, total = tally.tolist()
     return correct / total if total else 0.0
 
 
@@ -131,15 +140,15 @@ def difficulty_scores(model: torch.nn.Module, dataset: Dataset, *, kind: str, cl
             logits = restrict(model(x.to(device)).logits, mask)      # (B, C) or (B, T, C)
             y = y.to(device)
             if kind == "loss":
-                out.append(cross_entropy(logits, y, reduction="none").float().cpu())
+                out.append(cross_entropy(logits, y, reduction="none").float())
                 continue
             logp = torch.log_softmax(logits.float(), dim=-1)
             ent = -(logp.exp() * logp.masked_fill(~torch.isfinite(logp), 0.0)).sum(-1)  # (B,) or (B, T)
             if ent.dim() == 2:
                 valid = (y != IGNORE).float()
                 ent = (ent * valid).sum(1) / valid.sum(1).clamp_min(1.0)
-            out.append(ent.cpu())
-    return torch.cat(out) if out else torch.empty(0)
+            out.append(ent)
+    return torch.cat(out).cpu() if out else torch.empty(0)                # read back once
 
 
 SPLITS = ("val", "test")     # the Experience fields an accuracy matrix can be measured on

@@ -95,14 +95,14 @@ def test_checkpoints_load_with_weights_only(reference):
     assert ckpt["hyper_parameters"]["arch"] == ARCH.to_dict()
 
 
-def test_callbacks_hear_each_experience(task):
+def test_callbacks_hear_each_experience(task, device):
     seen = []
 
     class Recorder:
         def on_experience_end(self, progress):
             seen.append(progress)
 
-    cfg = TrainingSettings(steps_per_experience=4, batch_size=16, device="cpu")
+    cfg = TrainingSettings(steps_per_experience=4, batch_size=16, device=device.type)
     fit(ARCH, task, cfg, [Recorder()])
     assert [p.experience for p in seen] == [0, 1, 2]
     assert [len(p.acc_matrix) for p in seen] == [1, 2, 3]
@@ -134,13 +134,13 @@ def test_package_level_fit_is_the_function_whatever_the_import_order(task):
     assert len(metrics.acc_matrix) == 3
 
 
-def test_token_task_with_levels_masking_and_balanced_der_replay():
+def test_token_task_with_levels_masking_and_balanced_der_replay(device):
     """Per-token labels, task-IL heads, the task's own levels, input masking and a
     class-balanced (per-experience) DER++ buffer all go through one fit."""
     task = build_task(TaskSettings("assoc_recall", {"n_train": 120, "n_val": 40, "n_test": 40,
                                                     "n_experiences": 2}), seed=0)
     cfg = TrainingSettings(
-        steps_per_experience=6, batch_size=16, device="cpu",
+        steps_per_experience=6, batch_size=16, device=device.type,
         replay=ReplaySettings("class_balanced", 30, der_alpha=0.1),
         curriculum=CurriculumSettings(kind="loss", eval_every=2, threshold=0.0, patience=1,
                                       mask_schedule="0.15->0.50"))

@@ -52,7 +52,7 @@ def test_builder_lookup_and_double_registration_fail_in_one_line():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kind", sorted(ATTENTIONS))
 @pytest.mark.parametrize("t", [3, 11])          # shorter than a block; not a multiple of it
-def test_attention_shapes_and_gradients(kind, causal, t):
+def test_attention_shapes_and_gradients(kind, causal, t, device):
     torch.manual_seed(0)
     attn = BUILDERS["attention"].get(kind)(ATTENTIONS[kind], D, causal)
     if attn is None:                             # no token mixer: no pre-norm either
@@ -60,24 +60,26 @@ def test_attention_shapes_and_gradients(kind, causal, t):
         return
     if kind == "dynamic_span":
         attn.span_fraction.data.fill_(0.5)       # inside the ramp, so the span has a gradient
-    x = torch.randn(2, t, D, requires_grad=True)
+    attn.to(device)
+    x = torch.randn(2, t, D, device=device, requires_grad=True)
     y, aux = attn(x)
-    assert y.shape == x.shape
-    (y.square().mean() + sum(aux.values(), torch.zeros(()))).backward()
+    assert y.shape == x.shape and y.device == x.device
+    (y.square().mean() + sum(aux.values(), torch.zeros((), device=device))).backward()
     for name, p in attn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert torch.isfinite(x.grad).all()
 
 
 @pytest.mark.parametrize("kind", sorted(ATTENTIONS))
-def test_causal_attention_ignores_the_future(kind):
+def test_causal_attention_ignores_the_future(kind, device):
     torch.manual_seed(0)
     attn = BUILDERS["attention"].get(kind)(ATTENTIONS[kind], D, True)
     if attn is None:
         return                                   # identity mixes no tokens at all
-    x = torch.randn(1, 13, D)
+    attn.to(device)
+    x = torch.randn(1, 13, D, device=device)
     later = x.clone()
-    later[:, 7:] = torch.randn(1, 6, D)
+    later[:, 7:] = torch.randn(1, 6, D, device=device)
     assert torch.allclose(attn(x)[0][:, :7], attn(later)[0][:, :7], atol=1e-5)
 
 
@@ -89,12 +91,12 @@ def _dense_reference(attn, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tens
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("t", [4, 9, 16])
-def test_sliding_window_equals_masked_full_attention(causal, t):
+def test_sliding_window_equals_masked_full_attention(causal, t, device):
     torch.manual_seed(0)
     w = 4
-    attn = SlidingWindowAttention(D, H, w, causal=causal)
-    x = torch.randn(2, t, D)
-    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    attn = SlidingWindowAttention(D, H, w, causal=causal).to(device)
+    x = torch.randn(2, t, D, device=device)
+    i, j = torch.arange(t, device=device)[:, None], torch.arange(t, device=device)[None, :]
     allowed = (j // w == i // w) | (j // w == i // w - 1)
     if causal:
         allowed &= j <= i
@@ -103,13 +105,13 @@ def test_sliding_window_equals_masked_full_attention(causal, t):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("t", [3, 10])
-def test_dynamic_span_at_max_equals_windowed_attention(causal, t):
+def test_dynamic_span_at_max_equals_windowed_attention(causal, t, device):
     torch.manual_seed(0)
     s = 4
-    attn = DynamicSpanAttention(D, H, s, causal=causal)
+    attn = DynamicSpanAttention(D, H, s, causal=causal).to(device)
     attn.span_fraction.data.fill_(1.0)
-    x = torch.randn(2, t, D)
-    d = torch.arange(t)[:, None] - torch.arange(t)[None, :]
+    x = torch.randn(2, t, D, device=device)
+    d = torch.arange(t, device=device)[:, None] - torch.arange(t, device=device)[None, :]
     allowed = (d >= 0) & (d < s) if causal else d.abs() < s
     y, aux = attn(x)
     assert torch.allclose(y, _dense_reference(attn, x, allowed), atol=1e-5)
@@ -133,11 +135,11 @@ def test_dynamic_span_soft_mask_matches_the_paper_formula():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_linear_attention_equals_its_quadratic_form(causal):
+def test_linear_attention_equals_its_quadratic_form(causal, device):
     torch.manual_seed(0)
     t = 10
-    attn = LinearAttention(D, H, causal=causal, chunk=4)   # 3 chunks, the last one padded
-    x = torch.randn(2, t, D)
+    attn = LinearAttention(D, H, causal=causal, chunk=4).to(device)   # 3 chunks, the last one padded
+    x = torch.randn(2, t, D, device=device)
     q, k, v = attn.proj.split(x)
     a = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-1, -2)    # (B, H, T, T)
     if causal:
@@ -148,18 +150,19 @@ def test_linear_attention_equals_its_quadratic_form(causal):
 
 # --- FFN kinds ------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(FFNS))
-def test_ffn_shapes_and_gradients_reach_router_and_experts(kind):
+def test_ffn_shapes_and_gradients_reach_router_and_experts(kind, device):
     torch.manual_seed(0)
-    ffn = BUILDERS["ffn"].get(FFNS[kind].kind)(FFNS[kind], D)
-    x = torch.randn(2, 12, D)
+    ffn = BUILDERS["ffn"].get(FFNS[kind].kind)(FFNS[kind], D).to(device)
+    x = torch.randn(2, 12, D, device=device)
     out = ffn(x)
     if isinstance(out, MoEOutput):
         assert out.tokens_per_expert.shape == (4,)
-        loss = out.out.square().mean() + sum(out.aux_losses.values(), torch.zeros(()))
+        assert out.tokens_per_expert.device == out.tokens_per_k.device == x.device
+        loss = out.out.square().mean() + sum(out.aux_losses.values(), torch.zeros((), device=device))
         y = out.out
     else:
         loss, y = out.square().mean(), out
-    assert y.shape == x.shape
+    assert y.shape == x.shape and y.device == x.device
     loss.backward()
     for name, p in ffn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -197,7 +200,7 @@ def _naive_moe(moe: MoE, x: torch.Tensor) -> torch.Tensor:
     every = torch.stack([
         F.gelu(flat @ ex.w_up[e] + ex.b_up[e]) @ ex.w_down[e] + ex.b_down[e]
         for e in range(ex.num_experts)])                       # (E, N, D)
-    gates = torch.zeros(flat.shape[0], ex.num_experts).scatter(
+    gates = torch.zeros(flat.shape[0], ex.num_experts, device=flat.device).scatter(
         1, route.experts, route.weights * route.valid)         # (N, E)
     out = torch.einsum("ne,end->nd", gates, every)
     if moe.shared_expert is not None:
@@ -207,12 +210,12 @@ def _naive_moe(moe: MoE, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("router", ["topk", "dynamic"])
 @pytest.mark.parametrize("shared", [False, True])
-def test_dropless_moe_equals_naive_reference(router, shared):
+def test_dropless_moe_equals_naive_reference(router, shared, device):
     torch.manual_seed(0)
     e, f = 6, 24
     r = (TopKRouter(D, e, 2) if router == "topk" else DynamicRouter(D, e, 3, 0.4))
-    moe = MoE(ExpertGroup(e, D, f), r, DenseFFN(D, f) if shared else None)
-    x = torch.randn(3, 7, D)
+    moe = MoE(ExpertGroup(e, D, f), r, DenseFFN(D, f) if shared else None).to(device)
+    x = torch.randn(3, 7, D, device=device)
     out = moe(x)
     assert torch.allclose(out.out, _naive_moe(moe, x), atol=1e-5)
     routed = moe.router(x.reshape(-1, D))
@@ -220,28 +223,29 @@ def test_dropless_moe_equals_naive_reference(router, shared):
     assert out.dropped_fraction.item() == 0.0
 
 
-def test_capacity_keeps_the_first_tokens_of_an_overloaded_expert():
+def test_capacity_keeps_the_first_tokens_of_an_overloaded_expert(device):
     torch.manual_seed(0)
     e, n = 4, 16
     moe = MoE(ExpertGroup(e, D, 8), TopKRouter(D, e, 1, bias_balance=True),
-              capacity_factor=1.0)
+              capacity_factor=1.0).to(device)
     moe.router.selection_bias[0] = 10.0        # every token picks expert 0 first
-    x = torch.randn(1, n, D)
+    x = torch.randn(1, n, D, device=device)
     out = moe(x)
     cap = math.ceil(1.0 * n * 1 / e)           # 4 slots
     assert out.tokens_per_expert.tolist() == [n, 0, 0, 0]
     assert out.dropped_fraction.item() == pytest.approx(1 - cap / n)
     ref = _naive_moe(moe, x)
     assert torch.allclose(out.out[0, :cap], ref[0, :cap], atol=1e-5)
-    assert torch.equal(out.out[0, cap:], torch.zeros(n - cap, D))
+    assert torch.equal(out.out[0, cap:], torch.zeros(n - cap, D, device=device))
 
 
-def test_capacity_drops_exactly_the_overflow_per_expert():
+def test_capacity_drops_exactly_the_overflow_per_expert(device):
     torch.manual_seed(1)
     e, k, cf = 4, 2, 0.75
     moe = MoE(ExpertGroup(e, D, 8), TopKRouter(D, e, k), capacity_factor=cf)
     moe.router.gate.weight.data.normal_(std=1.0)      # uneven loads
-    x = torch.randn(2, 10, D)
+    moe.to(device)
+    x = torch.randn(2, 10, D, device=device)
     out = moe(x)
     cap = math.ceil(cf * 20 * k / e)
     kept = out.tokens_per_expert.clamp(max=cap).sum().item()
@@ -255,7 +259,7 @@ def test_capacity_drops_exactly_the_overflow_per_expert():
         for j in range(k):
             rank[i, j] = seen[route.experts[i, j]]
             seen[route.experts[i, j]] += 1
-    gates = torch.zeros(flat.shape[0], e).scatter(1, route.experts, route.weights * (rank < cap))
+    gates = torch.zeros(flat.shape[0], e, device=device).scatter(1, route.experts, route.weights * (rank < cap))
     every = torch.stack([moe.experts(flat, [0] * i + [flat.shape[0]] + [0] * (e - i - 1))
                          for i in range(e)])
     ref = torch.einsum("ne,end->nd", gates, every)
@@ -314,23 +318,23 @@ def _arch(*layers: tuple[str, str], d: int = D) -> ArchConfig:
 
 
 @pytest.mark.parametrize("per_token", [False, True])
-def test_model_output_is_named_and_sums_aux_per_kind(per_token):
+def test_model_output_is_named_and_sums_aux_per_kind(per_token, device):
     torch.manual_seed(0)
     arch = _arch(("dynamic_span", "moe_topk"), ("full", "moe_topk"),
                  ("sliding_window", "moe_dynamic_bias"), ("linear", "dense"))
     shape = TaskShape(seq_len=9, num_classes=5, vocab_size=11, per_token=per_token,
                       causal=per_token)
-    model = build_model(arch, shape)
-    x = torch.randint(0, 11, (2, 9))
+    model = build_model(arch, shape).to(device)
+    x = torch.randint(0, 11, (2, 9), device=device)
     out = model(x)
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == ((2, 9, 5) if per_token else (2, 5))
     assert set(out.aux_losses) == {"balance", "span", "router_entropy"}
     assert set(out.tokens_per_expert) == {"layers.0.ffn", "layers.1.ffn", "layers.2.ffn"}
-    h, balance = model.embed(x) + model.pos[:9], torch.zeros(())
+    h, balance = model.embed(x) + model.pos[:9], torch.zeros((), device=device)
     for block in model.layers:
         o = block(h)
-        h, balance = o.x, balance + o.aux_losses.get("balance", torch.zeros(()))
+        h, balance = o.x, balance + o.aux_losses.get("balance", torch.zeros((), device=device))
     assert out.aux_losses["balance"].item() == pytest.approx(balance.item(), rel=1e-5)
 
 

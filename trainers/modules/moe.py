@@ -8,6 +8,12 @@ within an expert), keeps at most C slots per expert, runs each expert once on it
 contiguous slice, and scatters the gated results back with ``index_add``. No expert
 ever sees a token that was not routed to it. A dropped slot contributes zero; the
 block's residual connection carries the token through.
+
+Host syncs: exactly one per forward, ``counts.tolist()`` (the split sizes each expert
+runs on must be Python ints). Everything else stays on the input's device: slots the
+dynamic router leaves unused go to a virtual expert E that sorts last and never runs
+(no boolean-mask indexing), counts use ``index_add_`` (CUDA ``bincount`` reads its
+maximum on the host), and the capacity cut is built from the host counts.
 """
 from __future__ import annotations
 
@@ -87,25 +93,20 @@ class MoE(nn.Module):
 
     def forward(self, x: Tensor) -> MoEOutput:
         b, t, d = x.shape
+        e = self.experts.num_experts
         flat = x.reshape(b * t, d)                                      # (N, D)
         route = self.router(flat)
         k = route.experts.shape[1]
-        slot_expert = route.experts.reshape(-1)                         # (N*K,)
+        # an unused slot (dynamic k) goes to the virtual expert e: sorted last, never run
+        slot_expert = route.experts.masked_fill(~route.valid, e).reshape(-1)   # (N*K,)
         slot_token = torch.arange(b * t, device=x.device).repeat_interleave(k)
         slot_weight = route.weights.reshape(-1)
-        if not bool(route.valid.all()):                                 # dynamic k
-            keep = route.valid.reshape(-1)
-            slot_expert, slot_token, slot_weight = (
-                slot_expert[keep], slot_token[keep], slot_weight[keep])
-        order = torch.argsort(slot_expert, stable=True)                 # (S,)
-        sorted_expert = slot_expert[order]
-        counts = torch.bincount(sorted_expert, minlength=self.experts.num_experts)  # (E,)
-        if self.capacity_factor > 0:
-            order, kept = self._apply_capacity(order, sorted_expert, counts)
-        else:
-            kept = counts
+        order = torch.argsort(slot_expert, stable=True)                 # (N*K,)
+        counts = _count(slot_expert, e + 1)[:e]                         # (E,) assigned slots
+        host = counts.tolist()                  # the one host sync: split sizes
+        kept_host, kept, order = self._dispatch(order, counts, host)
         token = slot_token[order]                                       # (S_kept,)
-        y = self.experts(flat.index_select(0, token), kept.tolist())    # (S_kept, D)
+        y = self.experts(flat.index_select(0, token), kept_host)        # (S_kept, D)
         y = (y * slot_weight[order].unsqueeze(-1)).to(flat.dtype)     # autocast-safe
         out = torch.zeros_like(flat).index_add_(0, token, y)            # (N, D)
         if self.shared_expert is not None:
@@ -114,23 +115,41 @@ class MoE(nn.Module):
             self.pending_load += counts.to(self.pending_load)
         routed = counts.sum().clamp(min=1)
         dropped = 1.0 - kept.sum().to(x.dtype) / routed
-        per_k = torch.bincount(route.valid.sum(dim=1), minlength=k + 1)   # (K+1,) realised k
+        per_k = _count(route.valid.sum(dim=1), k + 1)                   # (K+1,) realised k
         return MoEOutput(out.view(b, t, d), route.aux_losses, counts, dropped, per_k)
 
-    def _apply_capacity(self, order: Tensor, sorted_expert: Tensor,
-                        counts: Tensor) -> tuple[Tensor, Tensor]:
-        """Keep the first C slots of each expert (in token order); drop the rest."""
-        capacity = math.ceil(self.capacity_factor * sorted_expert.numel() / counts.numel())
-        starts = torch.cumsum(counts, 0) - counts                       # (E,)
-        rank = torch.arange(order.numel(), device=order.device) - starts[sorted_expert]
-        keep = rank < capacity                                          # (S,)
-        return order[keep], counts.clamp(max=capacity)
+    def _dispatch(self, order: Tensor, counts: Tensor,
+                  host: list[int]) -> tuple[list[int], Tensor, Tensor]:
+        """Slots each expert keeps, as Python ints and as an (E,) tensor, and their
+        positions in ``order``: the first C of each expert's sorted run (in token order)
+        when there is a capacity, else every routed slot (the virtual expert's, sorted
+        last, cut off)."""
+        routed = sum(host)
+        if self.capacity_factor <= 0:
+            return host, counts, order[:routed]
+        capacity = math.ceil(self.capacity_factor * routed / len(host))
+        kept_host = [min(c, capacity) for c in host]
+        total = sum(kept_host)
+        kept = counts.clamp(max=capacity)                               # (E,)
+        starts = torch.cumsum(counts, 0) - counts                       # (E,) run starts
+        kept_starts = torch.cumsum(kept, 0) - kept                      # (E,) in the output
+        # position i of the output belongs to expert j: starts[j] + (i - kept_starts[j])
+        offset = (starts - kept_starts).repeat_interleave(kept, output_size=total)
+        return kept_host, kept, order[torch.arange(total, device=order.device) + offset]
 
     def update_router_bias(self, rate: float) -> None:
         """Apply the loads seen since the last call to the router's selection bias."""
-        if self.router.bias_balance and bool(self.pending_load.any()):
+        # no "any load?" test: it would read the device each step, and an all-zero load
+        # moves no bias (sign(mean - load) = 0)
+        if self.router.bias_balance:
             self.router.update_bias(self.pending_load, rate)
         self.pending_load.zero_()
+
+
+def _count(index: Tensor, size: int) -> Tensor:
+    """(size,) occurrences of each value of ``index``: ``bincount`` without its host read."""
+    return torch.zeros(size, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index))
 
 
 @builder("expert", "dense")

@@ -60,8 +60,9 @@ class _Router(nn.Module):
     def _aux(self, logits: Tensor, probs: Tensor, experts: Tensor, valid: Tensor) -> dict:
         aux: dict[str, Tensor] = {}
         if "balance" in self.aux_loss_names:  # Switch: E * sum_e f_e * P_e, 1 when balanced
+            # unused slots add 0 (no boolean-mask indexing: that would read the device)
             counts = torch.zeros_like(probs[0]).index_add_(
-                0, experts[valid], torch.ones_like(experts[valid], dtype=probs.dtype))
+                0, experts.reshape(-1), valid.reshape(-1).to(probs.dtype))
             frac = counts / counts.sum().clamp(min=1.0)
             aux["balance"] = self.num_experts * (frac * probs.mean(dim=0)).sum()
         if "z_loss" in self.aux_loss_names:   # ST-MoE: keeps logits small and stable
