@@ -23,7 +23,7 @@ from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, Laye
 from dynas.search_space.settings import TaskSettings, TrainingSettings, settings_dict
 from dynas.trainers.curriculum import CurriculumBatchSampler
 from dynas.trainers.evaluation import cross_entropy
-from dynas.trainers.fitting import make_trainer, quiet_lightning
+from dynas.trainers.loop import make_trainer, quiet_lightning
 from dynas.trainers.model import build_model
 from dynas.trainers.system import ContinualSystem
 from dynas.trainers.tasks import build_task

@@ -222,7 +222,8 @@ def _records(states: tuple[str, ...]) -> list[TrialRecord]:
     for i, state in enumerate(states):
         arch = ArchConfig(16, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2 + 2 * i)),))
         metrics = {names.FINAL_AVG_ACCURACY: 0.5 + 0.1 * i, names.FLOPS: 1e5 * (1 + i)} if state == "complete" else {}
-        out.append(TrialRecord(i, arch.arch_id, arch.to_dict(), {}, state, objectives=list(metrics.values()) or None, policy="random", reason=None if state == "complete" else "RuntimeError: boom", measured=TrialMetrics(values=metrics)))
+        out.append(TrialRecord(i, arch.arch_id, arch.to_dict(), {}, state, objectives=list(metrics.values()) or None, policy="random", reason=None if state == "complete" else "RuntimeError: boom",
+                               measured=TrialMetrics(values=metrics)))
     return out
 
 

@@ -46,7 +46,6 @@ from .dynamics import DynamicsLogger, bits_metrics
 from .evaluation import expert_fractions
 from .latency import model_latency_ms
 from .loop import LoopState, Stint, plan, resolve_accelerator, run_stints
-from .loop import make_trainer, quiet_lightning  # noqa: F401  (benchmarks import them from here)
 from .metrics import held_out_plugin_metrics, plugin_metrics
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem

@@ -57,7 +57,9 @@ def record(pid: int, arch: ArchConfig | dict, acc: float | None, flops: float | 
         m[names.FINAL_AVG_ACCURACY] = acc
     if flops is not None:
         m[names.FLOPS] = flops
-    return TrialRecord(proposal_id=pid, arch_id=arch_id, arch=arch_dict, params={"pid": pid}, state=state, reason=reason, policy="random", seed=pid, measured=TrialMetrics(values=m, wall_time_s=1.5))
+    return TrialRecord(proposal_id=pid, arch_id=arch_id, arch=arch_dict, params={"pid": pid}, state=state,
+                       measured=TrialMetrics(values=m, wall_time_s=1.5), reason=reason, policy="random",
+                       seed=pid)
 
 
 def synthetic_records(n: int, seed: int = 0, fail_every: int = 7) -> list[TrialRecord]:
@@ -76,7 +78,8 @@ def synthetic_records(n: int, seed: int = 0, fail_every: int = 7) -> list[TrialR
         if fail_every and pid % fail_every == fail_every - 1:
             reason = rng.choice(["NonFiniteLoss: loss became nan at step 12",
                                  "CUDA out of memory", "NonFiniteLoss: loss became nan at step 12"])
-            out.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), params, "failed", reason=reason, policy="random", seed=pid, measured=TrialMetrics(wall_time_s=0.4)))
+            out.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), params, "failed",
+                                   TrialMetrics(wall_time_s=0.4), reason=reason, policy="random", seed=pid))
             continue
         state = "pruned" if pid % 11 == 5 else "complete"
         tasks = 3 if state == "complete" else 1
@@ -84,8 +87,14 @@ def synthetic_records(n: int, seed: int = 0, fail_every: int = 7) -> list[TrialR
                    else rng.uniform(0.0, 0.2) for j in range(3)] for i in range(3)]
         load = {f"layers.{i}.ffn": [rng.uniform(0.2, 1.0) * 100 for _ in range(4)]
                 for i, (_, f) in enumerate(kinds) if f == "moe"}
-        out.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), params, state, objectives=[acc, float(flops)], reason="pruned by ASHA at experience 1" if state == "pruned" else None, policy="random", seed=pid, experiences_done=tasks, measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: acc, names.FLOPS: float(flops),
-                     names.PARAMS: float(flops / 128), names.FORGETTING_LAST: rng.uniform(0, 0.3)}, acc_matrix=matrix[:tasks], expert_load=load, wall_time_s=rng.uniform(2, 20))))
+        measured = TrialMetrics(values={names.FINAL_AVG_ACCURACY: acc, names.FLOPS: float(flops),
+                                        names.PARAMS: float(flops / 128),
+                                        names.FORGETTING_LAST: rng.uniform(0, 0.3)},
+                                acc_matrix=matrix[:tasks], expert_load=load, wall_time_s=rng.uniform(2, 20))
+        out.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), params, state, measured,
+                               objectives=[acc, float(flops)],
+                               reason="pruned by ASHA at experience 1" if state == "pruned" else None,
+                               policy="random", seed=pid, experiences_done=tasks))
     return out
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import dynas
+from dynas.trainers.results import TrialMetrics
 from dynas.analysis.export import export_arch, pareto_path_for
 from dynas.controllers.records import TrialRecord
 from dynas.search_space import names
@@ -65,7 +66,7 @@ def with_test_values(runs, folder, rows):
     for pid, (acc, flops, test_acc) in enumerate(rows):
         arch = runs.tiny_arch(16 * (pid + 1))
         records.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), {}, "complete",
-                                   metrics={ACC: acc, FLOPS: flops, TEST_ACC: test_acc},
+                                   TrialMetrics(values={ACC: acc, FLOPS: flops, TEST_ACC: test_acc}),
                                    objectives=[acc, flops], policy="random", seed=pid))
     return dynas.load_run(runs.make(folder, records))
 

@@ -78,7 +78,8 @@ def test_sidecar_names_and_folder_output(search, tmp_path):
 
 
 def test_export_of_a_plain_assignment(runs, tmp_path):
-    rec = TrialRecord(0, "id0", {"opt": "adam", "lr": 0.1}, {"opt": "adam", "lr": 0.1}, "complete", measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: 0.7, names.FLOPS: 10.0}))
+    rec = TrialRecord(0, "id0", {"opt": "adam", "lr": 0.1}, {"opt": "adam", "lr": 0.1}, "complete",
+                      measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: 0.7, names.FLOPS: 10.0}))
     out = export_arch(runs.make("plain", [rec]), "best-accuracy", tmp_path / "a.json")
     assert json.loads(out.read_text()) == {"opt": "adam", "lr": 0.1}
 
@@ -95,7 +96,8 @@ def test_rebuilt_model_has_the_recorded_parameter_count(runs, tmp_path):
     records = []
     for pid, arch in enumerate(archs):
         metrics = {**estimate_cost(arch, shape).as_metrics(), names.FINAL_AVG_ACCURACY: 0.5 + 0.1 * pid}
-        records.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), {}, "complete", measured=TrialMetrics(values=metrics)))
+        records.append(TrialRecord(pid, arch.arch_id, arch.to_dict(), {}, "complete",
+                                   measured=TrialMetrics(values=metrics)))
     run = runs.make("costed", records)
     out = export_arch(run, "best-accuracy", tmp_path / "arch.json")
     model = build_model(ArchConfig.load(out), shape)

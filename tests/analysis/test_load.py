@@ -52,7 +52,8 @@ def test_a_torn_last_line_is_skipped_and_later_records_still_load(runs):
 
 
 def test_plain_assignments_have_no_arch_summary(runs):
-    rec = TrialRecord(0, "x1", {"lr": 0.1, "opt": "adam"}, {"lr": 0.1, "opt": "adam"}, "complete", measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: 0.5, "loss": 0.7}))
+    rec = TrialRecord(0, "x1", {"lr": 0.1, "opt": "adam"}, {"lr": 0.1, "opt": "adam"}, "complete",
+                      measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: 0.5, "loss": 0.7}))
     df = load_runs(runs.make("plain", [rec]))
     assert df.iloc[0]["param.opt"] == "adam"
     assert df.iloc[0]["loss"] == 0.7

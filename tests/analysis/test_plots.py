@@ -69,7 +69,8 @@ def test_choice_frequencies_for_transformers_and_plain_params(two_runs, runs, tm
     assert titles[:2] == ["attention kind", "FFN kind"]
     assert "layers" in titles and titles.count("layers") == 1  # param.layers repeats arch.layers
 
-    plain = [TrialRecord(i, f"p{i}", {"opt": opt, "lr": lr}, {"opt": opt, "lr": lr}, "complete", measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: acc, names.FLOPS: fl}))
+    plain = [TrialRecord(i, f"p{i}", {"opt": opt, "lr": lr}, {"opt": opt, "lr": lr}, "complete",
+                         measured=TrialMetrics(values={names.FINAL_AVG_ACCURACY: acc, names.FLOPS: fl}))
              for i, (opt, lr, acc, fl) in enumerate([("adam", 0.1, 0.9, 10), ("sgd", 0.1, 0.5, 5),
                                                      ("adam", 0.01, 0.6, 20), ("sgd", 0.01, 0.4, 30)])]
     df = load_runs(runs.make("plain", plain))

@@ -61,7 +61,8 @@ def test_report_of_a_single_trial(runs):
 
 
 def test_report_of_a_plain_decision_space(runs):
-    records = [TrialRecord(i, f"id{i}", {"opt": o, "lr": lr}, {"opt": o, "lr": lr}, "complete", measured=TrialMetrics(values={"loss": loss, names.PARAMS: p}))
+    records = [TrialRecord(i, f"id{i}", {"opt": o, "lr": lr}, {"opt": o, "lr": lr}, "complete",
+                           measured=TrialMetrics(values={"loss": loss, names.PARAMS: p}))
                for i, (o, lr, loss, p) in enumerate([("adam", 0.1, 0.3, 100.0), ("sgd", 0.1, 0.2, 300.0),
                                                      ("sgd", 0.01, 0.5, 50.0)])]
     objectives = [{"metric": "loss", "direction": "min"}, {"metric": names.PARAMS, "direction": "min"}]

@@ -98,7 +98,8 @@ def test_search_commands_exit_1_when_no_trial_completed(tmp_path, capsys):
     append_record(tmp_path, failed)
     assert _finished(tmp_path).exit_code == EXIT_NOTHING_COMPLETED
     assert capsys.readouterr().err.startswith("dynas: no trial completed")
-    append_record(tmp_path, TrialRecord(1, "x", arch.to_dict(), {}, "complete", measured=TrialMetrics(values=toy_metrics(arch))))
+    append_record(tmp_path, TrialRecord(1, "x", arch.to_dict(), {}, "complete",
+                                        measured=TrialMetrics(values=toy_metrics(arch))))
     assert _finished(tmp_path).exit_code == 0 and len(list(iter_records(tmp_path))) == 2
 
 

@@ -15,7 +15,8 @@ from dynas.search_space.errors import DynasError
 
 
 def rec(pid: int) -> TrialRecord:
-    return TrialRecord(pid, f"a{pid:011d}", {"x": pid}, {"x": pid}, "complete", objectives=[0.5], measured=TrialMetrics(values={"m": 0.5}))
+    return TrialRecord(pid, f"a{pid:011d}", {"x": pid}, {"x": pid}, "complete", TrialMetrics(values={"m": 0.5}),
+                       objectives=[0.5])
 
 
 def test_append_record_fsyncs_the_line_before_returning(tmp_path, monkeypatch):
@@ -108,3 +109,33 @@ def test_a_run_directory_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(DynasError, match="cannot create the run directory"):
         create_run_dir(tmp_path / "runs" / "t", {"a": 2}, {})  # a full one is not
     assert read_run(tmp_path / "runs" / "t") == {"a": 1}
+
+
+def test_every_measured_field_has_a_record_check_and_round_trips():
+    """What a trial measured is one shape (``TrialMetrics``): each of its fields is a key
+    of the record line, checked on read, and comes back as it went in."""
+    from dataclasses import fields
+
+    from dynas.controllers.record_check import FIELDS, record_problem
+
+    assert set(records.MEASURED_KEYS.values()) <= set(FIELDS)
+    measured = TrialMetrics(values={"m": 0.5}, acc_matrix=[[0.5]], test_acc_matrix=[[0.4]],
+                            expert_load={"l0": [0.5, 0.5]}, curriculum_log=[{"level": 1}],
+                            bits_matrix=[[2.0]], dynamics=[{"experience": 0}], steps=7, wall_time_s=1.5,
+                            chance_accuracy=0.1)
+    assert {f.name for f in fields(measured)} == set(records.MEASURED_KEYS)
+    line = TrialRecord(0, "a0", {}, {}, "complete", measured).to_dict()
+    assert record_problem(line) is None and line["metrics"] == {"m": 0.5} and line["steps"] == 7
+    back = TrialRecord.from_dict(line)
+    assert back.measured == measured and back.metrics == {"m": 0.5} and back.to_dict() == line
+
+
+def test_records_of_schema_1_and_2_still_load():
+    """Lines written before TrialMetrics was carried (flat fields, no ``steps``) read back."""
+    old = {"proposal_id": 3, "arch_id": "a3", "arch": {}, "params": {}, "state": "complete",
+           "metrics": {"acc": 0.7}, "acc_matrix": [[0.7]], "wall_time_s": 2.0, "policy": "random", "seed": 1}
+    for schema in (None, 2):
+        line = old if schema is None else {**old, "schema_version": schema, "test_acc_matrix": [[0.6]]}
+        record = TrialRecord.from_dict(line)
+        assert record.metrics == {"acc": 0.7} and record.acc_matrix == [[0.7]] and record.wall_time_s == 2.0
+        assert record.schema_version == (schema or 1) and record.steps == 0

@@ -21,7 +21,9 @@ OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS,
 
 def record(pid, state="complete", acc=None, flops=None, cached_from=None, reason=None):
     metrics = {} if acc is None else {names.FINAL_AVG_ACCURACY: acc, names.FLOPS: flops}
-    return TrialRecord(proposal_id=pid, arch_id=f"a{pid if cached_from is None else cached_from}", arch={}, params={}, state=state, reason=reason, cached_from=cached_from, measured=TrialMetrics(values=metrics))
+    return TrialRecord(proposal_id=pid, arch_id=f"a{pid if cached_from is None else cached_from}", arch={},
+                       params={}, state=state, measured=TrialMetrics(values=metrics), reason=reason,
+                       cached_from=cached_from)
 
 
 class Clock:

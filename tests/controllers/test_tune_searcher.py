@@ -250,7 +250,8 @@ def test_a_trials_dynamics_reach_its_record():
 
     dynamics = [{"experience": 0, "spans": {"layers.0.attn": {"heads": [3.0], "crop": 8}},
                  "k": {"layers.0.ffn": {"mean": 1.5, "hist": [0, 1, 1]}}}]
-    blob = parse_result(tune_result(TrialMetrics(values={names.FLOPS_EFFECTIVE: 2.0}, dynamics=dynamics, bits_matrix=[[3.5]]), 1, 1))
+    measured = TrialMetrics(values={names.FLOPS_EFFECTIVE: 2.0}, dynamics=dynamics, bits_matrix=[[3.5]])
+    blob = parse_result(tune_result(measured, 1, 1))
     result = trial_result(blob, "complete")
     assert result.measured.dynamics == dynamics and result.measured.bits_matrix == [[3.5]]
     assert result.metrics == {names.FLOPS_EFFECTIVE: 2.0}
