@@ -5,7 +5,9 @@ shared 2-core machine, and nothing touches a Ray cluster the user may be running
 automatically: ``pytest -m device --device cuda`` selects them) on the GPU; where
 torch sees no CUDA device they skip, saying so. The default is ``cpu``.
 """
+import importlib.abc
 import os
+import sys
 
 import pytest
 
@@ -20,6 +22,22 @@ try:  # torch is a trainers dependency; search_space tests run without importing
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     torch = None
+
+
+class _BareLayerImports(importlib.abc.MetaPathFinder):
+    """``import analysis`` (not ``dynas.analysis``) works by accident from the repository
+    root, loading a second copy of the layer whose registries are not dynas's: code the
+    tests run in-process (plugins written by a test) fails loudly instead."""
+
+    LAYERS = ("search_space", "trainers", "controllers", "analysis")
+
+    def find_spec(self, fullname, path=None, target=None):
+        if path is None and fullname in self.LAYERS:
+            raise ImportError(f"import dynas.{fullname}, not {fullname}: the layers install under dynas")
+        return None
+
+
+sys.meta_path.insert(0, _BareLayerImports())
 
 
 def pytest_addoption(parser):

@@ -316,7 +316,7 @@ def test_a_second_driver_is_refused_naming_the_holder(workdir: Path):
 
 def test_a_lock_left_by_a_killed_driver_is_taken_over(tmp_path: Path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from controllers.lock import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from dynas.controllers.lock import run_lock\n"
          "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)", str(tmp_path)],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
     try:

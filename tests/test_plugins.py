@@ -108,7 +108,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def one_evaluator(name: str) -> str:
-    return ("from search_space.evaluators import register_evaluator\n"
+    return ("from dynas.search_space.evaluators import register_evaluator\n"
             f"register_evaluator({name!r})(lambda decisions: {{'loss': 1.0}})\n")
 
 
@@ -213,16 +213,16 @@ BROKEN = [
     ("syntax", "def f(:\n", "SyntaxError"),
     ("raises", "raise RuntimeError('no licence file')\n", "RuntimeError: no licence file"),
     ("missing_dep", "import not_a_module_anywhere\n", "No module named 'not_a_module_anywhere'"),
-    ("dup_task", "from trainers.tasks import register_task\n"
+    ("dup_task", "from dynas.trainers.tasks import register_task\n"
                  "register_task('split_digits', shape=None)(lambda seed=0: None)\n",
      "task: task 'split_digits' is already registered"),
-    ("dup_strategy", "from controllers.policies import POLICIES, register_policy\n"
+    ("dup_strategy", "from dynas.controllers.policies import POLICIES, register_policy\n"
                      "register_policy('tpe', POLICIES['random'].factory)\n", "strategy 'tpe' is already registered"),
-    ("dup_kind", "from search_space.kinds import ATTENTION, register_attention\n"
+    ("dup_kind", "from dynas.search_space.kinds import ATTENTION, register_attention\n"
                  "register_attention(ATTENTION.get('full'))\n", "attention kind 'full' is already registered"),
-    ("dup_builder", "from trainers.modules.registry import builder\n"
+    ("dup_builder", "from dynas.trainers.modules.registry import builder\n"
                     "builder('ffn', 'dense')(print)\n", "builder for 'dense' is already registered"),
-    ("dup_metric", "from trainers.metrics import register_metric\n"
+    ("dup_metric", "from dynas.trainers.metrics import register_metric\n"
                    "register_metric('flops')(print)\n", "metric 'flops' is already registered"),
     ("dup_evaluator", one_evaluator("twice") + one_evaluator("twice"), "evaluator 'twice' is already registered"),
 ]
