@@ -29,7 +29,8 @@ class ConfigError(DynasError):
         return type(self), (self.key, self.message, self.source)
 
     def with_source(self, source: str) -> "ConfigError":
-        return ConfigError(self.key, self.message, source)
+        """The same error, naming ``source`` (a subclass with other arguments overrides this)."""
+        return type(self)(self.key, self.message, source)
 
 
 class InfeasibleError(DynasError):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
+from .registry import Registry
 
 Evaluator = Callable[..., Mapping[str, float]]
 
@@ -45,7 +46,8 @@ class EvaluatorEntry:
     description: str = ""
 
 
-EVALUATORS: dict[str, EvaluatorEntry] = {}
+EVALUATORS: Registry[EvaluatorEntry] = Registry(
+    "evaluator", key="evaluator.name", contract="fn(decisions: dict, **options) -> Mapping[str, float]")
 
 # Modules that register dynas's own evaluators (a tabular benchmark, say) on import. They
 # are imported on the first lookup, on the driver and on every worker alike, so a
@@ -60,21 +62,17 @@ __all__ = ["BUILTIN_MODULES", "EVALUATORS", "EvaluatorEntry", "check_options", "
 def register_evaluator(name: str, *, metrics: tuple[str, ...] | list[str] = (),
                        description: str = "") -> Callable[[Evaluator], Evaluator]:
     """Decorator: make ``fn`` the evaluator ``name``; a second ``name`` is refused."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"an evaluator needs a non-empty name, got {name!r}")
 
     def add(fn: Evaluator) -> Evaluator:
-        if name in EVALUATORS:
-            raise ConfigError("evaluator", f"evaluator {name!r} is already registered")
         doc = (fn.__doc__ or "").strip().splitlines()
-        EVALUATORS[name] = EvaluatorEntry(name, fn, tuple(metrics), description or (doc[0] if doc else ""))
+        EVALUATORS.register(name, EvaluatorEntry(name, fn, tuple(metrics), description or (doc[0] if doc else "")))
         return fn
 
     return add
 
 
 def unregister_evaluator(name: str) -> None:
-    EVALUATORS.pop(name, None)
+    EVALUATORS.unregister(name)
 
 
 def load_builtin_evaluators() -> None:
@@ -91,10 +89,7 @@ def load_builtin_evaluators() -> None:
 def get_evaluator(name: str, key: str = "evaluator.name") -> EvaluatorEntry:
     if name not in EVALUATORS:
         load_builtin_evaluators()
-    if name not in EVALUATORS:
-        known = ", ".join(sorted(EVALUATORS)) or "none (register one in a plugin)"
-        raise ConfigError(key, f"unknown evaluator {name!r}; known: {known}")
-    return EVALUATORS[name]
+    return EVALUATORS.get(name, key)
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:

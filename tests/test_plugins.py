@@ -8,6 +8,7 @@ contract suites.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import textwrap
@@ -15,16 +16,11 @@ from pathlib import Path
 
 import pytest
 
-import dynas.controllers.policies as policies
-import dynas.trainers.modules  # noqa: F401  (registers every built-in builder before the snapshot)
-import dynas.trainers.tasks  # noqa: F401
 from dynas.analysis.cli import main
 from dynas.search_space import evaluators, plugins
 from dynas.search_space.experiment import load_experiment
-from dynas.search_space.kinds import REGISTRIES
-from dynas.trainers import metrics
-from dynas.trainers.modules.registry import BUILDERS
-from dynas.trainers.tasks import TASKS
+
+from tests.test_registries import every_registry      # imports every module: the built-ins are in
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +62,7 @@ def diagonal_min(acc_matrix, values):
 def square(decisions):
     return {"loss": float(decisions["a"] ** 2)}
 
-register_policy("first_random", POLICIES["random"].factory)
+register_policy("first_random", POLICIES.get("random").factory)
 '''
 
 TINY_SPACE = {"layers": [1], "d_model": [8], "layer": {
@@ -77,28 +73,17 @@ TINY_SPACE = {"layers": [1], "d_model": [8], "layer": {
 @pytest.fixture(autouse=True)
 def registries():
     """Put every registry, the plugin table and the plugin modules back afterwards."""
-    saved = {
-        "tasks": dict(TASKS), "policies": dict(policies.POLICIES), "metrics": dict(metrics.METRICS),
-        "evaluators": dict(evaluators.EVALUATORS), "loaded": dict(plugins._LOADED),
-        "kinds": {f: dict(r._specs) for f, r in REGISTRIES.items()},
-        "builders": {f: dict(b._builders) for f, b in BUILDERS.items()},
-    }
-    modules, path = set(sys.modules), list(sys.path)
-    yield
+    loaded, modules, path = dict(plugins._LOADED), set(sys.modules), list(sys.path)
+    with contextlib.ExitStack() as stack:
+        for registry in every_registry():
+            stack.enter_context(registry.kept())
+        yield
     sys.path[:] = path
-    for plugin in set(plugins._LOADED) - set(saved["loaded"]):
+    for plugin in set(plugins._LOADED) - set(loaded):
         for name in set(plugins._LOADED[plugin].modules) - modules:
             sys.modules.pop(name, None)
-    for table, key in ((TASKS, "tasks"), (policies.POLICIES, "policies"), (metrics.METRICS, "metrics"),
-                       (evaluators.EVALUATORS, "evaluators"), (plugins._LOADED, "loaded")):
-        table.clear()
-        table.update(saved[key])
-    for family, registry in REGISTRIES.items():
-        registry._specs.clear()
-        registry._specs.update(saved["kinds"][family])
-    for family, builders in BUILDERS.items():
-        builders._builders.clear()
-        builders._builders.update(saved["builders"][family])
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
 
 
 def write(path: Path, text: str) -> Path:
@@ -215,15 +200,15 @@ BROKEN = [
     ("missing_dep", "import not_a_module_anywhere\n", "No module named 'not_a_module_anywhere'"),
     ("dup_task", "from dynas.trainers.tasks import register_task\n"
                  "register_task('split_digits', shape=None)(lambda seed=0: None)\n",
-     "task: task 'split_digits' is already registered"),
+     ": task 'split_digits' is already registered"),
     ("dup_strategy", "from dynas.controllers.policies import POLICIES, register_policy\n"
-                     "register_policy('tpe', POLICIES['random'].factory)\n", "strategy 'tpe' is already registered"),
+                     "register_policy('tpe', POLICIES.get('random').factory)\n", "strategy 'tpe' is already registered"),
     ("dup_kind", "from dynas.search_space.kinds import ATTENTION, register_attention\n"
                  "register_attention(ATTENTION.get('full'))\n", "attention kind 'full' is already registered"),
     ("dup_builder", "from dynas.trainers.modules.registry import builder\n"
-                    "builder('ffn', 'dense')(print)\n", "builder for 'dense' is already registered"),
+                    "builder('ffn', 'dense')(print)\n", "ffn builder 'dense' is already registered"),
     ("dup_metric", "from dynas.trainers.metrics import register_metric\n"
-                   "register_metric('flops')(print)\n", "metric 'flops' is already registered"),
+                   "register_metric('flops')(print)\n", "metric 'flops' is already registered (built in)"),
     ("dup_evaluator", one_evaluator("twice") + one_evaluator("twice"), "evaluator 'twice' is already registered"),
 ]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from dynas.search_space import names
-from dynas.search_space.errors import ConfigError
+from dynas.search_space.registry import Registry, RegistryError
 
 MetricFn = Callable[[Sequence[Sequence[float]], Mapping[str, float]], float]
 
@@ -32,7 +32,9 @@ class MetricEntry:
     description: str = ""
 
 
-METRICS: dict[str, MetricEntry] = {}
+# the built-in metrics are computed by fit itself: their names are taken
+METRICS: Registry[MetricEntry] = Registry(
+    "metric", key="metric", contract="fn(acc_matrix, values) -> float", reserved=names.ALL_METRICS)
 
 __all__ = ["METRICS", "MetricEntry", "held_out_plugin_metrics", "known_metrics", "plugin_metrics", "register_metric",
            "unregister_metric"]
@@ -42,19 +44,17 @@ def register_metric(name: str, description: str = "") -> Callable[[MetricFn], Me
     """Decorator: compute ``fn`` for every trial under ``name``."""
 
     def add(fn: MetricFn) -> MetricFn:
-        if name in names.ALL_METRICS or name in METRICS:
-            raise ConfigError("metric", f"metric {name!r} is already registered")
         if names.is_test_metric(name):
-            raise ConfigError("metric", f"metric {name!r}: the prefix {names.TEST_PREFIX!r} is "
-                                        "reserved for test-split twins, which fit computes itself")
-        METRICS[name] = MetricEntry(name, fn, description)
+            raise RegistryError("", f"metric {name!r}: the prefix {names.TEST_PREFIX!r} is "
+                                    "reserved for test-split twins, which fit computes itself")
+        METRICS.register(name, MetricEntry(name, fn, description))
         return fn
 
     return add
 
 
 def unregister_metric(name: str) -> None:
-    METRICS.pop(name, None)
+    METRICS.unregister(name)
 
 
 def known_metrics() -> tuple[str, ...]:

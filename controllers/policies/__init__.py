@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from dynas.search_space.base import Space
 from dynas.search_space.errors import ConfigError
+from dynas.search_space.registry import Registry
 from dynas.search_space.schema import from_mapping
 from dynas.search_space.settings import Objective, SearchSettings
 
@@ -39,7 +40,9 @@ class PolicyEntry:
     settings_cls: type | None = None
 
 
-POLICIES: dict[str, PolicyEntry] = {}
+POLICIES: Registry[PolicyEntry] = Registry(
+    "strategy", plural="strategies", key="search.strategy",
+    contract="factory(space, objectives, seed, search, settings) -> Policy")
 
 __all__ = ["POLICIES", "PPOSettings", "PolicyEntry", "check_search", "make_policy",
            "policy_settings", "register_policy"]
@@ -47,20 +50,12 @@ __all__ = ["POLICIES", "PPOSettings", "PolicyEntry", "check_search", "make_polic
 
 def register_policy(name: str, factory: Factory, settings_cls: type | None = None) -> None:
     """Make ``name`` a strategy; its settings, if any, are the ``search.<name>`` section."""
-    if name in POLICIES:
-        raise ValueError(f"strategy {name!r} is already registered")
-    POLICIES[name] = PolicyEntry(name, factory, settings_cls)
-
-
-def _entry(name: str) -> PolicyEntry:
-    if name not in POLICIES:
-        raise ConfigError("search.strategy", f"unknown strategy {name!r}; known: {', '.join(POLICIES)}")
-    return POLICIES[name]
+    POLICIES.register(name, PolicyEntry(name, factory, settings_cls))
 
 
 def policy_settings(search: SearchSettings, name: str) -> Any:
     """The parsed ``search.<name>`` section (defaults when absent; None without a class)."""
-    cls = _entry(name).settings_cls
+    cls = POLICIES.get(name).settings_cls
     if cls is None:
         return None
     given = search.policy_settings.get(name)
@@ -72,9 +67,9 @@ def policy_settings(search: SearchSettings, name: str) -> Any:
 def check_search(search: SearchSettings) -> None:
     """The strategy is registered; every ``search.<name>`` section belongs to a strategy
     with settings and parses (unknown keys, ranges). Raises a one-line ConfigError."""
-    _entry(search.strategy)
+    POLICIES.get(search.strategy)
     for name, given in search.policy_settings.items():
-        entry = POLICIES.get(name)
+        entry = POLICIES.get(name) if name in POLICIES else None
         if entry is None or entry.settings_cls is None:
             sections = [n for n, e in POLICIES.items() if e.settings_cls is not None]
             raise ConfigError(f"search.{name}", "unknown key; strategy settings sections: "
@@ -92,7 +87,7 @@ def make_policy(
     settings: SearchSettings | None = None,
 ) -> Policy:
     """Build the named policy over ``space``; unknown names are a config error."""
-    entry = _entry(name)
+    entry = POLICIES.get(name)
     search = settings or SearchSettings()
     objectives = tuple(objectives)
     if not objectives:

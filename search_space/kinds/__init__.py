@@ -4,7 +4,8 @@
 ``register_ffn`` and ``register_router`` add a ``KindSpec`` (a plugin may call them
 at run time). The built-in kinds live one family per module and register on import.
 """
-from .base import KindSpec, Part, Registry, default_of, layer_norm, linear
+from ..registry import Registry
+from .base import KindSpec, Part, default_of, layer_norm, linear
 from .registries import (ATTENTION, FFN, MODEL_FAMILIES, REGISTRIES, ROUTER, expert_kinds,
                          register_attention, register_ffn, register_model_kind, register_router)
 from . import attention as _attention  # noqa: E402,F401  (registers the built-ins)

@@ -1,9 +1,10 @@
-"""The kind registries' building blocks: a kind's spec, a registry, cost parts.
+"""The kind registries' building blocks: a kind's spec and cost parts.
 
 A *kind* (an attention, FFN or router variant) is declared once, as a ``KindSpec``
-registered in its family's ``Registry``. Everything else derives from the spec: the
-space's option fields and conditions, config validation, the cost model and the
-describers. ``trainers`` registers one builder per kind under the same name.
+registered in its family's ``Registry`` (``search_space.registry``, the one registry
+class of every layer). Everything else derives from the spec: the space's option
+fields and conditions, config validation, the cost model and the describers.
+``trainers`` registers one builder per kind under the same name.
 
 No torch here; specs import the config dataclasses, never the other way round
 (``arch.py`` looks specs up lazily).
@@ -12,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
-from ..choices import Field, short
-from ..errors import ConfigError
+from ..choices import Field
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class KindSpec:
     ``fields``: the option fields a space may list for this kind, in the order
     sampling asks them, each with its coercion, check and default (None = required).
     ``make(values)``: the config built from one sampled value per field.
-    ``cost``: the family's cost function (see ``Registry`` for each signature).
+    ``cost``: the family's cost function (each registry's ``contract`` gives its signature).
     ``label(cfg)``: the text ``ArchConfig.describe()`` shows; ``short(cfg)`` the
     compact token of one-line summaries (``sw16``, ``moe8k2``).
     ``validate(cfg, key)``: checks beyond the field types, raising ``ConfigError``.
@@ -113,46 +113,3 @@ class KindSpec:
         """Whether field ``name`` shapes the model, given the values picked so far."""
         cond = self.conditions.get(name)
         return cond is None or cond[1](picked[cond[0]])
-
-
-class Registry:
-    """The kinds of one family by name. Built-ins register at import; plugins call
-    ``register`` later. A second registration of a name is refused."""
-
-    def __init__(self, family: str, cost_signature: str):
-        self.family = family
-        self.cost_signature = cost_signature   # what ``KindSpec.cost`` receives
-        self._specs: dict[str, KindSpec] = {}
-
-    def register(self, spec: KindSpec) -> KindSpec:
-        if spec.name in self._specs:
-            raise ConfigError(f"{self.family}.{spec.name}",
-                              f"{self.family} kind {spec.name!r} is already registered")
-        self._specs[spec.name] = spec
-        return spec
-
-    def get(self, name: Any, key: str = "") -> KindSpec:
-        """The spec of ``name``; an unknown one is a one-line error naming the known."""
-        spec = self._specs.get(name) if isinstance(name, str) else None
-        if spec is None:
-            raise ConfigError(key or f"{self.family}.kind",
-                              f"unknown kind {short(name)}; known kinds: {', '.join(self)}")
-        return spec
-
-    def unregister(self, name: str) -> None:
-        """Remove ``name`` (tests; a plugin that unloads). Unknown names are an error."""
-        self.get(name)
-        del self._specs[name]
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._specs)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._specs)
-
-    def one_of(self) -> Callable[[Any], str | None]:
-        """A field check accepting the kinds registered *when it runs* (plugins too)."""
-        return lambda v: None if v in self._specs else f"{v!r} is not one of {', '.join(self)}"

@@ -1,38 +1,48 @@
-"""The three kind registries and the functions that add to them (plugins too)."""
+"""The kind registries, one per family, and the functions that add to them (plugins too).
+
+Each is a ``search_space.registry.Registry`` of ``KindSpec`` by kind name; its
+``contract`` is what the family's ``KindSpec.cost`` receives.
+"""
 from __future__ import annotations
 
-from .base import KindSpec, Registry
+from ..registry import Registry
+from .base import KindSpec
 
-ATTENTION = Registry("attention", "cost(cfg: AttentionConfig, d_model, seq_len, causal) -> Part")
-FFN = Registry("ffn", "cost(cfg: FFNConfig, d_model, seq_len) -> Part")
-ROUTER = Registry("router", "cost(cfg: RouterConfig, experts) -> expected experts per token")
-TOKENS = Registry("tokens", "cost(shape: TaskShape) -> (seq_len, input_dim) the stem receives")
-STEM = Registry("stem", "cost(input_dim, d_model, seq_len, vocab_size) -> Part")
-NORM = Registry("norm", "cost(d_model) -> Part of the final norm")
-HEAD = Registry("head", "cost(d_model, seq_len, classes, per_token) -> (block tokens, Part)")
+
+def _kinds(family: str, cost: str) -> Registry[KindSpec]:
+    return Registry(f"{family} kind", key=f"{family}.kind", contract=cost)
+
+
+ATTENTION = _kinds("attention", "cost(cfg: AttentionConfig, d_model, seq_len, causal) -> Part")
+FFN = _kinds("ffn", "cost(cfg: FFNConfig, d_model, seq_len) -> Part")
+ROUTER = _kinds("router", "cost(cfg: RouterConfig, experts) -> expected experts per token")
+TOKENS = _kinds("tokens", "cost(shape: TaskShape) -> (seq_len, input_dim) the stem receives")
+STEM = _kinds("stem", "cost(input_dim, d_model, seq_len, vocab_size) -> Part")
+NORM = _kinds("norm", "cost(d_model) -> Part of the final norm")
+HEAD = _kinds("head", "cost(d_model, seq_len, classes, per_token) -> (block tokens, Part)")
 # model-level families: one kind per architecture (ArchConfig.<family>), not per layer
 MODEL_FAMILIES = {"tokens": TOKENS, "stem": STEM, "norm": NORM, "head": HEAD}
 REGISTRIES = {"attention": ATTENTION, "ffn": FFN, "router": ROUTER, **MODEL_FAMILIES}
 
 
 def register_attention(spec: KindSpec) -> KindSpec:
-    return ATTENTION.register(spec)
+    return ATTENTION.register(spec.name, spec)
 
 
 def register_ffn(spec: KindSpec) -> KindSpec:
-    return FFN.register(spec)
+    return FFN.register(spec.name, spec)
 
 
 def register_router(spec: KindSpec) -> KindSpec:
-    return ROUTER.register(spec)
+    return ROUTER.register(spec.name, spec)
 
 
 def register_model_kind(family: str, spec: KindSpec) -> KindSpec:
     """Add a tokens / stem / norm / head kind (``MODEL_FAMILIES``)."""
-    return MODEL_FAMILIES[family].register(spec)
+    return MODEL_FAMILIES[family].register(spec.name, spec)
 
 
 def expert_kinds() -> tuple[str, ...]:
     """FFN kinds that can serve as a mixture of experts' experts (they have a
     ``token_cost``), in registration order."""
-    return tuple(n for n in FFN if FFN.get(n).token_cost is not None)
+    return tuple(n for n, spec in FFN.items() if spec.token_cost is not None)

@@ -30,7 +30,7 @@ def plugin():
     register_policy("plugin_random", lambda space, objectives, seed, search, settings:
                     RandomPolicy(space, objectives, seed=seed))
     yield "plugin_random"
-    POLICIES.pop("plugin_random")
+    POLICIES.unregister("plugin_random")
 
 
 def test_a_registered_strategy_is_accepted_without_touching_search_space(plugin):
@@ -41,7 +41,7 @@ def test_a_registered_strategy_is_accepted_without_touching_search_space(plugin)
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'; known: random, tpe, nsga2, ppo"),
+    ({"strategy": "grid"}, "search.strategy: unknown strategy 'grid'; known strategies: random, tpe, nsga2, ppo"),
     ({"strategy": "ppo", "ppo": {"lrr": 1}}, "search.ppo.lrr: unknown key"),
     ({"strategy": "ppo", "ppo": {"lr": -1.0}}, "search.ppo.lr: must be > 0, got -1.0"),
     ({"strategy": "random", "ppo": {"clip": 0.0}}, "search.ppo.clip: must be > 0, got 0.0"),

@@ -22,7 +22,7 @@ from dynas.controllers.results import parse_result, tune_result
 from dynas.search_space import names
 from dynas.search_space.errors import ConfigError
 from dynas.search_space.experiment import parse_experiment
-from dynas.trainers.tasks import build_task, register_task, task_shape
+from dynas.trainers.tasks import TASKS, build_task, register_task, task_shape
 from dynas.search_space.settings import TaskSettings
 
 SHIFTED = "split_digits_shifted_test"
@@ -33,8 +33,6 @@ def _swap(y: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
     return torch.where(y == a, torch.full_like(y, b), torch.full_like(y, a))
 
 
-@register_task(SHIFTED, shape=lambda **o: task_shape(TaskSettings("split_digits", o)),
-               description="split_digits whose test split is its val split with labels swapped")
 def shifted_digits(seed: int = 0, **options):
     task = build_task(TaskSettings("split_digits", options), seed=seed)
     exps = []
@@ -42,6 +40,16 @@ def shifted_digits(seed: int = 0, **options):
         x, y = exp.val.tensors
         exps.append(dataclasses.replace(exp, test=TensorDataset(x, _swap(y, exp.classes))))
     return dataclasses.replace(task, name=SHIFTED, experiences=exps, scenario="task_il")
+
+
+@pytest.fixture(autouse=True)
+def shifted_task():
+    """Registered for this module's tests only, so no other suite (the task registry's
+    contract in tests/test_registries.py) sees a test's task."""
+    with TASKS.kept():
+        register_task(SHIFTED, shape=lambda **o: task_shape(TaskSettings("split_digits", o)),
+                      description="split_digits whose test split is its val split with labels swapped")(shifted_digits)
+        yield SHIFTED
 
 
 class Listening:

@@ -39,7 +39,7 @@ def experiment(evaluator="quadratic", **search):
 def test_a_registered_name_is_refused_twice(quadratic):
     with pytest.raises(ConfigError, match="evaluator 'quadratic' is already registered"):
         register_evaluator("quadratic")(lambda decisions: {"loss": 0.0})
-    assert EVALUATORS["quadratic"].description == "(a - 2)^2 + b"
+    assert EVALUATORS.get("quadratic").description == "(a - 2)^2 + b"
 
 
 def test_evaluate_passes_options_and_checks_what_comes_back(quadratic):
@@ -60,7 +60,7 @@ def test_evaluate_passes_options_and_checks_what_comes_back(quadratic):
 
 @pytest.mark.parametrize("evaluator, search, key, fragment", [
     (None, {}, "evaluator", "a plain decision space needs an evaluator"),
-    ("nope", {}, "evaluator.name", "unknown evaluator 'nope'; known: "),
+    ("nope", {}, "evaluator.name", "unknown evaluator 'nope'; known evaluators: "),
     ("quadratic", {"objectives": [{"metric": "accuracy", "direction": "max"}]},
      "search.objectives[0].metric", "evaluator 'quadratic' returns loss, size, not 'accuracy'"),
     ("quadratic", {"scheduler": "asha"}, "search.scheduler", "use fifo"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dynas.controllers.objectives import objective_values
-from dynas.controllers.policies import POLICIES, make_policy
+from dynas.controllers.policies import make_policy
 from dynas.controllers.policies.optuna_policies import OptunaPolicy, population_for, startup_trials_for
 from dynas.controllers.policies.ppo import PPOPolicy
 from dynas.controllers.policy import Outcome, Policy
@@ -73,7 +73,12 @@ def drive(policy, n: int, objectives, start: int = 0) -> list[dict]:
     return out
 
 
-@pytest.fixture(params=list(POLICIES))
+# The strategies this suite runs; tests/test_registries.py checks they are exactly the
+# registered ones, so a strategy registered without joining the suite fails there.
+STRATEGIES = ("random", "tpe", "nsga2", "ppo")
+
+
+@pytest.fixture(params=STRATEGIES)
 def policy_name(request):
     return request.param
 
@@ -89,15 +94,11 @@ def space(request):
 
 
 # --- registry ----------------------------------------------------------------------------
-def test_registry_names_every_strategy_of_the_settings():
-    assert list(POLICIES) == ["random", "tpe", "nsga2", "ppo"]
-
-
 def test_unknown_strategy_is_a_config_error_listing_the_known_ones():
     with pytest.raises(ConfigError) as err:
         make_policy("grid", ToySpace(), TWO_OBJECTIVES, 0)
     assert err.value.key == "search.strategy"
-    assert "unknown strategy 'grid'; known: random, tpe, nsga2, ppo" in str(err.value)
+    assert "unknown strategy 'grid'; known strategies: random, tpe, nsga2, ppo" in str(err.value)
 
 
 def test_budget_sized_optuna_defaults():

@@ -95,7 +95,7 @@ def test_bad_address_is_one_line_and_exit_2(tiny, tmp_path, capsys):
 
 def test_unknown_strategy_exit_2(tiny, capsys):
     assert main(["search", str(tiny), "--strategy", "bogus"]) == 2
-    assert "--strategy: unknown strategy 'bogus'; known: random" in capsys.readouterr().err
+    assert "--strategy: unknown strategy 'bogus'; known strategies: random" in capsys.readouterr().err
     with pytest.raises(DynasError, match="unknown strategy 'bogus'"):
         run_search(tiny, strategy="bogus")
 

@@ -68,7 +68,7 @@ def test_truncated_file_names_the_file(tmp_path):
     ('{"d_model": 32, "layers": [], "schema_version": 9}',
      "schema_version: unsupported version 9 (this dynas reads 1)"),
     ('{"d_model": 32, "layers": [{"attention": {"kind": "flash", "heads": 4}, "ffn": {"kind": "dense"}}]}',
-     "layers[0].attention.kind: unknown kind 'flash'; known kinds: full, sliding_window, "
+     "layers[0].attention.kind: unknown attention kind 'flash'; known attention kinds: full, sliding_window, "
      "dynamic_span, linear, identity"),
 ])
 def test_wrong_structure_names_file_and_key(tmp_path, payload, message):

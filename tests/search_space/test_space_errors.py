@@ -30,7 +30,7 @@ ARCH_CASES = [
     (ATT + (2, "max_span"), 0, "space.layer.attention[2].max_span: must be >= 1, got 0"),
     (ATT + (0, "heads"), [[2]], "space.layer.attention[0].heads[0]: expected an integer, got [2]"),
     (ATT + (0, "kind"), "flash",
-     "space.layer.attention[0].kind: unknown kind 'flash'; known kinds: full, sliding_window, "
+     "space.layer.attention[0].kind: unknown attention kind 'flash'; known attention kinds: full, sliding_window, "
      "dynamic_span, linear, identity"),
     (ATT + (0, "kind"), ["full", "linear"],
      "space.layer.attention[0].kind: expected one kind name (list options separately), got "

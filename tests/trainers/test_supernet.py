@@ -183,16 +183,14 @@ def test_an_inherited_score_reports_what_a_standalone_fit_reports(task):
 
 
 def test_a_space_it_cannot_share_is_refused_naming_the_decision():
-    REGISTRIES["attention"].register(dataclasses.replace(ATTENTION.get("full"), name="opaque", slices=False))
-    try:
+    with ATTENTION.kept():
+        ATTENTION.register("opaque", dataclasses.replace(ATTENTION.get("full"), name="opaque", slices=False))
         space = parse_space({"layers": [1], "d_model": [8],
                              "layer": {"attention": [{"kind": "full", "heads": 2}, {"kind": "opaque", "heads": 2}],
                                        "ffn": {"kind": "dense"}}})
         with pytest.raises(ConfigError) as err:
             check_shareable(space)
         assert err.value.key == "space.layer.attention[1].kind" and "opaque" in str(err.value)
-    finally:
-        REGISTRIES["attention"].unregister("opaque")
     tuned = dataclasses.replace(parse_space(TINY_SPACE), training=(("lr", (0.001, 0.003)),))
     with pytest.raises(ConfigError) as err:
         check_shareable(tuned)

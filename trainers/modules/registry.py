@@ -23,45 +23,26 @@ Families and builder signatures:
 - ``norm``: ``(d_model) -> (post: bool, final norm module)``.
 - ``head``: ``(d_model, tokens, classes, per_token) -> modules.ends.Head``.
 
-``trainers.model.build_model`` looks builders up here; it is the only wiring point.
+``trainers.model.build_model`` looks builders up here (``BUILDERS[family].get(kind)``); it
+is the only wiring point.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from dynas.search_space.errors import ConfigError
-
-
-class Builders:
-    """One family's builders by kind name; a second registration of a name is refused."""
-
-    def __init__(self, family: str):
-        self.family = family
-        self._builders: dict[str, Callable] = {}
-
-    def register(self, name: str) -> Callable[[Callable], Callable]:
-        def add(fn: Callable) -> Callable:
-            if name in self._builders:
-                raise ConfigError(f"{self.family}.{name}",
-                                  f"a {self.family} builder for {name!r} is already registered")
-            self._builders[name] = fn
-            return fn
-        return add
-
-    def get(self, name: str) -> Callable:
-        if name not in self._builders:
-            raise ConfigError(f"{self.family}.kind", f"no builder for kind {name!r}; "
-                              f"known kinds: {', '.join(self._builders)}")
-        return self._builders[name]
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._builders)
-
+from dynas.search_space.registry import Registry
 
 FAMILIES = ("attention", "ffn", "expert", "router", "tokens", "stem", "norm", "head")
-BUILDERS = {family: Builders(family) for family in FAMILIES}
+# one registry per family (the signatures above), each keyed by the kinds' own names
+BUILDERS: dict[str, Registry[Callable]] = {
+    family: Registry(f"{family} builder", key=f"{family}.kind") for family in FAMILIES}
 
 
 def builder(family: str, name: str) -> Callable[[Callable], Callable]:
-    """Decorator: register the builder of kind ``name`` in ``family``."""
-    return BUILDERS[family].register(name)
+    """Decorator: register the builder of kind ``name`` in ``family``; a second builder
+    for a name is refused."""
+
+    def add(fn: Callable) -> Callable:
+        return BUILDERS[family].register(name, fn)
+
+    return add

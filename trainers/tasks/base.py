@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from dynas.search_space.arch import TaskShape
 from dynas.search_space.errors import ConfigError
+from dynas.search_space.registry import Registry
 from dynas.search_space.settings import TaskSettings
 
 
@@ -69,7 +70,8 @@ class TaskSpec:
     description: str = ""
 
 
-TASKS: dict[str, TaskSpec] = {}
+TASKS: Registry[TaskSpec] = Registry(
+    "task", key="task.name", contract="factory(seed=..., **options) -> Task; shape(**options) -> TaskShape")
 
 
 def register_task(name: str, shape: Callable[..., TaskShape], description: str = ""):
@@ -77,22 +79,14 @@ def register_task(name: str, shape: Callable[..., TaskShape], description: str =
     that is already registered is refused (a plugin cannot silently replace a task)."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
-        if name in TASKS:
-            raise ConfigError("task", f"task {name!r} is already registered")
-        TASKS[name] = TaskSpec(factory, shape, description)
+        TASKS.register(name, TaskSpec(factory, shape, description))
         return factory
 
     return wrap
 
 
 def unregister_task(name: str) -> None:
-    TASKS.pop(name, None)
-
-
-def _spec(settings: TaskSettings) -> TaskSpec:
-    if settings.name not in TASKS:
-        raise ConfigError("task.name", f"unknown task {settings.name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[settings.name]
+    TASKS.unregister(name)
 
 
 def _call(fn: Callable[..., Any], settings: TaskSettings, **extra: Any) -> Any:
@@ -107,8 +101,8 @@ def _call(fn: Callable[..., Any], settings: TaskSettings, **extra: Any) -> Any:
 
 
 def task_shape(settings: TaskSettings) -> TaskShape:
-    return _call(_spec(settings).shape, settings)
+    return _call(TASKS.get(settings.name).shape, settings)
 
 
 def build_task(settings: TaskSettings, seed: int = 0) -> Task:
-    return _call(_spec(settings).factory, settings, seed=seed)
+    return _call(TASKS.get(settings.name).factory, settings, seed=seed)
