@@ -65,7 +65,7 @@ def alive(pid: int) -> bool:
 
 
 def one(signals: tuple[int, ...], workdir: Path, n: int) -> tuple[int, float, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])), "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "dynas.analysis.cli", "search", "exp.yaml", "--storage", "st",
                                "--name", f"run{n}", "--verbose", "0"], cwd=workdir, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

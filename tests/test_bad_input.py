@@ -264,7 +264,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def run_cli(argv: tuple, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])), "RAY_USAGE_STATS_ENABLED": "0"}
     return subprocess.run([sys.executable, "-m", "dynas.analysis.cli", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -318,7 +318,7 @@ def test_a_lock_left_by_a_killed_driver_is_taken_over(tmp_path: Path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from dynas.controllers.lock import run_lock\n"
          "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLocked, match=f"pid {holder.pid}"):
@@ -375,7 +375,7 @@ def listening_addresses(pids) -> set[str]:
 
 
 def start(argv, cwd: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])), "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "w") as fh:
         return subprocess.Popen([sys.executable, "-m", "dynas.analysis.cli", *argv], cwd=cwd, env=env,
                                 stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)

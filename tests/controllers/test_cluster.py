@@ -67,9 +67,9 @@ class LoopbackCluster:
         token = root / "auth_token"
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
+        path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-                    "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+                    "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         self.env.pop("RAY_AUTH_TOKEN", None)
         self.env.pop("RAY_ADDRESS", None)
         self.procs: list[subprocess.Popen] = []

@@ -161,7 +161,7 @@ def kill_and_resume(strategy: str, root: Path) -> list:
     the run directory after every kill. Returns what happened at each kill."""
     rng = random.Random(f"sigkill-{strategy}")
     ray_tmp = tempfile.mkdtemp(prefix="dynas-k", dir="/tmp")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)])), "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     (root / "tiny.yaml").write_text(TINY)
     run_dir = root / "runs" / "k"
