@@ -354,7 +354,7 @@ def _complete(run_dir: Path) -> dict:
 
 
 def search_local(check: Check) -> dict:
-    from dynas.controllers.local import run_local_experiment
+    from dynas.controllers.runs import run_local_experiment
     from dynas.search_space.experiment import load_experiment
 
     experiment = load_experiment(experiment_file(check, "search_local", 0.0))
@@ -369,7 +369,7 @@ def search_ray(check: Check) -> dict:
         import optuna  # noqa: F401
     except ImportError as err:
         raise Skip(f"{err}; bring wheels (module docstring)") from None
-    from dynas.controllers.search import run_search
+    from dynas.controllers.runs import run_search
 
     gpus = 0.5 if check.device.type == "cuda" else 0.0
     run_dir = run_search(experiment_file(check, "search_ray", gpus), name="ray", verbose=0)

@@ -88,7 +88,7 @@ def front_hv(points: list[tuple[float, float]], max_flops: float) -> float:
 
 
 def top_k(values: list[tuple[float, float]], k: int) -> list[int]:
-    """Indices of the ``k`` best by front rank, then accuracy (``controllers.confirm``)."""
+    """Indices of the ``k`` best by front rank, then accuracy (``controllers.run.confirm``)."""
     pts = to_minimise(values, OBJECTIVES)
     ranks = non_dominated_sort(pts)
     return sorted(range(len(values)), key=lambda i: (ranks[i], pts[i, 0], i))[:k]

@@ -4,7 +4,7 @@
 
 Every run goes through the path ``dynas search`` takes in process: the policy built by
 ``make_policy`` from ``SearchSettings(trials=N)``, the ``SearchDriver`` (duplicate cache,
-records, policy state) via ``controllers.local.run_local``, and the NAS-Bench-Graph
+records, policy state) via ``controllers.run.in_process.run_local``, and the NAS-Bench-Graph
 evaluator (``trainers.tabular.nasbench_graph``). N counts distinct candidates trained.
 A run of N = 300 gives N = 50..300 as its prefixes (the driver's budget only decides
 when to stop), except where a policy's defaults depend on N (NSGA-II's population is

@@ -1,7 +1,7 @@
 """``SearchDriver``: one trial's lifecycle, whoever runs the trial.
 
-The driver knows no Ray. An executor (``controllers.local`` in-process, the Tune
-``Searcher`` in ``controllers.tune_searcher``) only asks it for the next architecture
+The driver knows no Ray. An executor (``controllers.run.in_process``, the Tune
+``Searcher`` in ``controllers.tune.searcher``) only asks it for the next architecture
 and hands back what happened:
 
     proposal = driver.ask()          # None: budget spent, space exhausted, or wait

@@ -11,7 +11,7 @@
 (continual metrics and cost: ``search_space.names``). ``trainers.fitting.fit`` adds
 every registered metric to ``TrialMetrics.values``, so it is recorded, reported and can
 be a search objective (``search.objectives: [{metric: last_task_accuracy, ...}]``,
-checked before any trial by ``controllers.prepare``). A name that exists, built-in or
+checked before any trial by ``controllers.run.prepare``). A name that exists, built-in or
 registered, is refused.
 """
 from __future__ import annotations

@@ -105,7 +105,7 @@ def check_evaluator(experiment: Experiment, search: SearchSettings) -> None:
 
 def search_baselines(experiment: Experiment, search: SearchSettings) -> list[tuple[str, Any]]:
     """``search.baselines`` resolved to ``(name, model)`` and checked against the task
-    (``controllers.baselines``); a bad entry names the file and key."""
+    (``controllers.run.baselines``); a bad entry names the file and key."""
     from dynas.trainers.tasks import task_shape
 
     if not search.baselines:

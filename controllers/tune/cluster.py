@@ -146,7 +146,7 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1,
     A Ray already initialised in this process (a notebook, a test) is used as is and
     left running (and then ``address`` must be None, and plugins must already be
     importable by its workers); otherwise we connect or start one, with
-    ``runtime_env`` (the plugins to ship, ``controllers.search.plugin_runtime_env``)
+    ``runtime_env`` (the plugins to ship, ``controllers.tune.executor.plugin_runtime_env``)
     as the job's runtime environment, and shut it down afterwards.
     """
     import ray

@@ -113,7 +113,7 @@ def decision_space_spec() -> dict[str, Any]:
 
 
 class NasBenchGraph:
-    """``evaluate(candidate) -> (state, metrics, extra)`` by table look-up (``controllers.local``)."""
+    """``evaluate(candidate) -> (state, metrics, extra)`` by table look-up (``controllers.run.in_process``)."""
 
     def __init__(self, dataset: str = "arxiv"):
         self.dataset = dataset
