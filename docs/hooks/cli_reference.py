@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 PAGE = "reference/cli.md"
@@ -29,6 +30,7 @@ WIDTH = "100"      # argparse wraps help to $COLUMNS: fixed, so the page is the 
 PACKAGE_PARTS = ("__init__.py", "search_space", "trainers", "controllers", "analysis")
 
 
+@event_priority(100)      # before mkdocstrings' on_config, which creates its handlers
 def on_config(config):
     root = Path(config.config_file_path).resolve().parent
     tree = Path(tempfile.mkdtemp(prefix="dynas-docs-"))
