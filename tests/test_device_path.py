@@ -47,7 +47,8 @@ HOST_BUILTINS = {"bool", "int", "float"}
 FORWARD_PATH: dict[str, set[str] | None] = {
     **{f"modules/{p.name}": None for p in sorted((TRAINERS / "modules").glob("*.py"))},
     "model.py": None, "system.py": None, "evaluation.py": None, "replay.py": None,
-    "dynamics.py": None, "predict.py": None, "latency.py": None, "supernet.py": None,
+    "dynamics.py": None, "predict.py": None, "latency.py": None,
+    **{f"supernet/{p.name}": None for p in sorted((TRAINERS / "supernet").glob("*.py"))},
     "curriculum.py": {"apply_input_mask", "mask_ratio"},
 }
 
@@ -82,9 +83,9 @@ CPU_ON_PURPOSE: dict[tuple[str, str, str], str] = {
         "raw user inputs are prepared on the CPU; predict moves each batch to the device",
     ("predict.py", "Predictor.predict", "empty"): "predictions are returned on the CPU",
     ("dynamics.py", "realised_k", "arange"): "the k histogram was read back to the CPU already",
-    ("supernet.py", "_grow", "randn"):
-        "TODO(integrator, supernet.py is not this branch's): grows snapshot tensors, "
-        "which are CPU today; use device=t.device if it ever gets device tensors",
+    ("supernet/net.py", "_grow", "randn"):
+        "grows snapshot tensors, which are CPU tensors (a supernet's state is saved and "
+        "sliced on the host); use device=t.device if it ever gets device tensors",
 }
 
 # (file under trainers/modules/, enclosing function, call) -> why the host waits there.
@@ -199,7 +200,7 @@ def test_every_checkpoint_load_names_its_map_location():
                 seen.append(path.name)
             if loads and "map_location" not in _keywords(call):
                 missing.append(f"{path.relative_to(PACKAGE)}:{call.lineno} {function}")
-    assert {"fitting.py", "supernet.py", "downstream.py"} <= set(seen)    # the scan sees them
+    assert {"checkpoint.py", "downstream.py"} <= set(seen)    # the scan sees them
     assert not missing, "torch.load without map_location=: " + ", ".join(missing)
 
 

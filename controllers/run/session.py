@@ -29,6 +29,7 @@ Boundaries: ``--name`` is one safe path component inside the resolved ``--storag
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import signal
 from dataclasses import dataclass
@@ -180,8 +181,13 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *
 
 
 def _reopen(run_dir: Path, run: dict, trials: Any) -> tuple[Experiment, Any]:
-    """The run's own experiment copy and its search settings, as run.json recorded them."""
+    """The run's own experiment copy and its search settings, as run.json recorded them.
+    Paths in the file (``search.baselines`` arch files) stay relative to the file the
+    run started from, as when it started, while that file is still there."""
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
+    origin = run.get("source")
+    if isinstance(origin, str) and Path(origin).is_file():
+        experiment = dataclasses.replace(experiment, source=Path(origin))
     return experiment, prepare_search(experiment, run.get("strategy"), trials, run.get("concurrent"),
                                       run.get("seed"))
 
