@@ -129,6 +129,24 @@ def test_a_promotion_is_recorded_with_its_budget_and_told_to_no_policy(tmp_path,
     assert driver.finished
 
 
+def test_picks_come_from_the_top_rung_on_validation(tmp_path):
+    """A lower rung's better number is not on the front (another budget), and within the
+    top rung the pick follows validation, not the test split (reversed here)."""
+    from dynas.controllers.records import RUN_FILE, append_record, write_json_atomic
+
+    write_json_atomic(tmp_path / RUN_FILE, {"name": "run", "strategy": "random", "trials": 3,
+                                            "objectives": [{"metric": o.metric, "direction": o.direction}
+                                                           for o in OBJECTIVES]})
+    for record in [_record(0, 0.99, 0.01, budget=2), _record(1, 0.6, 0.4, budget=2),
+                   _record(2, 0.5, 0.5, budget=2), _record(1, 0.7, 0.3, budget=4),
+                   _record(2, 0.65, 0.35, budget=4)]:
+        append_record(tmp_path, record)
+    df = load_runs(tmp_path)
+    assert set(pareto_front(df, OBJECTIVES)["budget"]) == {4}
+    best = pick(df, "best-accuracy", OBJECTIVES)
+    assert (best["proposal_id"], best["budget"]) == (1, 4)
+
+
 # --- end to end, in-process ----------------------------------------------------------------
 def test_records_carry_budgets_and_the_front_is_the_top_rungs(tmp_path):
     run = start_search(experiment(trials=4, rungs=(1, 2, 4), keep=0.5), tmp_path / "run", InProcess(), verbose=0)
