@@ -35,12 +35,13 @@ STEPS = 2                    # training.steps_per_experience: rung r trains r * 
 OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
 
 
-def experiment(strategy: str = "random", trials: int = 4, rungs=(1, 2), keep: float = 0.5, **search):
+def experiment(strategy: str = "random", trials: int = 4, rungs=(1, 2), keep: float = 0.5,
+               task: str = "split_digits", **search):
     return parse_experiment({
         "space": {"layers": [1], "d_model": [16], "layer": {
             "attention": [{"kind": "full", "heads": [2, 4]}],
             "ffn": [{"kind": "dense", "expansion": [2, 4]}]}},
-        "task": {"name": "split_digits"},
+        "task": {"name": task},
         "training": {"steps_per_experience": STEPS, "batch_size": 16, "device": "cpu"},
         "search": {"strategy": strategy, "trials": trials, "seed": 0, "concurrent": 1,
                    "fidelity": {"rungs": list(rungs), "keep": keep}, **search},
@@ -145,6 +146,49 @@ def test_picks_come_from_the_top_rung_on_validation(tmp_path):
     assert set(pareto_front(df, OBJECTIVES)["budget"]) == {4}
     best = pick(df, "best-accuracy", OBJECTIVES)
     assert (best["proposal_id"], best["budget"]) == (1, 4)
+
+
+# --- the policy hears rung 0, on validation ----------------------------------------------------
+class Recording:
+    """A plugin's strategy: random, remembering every value it is told."""
+
+    def __init__(self, inner, told):
+        self.inner, self.told = inner, told
+
+    def tell(self, proposal_id, outcome):
+        self.told[proposal_id] = outcome.values
+        self.inner.tell(proposal_id, outcome)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_no_test_value_reaches_the_policy_or_a_rung(tmp_path):
+    """On a task whose test labels are swapped (test accuracy = 1 - validation: see
+    test_honest_selection), a plugin policy hears rung 0's validation values, once per
+    proposal, and nothing of the promotions; the promoted are the best by validation."""
+    from dynas.controllers.policies import register_policy
+    from dynas.search_space.settings import TaskSettings
+    from dynas.trainers.tasks import TASKS, register_task, task_shape
+    from tests.controllers.test_honest_selection import SHIFTED, shifted_digits
+
+    told: dict = {}
+    random = POLICIES.get("random").factory
+    with POLICIES.kept(), TASKS.kept():
+        register_task(SHIFTED, shape=lambda **o: task_shape(TaskSettings("split_digits", o)),
+                      description="test labels swapped")(shifted_digits)
+        register_policy("recording", lambda *args: Recording(random(*args), told))
+        run = start_search(experiment("recording", trials=4, task=SHIFTED), tmp_path / "run", InProcess(),
+                           verbose=0)
+    records = list(iter_records(run))
+    rung0 = [r for r in records if r.budget == STEPS]
+    assert set(told) == {r.proposal_id for r in rung0}        # promotions are told to no one
+    for record in trained(rung0):
+        val = record.metrics[names.FINAL_AVG_ACCURACY]
+        assert val != pytest.approx(record.metrics[names.as_test(names.FINAL_AVG_ACCURACY)])
+        assert told[record.proposal_id] == (val, record.metrics[names.FLOPS]) == tuple(record.objectives)
+    promoted = {r.proposal_id for r in trained(records) if r.budget == 2 * STEPS}
+    assert promoted == {p.id for p in promotions(rung0, OBJECTIVES, STEPS, 0, 2)}
 
 
 # --- end to end, in-process ----------------------------------------------------------------
