@@ -58,6 +58,12 @@ def assert_no_duplicate_trainings(records):
     assert len(keys) == len(set(keys)), keys
 
 
+def assert_trained_at_their_budget(records):
+    """What fit counted, not only what the driver stamped: steps = budget x experiences."""
+    done = [r for r in trained(records) if r.state == "complete"]
+    assert done and all(r.steps == r.budget * r.experiences_done for r in done)
+
+
 # --- settings ---------------------------------------------------------------------------
 @pytest.mark.parametrize("rungs, keep, trials, message", [
     ((1, 4, 2), 0.5, 8, "search.fidelity.rungs: budgets must increase"),
@@ -198,6 +204,7 @@ def test_records_carry_budgets_and_the_front_is_the_top_rungs(tmp_path):
     assert {r.budget for r in records} == {2, 4, 8}
     by_budget = {b: [r for r in trained(records) if r.budget == b] for b in (2, 4, 8)}
     assert [len(by_budget[4]), len(by_budget[8])] == [2, 1]
+    assert_trained_at_their_budget(records)
     # rung 1 holds rung 0's best two by validation (front rank, then accuracy), rung 2 rung 1's best
     best0 = promotions([r for r in records if r.budget == 2], OBJECTIVES, 2, 99, 2)
     assert {p.id for p in best0} == {r.proposal_id for r in by_budget[4]}
@@ -271,19 +278,22 @@ def test_confirm_repeats_the_top_rung_at_its_budget(tmp_path):
     records = list(iter_records(run))
     (top,) = [r for r in trained(records) if r.budget == 4 and r.repeat_of is None]
     (repeat,) = [r for r in records if r.repeat_of is not None]
-    assert (repeat.repeat_of, repeat.budget) == (top.proposal_id, 4)
+    assert (repeat.repeat_of, repeat.budget, repeat.steps) == (top.proposal_id, 4, top.steps)
 
 
 # --- under Ray ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_fidelity_search_under_ray(tmp_path):
+@pytest.mark.parametrize("strategy", POLICIES.names())
+def test_fidelity_search_under_ray(tmp_path, ray_local, strategy):
     from dynas.controllers.tune.executor import RayTune
 
-    run = start_search(experiment("tpe", trials=2, rungs=(1, 2), keep=0.5), tmp_path / "run", RayTune(), verbose=0)
+    run = start_search(experiment(strategy, trials=2, rungs=(1, 2), keep=0.5), tmp_path / "run", RayTune(),
+                       verbose=0)
     records = list(iter_records(run))
     assert {r.budget for r in records} == {2, 4}
     assert len([r for r in trained(records) if r.budget == 4]) == 1
     assert_no_duplicate_trainings(records)
+    assert_trained_at_their_budget(records)
     assert set(complete(load_runs(run))["budget"]) == {4}
     (promoted,) = [r for r in trained(records) if r.budget == 4]
     assert (run / "curves" / f"p{promoted.proposal_id:04d}-steps4").is_dir()   # beside rung 0's curves
