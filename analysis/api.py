@@ -38,7 +38,7 @@ from dynas.search_space import names
 from dynas.search_space.errors import DynasError
 from dynas.search_space.settings import Objective
 
-from .load import complete, load_runs, metric_columns, read_run_meta, run_objectives, searched, short_arch
+from .load import complete, is_promotion, load_runs, metric_columns, read_run_meta, run_objectives, searched, short_arch
 from .pareto import PICK_RULES, pareto_front
 
 if TYPE_CHECKING:                        # only for annotations: importing them needs torch
@@ -159,7 +159,7 @@ class Run:
         except DynasError as err:                   # a broken records file: still a repr
             return f"Run({str(self.dir)!r}: {err})"
         trained = searched(df)
-        trained = trained[trained["cached_from"].isna() & trained["repeat_of"].isna()]
+        trained = trained[trained["cached_from"].isna() & trained["repeat_of"].isna() & ~is_promotion(trained)]
         states = trained["state"].value_counts()
         meta = self.meta
         objectives = ", ".join(f"{o.metric} {o.direction}" for o in self.objectives)

@@ -11,7 +11,9 @@ machine. Column groups:
   ``analysis.seeds``), ``train_seed``, ``chance_accuracy``, ``baseline`` (a reference model's name,
   ``search.baselines``; "" for searched trials: ``complete`` leaves baselines out,
   ``baselines`` gives them), ``evaluation`` (``standalone``, or ``inherited`` /
-  ``finetuned`` from a supernet search: see ``analysis.seeds``);
+  ``finetuned`` from a supernet search: see ``analysis.seeds``), ``budget`` (steps per
+  experience the record trained at; NaN in records from before budgets were recorded;
+  a run with ``search.fidelity`` holds one budget per rung: see ``at_top_rung``);
 * metrics: one float column per metric name (every name in ``names.ALL_METRICS`` is
   always present, NaN when a trial did not report it): plain names measured on the
   validation splits, ``test.<name>`` on the test splits (``SPLIT_METRICS``' twins are
@@ -47,7 +49,7 @@ ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
                 "reason", "policy", "seed", "wall_time_s", "experiences_done",
                 "cached_from", "finished_at", "schema_version", "repeat_of", "train_seed",
-                "chance_accuracy", "baseline", "evaluation")
+                "chance_accuracy", "baseline", "evaluation", "budget")
 SPLIT_METRICS = names.ACCURACY_METRICS + names.FORGETTING_METRICS   # measured per split
 TEST_METRICS = tuple(names.as_test(m) for m in SPLIT_METRICS)
 DEFAULT_OBJECTIVES = (Objective(names.FINAL_AVG_ACCURACY, "max"), Objective(names.FLOPS, "min"))
@@ -121,7 +123,7 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
                finished_at=record.finished_at, schema_version=record.schema_version,
                repeat_of=record.repeat_of, train_seed=record.train_seed,
                chance_accuracy=record.chance_accuracy, baseline=record.baseline,
-               evaluation=record.evaluation)
+               evaluation=record.evaluation, budget=record.budget)
     for key, value in (record.metrics or {}).items():
         row[key] = _as_float(value)
     for key, value in (record.params or {}).items():
@@ -215,7 +217,33 @@ def complete(df: pd.DataFrame) -> pd.DataFrame:
     (the same architecture trained again, ``analysis.seeds`` averages them) are not new
     points, and a reference baseline is no trial of the search."""
     return df[(df["state"] == "complete") & df["cached_from"].isna() & df["repeat_of"].isna()
-              & ~_is_baseline(df)]
+              & ~_is_baseline(df) & at_top_rung(df)]
+
+
+def at_top_rung(df: pd.DataFrame) -> pd.Series:
+    """Per row: measured at its run's top rung. A run with ``search.fidelity`` records
+    several budgets (steps per experience); its fronts, picks and hypervolume use only
+    the largest, so values of different budgets never meet on one front. A run with one
+    budget (or none recorded: older records) is all top rung."""
+    budget = pd.to_numeric(df["budget"], errors="coerce")
+    runs = df["run"].astype(str)
+    top = budget.groupby(runs).transform("max")
+    several = budget.groupby(runs).transform("nunique") > 1
+    return ~several | (budget == top)
+
+
+def is_promotion(df: pd.DataFrame) -> pd.Series:
+    """Per row: a candidate trained again at a higher rung than its run's first (the
+    rung the policy searched at; ``controllers.run.fidelity``), not a new architecture."""
+    budget = pd.to_numeric(df["budget"], errors="coerce")
+    return budget > budget.groupby(df["run"].astype(str)).transform("min")
+
+
+def rung_budgets(df: pd.DataFrame) -> list[int]:
+    """The budgets (steps per experience) the searched records of ``df`` trained at,
+    ascending; more than one: a multi-fidelity run."""
+    budget = pd.to_numeric(searched(df)["budget"], errors="coerce").dropna()
+    return sorted(int(b) for b in budget.unique())
 
 
 def chance_level(df: pd.DataFrame) -> float | None:

@@ -21,8 +21,8 @@ from dynas.search_space.arch import ArchConfig
 from dynas.search_space.errors import DynasError
 
 from . import plots, seeds
-from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete,
-                   is_transformer_arch, load_runs, run_objectives, searched, short_arch)
+from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete, is_promotion,
+                   is_transformer_arch, load_runs, rung_budgets, run_objectives, searched, short_arch)
 from .pareto import (front_ranks, hypervolume, knee_index, objective_matrix, pareto_front, pick,
                      rankable, reference_point, running_hypervolume, REFERENCE_PAD)
 from .plots import fmt
@@ -136,7 +136,7 @@ def _summary_row(name: str, group: pd.DataFrame) -> list:
     group = searched(group)                 # baselines are listed in their own section
     cached = group["cached_from"].notna()
     repeats = group["repeat_of"].notna()
-    trained = group[~cached & ~repeats]
+    trained = group[~cached & ~repeats & ~is_promotion(group)]   # a promoted candidate: once
     states = trained["state"].value_counts()
     return [name, ", ".join(dict.fromkeys(group["strategy"])), len(trained),
             states.get("complete", 0), states.get("failed", 0), states.get("pruned", 0),
@@ -166,6 +166,7 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
     n_ok = len(complete(df))
     lines += [f"{len(front)} of {n_ok} complete trials are non-dominated in "
               f"{_objective_text(objectives)} (validation values).", ""]
+    lines += _rung_lines(df)
     chance = chance_level(df)
     if chance is not None:
         lines += [f"Chance level (a uniform guess; 1/classes, or 1/classes per experience "
@@ -194,6 +195,19 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
         lines += [f"`{row['arch_id']}` (trial {row['proposal_id']} of {row['run']}):", "",
                   "```", describe_arch(row["arch"]), "```", ""]
     return lines
+
+
+def _rung_lines(df: pd.DataFrame) -> list[str]:
+    """Which budget the front is from, when a run trained at several (search.fidelity)."""
+    budgets = rung_budgets(df)
+    if len(budgets) < 2:
+        return []
+    trained = searched(df)
+    trained = trained[trained["cached_from"].isna() & trained["repeat_of"].isna()]
+    done = pd.to_numeric(trained["budget"], errors="coerce")
+    counts = ", ".join(f"{b} steps: {int((done == b).sum())} trained" for b in budgets)
+    return [f"Budget as a fidelity: the front, the picks and the hypervolume are the top rung's only, "
+            f"{budgets[-1]} steps per experience (rungs: {counts}); lower rungs chose whom to promote.", ""]
 
 
 def _baseline_section(df: pd.DataFrame, objectives, picks: dict[str, pd.Series]) -> list[str]:

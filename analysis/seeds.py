@@ -28,13 +28,13 @@ import pandas as pd
 
 from dynas.search_space import names
 
-from .load import as_objectives
+from .load import as_objectives, at_top_rung
 
 
 def measurements(df: pd.DataFrame) -> pd.DataFrame:
     """Complete trained rows (first measurements and seed repeats), ``original`` set
     to the proposal id each one measures."""
-    done = df[(df["state"] == "complete") & df["cached_from"].isna()]
+    done = df[(df["state"] == "complete") & df["cached_from"].isna() & at_top_rung(df)]   # one budget
     original = done["repeat_of"].where(done["repeat_of"].notna(), done["proposal_id"])
     return done.assign(original=original.astype(int))
 

@@ -34,6 +34,13 @@ told). ``queue_confirmations`` hands the driver repeats that no policy asked for
 (``dynas confirm``): ``ask`` serves them first, ``tell`` records them and tells no one.
 Neither kind counts against ``budget``, and neither keeps weights (executors save none
 for a repeat: the kept model is the first measurement's).
+``queue_promotions`` hands it candidates of a lower rung to train again at this driver's
+budget (``search.fidelity``, ``controllers.run.fidelity``): served first like
+confirmations, recorded as first measurements at that budget, told to no policy.
+
+Every record carries ``budget``, the steps per experience it trained at
+(``trained_at``); a driver sees only the records of its own budget (or none recorded:
+older runs), so duplicates, the policy's cache and the kept weights never mix rungs.
 Once written, each record goes to the ``listeners`` (progress lines, the search's
 TensorBoard curves: ``controllers.tracking``).
 """
@@ -65,8 +72,10 @@ class SearchDriver:
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
                  keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0,
-                 listeners: Sequence[Callable[[TrialRecord], None]] = ()):
-        records = [r for r in records if not r.baseline]   # references are never told to a policy
+                 listeners: Sequence[Callable[[TrialRecord], None]] = (), trained_at: int | None = None):
+        records = [r for r in records if not r.baseline   # references are never told to a policy
+                   and (trained_at is None or r.budget in (None, trained_at))]   # one rung's view
+        self.trained_at = trained_at               # steps per experience: each record's budget
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
@@ -75,7 +84,8 @@ class SearchDriver:
         self.cache = DedupCache.from_records(records, base_seed=train_seed)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
                                               if not r.is_confirmation}
-        self.queued: list[Proposal] = []           # confirmations waiting to be asked
+        self.queued: list[Proposal] = []           # confirmations and promotions waiting to be asked
+        self.promotions: set[int] = set()          # proposal ids queued as promotions
         self.listeners = list(listeners)
         self.written: list[TrialRecord] = []       # records written by this driver
         self.running: dict[int, Proposal] = {}     # proposal id -> proposal training
@@ -113,6 +123,15 @@ class SearchDriver:
             if repeat.repeat_of != repeat.id:
                 raise ValueError(f"a confirmation carries its original's id; got {repeat}")
             self.queued.append(repeat)
+
+    def queue_promotions(self, promoted: Iterable[Proposal]) -> None:
+        """Candidates of a lower rung to train at this driver's budget (their own ids and
+        training seeds), asked first, told to no policy (``controllers.run.fidelity``)."""
+        for proposal in promoted:
+            if proposal.repeat_of is not None or proposal.seed is not None:
+                raise ValueError(f"a promotion trains its candidate as first measured; got {proposal}")
+            self.promotions.add(proposal.id)
+            self.queued.append(proposal)
 
     def ask(self) -> Proposal | None:
         """The next new, feasible architecture to train, or ``None``: when ``finished``,
@@ -163,7 +182,7 @@ class SearchDriver:
         self.running.pop(proposal.id, None)
         self._asks.pop(proposal.id, None)
         self._starved = False
-        if _is_confirmation(proposal):
+        if _is_confirmation(proposal) or proposal.id in self.promotions:
             self.queued.insert(0, proposal)
         elif proposal.repeat_of is None:
             self.started -= 1
@@ -184,6 +203,10 @@ class SearchDriver:
         if _is_confirmation(proposal):             # told to no one
             self.cache.measured(proposal.arch.arch_id).seeds.append(proposal.seed)
             self._write(self._record(proposal, measured, result, 0))
+            return measured
+        if proposal.id in self.promotions:         # told to no one: a rung decision, not a policy's
+            self._write(self._record(proposal, measured, result, 0))
+            self.cache.finish(self.policy, proposal, measured)
             return measured
         told = self.cache.told_outcome(proposal, measured)
         self.policy.tell(proposal.id, told)
@@ -212,7 +235,8 @@ class SearchDriver:
             proposal, outcome, result, policy=self.policy.name, seed=self.seed, asks=asks,
             objectives=heard.values, cached_from=cached_from,
             weights=weights_entry(self.run_dir, result.weights)
-            if result.weights and outcome.state == "complete" and cached_from is None else None)
+            if result.weights and outcome.state == "complete" and cached_from is None else None,
+            budget=self.trained_at)
 
     def _write(self, record: TrialRecord) -> None:
         append_record(self.run_dir, record)
@@ -231,7 +255,7 @@ class SearchDriver:
 
 def make_record(proposal: Proposal, outcome: Outcome, result: TrialResult, *, policy: str, seed: int,
                 asks: int = 0, objectives: Sequence[float] | None = None, cached_from: int | None = None,
-                weights: dict | None = None, baseline: str = "") -> TrialRecord:
+                weights: dict | None = None, baseline: str = "", budget: int | None = None) -> TrialRecord:
     """The one place a ``TrialRecord`` is built (searched trials, duplicates, infeasible
     candidates, seed repeats and reference baselines): the executor's ``result`` as it
     came, ``measured`` included, plus who asked and what was told."""
@@ -242,7 +266,7 @@ def make_record(proposal: Proposal, outcome: Outcome, result: TrialResult, *, po
         policy=policy, seed=seed, experiences_done=int(result.experiences_done),
         cached_from=cached_from, trial_id=result.trial_id, node=result.node, asks=asks,
         baseline=baseline, weights=weights, repeat_of=proposal.repeat_of, train_seed=proposal.seed,
-        evaluation=result.evaluation)
+        evaluation=result.evaluation, budget=budget)
 
 
 def _is_confirmation(proposal: Proposal) -> bool:

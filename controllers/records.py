@@ -78,6 +78,11 @@ class TrialRecord:
     # how the metrics were measured (record_check.EVALUATIONS): trained from scratch, or with weights
     # inherited from the run's supernet (search.evaluation: supernet), optionally fine-tuned
     evaluation: str = "standalone"
+    # the training budget it was measured at: steps per experience (None: a record from before
+    # budgets were recorded, trained at its run's training.steps_per_experience). A record-level
+    # fact, set by the driver from the settings it trained with, not measured by fit; a run with
+    # search.fidelity holds one budget per rung (controllers.run.fidelity)
+    budget: int | None = None
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 

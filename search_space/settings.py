@@ -10,6 +10,7 @@ numeric field without one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -183,6 +184,53 @@ class SupernetSettings:
         return self.steps_per_experience or max(1, round(self.factor * training_steps))
 
 
+@dataclass(frozen=True)
+class FidelitySettings:
+    """Budget as a fidelity (``controllers.run.fidelity``): successive halving over
+    training budgets. ``rungs`` are multiples of ``training.steps_per_experience``,
+    strictly increasing (``[1, 4, 16]``); every rung trains the whole stream, so the
+    continual metrics of one rung compare with each other. Rung 0 is the search itself;
+    the best ``keep`` fraction of each rung (by validation values) trains again at the
+    next rung's budget. Empty: off (every trial at the training section's budget)."""
+
+    rungs: tuple[int, ...] = ()
+    keep: float = 0.25
+
+    def validate(self, key: str = "") -> None:
+        check_ranges(self, key)
+        for i, rung in enumerate(self.rungs):
+            problem = RUNG.problem(rung)
+            if problem:
+                raise ConfigError(f"{key}.rungs[{i}]", problem)
+            if i and rung <= self.rungs[i - 1]:
+                raise ConfigError(f"{key}.rungs", f"budgets must increase; got {list(self.rungs)}")
+        if len(self.rungs) == 1:
+            raise ConfigError(f"{key}.rungs", f"one rung is no fidelity; give two or more "
+                                              f"(e.g. [1, 4, 16]) or leave it out; got {list(self.rungs)}")
+
+    @property
+    def enabled(self) -> bool:
+        return len(self.rungs) > 1
+
+    def sizes(self, trials: int) -> list[int]:
+        """How many candidates each rung trains: ``trials`` at rung 0, then the best
+        ``floor(keep x previous)`` (at least one must reach the top rung)."""
+        out = [int(trials)]
+        for _ in self.rungs[1:]:
+            out.append(int(math.floor(out[-1] * self.keep + 1e-9)))
+        return out
+
+    def check_trials(self, trials: int, key: str = "") -> None:
+        """Enough trials that the top rung trains at least one candidate."""
+        if self.enabled and self.sizes(trials)[-1] < 1:
+            need = 1                      # floor(n * keep) >= m  <=>  n >= ceil(m / keep)
+            for _ in self.rungs[1:]:
+                need = math.ceil(need / self.keep - 1e-9)
+            raise ConfigError(f"{key}.rungs", f"{len(self.rungs)} rungs keeping {self.keep:g} each need at "
+                                              f"least {need} trials to promote one candidate to the top "
+                                              f"rung; search.trials is {trials}")
+
+
 EVALUATIONS = ("standalone", "supernet")
 
 
@@ -220,6 +268,8 @@ class SearchSettings:
     # supernet trained once (its settings: ``supernet``); see trainers.supernet
     evaluation: Literal["standalone", "supernet"] = "standalone"
     supernet: SupernetSettings = field(default_factory=SupernetSettings)
+    # budget as a fidelity: rungs of successive halving (controllers.run.fidelity)
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     policy_settings: dict = field(default_factory=dict)   # strategy name -> its section
 
     def validate(self, key: str = "") -> None:
@@ -236,6 +286,7 @@ class SearchSettings:
                                   f"objective {seen[objective.metric]}; each metric once")
             seen[objective.metric] = i
         self.supernet.validate(f"{key}.supernet")
+        self.fidelity.check_trials(self.trials, f"{key}.fidelity")
         for i, name in enumerate(self.loggers):
             if name not in SEARCH_LOGGERS:
                 raise ConfigError(f"{key}.loggers[{i}]", f"{name!r} is not one of {', '.join(SEARCH_LOGGERS)} "
@@ -295,7 +346,10 @@ RANGES: dict[type, dict[str, Range]] = {
                        "seed": SEED},
     ConfirmSettings: {"top": Range(0, 10**4, note=" (0 = no confirmation)"),
                       "seeds": Range(0, 1000, note=" (0 = no confirmation)")},
+    FidelitySettings: {"keep": Range(0, 1, low_open=True, high_open=True,
+                                     note=" (the fraction of a rung promoted to the next)")},
 }
+RUNG = Range(1, 10**4, note=" (a multiple of training.steps_per_experience)")
 
 
 def check_ranges(obj: Any, key: str = "", ranges: dict[str, Range] | None = None) -> None:

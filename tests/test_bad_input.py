@@ -137,6 +137,12 @@ EXPERIMENT_CASES = [
     validate("unknown_task_option", variant("name: split_digits", "name: split_digits\n  options: {colour: 3}"),
              "task.options.colour", "unknown option"),
     Case("missing_experiment", {}, ("space", "validate", "nope.yaml"), ("nope.yaml", "no such experiment file")),
+    validate("fidelity_not_increasing", variant("concurrent: 1", "concurrent: 1\n  fidelity: {rungs: [1, 4, 2]}"),
+             "search.fidelity.rungs", "must increase"),
+    validate("fidelity_zero_budget", variant("concurrent: 1", "concurrent: 1\n  fidelity: {rungs: [0, 4]}"),
+             "search.fidelity.rungs[0]", ">= 1"),
+    validate("fidelity_too_many_rungs", variant("concurrent: 1", "concurrent: 1\n  fidelity: {rungs: [1, 4, 16]}"),
+             "search.fidelity.rungs", "need at least 16 trials", "search.trials is 2"),
 ]
 
 ARCH_CASES = [
@@ -202,6 +208,13 @@ SEARCH_CASES = [
                                          "--no-report"), ("127.0.0.1:99999", "port must be 1-65535")),
     Case("search-supernet-tuned-lr", {"sn.yaml": SUPERNET.replace("batch_size: 16", "batch_size: 16\n  lr: [0.001, 0.003]")},
          ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "training.lr", "supernet")),
+    Case("search-fidelity-asha", {"f.yaml": GOOD.replace("concurrent: 1", "concurrent: 1\n  scheduler: asha\n"
+                                                        "  fidelity: {rungs: [1, 2], keep: 0.5}")},
+         ("search", "f.yaml", "--storage", "st", "--no-report"), ("f.yaml", "search.scheduler", "rungs are the schedule")),
+    Case("search-fidelity-trials-flag", {"f.yaml": GOOD.replace("concurrent: 1", "concurrent: 1\n"
+                                                               "  fidelity: {rungs: [1, 2], keep: 0.5}")},
+         ("search", "f.yaml", "--trials", "1", "--storage", "st", "--no-report"),
+         ("f.yaml", "search.fidelity.rungs", "need at least 2 trials")),
     Case("search-supernet-asha", {"sn.yaml": SUPERNET.replace("concurrent: 1", "concurrent: 1\n  scheduler: asha")},
          ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.scheduler", "supernet")),
     Case("search-supernet-unsliced-kind", {"opaque.py": OPAQUE_KIND,

@@ -129,7 +129,8 @@ def test_every_numeric_setting_has_a_range():
     """A numeric field added to the settings without a RANGES row fails here."""
     for cls in (settings_module.CurriculumSettings, settings_module.ReplaySettings,
                 settings_module.LossWeights, settings_module.TrainingSettings,
-                settings_module.Budget, settings_module.SearchSettings, settings_module.ConfirmSettings):
+                settings_module.Budget, settings_module.SearchSettings, settings_module.ConfirmSettings,
+                settings_module.FidelitySettings):
         hints = typing.get_type_hints(cls)
         numeric = {f.name for f in dataclasses.fields(cls) if hints[f.name] in (int, float)}
         assert numeric <= set(settings_module.RANGES.get(cls, {})), (cls.__name__, numeric)
@@ -140,7 +141,7 @@ def _settings_classes() -> list[type]:
 
     return [settings_module.CurriculumSettings, settings_module.ReplaySettings, settings_module.LossWeights,
             settings_module.TrainingSettings, settings_module.Budget, settings_module.SearchSettings,
-            settings_module.ConfirmSettings] + \
+            settings_module.ConfirmSettings, settings_module.FidelitySettings] + \
         [e.settings_cls for e in POLICIES.values() if e.settings_cls is not None]
 
 

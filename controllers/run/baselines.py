@@ -61,7 +61,8 @@ def resolve_baselines(entries: Sequence[str], shape: TaskShape | None,
 
 
 def train_baselines(baselines: Sequence[tuple[str, Any]], evaluate: Callable[[Any], TrialResult],
-                    run_dir: str | Path, records: Iterable[TrialRecord], seed: int = 0) -> list[TrialRecord]:
+                    run_dir: str | Path, records: Iterable[TrialRecord], seed: int = 0,
+                    budget: int | None = None) -> list[TrialRecord]:
     """Train and record every baseline ``run_dir`` does not hold yet (a resumed run
     trains only the missing ones); ``evaluate(model) -> TrialResult``."""
     done = {r.baseline for r in records if r.baseline}
@@ -71,15 +72,16 @@ def train_baselines(baselines: Sequence[tuple[str, Any]], evaluate: Callable[[An
             continue
         log.info("training baseline %s", name)
         result = evaluate(model)
-        record = baseline_record(i, name, model, result, seed)
+        record = baseline_record(i, name, model, result, seed, budget)
         append_record(run_dir, record)
         written.append(record)
     return written
 
 
-def baseline_record(index: int, name: str, model: Any, result: TrialResult, seed: int) -> TrialRecord:
+def baseline_record(index: int, name: str, model: Any, result: TrialResult, seed: int,
+                    budget: int | None = None) -> TrialRecord:
     """The record of baseline ``index``: proposal id ``-(index + 1)``, no objectives
     (nothing was told), ``policy`` "baseline"."""
     outcome = Outcome(result.state, () if result.state == "complete" else None, result.reason)
     return make_record(Proposal(-(index + 1), model), outcome, result, policy=BASELINE_POLICY, seed=seed,
-                       baseline=name)
+                       baseline=name, budget=budget)

@@ -30,7 +30,7 @@ from ..dedup import Measured
 from ..driver import SearchDriver
 from ..policy import Proposal
 from ..records import TrialRecord, iter_records
-from .prepare import build_driver
+from .prepare import build_driver, training_budget
 
 
 def first_measurements(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
@@ -75,7 +75,8 @@ def queued_driver(experiment, search, run_dir: Path, top: int, seeds: int) -> Se
     if not isinstance(experiment.space, ArchSpace):
         raise ConfigError("search.confirm", "seed repeats retrain architectures; a plain decision "
                                             "space's evaluator has no training seed")
-    records = list(iter_records(run_dir))
+    budget = training_budget(experiment)        # search.fidelity: the top rung's (fidelity.at_rung)
+    records = [r for r in iter_records(run_dir) if r.budget in (None, budget)]
     candidates = best_candidates(records, search.objectives, top)
     if not candidates:
         return None

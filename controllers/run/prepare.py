@@ -44,6 +44,8 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
     if search.evaluation == "supernet":
         with experiment.attribute_errors():
             check_supernet(experiment, search)
+    with experiment.attribute_errors():
+        check_fidelity(experiment, search)
     if experiment.training.device == "cuda" and search.gpus_per_trial <= 0:
         raise ConfigError("search.gpus_per_trial", "training.device is cuda: give each trial a GPU (> 0)")
     if isinstance(experiment.space, ArchSpace):
@@ -72,6 +74,25 @@ def check_supernet(experiment: Experiment, search: SearchSettings) -> None:
     if search.remeasure:
         raise ConfigError("search.remeasure", "an inherited score has no training seed to vary; "
                           "use search.confirm to re-train the best candidates stand-alone")
+
+
+def check_fidelity(experiment: Any, search: Any) -> None:
+    """``search.fidelity`` (``controllers.run.fidelity``): rungs retrain architectures
+    stand-alone at a budget of steps: an evaluator (a plain space), an inherited
+    supernet score or ASHA's own stops have none to grow."""
+    from dynas.search_space.space import ArchSpace
+
+    if not search.fidelity.enabled:
+        return
+    if not isinstance(experiment.space, ArchSpace):
+        raise ConfigError("search.fidelity", "rungs grow the training budget; a plain decision space's "
+                                             "evaluator has none")
+    if search.evaluation == "supernet":
+        raise ConfigError("search.fidelity", "rungs retrain candidates stand-alone; a supernet search "
+                                             "scores inherited weights (use standalone)")
+    if search.scheduler != "fifo":
+        raise ConfigError("search.scheduler", f"{search.scheduler} stops trainings between experiences; "
+                                              "with search.fidelity the rungs are the schedule (use fifo)")
 
 
 def check_metrics(search: SearchSettings) -> None:
@@ -122,7 +143,8 @@ def train_search_baselines(experiment: Experiment, search: SearchSettings, run_d
         return []
     evaluate = fit_evaluator(experiment)
     return train_baselines(baselines, lambda model: run_in_process(evaluate, model), run_dir,
-                           list(iter_records(run_dir)), seed=experiment.training.seed)
+                           list(iter_records(run_dir)), seed=experiment.training.seed,
+                           budget=training_budget(experiment))
 
 
 def check_buildable(experiment: Experiment, search: SearchSettings) -> None:
@@ -168,7 +190,15 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
                         feasible=feasibility(experiment, search.concurrent), keeper=weight_keeper(search, run_dir),
                         remeasure=search.remeasure, train_seed=experiment.training.seed,
-                        listeners=listeners)
+                        listeners=listeners, trained_at=training_budget(experiment))
+
+
+def training_budget(experiment: Experiment) -> int | None:
+    """The budget every record of ``experiment``'s trials carries: steps per experience
+    (None for a plain decision space: its evaluator has no training budget)."""
+    from dynas.search_space.space import ArchSpace
+
+    return experiment.training.steps_per_experience if isinstance(experiment.space, ArchSpace) else None
 
 
 def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:

@@ -5,7 +5,12 @@ A ``RunSession`` owns a run directory while a command works on it: the lock
 ``prepare.run_info``), the driver and the policy state (built and restored once, by
 ``prepare.build_driver``), and the phases, in this order:
 
-    supernet (search.evaluation: supernet) -> search -> confirm (search.confirm) -> baselines
+    supernet (search.evaluation: supernet) -> search -> rungs (search.fidelity) -> confirm
+    (search.confirm) -> baselines
+
+With ``search.fidelity`` the search is rung 0, at its budget; the rungs above train its
+best candidates again at growing budgets (``controllers.run.fidelity``), and confirm and
+the baselines train at the top rung's budget, beside the front they are compared with.
 
 Every phase is written once against ``Executor`` (``controllers.run.executor``); the
 executor passed in decides where trials train (this process, or Ray Tune). The run
@@ -48,6 +53,7 @@ from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, i
 from ..tracking import NORMAL, ObjectiveCurves, Progress, check_loggers
 from .confirm import queued_driver, run_confirmations
 from .executor import Executor
+from .fidelity import at_rung, pending, rung_budgets, rung_records, run_rungs, top_rung
 from .prepare import build_driver, experiment_text, prepare_search, run_info, train_search_baselines
 from .supernet import ensure_supernet
 
@@ -70,26 +76,36 @@ class RunSession:
     stop: StopRequest | None = None
 
     def run_phases(self, records: Sequence[TrialRecord], target: int, phase: str) -> None:
-        """supernet -> search -> confirm -> baselines, until ``target`` trials are done."""
+        """supernet -> search -> rungs -> confirm -> baselines, until ``target`` trials
+        are done (a resume whose search is done goes on with the rungs it misses)."""
         ensure_supernet(self.experiment, self.search, self.run_dir, self.executor, self.verbose)
         self.check_stop()
-        self.search_phase(records, target, phase)
+        if trained_count(records) < target:
+            self.search_phase(records, target, phase)
         self.check_stop()
+        run_rungs(self.experiment, self.search, self.run_dir, self.executor, self.verbose, self.stop)
         if self.search.confirm.enabled:
             self.confirm_phase(self.search.confirm.top, self.search.confirm.seeds)
-        train_search_baselines(self.experiment, self.search, self.run_dir)
+        train_search_baselines(*self.rung(top_rung(self.experiment, self.search)), self.run_dir)
+
+    def rung(self, k: int) -> tuple[Experiment, Any]:
+        """The experiment and settings as rung ``k`` trains (without rungs: as they are)."""
+        return at_rung(self.experiment, self.search, k)
 
     def search_phase(self, records: Sequence[TrialRecord], target: int, phase: str) -> None:
         """The policy's proposals, through the executor, until ``target`` distinct
         architectures finished; progress lines and the search's curves as they do."""
-        listeners = [Progress(self.search.objectives, target, self.run_dir, records=records, level=self.verbose),
-                     ObjectiveCurves(self.search.objectives, self.run_dir, records)]
-        driver = build_driver(self.experiment, self.search, self.run_dir, budget=target - trained_count(records),
+        experiment, search = self.rung(0)
+        if self.search.fidelity.enabled:           # progress and curves of rung 0 only
+            records = rung_records(records, rung_budgets(self.experiment, self.search)[0])
+        listeners = [Progress(search.objectives, target, self.run_dir, records=records, level=self.verbose),
+                     ObjectiveCurves(search.objectives, self.run_dir, records)]
+        driver = build_driver(experiment, search, self.run_dir, budget=target - trained_count(records),
                               records=records, listeners=listeners)
         if self.stop is not None:
             self.stop.on_stop.append(driver.stop)
         try:
-            self.executor.drive(driver, self.experiment, self.search, self.run_dir, phase,
+            self.executor.drive(driver, experiment, search, self.run_dir, phase,
                                 verbose=self.verbose, stop=self.stop)
         finally:
             for listener in listeners:
@@ -99,11 +115,13 @@ class RunSession:
                                       f"not charged with it; fix that, then: dynas resume {self.run_dir}")
 
     def confirm_phase(self, top: int, seeds: int) -> bool:
-        """Seed repeats of the ``top`` best candidates; False when none is complete."""
-        driver = queued_driver(self.experiment, self.search, self.run_dir, top, seeds)
+        """Seed repeats of the ``top`` best candidates (of the top rung, at its budget);
+        False when none is complete."""
+        experiment, search = self.rung(top_rung(self.experiment, self.search))
+        driver = queued_driver(experiment, search, self.run_dir, top, seeds)
         if driver is None:
             return False
-        run_confirmations(self.executor, driver, self.experiment, self.search, self.run_dir, self.verbose)
+        run_confirmations(self.executor, driver, experiment, search, self.run_dir, self.verbose)
         return True
 
     def check_stop(self) -> None:
@@ -149,10 +167,11 @@ def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) 
     with experiment.attribute_errors():
         check_loggers(search.loggers)
     records = list(iter_records(run_dir))
-    if search.trials - trained_count(records) <= 0:
+    if search.trials - trained_count(records) <= 0 and not pending(records, experiment, search):
         _extend(run_dir, run, extra_trials, search.trials)
         print(f"{run_dir}: already holds {trained_count(records)} of {search.trials} trials")
-        train_search_baselines(experiment, search, run_dir)    # a kill may have cut them short
+        # a kill may have cut them short
+        train_search_baselines(*at_rung(experiment, search, top_rung(experiment, search)), run_dir)
         return run_dir
     with _stopping(run_dir) as stop, executor.session(search, verbose):
         stop.install()
@@ -171,6 +190,7 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *
     with run_lock(run_dir):                 # one driver per run (controllers.lock)
         run = read_run(run_dir)
         experiment, search = _reopen(run_dir, run, run.get("trials"))
+        experiment, search = at_rung(experiment, search, top_rung(experiment, search))   # the front's budget
         driver = queued_driver(experiment, search, run_dir, top, seeds)
         if driver is None:
             raise DynasError(f"{run_dir}: no complete trial to confirm")
@@ -200,16 +220,22 @@ def _extend(run_dir: Path, run: dict, extra_trials: int, target: int) -> None:
 
 def report_counts(run_dir: Path, target: int) -> dict[str, int]:
     records = list(iter_records(run_dir))
+    rung0 = min((r.budget for r in records if r.budget is not None and not r.baseline), default=None)
+    promoted = [r for r in records if rung0 is not None and (r.budget or rung0) > rung0   # search.fidelity
+                and r.cached_from is None and r.repeat_of is None and not r.baseline]
+    skip = {id(r) for r in promoted}
     counts = {s: sum(r.state == s and r.cached_from is None and r.repeat_of is None
-                     and not r.baseline for r in records)
+                     and not r.baseline and id(r) not in skip for r in records)
               for s in ("complete", "failed", "pruned")}
     counts["cached"] = sum(r.cached_from is not None for r in records)
     counts["repeats"] = sum(r.repeat_of is not None for r in records)
+    counts["promoted"] = len(promoted)
     done = trained_count(records)
     note = "" if done >= target else f" (short of {target}: see the warnings above)"
     repeats = f", {counts['repeats']} seed repeats" if counts["repeats"] else ""
+    rungs = f", {len(promoted)} trainings at higher rungs" if promoted else ""
     print(f"{done} trials: {counts['complete']} complete, {counts['failed']} failed, "
-          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{note}")
+          f"{counts['pruned']} pruned, {counts['cached']} duplicates reused{repeats}{rungs}{note}")
     baselines = [r for r in records if r.baseline]
     if baselines:
         print("baselines: " + ", ".join(f"{r.baseline} ({r.state})" for r in baselines))

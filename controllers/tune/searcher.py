@@ -5,8 +5,9 @@ the lifecycle (de-dup, feasibility, outcome, tell, record, policy state) is the
 driver's (``controllers.driver``); the executor around it is ``controllers.tune.executor``. Who calls what (on the driver, in Tune's loop):
 
 - ``suggest(trial_id)`` -> ``driver.ask()``; the trial's config is
-  ``{"proposal_id", "arch", "params", "arch_id", "train_seed"}`` (``train_seed``: a
-  seed repeat's training seed, else None). ``None`` (wait) while only
+  ``{"proposal_id", "arch", "params", "arch_id", "train_seed", "promoted"}``
+  (``train_seed``: a seed repeat's training seed, else None; ``promoted``: a rung's
+  retraining at a larger budget, ``controllers.run.fidelity``). ``None`` (wait) while only
   duplicates of running trials come, ``FINISHED`` once the driver is finished.
 - ``on_trial_complete(trial_id, result, error)`` -> ``driver.tell(proposal, result)``
   with the executor's verdict: ``complete`` when every experience was trained,
@@ -71,7 +72,7 @@ class PolicySearcher(Searcher):
         self._live[trial_id] = proposal
         return {"proposal_id": proposal.id, "arch": proposal.arch.to_dict(),
                 "params": dict(proposal.params), "arch_id": proposal.arch.arch_id,
-                "train_seed": proposal.seed}
+                "train_seed": proposal.seed, "promoted": proposal.id in self.driver.promotions}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result

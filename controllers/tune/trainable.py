@@ -206,6 +206,8 @@ def _curves_dir(spec: TrialSpec, config: dict) -> Path | None:
     name = trial_name(config["proposal_id"])
     if config.get("train_seed") is not None:          # a seed repeat: its own curves
         name += f"-seed{config['train_seed']}"
+    if config.get("promoted"):                         # a higher rung: its own curves too
+        name += f"-steps{spec.training.steps_per_experience}"
     return Path(spec.curves_dir) / name
 
 

@@ -53,7 +53,7 @@ def finish(searcher, trial_id, config, done=2, total=2):
 def test_suggest_returns_a_config_and_finished_after_budget(tmp_path):
     s = make_searcher(tmp_path, budget=2)
     configs = [s.suggest(f"t{i}") for i in range(2)]
-    assert all(set(c) == {"proposal_id", "arch", "params", "arch_id", "train_seed"} for c in configs)
+    assert all(set(c) == {"proposal_id", "arch", "params", "arch_id", "train_seed", "promoted"} for c in configs)
     assert all(c["train_seed"] is None for c in configs), "a first measurement: the experiment's seed"
     assert configs[0]["arch_id"] != configs[1]["arch_id"]
     assert s.suggest("t2") == "FINISHED"

@@ -71,7 +71,7 @@ BAD_FILES = [
     ("space: {decisions: {a: [1, 2]}}\ntask: {name: 3}\n", "task.name: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {strategy: 3}\n", "search.strategy: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {ppo: 3}\n", "search.ppo: unknown key; known keys: strategy, trials, concurrent, seed, objectives, "
-     "scheduler, budget, cpus_per_trial, gpus_per_trial, max_failures, storage, loggers, baselines, keep_weights, remeasure, confirm, evaluation, supernet, "
+     "scheduler, budget, cpus_per_trial, gpus_per_trial, max_failures, storage, loggers, baselines, keep_weights, remeasure, confirm, evaluation, supernet, fidelity, "
      "or a settings section (a mapping)"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {budget: {max_flops: -1}}\n",
      "search.budget.max_flops: must be >= 0 (0 = unlimited), got -1.0"),
