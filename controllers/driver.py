@@ -65,14 +65,15 @@ class SearchDriver:
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
                  keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0,
-                 listeners: Sequence[Callable[[TrialRecord], None]] = ()):
+                 listeners: Sequence[Callable[[TrialRecord], None]] = (),
+                 identity: Callable[[Candidate], str] | None = None):
         records = [r for r in records if not r.baseline]   # references are never told to a policy
         self.policy = policy
         self.objectives = tuple(policy.objectives if objectives is None else objectives)
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
         self.feasible, self.max_duplicates, self.keeper = feasible, max_duplicates, keeper
         self.remeasure = int(remeasure)
-        self.cache = DedupCache.from_records(records, base_seed=train_seed)
+        self.cache = DedupCache.from_records(records, base_seed=train_seed, identity=identity)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
                                               if not r.is_confirmation}
         self.queued: list[Proposal] = []           # confirmations waiting to be asked
