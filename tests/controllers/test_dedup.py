@@ -137,3 +137,28 @@ def test_records_on_resume_are_keyed_by_the_identity_too():
     cache = DedupCache.from_records([trained, plain], identity=function_id)
     assert cache.lookup(cache.key(mean)) == (0, Outcome("complete", (0.5,)))
     assert cache.lookup("dd") == (1, Outcome("complete", (0.1,)))        # a plain candidate: its arch_id
+
+
+@pytest.mark.slow
+def test_a_search_trains_one_of_two_architectures_that_are_one_model(tmp_path):
+    """``head: [mean, flatten]`` over one token: two arch_ids, one model. The search
+    (through ``prepare.build_driver``) trains one and answers the other from the cache."""
+    import json
+
+    from dynas.controllers.records import iter_records, trained_count
+    from dynas.controllers.runs import run_local_experiment
+    from dynas.search_space.experiment import load_experiment
+
+    (tmp_path / "exp.yaml").write_text(json.dumps({
+        "space": {"layers": 1, "d_model": 16, "tokens": "whole", "head": ["mean", "flatten"],
+                  "layer": {"attention": {"kind": "full", "heads": 2}, "ffn": {"kind": "dense", "expansion": 1}}},
+        "task": {"name": "split_digits"},
+        "training": {"steps_per_experience": 2, "batch_size": 16, "device": "cpu"},
+        "search": {"strategy": "random", "trials": 2}}))
+    run_local_experiment(load_experiment(tmp_path / "exp.yaml"), tmp_path / "run", trials=2)
+    records = list(iter_records(tmp_path / "run"))
+    assert trained_count(records) == 1
+    (trained,) = [r for r in records if r.cached_from is None]
+    others = {r.arch_id for r in records if r.cached_from == trained.proposal_id} - {trained.arch_id}
+    assert len(others) == 1                                   # the other head, answered from the cache
+    assert {r.arch.get("head", "mean") for r in records} == {"mean", "flatten"}
