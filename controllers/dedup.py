@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from dynas.search_space.errors import InfeasibleError
+from dynas.search_space.arch import ArchConfig
+from dynas.search_space.errors import ConfigError, InfeasibleError
 
 from .policy import Outcome, Policy, Proposal
 from .records import TrialRecord
@@ -75,12 +76,31 @@ def mean_outcome(measured: Measured, outcome: Outcome) -> Outcome:
 
 
 class DedupCache:
-    def __init__(self, base_seed: int = 0) -> None:
-        self._done: dict[str, tuple[int, Outcome]] = {}        # arch_id -> (proposal id, outcome)
-        self._running: dict[str, int] = {}                    # arch_id -> proposal id training it
-        self._waiting: dict[str, list[Proposal]] = {}         # arch_id -> duplicates of a running one
-        self._measured: dict[str, Measured] = {}              # arch_id -> its measurements
+    def __init__(self, base_seed: int = 0, identity: Callable[[Any], str] | None = None) -> None:
+        self.identity = identity                              # candidate -> key; None: arch_id
+        self._keys: dict[str, str] = {}                       # arch_id -> its key, as seen
+        self._done: dict[str, tuple[int, Outcome]] = {}        # key -> (proposal id, outcome)
+        self._running: dict[str, int] = {}                    # key -> proposal id training it
+        self._waiting: dict[str, list[Proposal]] = {}         # key -> duplicates of a running one
+        self._measured: dict[str, Measured] = {}              # key -> its measurements
         self.base_seed = base_seed                            # the experiment's training seed
+
+    def key(self, arch: Any) -> str:
+        """The identity ``arch`` is de-duplicated under (remembered for its arch_id)."""
+        key = arch.arch_id if self.identity is None else self.identity(arch)
+        self._keys[arch.arch_id] = key
+        return key
+
+    def _record_key(self, record: TrialRecord) -> str:
+        if self.identity is None:
+            return record.arch_id
+        try:
+            arch = ArchConfig.from_dict(record.arch)
+        except ConfigError:                                  # a plain or reference candidate
+            return record.arch_id
+        key = self.identity(arch)
+        self._keys[record.arch_id] = key
+        return key
 
     def __len__(self) -> int:
         """Distinct architectures trained or training."""
@@ -93,12 +113,14 @@ class DedupCache:
         return self._done.get(arch_id)
 
     def measured(self, arch_id: str) -> Measured:
-        return self._measured.setdefault(arch_id, Measured())
+        """The measurements of the architecture ``arch_id`` (a key from ``key`` is its
+        own arch_id's key when the identity rewrites nothing)."""
+        return self._measured.setdefault(self._keys.get(arch_id, arch_id), Measured())
 
     def remeasure(self, proposal: Proposal, original: int, times: int) -> Proposal | None:
         """``proposal`` (a duplicate of finished ``original``) as a seed repeat, when its
         architecture completed and was told fewer than 1 + ``times`` measurements."""
-        outcome = self._done[proposal.arch.arch_id][1]
+        outcome = self._done[self.key(proposal.arch)][1]
         measured = self.measured(proposal.arch.arch_id)
         if times <= 0 or outcome.state != "complete" or measured.told >= 1 + times:
             return None
@@ -112,14 +134,14 @@ class DedupCache:
 
     def start(self, proposal: Proposal) -> None:
         """``proposal`` is about to be trained."""
-        self._running[proposal.arch.arch_id] = proposal.id
+        self._running[self.key(proposal.arch)] = proposal.id
 
     def finish(self, policy: Policy, proposal: Proposal, outcome: Outcome,
                measured: Outcome | None = None) -> list[CachedResult]:
         """Cache a trained proposal's told ``outcome`` (the driver tells ``policy``
         itself; ``measured``: its own measurement when that differs, as for a seed
         repeat); tell and return the duplicates that were waiting for it."""
-        arch_id = proposal.arch.arch_id
+        arch_id = self.key(proposal.arch)
         self._running.pop(arch_id, None)
         self.measured(arch_id).add(measured or outcome, proposal.seed)
         self._done[arch_id] = (proposal.id if proposal.repeat_of is None else proposal.repeat_of, outcome)
@@ -135,16 +157,17 @@ class DedupCache:
         if record.cached_from is not None:
             return
         values = None if record.objectives is None else tuple(record.objectives)
+        key = self._record_key(record)
         if record.is_confirmation:
-            self.measured(record.arch_id).seeds.append(record.train_seed)
+            self.measured(key).seeds.append(record.train_seed)
             return
         if record.state == "complete" and values is None:
             return
         own = Outcome(record.state, values, record.reason)
-        measured = self.measured(record.arch_id)
+        measured = self.measured(key)
         if record.repeat_of is None:
             measured.add(own, record.train_seed)
-            self._done[record.arch_id] = (record.proposal_id, own)
+            self._done[key] = (record.proposal_id, own)
             return
         # a remeasure: its objectives are the mean told after it; its state its own
         measured.seeds.append(record.train_seed)
@@ -153,18 +176,19 @@ class DedupCache:
             measured.complete += 1
         if values is not None:
             measured.mean = values
-            self._done[record.arch_id] = (record.repeat_of, Outcome("complete", values, record.reason))
+            self._done[key] = (record.repeat_of, Outcome("complete", values, record.reason))
 
     @classmethod
-    def from_records(cls, records: Iterable[TrialRecord], base_seed: int = 0) -> "DedupCache":
-        cache = cls(base_seed)
+    def from_records(cls, records: Iterable[TrialRecord], base_seed: int = 0,
+                     identity: Callable[[Any], str] | None = None) -> "DedupCache":
+        cache = cls(base_seed, identity)
         for record in records:
             cache.add_record(record)
         return cache
 
     def wait_for_original(self, proposal: Proposal) -> None:
         """``proposal`` duplicates a running trial: tell it in ``finish``."""
-        self._waiting.setdefault(proposal.arch.arch_id, []).append(proposal)
+        self._waiting.setdefault(self.key(proposal.arch), []).append(proposal)
 
 
 def next_new_proposal(
@@ -186,7 +210,7 @@ def next_new_proposal(
     cached: list[CachedResult] = []
     for asks in range(1, max_tries + 1):
         proposal = policy.ask()
-        arch_id = proposal.arch.arch_id
+        arch_id = cache.key(proposal.arch)
         if arch_id not in cache:
             cache.start(proposal)
             return proposal, cached, asks

@@ -72,7 +72,8 @@ class SearchDriver:
                  records: Iterable[TrialRecord] = (), feasible: Feasibility | None = None,
                  max_duplicates: int = 50, objectives: Sequence[Objective] | None = None,
                  keeper: WeightKeeper | None = None, remeasure: int = 0, train_seed: int = 0,
-                 listeners: Sequence[Callable[[TrialRecord], None]] = (), trained_at: int | None = None):
+                 listeners: Sequence[Callable[[TrialRecord], None]] = (), trained_at: int | None = None,
+                 identity: Callable[[Candidate], str] | None = None):
         records = [r for r in records if not r.baseline   # references are never told to a policy
                    and (trained_at is None or r.budget in (None, trained_at))]   # one rung's view
         self.trained_at = trained_at               # steps per experience: each record's budget
@@ -81,7 +82,7 @@ class SearchDriver:
         self.run_dir, self.budget, self.seed = Path(run_dir), int(budget), seed
         self.feasible, self.max_duplicates, self.keeper = feasible, max_duplicates, keeper
         self.remeasure = int(remeasure)
-        self.cache = DedupCache.from_records(records, base_seed=train_seed)
+        self.cache = DedupCache.from_records(records, base_seed=train_seed, identity=identity)
         self.known: dict[int, TrialRecord] = {r.proposal_id: r for r in records   # on disk
                                               if not r.is_confirmation}
         self.queued: list[Proposal] = []           # confirmations and promotions waiting to be asked

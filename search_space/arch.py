@@ -23,6 +23,26 @@ MAX_LAYERS = 1024  # a typo like 10000 would otherwise hang describe, sampling a
 OMIT_DEFAULT = {"omit_default": True}
 
 
+def _check_extra(cfg: Any, family: str, key: str) -> None:
+    """A plugin kind's own fields (``KindSpec.fields`` the config class lacks) live in
+    the config's ``extra`` mapping: every declared one present and within its range,
+    nothing undeclared. Built-in kinds have none, so their JSON (and arch_id) is as before."""
+    declared = dict(_spec(family, cfg.kind, key).extra_fields)
+    extra = cfg.extra or {}
+    for name in extra:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise ConfigError(f"{key}.extra.{name}" if key else f"extra.{name}",
+                              f"kind {cfg.kind} has no such field; its own fields: {known}")
+    for name, fld in declared.items():
+        sub = f"{key}.{name}" if key else name
+        if name not in extra:
+            raise ConfigError(sub, f"missing field of kind {cfg.kind}")
+        problem = fld.check(fld.coerce(extra[name], sub))
+        if problem:
+            raise ConfigError(sub, problem)
+
+
 def _spec(family: str, kind: str, key: str):
     """The kind's spec (``search_space.kinds``). The registries module alone is imported,
     lazily: the specs build these configs, and the built-in ones are registered when the
@@ -37,19 +57,24 @@ def _spec(family: str, kind: str, key: str):
 class AttentionConfig:
     """One layer's token mixer; ``kind`` names a spec in ``search_space.kinds``.
 
-    ``window``: tokens per segment for ``sliding_window`` (each query sees its own and
-    the previous segment). ``max_span``: the largest span ``dynamic_span`` can learn.
+    ``heads``: 1 for a kind without heads (``identity``, a plugin kind that declares
+    no ``heads`` field). ``window``: tokens per segment for ``sliding_window`` (each
+    query sees its own and the previous segment). ``max_span``: the largest span
+    ``dynamic_span`` can learn. ``extra``: a plugin kind's own fields by name (None for
+    every built-in kind: left out of the JSON, so their arch_ids are unchanged).
     """
 
     kind: str
-    heads: int
+    heads: int = 1
     window: int = 0
     max_span: int = 0
+    extra: dict[str, Any] | None = field(default=None, metadata=OMIT_DEFAULT, hash=False)
 
     def validate(self, key: str = "") -> None:
         spec = _spec("attention", self.kind, key)
         if self.heads < 1:
             raise ConfigError(f"{key}.heads", f"must be >= 1, got {self.heads}")
+        _check_extra(self, "attention", key)
         spec.validate(self, key)
 
 
@@ -83,6 +108,7 @@ class FFNConfig:
     ``capacity_factor`` 0 means dropless; otherwise each expert takes at most
     ``ceil(capacity_factor * tokens * k / experts)`` tokens and drops the rest.
     ``expert``: the FFN kind of a MoE's routed and shared experts (``dense``, ``glu``).
+    ``extra``: a plugin kind's own fields by name (None for the built-in kinds).
     """
 
     kind: str
@@ -93,11 +119,13 @@ class FFNConfig:
     capacity_factor: float = 0.0
     balance: str = "aux_loss"
     expert: str = field(default="dense", metadata=OMIT_DEFAULT)
+    extra: dict[str, Any] | None = field(default=None, metadata=OMIT_DEFAULT, hash=False)
 
     def validate(self, key: str = "") -> None:
         spec = _spec("ffn", self.kind, key)
         if self.expansion < 1:
             raise ConfigError(f"{key}.expansion", f"must be >= 1, got {self.expansion}")
+        _check_extra(self, "ffn", key)
         spec.validate(self, key)
 
 

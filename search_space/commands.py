@@ -16,6 +16,7 @@ from .arch import ArchConfig, TaskShape
 from .constraints import fmt, is_feasible, require_feasible
 from .cost import estimate_cost
 from .experiment import Experiment, load_experiment
+from .instances import check_every_instance
 from .names import ACTIVE_PARAMS, FLOPS, PARAMS
 from .settings import TaskSettings
 from .space import ArchSpace
@@ -33,8 +34,9 @@ def register(sub: Any, task_shape_fn: TaskShapeFn | None = None,
     actions = parser.add_subparsers(dest="space_command", required=True, metavar="ACTION")
 
     p = actions.add_parser("validate", help="check the whole file; print the space size",
-                           description="Validate every section; with a budget, also check "
-                           "that some sampled architecture fits it.")
+                           description="Validate every section, build (config, checks and cost) "
+                           "one architecture per kind combination the space allows; with a "
+                           "budget, also check that some sampled architecture fits it.")
     p.add_argument("config", type=Path, metavar="CONFIG", help="experiment YAML file")
     p.set_defaults(handler=cmd_validate, task_shape_fn=task_shape_fn, search_check_fn=search_check_fn)
 
@@ -67,9 +69,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         with exp.attribute_errors():
             get_evaluator(exp.evaluator.name)
     shape = _shape(args, exp)
+    built = ""
+    if shape is not None and isinstance(exp.space, ArchSpace):
+        with exp.attribute_errors():
+            built = f", {check_every_instance(exp.space, shape)} kind combinations built"
     require_feasible(exp.space, shape, exp.search.budget, seed=exp.search.seed, source=str(args.config))
     size = exp.space.size()
-    print(f"OK: {args.config}: {len(exp.space.decisions())} decisions, space size {size}")
+    print(f"OK: {args.config}: {len(exp.space.decisions())} decisions, space size {size}{built}")
     return 0
 
 

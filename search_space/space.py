@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from .arch import MAX_LAYERS, MODEL_KINDS, ArchConfig, LayerConfig, TrainingChoices
 from .choices import as_int, at_least, choices, join, mapping, reject_unknown, short
 from .errors import ConfigError
+from .instances import option_configs
 from .kinds import REGISTRIES, KindSpec, Registry
 from .plain import DecisionSpace, parse_decision_space
 from .suggest import Decision, Suggester
@@ -303,7 +304,12 @@ def _option(key: str, value: Any, kinds: Registry) -> tuple:
 
 def _check_combinations(attention: tuple[Option, ...], ffn: tuple[Option, ...],
                         d_model: tuple[int, ...]) -> None:
-    """Every combination of declared choices must build; name the first that cannot."""
+    """Every combination of declared choices must build; name the first that cannot.
+    Each option's every combination is made into its config and validated
+    (``instances.option_configs``)."""
+    for part, options in (("attention", attention), ("ffn", ffn)):
+        for opt in options:
+            option_configs(opt, part)
     for opt in attention:
         for heads, d in itertools.product(dict(opt.values).get("heads", ()), d_model):
             if d % heads:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from dynas.search_space.errors import ConfigError, DynasError
 from dynas.search_space.experiment import Experiment
@@ -190,7 +190,8 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
                         feasible=feasibility(experiment, search.concurrent), keeper=weight_keeper(search, run_dir),
                         remeasure=search.remeasure, train_seed=experiment.training.seed,
-                        listeners=listeners, trained_at=training_budget(experiment))
+                        listeners=listeners, trained_at=training_budget(experiment),
+                        identity=dedup_identity(experiment, search))
 
 
 def training_budget(experiment: Experiment) -> int | None:
@@ -199,6 +200,21 @@ def training_budget(experiment: Experiment) -> int | None:
     from dynas.search_space.space import ArchSpace
 
     return experiment.training.steps_per_experience if isinstance(experiment.space, ArchSpace) else None
+
+
+def dedup_identity(experiment: Experiment, search: SearchSettings) -> Callable[[Any], str] | None:
+    """What de-duplication keys on: the function id on the task's shape
+    (``search_space.canonical``) when every candidate trains from scratch; the arch_id
+    under a supernet, where two kinds have their own shared weights (None)."""
+    from dynas.search_space.canonical import function_id
+    from dynas.search_space.space import ArchSpace
+
+    if search.evaluation != "standalone" or not isinstance(experiment.space, ArchSpace):
+        return None
+    from dynas.trainers.tasks import task_shape
+
+    shape = task_shape(experiment.task)
+    return lambda arch: function_id(arch, shape)
 
 
 def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:

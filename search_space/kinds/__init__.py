@@ -5,7 +5,7 @@
 at run time). The built-in kinds live one family per module and register on import.
 """
 from ..registry import Registry
-from .base import KindSpec, Part, default_of, layer_norm, linear
+from .base import KindSpec, Part, default_of, layer_norm, linear, make_config
 from .registries import (ATTENTION, FFN, MODEL_FAMILIES, REGISTRIES, ROUTER, expert_kinds,
                          register_attention, register_ffn, register_model_kind, register_router)
 from . import attention as _attention  # noqa: E402,F401  (registers the built-ins)
@@ -16,4 +16,4 @@ from . import model as _model  # noqa: E402,F401
 __all__ = ["KindSpec", "Part", "Registry", "ATTENTION", "FFN", "ROUTER", "REGISTRIES",
            "MODEL_FAMILIES", "register_attention", "register_ffn", "register_router",
            "register_model_kind", "expert_kinds",
-           "default_of", "layer_norm", "linear"]
+           "default_of", "layer_norm", "linear", "make_config"]

@@ -30,7 +30,7 @@ from typing import Any
 from ..arch import AttentionConfig
 from ..choices import Field, as_int, at_least
 from ..errors import ConfigError
-from .base import KindSpec, Part, linear
+from .base import KindSpec, Part, linear, make_config
 from .registries import register_attention
 
 LINEAR_ATTENTION_CHUNK = 64   # causal linear attention processes chunks of this many tokens
@@ -116,7 +116,7 @@ def _identity_check(cfg: AttentionConfig, key: str) -> None:
 
 
 def _make(kind: str):
-    return lambda v: AttentionConfig(kind, **v)
+    return make_config(AttentionConfig, kind)
 
 
 def _heads_label(a: AttentionConfig, extra: str = "") -> str:

@@ -51,6 +51,21 @@ def default_of(cls: type, name: str) -> Any:
     return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
+def make_config(cls: type, kind: str) -> Callable[[dict[str, Any]], Any]:
+    """A ``KindSpec.make`` for config class ``cls`` (``AttentionConfig``, ``FFNConfig``):
+    the sampled values of fields the class has become its arguments, the rest (a plugin
+    kind's own fields, such as a ``kernel``) go to its ``extra`` mapping; a kind with
+    none of its own keeps ``extra`` None, so its JSON and arch_id are as before."""
+    own = {f.name for f in dataclasses.fields(cls)} - {"kind", "extra"}
+
+    def make(values: dict[str, Any]) -> Any:
+        extra = {k: v for k, v in values.items() if k not in own}
+        return cls(kind, **{k: v for k, v in values.items() if k in own}, extra=extra or None)
+
+    make.config_class = cls   # type: ignore[attr-defined]  (KindSpec.extra_fields reads it)
+    return make
+
+
 def _no_check(cfg: Any, key: str) -> None:
     return None
 
@@ -66,7 +81,9 @@ class KindSpec:
     ``name``: the ``kind`` value in files and configs (also the builder's key).
     ``fields``: the option fields a space may list for this kind, in the order
     sampling asks them, each with its coercion, check and default (None = required).
-    ``make(values)``: the config built from one sampled value per field.
+    ``make(values)``: the config built from one sampled value per field
+    (``make_config(AttentionConfig, name)`` for a plugin: fields the config class lacks
+    are kept in its ``extra`` mapping, where the cost and the builder read them).
     ``cost``: the family's cost function (each registry's ``contract`` gives its signature).
     ``label(cfg)``: the text ``ArchConfig.describe()`` shows; ``short(cfg)`` the
     compact token of one-line summaries (``sw16``, ``moe8k2``).
@@ -105,6 +122,17 @@ class KindSpec:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.fields)
+
+    @property
+    def extra_fields(self) -> tuple[tuple[str, Field], ...]:
+        """The fields kept in the config's ``extra`` mapping: those a ``make_config``
+        maker's config class has no attribute for (a custom ``make``, such as the MoE's
+        that puts ``top_k`` into its router, keeps none there)."""
+        cls = getattr(self.make, "config_class", None)
+        if cls is None:
+            return ()
+        own = {f.name for f in dataclasses.fields(cls)}
+        return tuple((name, fld) for name, fld in self.fields if name not in own)
 
     def get_field(self, name: str) -> Field:
         return dict(self.fields)[name]

@@ -194,21 +194,39 @@ def test_a_wrong_token_is_refused_in_one_line(cluster, tmp_path):
     assert not any(tmp_path.glob("tiny-*"))
 
 
+def search_example(cluster, example: Path, run: Path, trials: int) -> list[dict]:
+    """``dynas search EXAMPLE`` on the cluster into ``run``; its trained records, each
+    complete over both of the wine task's experiences."""
+    out = dynas(cluster, ["search", str(example), "--address", cluster.address, "--trials", str(trials),
+                          "--storage", str(run.parent), "--name", run.name, "--verbose", "0", "--no-report"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["cached_from"] is None]
+    assert all(r["state"] == "complete" and r["experiences_done"] == 2 for r in trained), records
+    return trained
+
+
 def test_a_plugin_task_and_strategy_on_the_cluster(cluster, tmp_path):
     """examples/plugins: the wine task and the local-search strategy. The nodes'
     PYTHONPATH holds dynas but not examples/plugins, so the workers can import the task
     only from what the driver shipped in Ray's runtime environment (py_modules)."""
     example = REPO / "examples" / "plugins" / "wine_search.yaml"
-    out = dynas(cluster, ["search", str(example), "--address", cluster.address, "--trials", "3",
-                          "--storage", str(tmp_path), "--name", "w", "--verbose", "0", "--no-report"])
-    assert out.returncode == 0, out.stderr[-3000:]
-    records = [json.loads(line) for line in (tmp_path / "w" / "trials.jsonl").read_text().splitlines()]
-    trained = [r for r in records if r["cached_from"] is None]
+    trained = search_example(cluster, example, tmp_path / "w", 3)
     assert len(trained) == len({r["arch_id"] for r in trained}) == 3
-    assert all(r["state"] == "complete" and r["experiences_done"] == 2 for r in trained), records
     assert all(r["policy"] == "local_search" and r["node"] for r in trained)
     run = json.loads((tmp_path / "w" / "run.json").read_text())
     assert run["plugins"] == [str(example.parent / "wine_task.py"), str(example.parent / "local_search.py")]
+
+
+def test_a_plugin_attention_kind_with_its_own_field_on_the_cluster(cluster, tmp_path):
+    """examples/plugins/conv_search.yaml: the conv_mixer kind (a ``kernel`` field, no
+    heads) reaches the workers' spec and builder registries only through the runtime
+    environment; the trained records hold its field in ``extra``."""
+    trained = search_example(cluster, REPO / "examples" / "plugins" / "conv_search.yaml", tmp_path / "k", 4)
+    assert trained and all(r["node"] for r in trained)
+    convs = [layer["attention"] for r in trained for layer in r["arch"]["layers"]
+             if layer["attention"]["kind"] == "conv_mixer"]
+    assert convs and all(a["extra"]["kernel"] in (3, 5) and a["heads"] == 1 for a in convs), trained
 
 
 def test_a_plain_space_with_a_plugin_evaluator_searched_and_resumed_on_the_cluster(cluster, tmp_path):

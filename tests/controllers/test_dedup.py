@@ -92,3 +92,73 @@ def test_cache_from_records_keeps_trained_results_only():
     assert cache.lookup("aa") == (0, Outcome("complete", (0.9,)))
     assert cache.lookup("bb") == (1, Outcome("failed", None, "r"))
     assert "cc" not in cache and len(cache) == 2
+
+
+# --- identity: two architectures that train to the same model are one entry -------------
+def _one_token(head: str):
+    from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
+
+    return ArchConfig(16, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", 2)),),
+                      tokens="whole", head=head)
+
+
+class ArchScript(ScriptedPolicy):
+    def ask(self) -> Proposal:
+        self.next_id += 1
+        return Proposal(self.next_id - 1, self.script.pop(0))
+
+
+def test_with_a_function_identity_the_same_model_is_trained_once():
+    """A flatten head over one token is the mean head (tests/trainers/test_canonical.py):
+    under ``function_id`` the second is a cached duplicate; by arch_id it would train."""
+    from dynas.search_space.canonical import function_id
+
+    flatten, mean = _one_token("flatten"), _one_token("mean")
+    assert flatten.arch_id != mean.arch_id
+    policy, cache = ArchScript([flatten, mean, mean]), DedupCache(identity=function_id)
+    first, _, _ = next_new_proposal(policy, cache)
+    outcome = Outcome("complete", (0.5,))
+    cache.finish(policy, first, outcome)
+    with pytest.raises(InfeasibleError):
+        next_new_proposal(policy, cache, max_tries=2)
+    assert policy.told == [(1, outcome), (2, outcome)]
+    assert cache.measured(mean.arch_id) is cache.measured(flatten.arch_id)
+    by_arch_id = DedupCache()
+    next_new_proposal(ArchScript([flatten]), by_arch_id)
+    assert mean.arch_id not in by_arch_id                                 # the default is unchanged
+
+
+def test_records_on_resume_are_keyed_by_the_identity_too():
+    from dynas.search_space.canonical import function_id
+
+    flatten, mean = _one_token("flatten"), _one_token("mean")
+    trained = TrialRecord(0, flatten.arch_id, flatten.to_dict(), {}, "complete", objectives=[0.5])
+    plain = TrialRecord(1, "dd", {"a": 1, "b": "x"}, {}, "complete", objectives=[0.1])
+    cache = DedupCache.from_records([trained, plain], identity=function_id)
+    assert cache.lookup(cache.key(mean)) == (0, Outcome("complete", (0.5,)))
+    assert cache.lookup("dd") == (1, Outcome("complete", (0.1,)))        # a plain candidate: its arch_id
+
+
+@pytest.mark.slow
+def test_a_search_trains_one_of_two_architectures_that_are_one_model(tmp_path):
+    """``head: [mean, flatten]`` over one token: two arch_ids, one model. The search
+    (through ``prepare.build_driver``) trains one and answers the other from the cache."""
+    import json
+
+    from dynas.controllers.records import iter_records, trained_count
+    from dynas.controllers.runs import run_local_experiment
+    from dynas.search_space.experiment import load_experiment
+
+    (tmp_path / "exp.yaml").write_text(json.dumps({
+        "space": {"layers": 1, "d_model": 16, "tokens": "whole", "head": ["mean", "flatten"],
+                  "layer": {"attention": {"kind": "full", "heads": 2}, "ffn": {"kind": "dense", "expansion": 1}}},
+        "task": {"name": "split_digits"},
+        "training": {"steps_per_experience": 2, "batch_size": 16, "device": "cpu"},
+        "search": {"strategy": "random", "trials": 2}}))
+    run_local_experiment(load_experiment(tmp_path / "exp.yaml"), tmp_path / "run", trials=2)
+    records = list(iter_records(tmp_path / "run"))
+    assert trained_count(records) == 1
+    (trained,) = [r for r in records if r.cached_from is None]
+    others = {r.arch_id for r in records if r.cached_from == trained.proposal_id} - {trained.arch_id}
+    assert len(others) == 1                                   # the other head, answered from the cache
+    assert {r.arch.get("head", "mean") for r in records} == {"mean", "flatten"}

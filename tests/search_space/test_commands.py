@@ -33,7 +33,7 @@ def run(argv):
 def test_validate_prints_decisions_and_size(capsys):
     SEEN_TASKS.clear()
     assert run(["space", "validate", str(QUICKSTART)]) == 0
-    assert capsys.readouterr().out == f"OK: {QUICKSTART}: 22 decisions, space size 78804\n"
+    assert capsys.readouterr().out == f"OK: {QUICKSTART}: 22 decisions, space size 78804, 80 kind combinations built\n"
     assert SEEN_TASKS == ["split_digits"]  # the task is validated too
 
 
