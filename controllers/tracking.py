@@ -115,14 +115,14 @@ class Progress(_Tally):
         width = len(str(self.target))
         head = f"[{self.done:>{width}}/{self.target}] {trial_name(record.proposal_id)} {record.state}"
         if record.state == "complete":
-            head += "  " + "  ".join(f"{o.metric} {_num(record.metrics.get(o.metric))}"
+            head += "  " + "  ".join(f"{o.metric} {number(record.metrics.get(o.metric))}"
                                      for o in self.objectives)
         elif record.reason:
             head += f": {_clip(record.reason)}"
             tb = self.run_dir / ERRORS_DIR / f"{trial_name(record.proposal_id)}.txt"
             if tb.is_file():
                 head += f" (traceback: {tb.relative_to(self.run_dir)})"
-        best = ", ".join(f"{m} {_num(v)} ({trial_name(p)})" for m, (v, p) in self.best.items())
+        best = ", ".join(f"{m} {number(v)} ({trial_name(p)})" for m, (v, p) in self.best.items())
         return f"{head} | best: {best or 'none yet'} | {self.eta()}"
 
     def eta(self) -> str:
@@ -131,7 +131,7 @@ class Progress(_Tally):
             return "last trial"
         if new <= 0:
             return "ETA ?"
-        return f"ETA {_duration((self.clock() - self.started) / new * left)}"
+        return f"ETA {duration((self.clock() - self.started) / new * left)}"
 
     def _print(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
@@ -253,7 +253,7 @@ def trial_tracebacks_to_files(level: int) -> Iterator[None]:
         log.removeFilter(drop)
 
 
-def _num(value: Any) -> str:
+def number(value: Any) -> str:
     if value is None:
         return "?"
     value = float(value)
@@ -265,7 +265,12 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _duration(seconds: float) -> str:
+def plural(count: int, noun: str) -> str:
+    """``1 candidate``, ``3 candidates``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"

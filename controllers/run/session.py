@@ -45,6 +45,7 @@ from ..lock import run_lock
 from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records, read_run,
                        require_run_dir, trained_count, utc_now, write_json_atomic)
 from ..tracking import NORMAL, ObjectiveCurves, Progress, check_loggers
+from .amend import amend
 from .confirm import queued_driver, run_confirmations
 from .executor import Executor
 from .prepare import build_driver, experiment_text, prepare_search, run_info, train_search_baselines
@@ -99,7 +100,7 @@ class RunSession:
 
     def confirm_phase(self, top: int, seeds: int) -> bool:
         """Seed repeats of the ``top`` best candidates; False when none is complete."""
-        driver = queued_driver(self.experiment, self.search, self.run_dir, top, seeds)
+        driver = queued_driver(self.experiment, self.search, self.run_dir, top, seeds, verbose=self.verbose)
         if driver is None:
             return False
         run_confirmations(self.executor, driver, self.experiment, self.search, self.run_dir, self.verbose)
@@ -129,22 +130,23 @@ def start_search(experiment: Experiment, run_dir: Path, executor: Executor, *, s
 
 
 def resume_search(run_dir: str | Path, executor: Executor, extra_trials: int = 0, *,
-                  verbose: int = NORMAL) -> Path:
+                  verbose: int = NORMAL, settings: dict | None = None) -> Path:
     """Continue a killed (or extend a finished) search until it holds ``trials`` (+
-    ``extra_trials``) distinct finished architectures."""
+    ``extra_trials``) distinct finished architectures. ``settings`` (``--set``): only
+    those that leave what trials measure unchanged (``run.amend``)."""
     run_dir = require_run_dir(run_dir).resolve()
     with run_lock(run_dir):                 # before anything is read: one driver per run
-        return _resume(run_dir, executor, extra_trials, verbose)
+        return _resume(run_dir, executor, extra_trials, verbose, settings)
 
 
-def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) -> Path:
+def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int, settings: dict | None) -> Path:
     run = read_run(run_dir)
     missing = [key for key in ("trials", "strategy", "seed") if key not in run]
     if missing:
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
     if extra_trials < 0:
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
-    experiment, search = _reopen(run_dir, run, int(run["trials"]) + int(extra_trials))
+    experiment, search = _reopen(run_dir, run, int(run["trials"]) + int(extra_trials), settings, "resume")
     with experiment.attribute_errors():
         check_loggers(search.loggers)
     records = list(iter_records(run_dir))
@@ -161,16 +163,21 @@ def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) 
     return run_dir
 
 
-def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *, verbose: int = 1) -> Path:
-    """Give the ``top`` best candidates of a finished run ``seeds`` seed repeats each
-    (``controllers.run.confirm``)."""
-    if top < 1 or seeds < 1:
+def confirm_run(run_dir: str | Path, executor: Executor, top: int | None, seeds: int, *, verbose: int = 1,
+                trials: Sequence[int] | None = None, order: str = "objective",
+                settings: dict | None = None) -> Path:
+    """Give the ``top`` best candidates of a finished run (in ``order``), or the
+    ``trials`` named, ``seeds`` seed repeats each (``controllers.run.confirm``)."""
+    if (top is None) == (not trials):
+        raise DynasError("confirm: give either --top K or --trials ID,ID,...")
+    if (top is not None and top < 1) or seeds < 1:
         raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
     run_dir = require_run_dir(run_dir).resolve()
     with run_lock(run_dir):                 # one driver per run (controllers.lock)
         run = read_run(run_dir)
-        experiment, search = _reopen(run_dir, run, run.get("trials"))
-        driver = queued_driver(experiment, search, run_dir, top, seeds)
+        experiment, search = _reopen(run_dir, run, run.get("trials"), settings, "confirm")
+        driver = queued_driver(experiment, search, run_dir, top or 0, seeds, trials=trials, order=order,
+                               verbose=verbose)
         if driver is None:
             raise DynasError(f"{run_dir}: no complete trial to confirm")
         if driver.queued:
@@ -179,9 +186,12 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *
     return run_dir
 
 
-def _reopen(run_dir: Path, run: dict, trials: Any) -> tuple[Experiment, Any]:
-    """The run's own experiment copy and its search settings, as run.json recorded them."""
+def _reopen(run_dir: Path, run: dict, trials: Any, settings: dict | None = None,
+            command: str = "resume") -> tuple[Experiment, Any]:
+    """The run's own experiment copy (``settings`` applied and recorded: ``run.amend``)
+    and its search settings, as run.json recorded them."""
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
+    experiment = amend(experiment, settings, run, run_dir, command)
     return experiment, prepare_search(experiment, run.get("strategy"), trials, run.get("concurrent"),
                                       run.get("seed"))
 

@@ -52,7 +52,7 @@ def test_a_rule_picks_what_dynas_export_writes(run, rule, tmp_path):
 def test_pick_by_trial_id_or_arch_id(run):
     knee = run.pick("knee")
     by_trial, by_arch = run.pick(knee.trial), run.pick(knee.arch_id)
-    assert (by_trial.rule, by_arch.rule) == ("trial id", "arch_id")
+    assert (by_trial.rule, by_arch.rule) == (f"trial={knee.trial}", f"arch_id={knee.arch_id}")
     assert dataclasses.replace(by_trial, rule="knee") == dataclasses.replace(by_arch, rule="knee") == knee
     assert run.pick(int(run.front()["proposal_id"].iloc[-1])).on_front
     off = run.records[run.records["state"] == "complete"]
