@@ -34,7 +34,7 @@ from ..dedup import Measured
 from ..driver import SearchDriver
 from ..policy import Proposal
 from ..records import TrialRecord, iter_records
-from ..tracking import duration, number, plural, trial_name
+from ..tracking import TrialHParams, duration, number, plural, trial_name
 from .prepare import build_driver
 
 
@@ -128,6 +128,7 @@ def queued_driver(experiment, search, run_dir: Path, top: int, seeds: int, *,
     print(f"confirming {plural(len(candidates), 'candidate')} ({names_}) with {plural(seeds, 'seed')} each: "
           f"{plural(len(todo), 'training')} to run", flush=True)
     listeners = [RepeatProgress(search.objectives, len(todo))] if verbose >= 1 and todo else []
+    listeners.append(TrialHParams(run_dir))
     driver = build_driver(experiment, search, run_dir, budget=0, records=records, listeners=listeners)
     driver.queue_confirmations(todo)
     return driver

@@ -44,7 +44,7 @@ from ..interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signal
 from ..lock import run_lock
 from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records, read_run,
                        require_run_dir, trained_count, utc_now, write_json_atomic)
-from ..tracking import NORMAL, ObjectiveCurves, Progress, check_loggers
+from ..tracking import NORMAL, ObjectiveCurves, Progress, TrialHParams, check_loggers
 from .amend import amend
 from .confirm import queued_driver, run_confirmations
 from .executor import Executor
@@ -83,7 +83,7 @@ class RunSession:
         """The policy's proposals, through the executor, until ``target`` distinct
         architectures finished; progress lines and the search's curves as they do."""
         listeners = [Progress(self.search.objectives, target, self.run_dir, records=records, level=self.verbose),
-                     ObjectiveCurves(self.search.objectives, self.run_dir, records)]
+                     ObjectiveCurves(self.search.objectives, self.run_dir, records), TrialHParams(self.run_dir)]
         driver = build_driver(self.experiment, self.search, self.run_dir, budget=target - trained_count(records),
                               records=records, listeners=listeners)
         if self.stop is not None:

@@ -15,6 +15,7 @@ from dynas.analysis.cli import main
 from dynas.controllers.records import RUN_FILE, TrialRecord, iter_records
 from dynas.controllers.run.amend import AMENDABLE, check_amendable
 from dynas.controllers.run.confirm import RepeatProgress, best_candidates, named_candidates
+from dynas.controllers.tracking import curve_name
 from dynas.search_space import names
 from dynas.search_space.errors import ConfigError
 from dynas.trainers.results import TrialMetrics
@@ -140,3 +141,8 @@ def test_set_resume_confirm_and_export_picks_end_to_end(tmp_path, capsys):
         picked = json.loads(out_file.with_name("pareto.json").read_text())["picked"]
         assert picked["rule"] == rule
     assert json.loads((tmp_path / "knee-means" / "pareto.json").read_text())["picked"]["proposal_id"] == named
+    # TensorBoard: one run per trained trial, named by trial and architecture (seed repeats by seed)
+    runs = {p.name for p in (run / "curves").iterdir()}
+    assert {curve_name(r.proposal_id, r.arch_id) for r in firsts} <= runs
+    assert {curve_name(named, firsts[-1].arch_id, r.train_seed) for r in iter_records(run)
+            if r.repeat_of == named} <= runs
