@@ -476,7 +476,8 @@ def _confirmed_picks(summary, front, knee, single, objectives, spread) -> list[s
     lines = ["### Picks on means", ""]
     values = ", ".join(_mean_std(o.metric, knee) for o in objectives)
     lines.append(f"- **knee on means**: trial {knee['proposal_id']} `{knee['arch_id']}` "
-                 f"(validation: {values}; held-out test: {held_out_text(knee, objectives)}).")
+                 f"(validation: {values}; held-out test: {held_out_text(knee, objectives)}); export with "
+                 f"`dynas export {knee['run_dir']} --pick knee-means --out arch.json` (the default).")
     if single is not None:
         same = single["proposal_id"] == knee["proposal_id"] and single["run"] == knee["run"]
         confirmed = single.name in summary.index

@@ -96,6 +96,7 @@ def test_one_seed_repeats_print_no_empty_or_plural_lines(runs):
     text = report_text(write_report([make(runs, "s", records + [repeat])]))
     assert "1 training seeds" not in text and "(mean over candidates): ." not in text
     assert "1 candidate measured with 1 training seed each" in text
+    assert "--pick knee-means --out arch.json` (the default)" in text
     assert "No seed-to-seed spread yet" in text
 
 
