@@ -140,12 +140,15 @@ class Run:
         front = pareto_front(df, objectives)
         return _as_pick(self.dir, rule, row, metric_columns(df), bool((front.index == row.name).any()))
 
-    def report(self, out: str | os.PathLike | None = None, *, cost: str | None = None) -> Path:
-        """Write the run's report (``dynas report``) into ``out`` (default ``RUN/report``);
-        returns the path of ``report.md``."""
+    def report(self, out: str | os.PathLike | None = None, *, cost: str | None = None,
+               compare: Sequence["Run | str | os.PathLike"] = (), mixed_budgets: bool = False) -> Path:
+        """Write the run's report (``dynas report``), beside the ``compare`` runs if any,
+        into ``out`` (default ``RUN/report``); returns the path of ``report.md``.
+        ``mixed_budgets``: compare hypervolumes of runs trained at different budgets."""
         from .report import write_report
 
-        return write_report([self.dir], out, cost=cost)
+        return write_report([self.dir] + [_dir_of(r) for r in compare], out, cost=cost,
+                            mixed_budgets=mixed_budgets)
 
     def load_model(self, pick: str | int | Pick = "knee", device: str = "cpu") -> "Predictor":
         """The kept model of ``pick`` (a rule, trial id, arch_id or a ``Pick``)."""

@@ -132,3 +132,13 @@ def test_report_is_dynas_reports(run, tmp_path):
     assert path == tmp_path / "out" / "report.md" and path.read_text().startswith("# dynas report: search")
     assert run.report() == run.dir / "report" / "report.md"
     assert dynas.load_run(run).dir == run.dir                # a Run is accepted wherever a dir is
+
+
+def test_report_compares_runs_and_refuses_mixed_budgets_unless_asked(run, runs, tmp_path):
+    (run.dir / "experiment.yaml").write_text("training: {steps_per_experience: 60}\n")
+    other = runs.make("other", runs.synthetic(10, seed=9))
+    (other / "experiment.yaml").write_text("training: {steps_per_experience: 15}\n")
+    assert "Not compared: the runs were trained at different budgets" in \
+        run.report(tmp_path / "a", compare=[other]).read_text()
+    assert "share of combined" in run.report(tmp_path / "b", compare=[dynas.load_run(other)],
+                                             mixed_budgets=True).read_text()
