@@ -14,7 +14,7 @@
 Each function is the command line's own code path: ``search``/``resume``/``confirm``
 call ``controllers.run_search``/``resume_search``/``confirm_run`` (so a run started
 here resumes with ``dynas resume`` and the other way round), picks are
-``analysis.export.choose`` (what ``dynas export --pick`` writes), reports
+``analysis.picks.resolve`` (what ``dynas export --pick`` writes), reports
 ``analysis.report.write_report``, models ``trainers.predict.load_model``.
 
 Science rule: a pick sees validation values only. ``Pick.test_values`` are the held-out
@@ -30,7 +30,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -38,8 +38,8 @@ from dynas.search_space import names
 from dynas.search_space.errors import DynasError
 from dynas.search_space.settings import Objective
 
-from .load import complete, is_promotion, load_runs, metric_columns, read_run_meta, run_objectives, searched, short_arch
-from .pareto import PICK_RULES, pareto_front
+from .load import is_promotion, load_runs, metric_columns, read_run_meta, run_objectives, searched, short_arch
+from .pareto import pareto_front
 
 if TYPE_CHECKING:                        # only for annotations: importing them needs torch
     from dynas.search_space.experiment import Experiment
@@ -124,29 +124,31 @@ class Run:
         return pareto_front(self.records, self.objectives)
 
     def pick(self, which: str | int = "knee") -> Pick:
-        """One trial: ``"knee"``, ``"best-accuracy"``, ``"max-flops=X"`` (as ``dynas
-        export --pick``), a trial (proposal) id, or an ``arch_id`` of this run."""
-        from .export import choose             # (export loads torch: only when picking)
+        """One trial: ``"knee"``, ``"knee-means"`` (the knee of the seed means after
+        ``confirm``), ``"best-accuracy"``, ``"max-flops=X"``, ``"trial=N"``,
+        ``"arch_id=HEX"`` (as ``dynas export --pick``), a trial (proposal) id, or an
+        ``arch_id`` of this run (``analysis.picks``); ``Pick.rule`` is the pick as read."""
+        from .picks import resolve
 
         df, objectives = self.records, self.objectives
         if isinstance(which, numbers.Integral) and not isinstance(which, bool):
-            row, rule = _by_id(self.dir, df, "proposal_id", int(which)), "trial id"
-        elif isinstance(which, str) and _is_rule(which):
-            row, rule = choose(self.dir, which.strip(), df, objectives), which.strip()
-        elif isinstance(which, str) and which.strip() in set(df["arch_id"].astype(str)):
-            row, rule = _by_id(self.dir, df, "arch_id", which.strip()), "arch_id"
-        else:
-            raise DynasError(f"{self.dir}: unknown pick {which!r}; use {', '.join(PICK_RULES)}, "
-                             "a trial id (int) or an arch_id of this run")
+            which = int(which)
+        elif not isinstance(which, str):
+            raise DynasError(f"{self.dir}: unknown pick rule {which!r}; use a rule, a trial id (int) "
+                             "or an arch_id of this run")
+        row, rule = resolve(self.dir, which, df, objectives)
         front = pareto_front(df, objectives)
         return _as_pick(self.dir, rule, row, metric_columns(df), bool((front.index == row.name).any()))
 
-    def report(self, out: str | os.PathLike | None = None, *, cost: str | None = None) -> Path:
-        """Write the run's report (``dynas report``) into ``out`` (default ``RUN/report``);
-        returns the path of ``report.md``."""
+    def report(self, out: str | os.PathLike | None = None, *, cost: str | None = None,
+               compare: Sequence["Run | str | os.PathLike"] = (), mixed_budgets: bool = False) -> Path:
+        """Write the run's report (``dynas report``), beside the ``compare`` runs if any,
+        into ``out`` (default ``RUN/report``); returns the path of ``report.md``.
+        ``mixed_budgets``: compare hypervolumes of runs trained at different budgets."""
         from .report import write_report
 
-        return write_report([self.dir], out, cost=cost)
+        return write_report([self.dir] + [_dir_of(r) for r in compare], out, cost=cost,
+                            mixed_budgets=mixed_budgets)
 
     def load_model(self, pick: str | int | Pick = "knee", device: str = "cpu") -> "Predictor":
         """The kept model of ``pick`` (a rule, trial id, arch_id or a ``Pick``)."""
@@ -200,23 +202,29 @@ def load_run(run_dir: str | os.PathLike | Run) -> Run:
 
 
 def resume(run_dir: str | os.PathLike | Run, extra_trials: int = 0, *, address: str | None = None,
-           runner: str | None = None, verbose: int = 1) -> Run:
+           runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None) -> Run:
     """Continue a killed search, or extend a finished one by ``extra_trials``
-    (``dynas resume``); ``runner`` None: the one the run was made with."""
+    (``dynas resume``); ``runner`` None: the one the run was made with. ``settings``:
+    as ``dynas resume --set``, only those that leave what trials measure unchanged
+    (``controllers.run.amend``)."""
     from dynas.controllers import resume_search
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose, **extra))
+    return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose,
+                             settings=dict(settings or {}), **extra))
 
 
-def confirm(run_dir: str | os.PathLike | Run, top: int, seeds: int, *, address: str | None = None,
-            runner: str | None = None, verbose: int = 1) -> Run:
-    """Re-train the ``top`` best candidates with ``seeds`` fresh seeds each (``dynas
+def confirm(run_dir: str | os.PathLike | Run, top: int | None = None, seeds: int = 1, *,
+            trials: Sequence[int] | None = None, order: str = "objective", address: str | None = None,
+            runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None) -> Run:
+    """Re-train the ``top`` best candidates (front rank, then ``order``: ``objective``
+    or ``knee``), or the ``trials`` named, with ``seeds`` fresh seeds each (``dynas
     confirm``); the report then shows means and spreads."""
     from dynas.controllers import confirm_run
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, **extra))
+    return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, trials=trials,
+                           order=order, settings=dict(settings or {}), **extra))
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> "Predictor":
@@ -251,30 +259,6 @@ def _experiment(experiment: Any, settings: Mapping[str, Any] | None) -> Any:
 
 def _dir_of(run: str | os.PathLike | Run) -> Path:
     return run.dir if isinstance(run, Run) else Path(run)
-
-
-def _is_rule(text: str) -> bool:
-    """A rule ``analysis.pareto.pick`` knows (arch_ids are hex digests: no clash)."""
-    text = text.strip()
-    return text in ("knee", "best-accuracy") or text.startswith("max-flops=")
-
-
-def _by_id(run_dir: Path, df: pd.DataFrame, column: str, value: Any) -> pd.Series:
-    """The first measurement of a trial (its seed repeats and cached answers are not
-    other trials), or one line saying why it cannot be picked."""
-    what = f"trial {value}" if column == "proposal_id" else f"arch {value}"
-    done = complete(df)
-    match = done[done[column] == value]
-    if not match.empty:
-        return match.iloc[0]
-    rows = searched(df)
-    rows = rows[rows[column] == value]
-    if rows.empty:
-        raise DynasError(f"{run_dir}: no {what} in this run ({len(complete(df))} complete trials)")
-    row = rows.iloc[0]
-    reason = f": {row['reason']}" if isinstance(row["reason"], str) and row["reason"] else ""
-    state = {"failed": "failed", "pruned": "was pruned"}.get(row["state"], f"is {row['state']}")
-    raise DynasError(f"{run_dir}: {what} {state}{reason}; only a complete trial can be picked")
 
 
 def _as_pick(run_dir: Path, rule: str, row: pd.Series, metrics: list[str], on_front: bool) -> Pick:

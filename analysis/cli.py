@@ -25,9 +25,28 @@ EXIT_USER_ERROR = 2
 EXIT_INFRASTRUCTURE = 75      # EX_TEMPFAIL: a full disk, a lost node; fix it and resume
 
 
+class _Defaults(argparse.HelpFormatter):
+    """``--help`` shows each option's default: ``(default: X)`` appended to a help
+    text that does not already say its default, for a default worth showing (not
+    None, False or empty: those mean "not given")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, [], "") or default is argparse.SUPPRESS
+                or not action.option_strings or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     """Argument errors are user errors too: one line and exit code 2, no usage dump
-    (subparsers inherit the class, so every subcommand behaves the same)."""
+    (subparsers inherit the class, so every subcommand behaves the same); every
+    ``--help`` shows defaults (``_Defaults``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -5,12 +5,16 @@ Handlers import pandas and matplotlib lazily, so ``dynas --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-PICK_HELP = ("knee (the front's knee), best-accuracy, or max-flops=X (best accuracy "
-             "with forward FLOPs per sample <= X; X like 2e6 or 2.5M)")
+PICK_HELP = ("knee (the knee of the front of first measurements), knee-means (the knee of "
+             "the front of seed means, as the report re-picks it after `dynas confirm`), "
+             "best-accuracy, max-flops=X (best accuracy with forward FLOPs per sample <= X; X like "
+             "2e6 or 2.5M), trial=N (a trial id of trials.csv) or arch_id=HEX (default: knee-means "
+             "when the run has confirmed candidates, else knee; the command says which it used)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory of a search")
     report.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: RUN_DIR/report of the first run)")
-    report.add_argument("--cost", choices=("flops", "flops_effective"), default=None,
-                        help="draw the front on static FLOPs or on effective FLOPs (learned "
-                        "spans, realised k) instead of the search's own FLOPs objective")
+    report.add_argument("--cost", choices=("flops", "flops_effective", "latency_ms"), default=None,
+                        help="draw the front on static FLOPs, effective FLOPs (learned spans, realised k) "
+                        "or measured latency instead of the search's own FLOPs objective (default: the "
+                        "search's own)")
+    report.add_argument("--mixed-budgets", action="store_true",
+                        help="compare the hypervolumes of runs trained at different budgets anyway "
+                        "(default: refused, with a line saying why)")
     report.set_defaults(handler=_report)
 
     export = sub.add_parser(
@@ -32,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pick one trial of RUN_DIR by a rule and write its architecture "
         "(readable by `dynas train --arch`) and, beside it, the whole Pareto front.")
     export.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search")
-    export.add_argument("--pick", default="knee", metavar="RULE", help=PICK_HELP + " (default: knee)")
+    export.add_argument("--pick", default="auto", metavar="RULE", help=PICK_HELP)
     export.add_argument("--out", required=True, metavar="FILE",
                         help="arch JSON file to write (a folder means FOLDER/arch.json; with --weights a folder)")
     export.add_argument("--weights", action="store_true",
@@ -43,18 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None,
-                     cost: str | None = None) -> Path:
+                     cost: str | None = None, mixed_budgets: bool = False) -> Path:
     """Write the report of ``run_dirs`` (after a search, or from ``dynas report``) and
     say where it is."""
     from .report import write_report
 
-    path = write_report(list(run_dirs), out, cost=cost)
+    path = write_report(list(run_dirs), out, cost=cost, mixed_budgets=mixed_budgets)
     print(f"report: {path}")
     return path
 
 
 def _report(args: argparse.Namespace) -> int:
-    write_report_for(args.run_dirs, args.out, args.cost)
+    write_report_for(args.run_dirs, args.out, args.cost, args.mixed_budgets)
     return 0
 
 
@@ -62,7 +70,24 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_arch, pareto_path_for
 
     path = export_arch(args.run_dir, args.pick, args.out, force=args.force, weights=args.weights)
-    print(f"arch: {path}\npareto front: {pareto_path_for(path)}")
+    sidecar = pareto_path_for(path)
+    picked = json.loads(sidecar.read_text())["picked"]
+    default = " (the default: no --pick given)" if args.pick == "auto" else ""
+    print(f"picked trial {picked['proposal_id']} ({picked['arch_id']}) by {picked['rule']}{default}")
+    for wrote, what in written_files(path, args.weights):
+        print(f"wrote {wrote.resolve()} ({what})")
     if args.weights:
-        print(f"model: {path.parent} (load_model, dynas train --init-from)")
+        print(f"model: {path.parent.resolve()} (load_model, dynas train --init-from)")
     return 0
+
+
+def written_files(arch_path: Path, weights: bool) -> list[tuple[Path, str]]:
+    """Every file ``dynas export`` wrote, with what it holds: the arch (with --weights
+    the whole model bundle) and the front."""
+    from dynas.trainers.bundle import BUNDLE_FILES
+
+    from .export import pareto_path_for
+
+    files = [arch_path.parent / name for name in BUNDLE_FILES] if weights else [arch_path]
+    return ([(f, "architecture" if f.name == arch_path.name else "model") for f in files if f.exists()]
+            + [(pareto_path_for(arch_path), "Pareto front and the pick")])

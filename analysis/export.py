@@ -8,7 +8,8 @@
 * beside it ``pareto.json`` (``<stem>.pareto.json`` when the arch file is not named
   ``arch.json``, so several exports can share a folder): every front member with its
   arch, metrics, cost, seed and producing dynas version, plus which one was picked,
-  by what rule, against which objectives and reference point.
+  by what rule, against which objectives and reference point (a ``knee-means`` pick's
+  metrics are its seed means).
 
 With ``weights=True`` ``out`` is a folder and receives the picked trial's kept model
 as well (``weights.safetensors`` and ``model.json`` with the task's preprocessing
@@ -36,7 +37,8 @@ from dynas.search_space.errors import DynasError
 from dynas.trainers.bundle import BUNDLE_FILES, copy_bundle
 
 from .load import is_transformer_arch, load_runs, metric_columns, read_run_meta, run_objectives
-from .pareto import hypervolume, objective_matrix, pareto_front, pick as pick_trial, reference_point
+from .pareto import hypervolume, objective_matrix, pareto_front, reference_point
+from .picks import resolve
 
 PARETO_SCHEMA_VERSION = 1
 DEFAULT_NAME = "arch.json"
@@ -64,11 +66,13 @@ def pareto_path_for(arch_path: Path) -> Path:
     return arch_path.with_name(f"{arch_path.stem}.pareto.json")
 
 
-def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *,
+def export_arch(run_dir: str | os.PathLike, pick: str | int, out: str | os.PathLike, *,
                 force: bool = False, objectives: Sequence[Any] | None = None,
                 weights: bool = False) -> Path:
-    """Write the trial the ``pick`` rule chooses (knee | best-accuracy | max-flops=X)
-    and the front (and with ``weights`` its trained model).
+    """Write the trial ``pick`` names (``analysis.picks``: knee, knee-means,
+    best-accuracy, max-flops=X, trial=N, arch_id=HEX, or auto) and the front (and with
+    ``weights`` its trained model). ``pareto.json``'s ``picked.rule`` is the pick as
+    read (``auto`` resolved to ``knee`` or ``knee-means``).
 
     Returns the path of the arch file. ``out`` may be a folder (``out/arch.json``);
     with ``weights`` it is always one.
@@ -83,7 +87,7 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
                 raise DynasError(f"{path} exists; pass --force to overwrite it")
     df = load_runs([run_dir])
     objectives = tuple(objectives) if objectives else run_objectives([run_dir])
-    chosen = choose(run_dir, pick, df, objectives)
+    chosen, pick = resolve(run_dir, pick, df, objectives)
     arch = _checked_arch(chosen)
     kept = read_index(run_dir)
     model_dir = kept_model_dir(run_dir, chosen, kept) if weights else None
@@ -113,17 +117,6 @@ def export_arch(run_dir: str | os.PathLike, pick: str, out: str | os.PathLike, *
     }
     write_json_atomic(sidecar, payload)
     return out
-
-
-def choose(run_dir: str | os.PathLike, rule: str, df: pd.DataFrame,
-           objectives: Sequence[Any]) -> pd.Series:
-    """The record of ``run_dir`` (loaded as ``df``) that ``rule`` picks, on validation
-    values only (``analysis.pareto.pick``): what ``dynas export --pick`` writes and
-    ``dynas.load_run(dir).pick(rule)`` returns. An error names the run."""
-    try:
-        return pick_trial(df, rule, objectives)
-    except DynasError as err:   # say which run had nothing to pick
-        raise DynasError(f"{run_dir}: pick {rule}: {err}") from None
 
 
 def _checked_arch(row: pd.Series) -> ArchConfig | dict[str, Any]:

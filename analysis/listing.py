@@ -20,20 +20,35 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List what is registered: the built-ins and what --plugin "
                        "modules registered.")
     p.add_argument("what", choices=WHAT, help="which registry")
+    p.add_argument("--options", action="store_true",
+                   help="with tasks: each task's task.options keys and their defaults")
     p.set_defaults(handler=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
-    for line in LISTERS[args.what]():
+    if args.options and args.what != "tasks":
+        from dynas.search_space.errors import ConfigError
+
+        raise ConfigError("--options", f"lists task options: use it with `dynas list tasks`, not {args.what}")
+    lines = tasks(options=True) if args.what == "tasks" and args.options else LISTERS[args.what]()
+    for line in lines:
         print(line.rstrip())
     return 0
 
 
-def tasks() -> list[str]:
+def tasks(options: bool = False) -> list[str]:
+    """One line per task; with ``options`` each followed by its ``task.options`` keys."""
     from dynas.trainers.tasks import TASKS
 
     width = max(map(len, TASKS), default=0)
-    return [f"{name:<{width}}  {spec.description}" for name, spec in sorted(TASKS.items())]
+    out = []
+    for name, spec in sorted(TASKS.items()):
+        out.append(f"{name:<{width}}  {spec.description}")
+        if options:
+            defaults = spec.option_defaults()
+            out += [f"    task.options.{key}: {value!r}" for key, value in defaults.items()] or \
+                   ["    (no options)"]
+    return out
 
 
 def kinds() -> list[str]:
@@ -54,8 +69,9 @@ def kinds() -> list[str]:
 def strategies() -> list[str]:
     from dynas.controllers.policies import POLICIES
 
-    return [f"{name}" + (f"  (settings: search.{name})" if e.settings_cls else "")
-            for name, e in POLICIES.items()]
+    width = max(map(len, POLICIES), default=0)
+    return [f"{name:<{width}}  {e.description or '(no description)'}"
+            + (f"  (settings: search.{name})" if e.settings_cls else "") for name, e in POLICIES.items()]
 
 
 def metrics() -> list[str]:
@@ -64,7 +80,7 @@ def metrics() -> list[str]:
     from dynas.trainers.metrics import METRICS
 
     load_builtin_evaluators()
-    rows = [(m, "built-in") for m in names.ALL_METRICS]
+    rows = [(m, names.DESCRIPTIONS.get(m, "built-in")) for m in names.ALL_METRICS]
     rows += [(name, f"plugin: {entry.description}" if entry.description else "plugin")
              for name, entry in METRICS.items()]
     rows += [(m, f"evaluator {e.name}") for e in EVALUATORS.values() for m in e.metrics]

@@ -157,31 +157,11 @@ def running_hypervolume(df: pd.DataFrame, objectives: Sequence[Any],
 
 # --- choosing one ----------------------------------------------------------------------
 def knee_index(values: np.ndarray, objectives: Sequence[Any]) -> int:
-    """Row of the knee of a front (N, M).
-
-    Objectives are normalised to [0, 1] over the front (minimisation frame). 2-D: the
-    point farthest from the line through the two extremes, on the side of the ideal
-    point (a bulge toward "better in both"); when no point bulges (a straight or
-    concave front, or N <= 2) and for M > 2: the point closest to the ideal point.
-    """
-    objectives = as_objectives(objectives)
-    pts = pareto.to_minimise(values, objectives)
+    """Row of the knee of a front (N, M) of objective values (``controllers.pareto.knee_of``)."""
+    pts = pareto.to_minimise(values, as_objectives(objectives))
     if len(pts) == 0:
         raise DynasError("the front is empty: no knee")
-    lo, hi = pts.min(0), pts.max(0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    z = (pts - lo) / span  # (N, M) in [0, 1], ideal at the origin
-    if z.shape[1] == 2 and len(z) > 2:
-        a, b = z[np.argmin(z[:, 0])], z[np.argmin(z[:, 1])]
-        d = b - a
-        norm = float(np.hypot(*d))
-        if norm > 0:
-            # signed distance; positive on the side of the origin (the ideal point)
-            signed = (d[0] * (z[:, 1] - a[1]) - d[1] * (z[:, 0] - a[0])) / norm
-            toward_ideal = signed * np.sign(d[0] * (0 - a[1]) - d[1] * (0 - a[0]) or 1.0)
-            if toward_ideal.max() > 1e-12:
-                return int(np.argmax(toward_ideal))
-    return int(np.argmin(np.linalg.norm(z, axis=1)))
+    return pareto.knee_of(pts)
 
 
 def parse_flops(text: str) -> float:

@@ -96,12 +96,13 @@ def _run_colors(df: pd.DataFrame) -> dict[str, str]:
 def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
                 objectives: Sequence[Any] = DEFAULT_OBJECTIVES,
                 pick: pd.Series | None = None, pick_label: str = "pick",
-                chance: float | None = None) -> Path:
+                chance: float | None = None, inherited: bool = False) -> Path:
     """Objective 0 (y) against objective 1 (x): every complete trial faint, the
     2-D front of these two highlighted and joined as the attainment staircase, the
     picked trial starred and annotated, and ``chance`` (a uniform guess's accuracy)
     as a dashed line when y is an accuracy. Failed and pruned trials are not drawn.
-    Values are validation values: the front is the one the search selected on."""
+    Values are validation values: the front is the one the search selected on.
+    ``inherited``: the scores came from a supernet's weights, and the title says so."""
     objectives = as_objectives(objectives)
     if len(objectives) < 2:
         raise DynasError("a Pareto plot needs two objectives")
@@ -133,8 +134,9 @@ def plot_pareto(df: pd.DataFrame, path: str | os.PathLike, *,
     ax.set_xlabel(_axis_label(x_obj, ax.get_xscale() == "log"))
     ax.set_ylabel(_axis_label(y_obj, False))
     scope = "" if len(objectives) == 2 else f" of these two (pick: all {len(objectives)} objectives)"
+    note = "\nscores inherited from the supernet, not trained stand-alone" if inherited else ""
     ax.set_title(f"{label(y_obj.metric).capitalize()} vs {label(x_obj.metric)}\n"
-                 f"{len(done)} complete trials, {len(front)} on the Pareto front{scope}", fontsize=11)
+                 f"{len(done)} complete trials, {len(front)} on the Pareto front{scope}{note}", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)  # "best" also avoids the note
     return _save(fig, path)
@@ -318,10 +320,14 @@ def _column_counts(column: str) -> Callable[[pd.DataFrame], Counter]:
     return lambda frame: Counter(_option_text(v) for v in frame[column].dropna())
 
 
-def choice_groups(df: pd.DataFrame, max_panels: int = 9) -> list[tuple[str, str, Callable]]:
+MAX_OPTIONS = 8       # a choice with more options seen gets no bar panel (choice_omissions)
+
+
+def choice_groups(df: pd.DataFrame, *, every: bool = False) -> list[tuple[str, str, Callable]]:
     """(title, unit, counter) per choice worth a panel (2..8 options seen): per-layer
     kinds of transformer archs, width and depth, then decision params that do not
-    merely repeat a column already shown."""
+    merely repeat a column already shown. ``every``: the choices with one option or
+    more than ``MAX_OPTIONS`` too (what ``choice_omissions`` names)."""
     groups: list[tuple[str, str, Callable]] = []
     shown: list[pd.Series] = []
     if df["arch"].map(is_transformer_arch).any():
@@ -337,7 +343,25 @@ def choice_groups(df: pd.DataFrame, max_panels: int = 9) -> list[tuple[str, str,
             continue
         shown.append(values)
         groups.append((column.removeprefix("param."), "share of trials", _column_counts(column)))
-    return [g for g in groups if 1 < len(g[2](df)) <= 8][:max_panels]
+    return [g for g in groups if every or 1 < len(g[2](df)) <= MAX_OPTIONS]
+
+
+def choice_omissions(df: pd.DataFrame) -> list[str]:
+    """The report's line naming each choice ``plot_choice_frequencies`` has no panel for."""
+    if df.empty:
+        return []
+    shown = {g[0] for g in choice_groups(df)}
+    left = [(title, len(counter(df))) for title, _, counter in choice_groups(df, every=True)
+            if title not in shown]
+    if not left:
+        return ["Every choice of the space has a panel.", ""]
+    return ["Not drawn: " + ", ".join(f"{t} ({_why_left(n)})"
+                                      for t, n in left) + f" (see `param.*` in trials.csv).", ""]
+
+
+def _why_left(options: int) -> str:
+    return ("not in these trials" if options == 0 else "one option seen" if options == 1
+            else f"{options} options, too many for bars")
 
 
 def plot_choice_frequencies(df: pd.DataFrame, path: str | os.PathLike, *,

@@ -20,7 +20,7 @@ from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig
 from dynas.search_space.errors import DynasError
 
-from . import plots, seeds
+from . import cautions, plots, seeds
 from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete, is_promotion,
                    is_transformer_arch, load_runs, rung_budgets, run_objectives, searched, short_arch)
 from .pareto import (front_ranks, hypervolume, knee_index, objective_matrix, pareto_front, pick,
@@ -34,16 +34,20 @@ MAX_DESCRIBED = 10
 
 
 def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
-                 out_dir: str | os.PathLike | None = None, *, cost: str | None = None) -> Path:
+                 out_dir: str | os.PathLike | None = None, *, cost: str | None = None,
+                 mixed_budgets: bool = False) -> Path:
     """Write the report of ``run_dirs`` and return the path of ``report.md``.
 
-    ``cost``: ``flops`` (static) or ``flops_effective`` (at the learned spans and
-    realised k) replaces whichever of the two the search's objectives name, so the
-    front, picks and Pareto plot can be drawn on either; None keeps the search's own.
+    ``cost``: ``flops`` (static), ``flops_effective`` (at the learned spans and
+    realised k) or ``latency_ms`` (measured) replaces whichever FLOPs metric the
+    search's objectives name, so the front, picks and Pareto plot can be drawn on
+    any; None keeps the search's own. Warnings come first (``analysis.cautions``);
+    runs trained at different budgets get no hypervolume comparison unless
+    ``mixed_budgets``.
     """
     dirs = as_run_dirs(run_dirs)
     df = load_runs(dirs)
-    objectives = with_cost(run_objectives(dirs), cost)
+    objectives = with_cost(run_objectives(dirs), cost, df)
     out = Path(out_dir) if out_dir is not None else dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     df = df.assign(front_rank=front_ranks(df, objectives) if not df.empty else [])
@@ -54,16 +58,20 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     ref = reference_point(df, objectives) if not ok.empty else None
     picks = _picks(df, objectives) if not front.empty else {}
     figures = _figures(df, objectives, ref, picks, out)
+    warnings = cautions.warnings_for(df, front, dirs, objectives)
+    budgets = None if mixed_budgets else cautions.budgets_differ(dirs)
 
     lines = [f"# dynas report: {', '.join(dict.fromkeys(df['run'])) or ', '.join(d.name for d in dirs)}", ""]
     lines += _summary(df, dirs, objectives)
+    lines += (["## Warnings", ""] + warnings + [""]) if warnings else []
     lines += _front_section(df, front, objectives, picks, figures)
     lines += _confirmed_section(df, objectives, picks, out)
     lines += _supernet_section(df, objectives)
     lines += _baseline_section(df, objectives, picks)
     lines += _best_section(ok, objectives)
-    lines += _hypervolume_section(df, front, objectives, ref, figures)
+    lines += _hypervolume_section(df, front, objectives, ref, figures, budgets)
     lines += _figure_section("Choices on the front", figures, "choices")
+    lines += plots.choice_omissions(complete(df)) if "choices" in figures else []
     lines += _trial_figures(figures)
     lines += _failures(df)
     lines += ["## Files", "", f"- [`{CSV_FILE}`]({CSV_FILE}): one row per trial "
@@ -75,15 +83,19 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
 
 
 FLOP_METRICS = (names.FLOPS, names.FLOPS_EFFECTIVE)
+COSTS = FLOP_METRICS + (names.LATENCY_MS,)
 
 
-def with_cost(objectives: Sequence[Any], cost: str | None) -> list[Any]:
-    """``objectives`` with a FLOPs objective measured by ``cost`` instead."""
+def with_cost(objectives: Sequence[Any], cost: str | None, df: pd.DataFrame | None = None) -> list[Any]:
+    """``objectives`` with a FLOPs objective measured by ``cost`` instead (one line
+    when no record of ``df`` has that metric)."""
     if cost is None:
         return list(objectives)
-    if cost not in FLOP_METRICS:
-        raise DynasError(f"--cost: {cost!r} is not one of {', '.join(FLOP_METRICS)}")
-    return [dataclasses.replace(o, metric=cost) if o.metric in FLOP_METRICS else o
+    if cost not in COSTS:
+        raise DynasError(f"--cost: {cost!r} is not one of {', '.join(COSTS)}")
+    if df is not None and (cost not in df or df[cost].isna().all()):
+        raise DynasError(f"--cost {cost}: no trial of these runs recorded {cost}")
+    return [dataclasses.replace(o, metric=cost) if o.metric in COSTS else o
             for o in objectives]
 
 
@@ -177,6 +189,7 @@ def _front_section(df, front, objectives, picks, figures) -> list[str]:
     rows = []
     for _, row in front.head(MAX_FRONT_ROWS).iterrows():
         tags = [rule for rule, p in picks.items() if p.name == row.name]
+        tags += ["*inherited*"] if seeds.is_inherited(row) else []
         arch_id = f"`{row['arch_id']}`" + (f" ({', '.join(tags)})" if tags else "")
         rows.append([row["run"], row["proposal_id"], arch_id]
                     + [fmt(m, row[m]) for m in metrics] + [short_arch(row["arch"])])
@@ -237,7 +250,7 @@ def _front_metrics(df: pd.DataFrame, objectives) -> list[str]:
     test twin (``test.<name>``) when the records have one, then the costs."""
     wanted = [o.metric for o in objectives] + [
         names.FINAL_AVG_ACCURACY, names.FORGETTING_LAST, names.FLOPS, names.PARAMS,
-        names.ACTIVE_PARAMS]
+        names.ACTIVE_PARAMS, names.LATENCY_MS, names.KV_BYTES, names.ACTIVATION_BYTES]
     paired = [c for m in dict.fromkeys(wanted) for c in (m, names.as_test(m))]
     return [m for m in paired if m in df and df[m].notna().any()]
 
@@ -276,10 +289,14 @@ def _best_section(ok: pd.DataFrame, objectives) -> list[str]:
                            "its other objectives"], rows)
 
 
-def _hypervolume_section(df, front, objectives, ref, figures) -> list[str]:
+def _hypervolume_section(df, front, objectives, ref, figures, budgets=None) -> list[str]:
     lines = ["## Hypervolume", ""]
     if front.empty or ref is None:
         return lines + ["No hypervolume: no Pareto front.", ""]
+    if budgets:
+        return lines + ["Not compared: the runs were trained at different budgets "
+                        f"({cautions.budget_text(budgets)}); a run trained longer wins by budget, not by "
+                        "strategy. Report each run alone, or pass `--mixed-budgets` to compare anyway.", ""]
     total = hypervolume(objective_matrix(front, objectives), ref, objectives)
     ref_text = ", ".join(f"{o.metric} = {r:.6g}" for o, r in zip(objectives, ref))
     lines += [f"Reference point: {ref_text}. Rule: accuracy objectives use 0; every other "
@@ -328,7 +345,8 @@ def _figures(df, objectives, ref, picks, out: Path) -> dict[str, Path]:
     if ref is not None:  # there is a front
         jobs = {
             "pareto": lambda p: plots.plot_pareto(df, p, objectives=objectives, pick=knee,
-                                                  pick_label="knee", chance=chance_level(df)),
+                                                  pick_label="knee", chance=chance_level(df),
+                                                  inherited=not cautions.inherited_rows(complete(df)).empty),
             "progress": lambda p: plots.plot_progress(df, p, objectives=objectives, ref=ref),
             "choices": lambda p: plots.plot_choice_frequencies(df, p, objectives=objectives),
             **jobs,
@@ -390,11 +408,14 @@ def _confirmed_section(df: pd.DataFrame, objectives, picks, out: Path) -> list[s
     n = sorted(set(summary["n_seeds"].astype(int)))
     what = "the first draw and its repeats" if not any(f"inherited.{o.metric}" in summary for o in objectives) \
         else "stand-alone re-trainings only: the inherited scores are in the supernet section"
-    lines += [f"{len(summary)} candidates measured with {', '.join(map(str, n))} training seeds "
-              f"each ({what}; the data split is the run's). Values are "
+    seeds_text = " or ".join(map(str, n)) + (" training seed" if n == [1] else " training seeds")
+    lines += [f"{len(summary)} {'candidate' if len(summary) == 1 else 'candidates'} measured with "
+              f"{seeds_text} each ({what}; the data split is the run's). Values are "
               f"means over seeds ± their standard deviation (ddof 1).", ""]
-    lines += ["Seed-to-seed standard deviation (mean over candidates): " + ", ".join(
-        f"{m} {fmt(m, v) if v > 0 else '0'}" for m, v in spread.items()) + ".", ""]
+    lines += (["Seed-to-seed standard deviation (mean over candidates): " + ", ".join(
+        f"{m} {fmt(m, v) if v > 0 else '0'}" for m, v in spread.items()) + ".", ""] if spread else
+              ["No seed-to-seed spread yet: a spread needs two or more seeds of one kind per candidate "
+               "(`dynas confirm RUN --top K --seeds 2`).", ""])
     try:
         plots.plot_confirmed(summary, out / CONFIRMED_FIGURE, objectives=objectives, pick=knee,
                              single_pick=single, chance=chance_level(df))
@@ -469,7 +490,8 @@ def _confirmed_picks(summary, front, knee, single, objectives, spread) -> list[s
     lines = ["### Picks on means", ""]
     values = ", ".join(_mean_std(o.metric, knee) for o in objectives)
     lines.append(f"- **knee on means**: trial {knee['proposal_id']} `{knee['arch_id']}` "
-                 f"(validation: {values}; held-out test: {held_out_text(knee, objectives)}).")
+                 f"(validation: {values}; held-out test: {held_out_text(knee, objectives)}); export with "
+                 f"`dynas export {knee['run_dir']} --pick knee-means --out arch.json` (the default).")
     if single is not None:
         same = single["proposal_id"] == knee["proposal_id"] and single["run"] == knee["run"]
         confirmed = single.name in summary.index

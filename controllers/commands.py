@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EXECUTORS = ("ray", "local")     # controllers.runs.EXECUTORS (not imported: --help stays light)
+ORDERS = ("objective", "knee")   # controllers.run.confirm.ORDERS (likewise)
 EXIT_NOTHING_COMPLETED = 1
 
 
@@ -34,17 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--address a private local Ray instance is started; with it, dynas joins that cluster "
         "(token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH).")
     p.add_argument("config", type=Path, help="experiment file (YAML)")
-    p.add_argument("--strategy", help="search policy, a registered strategy: "
+    p.add_argument("--strategy", metavar="NAME", help="search policy, a registered strategy: "
                    f"{', '.join(POLICIES)} or a plugin's (default: the file's search.strategy)")
-    p.add_argument("--trials", type=int, help="distinct architectures to train to completion, "
-                   "failure or pruning (duplicates are reused, not counted)")
-    p.add_argument("--concurrent", type=int, help="trials running at once")
-    p.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
-    p.add_argument("--name", help="run directory name (default: <config>-<strategy>-<UTC time>)")
-    p.add_argument("--seed", type=int, help="policy seed (default: the file's search.seed)")
-    p.add_argument("--storage", type=Path, help="parent of run directories (default: search.storage)")
+    p.add_argument("--trials", type=int, metavar="N", help="distinct architectures to train to completion, "
+                   "failure or pruning (duplicates are reused, not counted; default: the file's search.trials)")
+    p.add_argument("--concurrent", type=int, metavar="N",
+                   help="trials running at once (default: the file's search.concurrent)")
+    p.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: a private local instance)")
+    p.add_argument("--name", metavar="NAME", help="run directory name (default: <config>-<strategy>-<UTC time>)")
+    p.add_argument("--seed", type=int, metavar="N", help="policy seed (default: the file's search.seed)")
+    p.add_argument("--storage", type=Path, metavar="DIR", help="parent of run directories (default: search.storage)")
     p.add_argument("--runner", choices=EXECUTORS, default="ray",
                    help="where trials train: ray (Ray Tune; default) or local (this process, no Ray)")
+    add_set_flag(p)
     _common(p)
     p.set_defaults(handler=_search)
 
@@ -53,25 +56,77 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Continue a search run directory until it holds its requested number of "
         "distinct finished architectures (plus --extra-trials).")
     r.add_argument("run_dir", type=Path, help="run directory made by `dynas search`")
-    r.add_argument("--extra-trials", type=int, default=0, help="train this many more architectures")
-    r.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    r.add_argument("--extra-trials", type=int, default=0, metavar="N",
+                   help="train this many more architectures (default: 0)")
+    r.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: a private local instance)")
+    add_set_flag(r, RUN_SET_NOTE)
     _runner(r)
     _common(r)
     r.set_defaults(handler=_resume)
 
     c = sub.add_parser(
         "confirm", help="re-train the best front candidates with new seeds",
-        description="Give the K best candidates of a run (front rank, then the first objective, "
-        "on validation values) S seed repeats each, trained like any trial with fresh training "
-        "seeds and recorded as repeats of their trial. The report then shows the front from "
-        "means with error bars. Rerunning trains only what is missing.")
+        description="Give the K best candidates of a run (front rank, then --order, on "
+        "validation values), or the trials named by --trials, S seed repeats each, trained like "
+        "any trial with fresh training seeds and recorded as repeats of their trial; a line per "
+        "finished repeat (k of N, ETA). The report then shows the front from means with error "
+        "bars. Rerunning trains only what is missing.")
     c.add_argument("run_dir", type=Path, help="run directory made by `dynas search`")
-    c.add_argument("--top", type=int, required=True, help="candidates to confirm (K)")
-    c.add_argument("--seeds", type=int, required=True, help="seed repeats per candidate (S)")
-    c.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--top", type=int, metavar="K", help="confirm the K best candidates")
+    which.add_argument("--trials", type=_trial_ids, metavar="ID,ID",
+                       help="confirm these trials (proposal ids as in trials.csv, e.g. 9,6)")
+    c.add_argument("--order", choices=ORDERS, default="objective",
+                   help="with --top, within a front rank: objective (the first objective, best first) "
+                   "or knee (the front's knee first, then the candidates nearest to it) (default: objective)")
+    c.add_argument("--seeds", type=int, required=True, metavar="S", help="seed repeats per candidate")
+    c.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: a private local instance)")
+    add_set_flag(c, RUN_SET_NOTE)
     _runner(c)
     _common(c)
     c.set_defaults(handler=_confirm)
+
+    d = sub.add_parser(
+        "dashboard", help="serve a run's Optuna study with optuna-dashboard, on 127.0.0.1 only",
+        description="Serve RUN_DIR/optuna.db (the Optuna study a tpe or nsga2 run mirrors) with "
+        "optuna-dashboard (pip install 'dynas[dashboard]'), listening on 127.0.0.1 only: "
+        "reach it from another machine through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT).")
+    d.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory made by `dynas search`")
+    d.add_argument("--port", type=int, default=8080, metavar="N", help="port on 127.0.0.1")
+    d.set_defaults(handler=_dashboard)
+
+
+SET_HELP = ("set an experiment setting by its key path, checked as if the file held it "
+            "(repeatable; e.g. training.steps_per_experience=20, search.concurrent=4)")
+RUN_SET_NOTE = ("; on a run only settings that leave what its trials measure unchanged: "
+                "search.concurrent, cpus_per_trial, gpus_per_trial, max_failures, loggers, "
+                "keep_weights, confirm")
+
+
+def add_set_flag(p: argparse.ArgumentParser, note: str = "") -> None:
+    """``--set KEY.PATH=VALUE`` (repeatable) on ``p``; ``settings_of(args)`` reads it.
+    One helper for every command that runs an experiment (search, resume, confirm,
+    calibrate): the value is parsed as in the YAML file (``search_space.overrides``)."""
+    p.add_argument("--set", action="append", default=[], dest="set", metavar="KEY.PATH=VALUE",
+                   help=SET_HELP + note)
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """The ``--set`` assignments of ``args`` as ``{key path: value}``, in order (a bad
+    one is a one-line ``ConfigError``)."""
+    from dynas.search_space.overrides import parse_assignment
+
+    return dict(parse_assignment(text) for text in getattr(args, "set", None) or ())
+
+
+def _trial_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected trial ids like 9,6, got {text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("expected at least one trial id")
+    return ids
 
 
 def _runner(p: argparse.ArgumentParser) -> None:
@@ -91,9 +146,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> RunResult:
+    from dynas.search_space.experiment import load_experiment, override_experiment
+
     from .runs import run_search
 
-    return _finished(run_search(args.config, strategy=args.strategy, trials=args.trials,
+    settings = settings_of(args)
+    experiment = override_experiment(load_experiment(args.config), settings) if settings else args.config
+    return _finished(run_search(experiment, strategy=args.strategy, trials=args.trials,
                                 concurrent=args.concurrent, address=args.address, name=args.name,
                                 seed=args.seed, storage=args.storage, verbose=args.verbose,
                                 runner=args.runner))
@@ -103,14 +162,37 @@ def _resume(args: argparse.Namespace) -> RunResult:
     from .runs import resume_search
 
     return _finished(resume_search(args.run_dir, args.extra_trials, address=args.address,
-                                   verbose=args.verbose, runner=args.runner))
+                                   verbose=args.verbose, runner=args.runner, settings=settings_of(args)))
 
 
 def _confirm(args: argparse.Namespace) -> RunResult:
     from .runs import confirm_run
 
     return _finished(confirm_run(args.run_dir, args.top, args.seeds, address=args.address,
-                                 verbose=args.verbose, runner=args.runner))
+                                 verbose=args.verbose, runner=args.runner, trials=args.trials,
+                                 order=args.order, settings=settings_of(args)))
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """optuna-dashboard on the run's study, bound to loopback (never all interfaces)."""
+    from dynas.search_space.errors import ConfigError, DynasError
+
+    from .records import OPTUNA_DB, require_run_dir
+    from .tune.cluster import LOOPBACK
+
+    study = require_run_dir(args.run_dir).resolve() / OPTUNA_DB
+    if not study.is_file():
+        raise DynasError(f"{study}: no Optuna study in this run (only tpe and nsga2 runs keep one); "
+                         f"`dynas report {args.run_dir}` shows any run")
+    if not 0 < args.port < 65536:
+        raise ConfigError("--port", f"must be 1-65535, got {args.port}")
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise DynasError("optuna-dashboard is not installed: pip install 'dynas[dashboard]'") from None
+    print(f"serving {study} on http://{LOOPBACK}:{args.port}/ (Ctrl-C stops)", flush=True)
+    run_server(f"sqlite:///{study.as_posix()}", host=LOOPBACK, port=args.port)
+    return 0
 
 
 def _finished(run_dir: Path) -> RunResult:

@@ -26,6 +26,35 @@ def to_minimise(values: Sequence[float] | Sequence[Sequence[float]] | np.ndarray
     return pts.reshape(-1, len(objectives)) * signs
 
 
+def normalised(pts: np.ndarray) -> np.ndarray:
+    """(N, M) minimisation-frame points scaled to [0, 1] per objective (ideal at 0)."""
+    lo, hi = pts.min(0), pts.max(0)
+    return (pts - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def knee_of(pts: np.ndarray) -> int:
+    """Row of the knee of a front of (N >= 1, M) minimisation-frame points.
+
+    Objectives are normalised to [0, 1] over the front. 2-D: the point farthest from
+    the line through the two extremes, on the side of the ideal point (a bulge toward
+    "better in both"); when no point bulges (a straight or concave front, or N <= 2)
+    and for M > 2: the point closest to the ideal point. (``analysis.pareto.knee_index``
+    for a report's front; ``run.confirm`` to confirm the knee first.)
+    """
+    z = normalised(pts)  # (N, M) in [0, 1], ideal at the origin
+    if z.shape[1] == 2 and len(z) > 2:
+        a, b = z[np.argmin(z[:, 0])], z[np.argmin(z[:, 1])]
+        d = b - a
+        norm = float(np.hypot(*d))
+        if norm > 0:
+            # signed distance; positive on the side of the origin (the ideal point)
+            signed = (d[0] * (z[:, 1] - a[1]) - d[1] * (z[:, 0] - a[0])) / norm
+            toward_ideal = signed * np.sign(d[0] * (0 - a[1]) - d[1] * (0 - a[0]) or 1.0)
+            if toward_ideal.max() > 1e-12:
+                return int(np.argmax(toward_ideal))
+    return int(np.argmin(np.linalg.norm(z, axis=1)))
+
+
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """``a`` is no worse than ``b`` everywhere and better somewhere."""
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))

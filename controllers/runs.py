@@ -9,7 +9,7 @@ that made the run; any other may be named.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from dynas.search_space.errors import ConfigError, DynasError
 from dynas.search_space.experiment import Experiment, load_experiment
@@ -54,16 +54,20 @@ def run_search(experiment: str | Path | Experiment, strategy: str | None = None,
 
 
 def resume_search(run_dir: str | Path, extra_trials: int = 0, *, address: str | None = None,
-                  verbose: int = NORMAL, runner: str | None = None) -> Path:
-    """Continue a killed (or extend a finished) run, with ``runner`` or the run's own."""
+                  verbose: int = NORMAL, runner: str | None = None, settings: dict | None = None) -> Path:
+    """Continue a killed (or extend a finished) run, with ``runner`` or the run's own;
+    ``settings``: ``--set`` overrides a run may take (``controllers.run.amend``)."""
     return session.resume_search(run_dir, _executor_for(run_dir, runner, address), extra_trials,
-                                 verbose=verbose)
+                                 verbose=verbose, settings=settings)
 
 
-def confirm_run(run_dir: str | Path, top: int, seeds: int, *, address: str | None = None, verbose: int = 1,
-                runner: str | None = None) -> Path:
-    """Seed repeats for the ``top`` best candidates of a run (``controllers.run.confirm``)."""
-    return session.confirm_run(run_dir, _executor_for(run_dir, runner, address), top, seeds, verbose=verbose)
+def confirm_run(run_dir: str | Path, top: int | None, seeds: int, *, address: str | None = None,
+                verbose: int = 1, runner: str | None = None, trials: Sequence[int] | None = None,
+                order: str = "objective", settings: dict | None = None) -> Path:
+    """Seed repeats for the ``top`` best candidates of a run in ``order``, or for the
+    ``trials`` named (``controllers.run.confirm``)."""
+    return session.confirm_run(run_dir, _executor_for(run_dir, runner, address), top, seeds, verbose=verbose,
+                               trials=trials, order=order, settings=settings)
 
 
 def run_local_experiment(experiment: Experiment, run_dir: str | Path, strategy: str | None = None,

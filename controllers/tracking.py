@@ -2,8 +2,10 @@
 
 Run directory layout (next to ``trials.jsonl``)::
 
-    curves/p0003/      one trial's training curves (TensorBoard event files that
-                       ``trainers.fit`` writes, ``trainers.curves``), by proposal id
+    curves/p0003-<arch_id>/   one trial's training curves (TensorBoard event files that
+                       ``trainers.fit`` writes, ``trainers.curves``), by proposal id and
+                       architecture, with its decisions and results in TensorBoard's
+                       HPARAMS tab (``TrialHParams``)
     curves/search/     the search itself: each objective per finished trial and the
                        best so far (step = trial number, counted as the progress lines)
     errors/p0004.txt   a failed trial's traceback (the terminal gets one line)
@@ -37,8 +39,16 @@ TUNE_ERROR_LOGGER = "ray.tune.execution.tune_controller"   # logs each trial's t
 
 
 def trial_name(proposal_id: int) -> str:
-    """A trial's folder name under ``curves/`` and ``errors/`` (sorts in ask order)."""
+    """A trial's name in lines and under ``errors/`` (sorts in ask order)."""
     return f"p{int(proposal_id):04d}"
+
+
+def curve_name(proposal_id: int, arch_id: str | None = None, train_seed: int | None = None) -> str:
+    """A trial's TensorBoard run under ``curves/``: ``p0003-<arch_id>`` (trial, then
+    architecture; ``-seed4`` for a seed repeat), so TensorBoard's run list says which
+    architecture each curve is and still sorts in ask order."""
+    name = trial_name(proposal_id) + (f"-{arch_id}" if arch_id else "")
+    return name + (f"-seed{int(train_seed)}" if train_seed is not None else "")
 
 
 def tune_verbosity(level: int) -> int:
@@ -115,14 +125,14 @@ class Progress(_Tally):
         width = len(str(self.target))
         head = f"[{self.done:>{width}}/{self.target}] {trial_name(record.proposal_id)} {record.state}"
         if record.state == "complete":
-            head += "  " + "  ".join(f"{o.metric} {_num(record.metrics.get(o.metric))}"
+            head += "  " + "  ".join(f"{o.metric} {number(record.metrics.get(o.metric))}"
                                      for o in self.objectives)
         elif record.reason:
             head += f": {_clip(record.reason)}"
             tb = self.run_dir / ERRORS_DIR / f"{trial_name(record.proposal_id)}.txt"
             if tb.is_file():
                 head += f" (traceback: {tb.relative_to(self.run_dir)})"
-        best = ", ".join(f"{m} {_num(v)} ({trial_name(p)})" for m, (v, p) in self.best.items())
+        best = ", ".join(f"{m} {number(v)} ({trial_name(p)})" for m, (v, p) in self.best.items())
         return f"{head} | best: {best or 'none yet'} | {self.eta()}"
 
     def eta(self) -> str:
@@ -131,7 +141,7 @@ class Progress(_Tally):
             return "last trial"
         if new <= 0:
             return "ETA ?"
-        return f"ETA {_duration((self.clock() - self.started) / new * left)}"
+        return f"ETA {duration((self.clock() - self.started) / new * left)}"
 
     def _print(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
@@ -170,6 +180,38 @@ class ObjectiveCurves(_Tally):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class TrialHParams:
+    """A record listener writing each trained trial's decisions and final metrics into
+    its own TensorBoard run (``curves/<curve_name>``) as an HParams summary, so
+    TensorBoard's HPARAMS tab lists every trial with its choices and results
+    (``hparams/<metric>``); cached duplicates trained nothing and get none."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir) / CURVES_DIR
+
+    def __call__(self, record: TrialRecord) -> None:
+        if record.cached_from is not None or record.state != "complete":
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        decisions = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                     for k, v in sorted(record.params.items())}
+        decisions |= {"arch_id": record.arch_id, "trial": int(record.proposal_id)}
+        metrics = {f"hparams/{k}": float(v) for k, v in sorted(record.metrics.items())
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        name = curve_name(record.proposal_id, record.arch_id, record.train_seed if record.repeat_of is not None
+                          else None)
+        writer = SummaryWriter(str(self.root / name))
+        try:
+            for summary in hparams(decisions, metrics):
+                writer.file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value)
+        finally:
+            writer.close()
 
 
 # --- Ray Tune's side ----------------------------------------------------------------
@@ -253,7 +295,7 @@ def trial_tracebacks_to_files(level: int) -> Iterator[None]:
         log.removeFilter(drop)
 
 
-def _num(value: Any) -> str:
+def number(value: Any) -> str:
     if value is None:
         return "?"
     value = float(value)
@@ -265,7 +307,12 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _duration(seconds: float) -> str:
+def plural(count: int, noun: str) -> str:
+    """``1 candidate``, ``3 candidates``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"

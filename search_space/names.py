@@ -26,6 +26,27 @@ BITS_METRICS = (FINAL_AVG_BPC, FORGETTING_BPC)      # from the bits matrix B (an
 MEASURED_METRICS = (LATENCY_MS,)
 ALL_METRICS = ACCURACY_METRICS + FORGETTING_METRICS + COST_METRICS + BITS_METRICS + MEASURED_METRICS
 
+# One line each for `dynas list metrics` (R: the accuracy matrix, row = after training
+# experience i, column = experience j; the formulas are in the comments above).
+DESCRIPTIONS = {
+    FINAL_AVG_ACCURACY: "accuracy over all experiences after the last one (max)",
+    FORGETTING_LAST: "drop from each experience's just-learned accuracy to the end (min)",
+    FORGETTING_MAX: "drop from each experience's best accuracy to the end (min)",
+    BWT: "backward transfer: end accuracy minus just-learned accuracy (max; negative = forgetting)",
+    LEARNING_ACCURACY: "accuracy on each experience right after learning it (max)",
+    ANYTIME_AVG_ACCURACY: "accuracy on the experiences seen so far, averaged over time (max)",
+    FLOPS: "forward FLOPs per sample, from the cost model (min)",
+    PARAMS: "total parameters, from the cost model (min)",
+    ACTIVE_PARAMS: "parameters used per token (MoE: the top-k experts), from the cost model (min)",
+    KV_BYTES: "attention key/value memory per sample, from the cost model (min)",
+    ACTIVATION_BYTES: "activation memory per sample, from the cost model (min)",
+    FLOPS_EFFECTIVE: "forward FLOPs at the learned spans and realised k (min)",
+    ACTIVE_PARAMS_EFFECTIVE: "parameters per token at the realised k (min)",
+    FINAL_AVG_BPC: "bits per labelled token over all experiences after the last one (min)",
+    FORGETTING_BPC: "rise in bits per token from just-learned to the end (min)",
+    LATENCY_MS: "measured batch-1 forward time in ms, median of repeats, on the trial's device (min)",
+}
+
 # --- validation vs test ---------------------------------------------------------------
 # The names above, without a prefix, are measured on each experience's VALIDATION split:
 # the only numbers a policy, a scheduler or a pick sees. The same metric measured on the

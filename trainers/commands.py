@@ -24,13 +24,16 @@ def register(sub: Any) -> None:
         "model.json) into --out; the file's space section, if any, is not used. "
         "--init-from starts from a model folder's weights (the same or another task): blocks "
         "and norm always transfer; embedding, positions and head when their sizes match.")
-    p.add_argument("--arch", type=Path, help="architecture JSON file (default with --init-from: its arch.json)")
+    p.add_argument("--arch", type=Path, metavar="FILE", help="architecture JSON file (default with --init-from: its arch.json)")
     p.add_argument("--init-from", type=Path, metavar="DIR",
                    help="model folder (dynas export --weights, dynas train) whose weights start the training")
-    p.add_argument("--config", required=True, type=Path, help="experiment YAML (task + training)")
-    p.add_argument("--steps", type=int, help="steps per experience (overrides the experiment's)")
-    p.add_argument("--seed", type=int, help="training seed (default: training.seed)")
-    p.add_argument("--out", type=Path, help="output directory (default: runs/train-<arch_id>)")
+    p.add_argument("--config", required=True, type=Path, metavar="FILE", help="experiment YAML (task + training)")
+    p.add_argument("--steps", type=int, metavar="N", help="steps per experience (overrides the experiment's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="set an experiment setting by its key path, checked as if the file held it "
+                   "(repeatable; e.g. training.lr=0.001, task.options.patch=4)")
+    p.add_argument("--seed", type=int, metavar="N", help="training seed (default: training.seed)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default: runs/train-<arch_id>)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     again.add_argument("--force", action="store_true", help="overwrite results already in --out")
@@ -57,11 +60,15 @@ def register(sub: Any) -> None:
         "original, and int8 dynamic quantisation of Linear layers. Prints params, file size, "
         "batch-1 and batch-64 CPU latency (median of repeats) and test accuracy, before and after.")
     comp.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
-    comp.add_argument("--config", required=True, type=Path, help="experiment YAML the model was trained with (task)")
+    comp.add_argument("--config", type=Path, metavar="FILE", help="experiment YAML the model was trained with: its task "
+                      "options and training settings (default: the task the model folder records, with "
+                      "that task's default options, and the default training settings)")
     comp.add_argument("--prune", default="", metavar="SPEC", help="experts=N,heads=N,ffn=F (any subset)")
     comp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of Linear layers")
-    comp.add_argument("--recover-steps", type=int, default=200, help="distillation steps after pruning (default 200)")
-    comp.add_argument("--repeats", type=int, default=30, help="timed repeats per latency (median)")
+    comp.add_argument("--recover-steps", type=int, default=200, metavar="N",
+                      help="distillation steps after pruning (default: 200)")
+    comp.add_argument("--repeats", type=int, default=30, metavar="N", help="timed repeats per latency, "
+                      "median (default: 30)")
     comp.add_argument("--out", required=True, type=Path, metavar="DIR")
     comp.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     comp.set_defaults(handler=cmd_compress)
@@ -89,6 +96,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--arch", "required (or --init-from DIR, whose arch.json is used)")
     arch = ArchConfig.load(args.arch if args.arch is not None else args.init_from / "arch.json")
     experiment = load_experiment(args.config, need_space=False)
+    if args.set:
+        from dynas.search_space.experiment import override_experiment
+        from dynas.search_space.overrides import parse_assignment
+
+        experiment = override_experiment(experiment, dict(parse_assignment(t) for t in args.set))
     training = experiment.training
     if args.steps is not None:
         if args.steps < 1:
@@ -155,14 +167,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
     taken = [n for n in BUNDLE_FILES if (args.out / n).exists()]
     if taken and not args.force:
         raise DynasError(f"{args.out / taken[0]} exists; pass --force to overwrite it")
-    experiment = load_experiment(args.config)
-    training = experiment.training
-
     from .compress import compress, table
     from .tasks import build_task
 
-    with experiment.attribute_errors():
-        task = build_task(experiment.task, seed=training.seed)
+    if args.config is not None:
+        experiment = load_experiment(args.config, need_space=False)
+        training = experiment.training
+        with experiment.attribute_errors():
+            task = build_task(experiment.task, seed=training.seed)
+    else:
+        task, training = task_of_model(args.model_dir)
     rows = compress(args.model_dir, task, args.out, spec, args.int8, args.recover_steps,
                     training.lr, training.batch_size, args.repeats)
     import torch
@@ -170,6 +184,24 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"compressed {args.model_dir} -> {args.out} (CPU, {torch.get_num_threads()} threads)")
     print(table(rows))
     return 0
+
+
+def task_of_model(model_dir: Path) -> tuple[Any, Any]:
+    """(the task a model folder records, built with that task's default options; the
+    default training settings): what ``compress`` measures accuracy on and distils
+    with when no ``--config`` is given. One line when the defaults do not give the
+    shape the model was trained on."""
+    from dynas.search_space.settings import TaskSettings, TrainingSettings
+
+    from .bundle import read_bundle
+    from .tasks import build_task
+
+    bundle, training = read_bundle(model_dir), TrainingSettings()
+    task = build_task(TaskSettings(name=bundle.task), seed=training.seed)
+    if task.shape != bundle.shape:
+        raise ConfigError("--config", f"{model_dir} was trained on {bundle.task} with other options "
+                          f"({bundle.shape}, the defaults give {task.shape}): give the experiment file")
+    return task, training
 
 
 class ExperienceLines:

@@ -6,7 +6,8 @@ DER++ logit matching, the auxiliary routing losses with explicit weights, the ro
 bias step, the curriculum's promotion checks and its sampler, input masking, and a
 fresh optimiser per experience. Callbacks only evaluate and log.
 
-Loss of one step (each term is logged under ``train/<name>``, ``_log_terms``)::
+Loss of one step (each term the step has is logged under ``train/<name>``, ``_log_terms``;
+a term the model or settings never produce, such as ``balance`` for a dense FFN, gets no tag)::
 
     loss = task + w_replay * replay + der_alpha * der
            + balance * aux_balance + z_loss * aux_z + span * aux_span
@@ -189,9 +190,10 @@ class ContinualSystem(L.LightningModule):
             zero = self._sums["loss"].new_zeros(())
             self.last_terms = {f"train/{k}": self._sums.get(k, zero) / self._count
                                for k in (*LOSS_TERMS, "loss")}
-            if self.logger is not None:
+            if self.logger is not None:       # only the terms these steps had: no constant-zero tags
                 lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-                values = {k: float(v) for k, v in self.last_terms.items()} | {"train/lr": lr}
+                values = {k: float(v) for k, v in self.last_terms.items()
+                          if k.removeprefix("train/") in self._sums} | {"train/lr": lr}
                 self.logger.log_metrics(values, step=done)
             self._sums, self._count = {}, 0
 

@@ -38,6 +38,7 @@ class PolicyEntry:
     name: str
     factory: Factory
     settings_cls: type | None = None
+    description: str = ""                 # one line for `dynas list strategies`
 
 
 POLICIES: Registry[PolicyEntry] = Registry(
@@ -48,9 +49,11 @@ __all__ = ["POLICIES", "PPOSettings", "PolicyEntry", "check_search", "make_polic
            "policy_settings", "register_policy"]
 
 
-def register_policy(name: str, factory: Factory, settings_cls: type | None = None) -> None:
-    """Make ``name`` a strategy; its settings, if any, are the ``search.<name>`` section."""
-    POLICIES.register(name, PolicyEntry(name, factory, settings_cls))
+def register_policy(name: str, factory: Factory, settings_cls: type | None = None,
+                    description: str = "") -> None:
+    """Make ``name`` a strategy; its settings, if any, are the ``search.<name>`` section;
+    ``description``: one line for ``dynas list strategies``."""
+    POLICIES.register(name, PolicyEntry(name, factory, settings_cls, description))
 
 
 def policy_settings(search: SearchSettings, name: str) -> Any:
@@ -120,7 +123,10 @@ def _ppo(space, objectives, seed, search, settings):
     return PPOPolicy(space, objectives, seed=seed, settings=settings)
 
 
-register_policy("random", _random)
-register_policy("tpe", _tpe)
-register_policy("nsga2", _nsga2)
-register_policy("ppo", _ppo, PPOSettings)
+register_policy("random", _random, description="uniform samples of the space: the reference every "
+                "other strategy must beat")
+register_policy("tpe", _tpe, description="Optuna's tree-structured Parzen estimator (multi-objective), "
+                "after random start-up trials")
+register_policy("nsga2", _nsga2, description="Optuna's NSGA-II genetic algorithm over the Pareto ranks")
+register_policy("ppo", _ppo, PPOSettings, description="a policy network that builds an architecture "
+                "decision by decision, trained by PPO on the trials' rewards")

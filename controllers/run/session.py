@@ -50,7 +50,8 @@ from ..interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signal
 from ..lock import run_lock
 from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records, read_run,
                        require_run_dir, trained_count, utc_now, write_json_atomic)
-from ..tracking import NORMAL, ObjectiveCurves, Progress, check_loggers
+from ..tracking import NORMAL, ObjectiveCurves, Progress, TrialHParams, check_loggers
+from .amend import amend
 from .confirm import queued_driver, run_confirmations
 from .executor import Executor
 from .fidelity import at_rung, pending, rung_budgets, rung_records, run_rungs, top_rung
@@ -99,7 +100,7 @@ class RunSession:
         if self.search.fidelity.enabled:           # progress and curves of rung 0 only
             records = rung_records(records, rung_budgets(self.experiment, self.search)[0])
         listeners = [Progress(search.objectives, target, self.run_dir, records=records, level=self.verbose),
-                     ObjectiveCurves(search.objectives, self.run_dir, records)]
+                     ObjectiveCurves(search.objectives, self.run_dir, records), TrialHParams(self.run_dir)]
         driver = build_driver(experiment, search, self.run_dir, budget=target - trained_count(records),
                               records=records, listeners=listeners)
         if self.stop is not None:
@@ -118,7 +119,7 @@ class RunSession:
         """Seed repeats of the ``top`` best candidates (of the top rung, at its budget);
         False when none is complete."""
         experiment, search = self.rung(top_rung(self.experiment, self.search))
-        driver = queued_driver(experiment, search, self.run_dir, top, seeds)
+        driver = queued_driver(experiment, search, self.run_dir, top, seeds, verbose=self.verbose)
         if driver is None:
             return False
         run_confirmations(self.executor, driver, experiment, search, self.run_dir, self.verbose)
@@ -148,22 +149,23 @@ def start_search(experiment: Experiment, run_dir: Path, executor: Executor, *, s
 
 
 def resume_search(run_dir: str | Path, executor: Executor, extra_trials: int = 0, *,
-                  verbose: int = NORMAL) -> Path:
+                  verbose: int = NORMAL, settings: dict | None = None) -> Path:
     """Continue a killed (or extend a finished) search until it holds ``trials`` (+
-    ``extra_trials``) distinct finished architectures."""
+    ``extra_trials``) distinct finished architectures. ``settings`` (``--set``): only
+    those that leave what trials measure unchanged (``run.amend``)."""
     run_dir = require_run_dir(run_dir).resolve()
     with run_lock(run_dir):                 # before anything is read: one driver per run
-        return _resume(run_dir, executor, extra_trials, verbose)
+        return _resume(run_dir, executor, extra_trials, verbose, settings)
 
 
-def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) -> Path:
+def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int, settings: dict | None) -> Path:
     run = read_run(run_dir)
     missing = [key for key in ("trials", "strategy", "seed") if key not in run]
     if missing:
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
     if extra_trials < 0:
         raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
-    experiment, search = _reopen(run_dir, run, int(run["trials"]) + int(extra_trials))
+    experiment, search = _reopen(run_dir, run, int(run["trials"]) + int(extra_trials), settings, "resume")
     with experiment.attribute_errors():
         check_loggers(search.loggers)
     records = list(iter_records(run_dir))
@@ -181,17 +183,22 @@ def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) 
     return run_dir
 
 
-def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *, verbose: int = 1) -> Path:
-    """Give the ``top`` best candidates of a finished run ``seeds`` seed repeats each
-    (``controllers.run.confirm``)."""
-    if top < 1 or seeds < 1:
+def confirm_run(run_dir: str | Path, executor: Executor, top: int | None, seeds: int, *, verbose: int = 1,
+                trials: Sequence[int] | None = None, order: str = "objective",
+                settings: dict | None = None) -> Path:
+    """Give the ``top`` best candidates of a finished run (in ``order``), or the
+    ``trials`` named, ``seeds`` seed repeats each (``controllers.run.confirm``)."""
+    if (top is None) == (not trials):
+        raise DynasError("confirm: give either --top K or --trials ID,ID,...")
+    if (top is not None and top < 1) or seeds < 1:
         raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
     run_dir = require_run_dir(run_dir).resolve()
     with run_lock(run_dir):                 # one driver per run (controllers.lock)
         run = read_run(run_dir)
-        experiment, search = _reopen(run_dir, run, run.get("trials"))
+        experiment, search = _reopen(run_dir, run, run.get("trials"), settings, "confirm")
         experiment, search = at_rung(experiment, search, top_rung(experiment, search))   # the front's budget
-        driver = queued_driver(experiment, search, run_dir, top, seeds)
+        driver = queued_driver(experiment, search, run_dir, top or 0, seeds, trials=trials, order=order,
+                               verbose=verbose)
         if driver is None:
             raise DynasError(f"{run_dir}: no complete trial to confirm")
         if driver.queued:
@@ -200,11 +207,14 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *
     return run_dir
 
 
-def _reopen(run_dir: Path, run: dict, trials: Any) -> tuple[Experiment, Any]:
-    """The run's own experiment copy and its search settings, as run.json recorded them.
-    Paths in the file (``search.baselines`` arch files) stay relative to the file the
-    run started from, as when it started, while that file is still there."""
+def _reopen(run_dir: Path, run: dict, trials: Any, settings: dict | None = None,
+            command: str = "resume") -> tuple[Experiment, Any]:
+    """The run's own experiment copy (``settings`` applied and recorded: ``run.amend``)
+    and its search settings, as run.json recorded them. Paths in the file
+    (``search.baselines`` arch files) stay relative to the file the run started from,
+    as when it started, while that file is still there."""
     experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
+    experiment = amend(experiment, settings, run, run_dir, command)
     origin = run.get("source")
     if isinstance(origin, str) and Path(origin).is_file():
         experiment = dataclasses.replace(experiment, source=Path(origin))

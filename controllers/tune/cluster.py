@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0
 LOOPBACK = "127.0.0.1"
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # Ray's; see loopback_only
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"    # see quiet_token_notice
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
 AUTH_WORDS = ("Unauthenticated", "InvalidAuthToken", "AuthenticationError", "authentication token")
 TOKEN_HINT = "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
 
@@ -95,13 +97,39 @@ def connect(address: str, *, verbose: int = 1, runtime_env: dict | None = None) 
 
 def start_private(num_cpus: int, *, verbose: int = 1, runtime_env: dict | None = None) -> None:
     """A Ray instance of our own on this machine, whatever else runs here, listening on
-    loopback only (``loopback_only``)."""
+    loopback only (``loopback_only``), with Ray's default token authentication (and
+without its notice about it: ``quiet_token_notice``)."""
     import ray
 
     with loopback_only():
         ray.init(address="local", num_cpus=max(1, int(num_cpus)), include_dashboard=False,
                  _node_ip_address=LOOPBACK, log_to_driver=verbose >= 2, configure_logging=True,
                  logging_level=_level(verbose), runtime_env=runtime_env)
+
+
+@contextlib.contextmanager
+def quiet_token_notice() -> Iterator[None]:
+    """No "Token authentication is enabled for this Ray cluster" on every private run.
+
+    A new local instance turns token authentication on by itself when ``RAY_AUTH_MODE``
+    is unset, and logs that warning each time (Ray 2.60,
+    ``authentication_token_setup.enable_token_auth_by_default``). Token mode is what
+    our private, loopback-only instance wants, so the notice says nothing to act on:
+    it is dropped while the instance starts (Ray's behaviour is left as it is; any
+    other message of that logger still shows).
+    """
+    target = logging.getLogger(TOKEN_LOGGER)
+    drop = _DropNotice()
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
+
+
+class _DropNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(TOKEN_NOTICE)
 
 
 @contextlib.contextmanager
@@ -156,17 +184,19 @@ def ray_session(address: str | None, num_cpus: int, *, verbose: int = 1,
             raise DynasError(f"cannot connect to Ray at {address}: this process already runs Ray")
         yield False
         return
-    if address:
-        connect(address, verbose=verbose, runtime_env=runtime_env)
-    else:
-        start_private(num_cpus, verbose=verbose, runtime_env=runtime_env)
-    try:
-        yield True
-    finally:
-        from ..interrupt import shielded
+    with contextlib.ExitStack() as stack:
+        if address:
+            connect(address, verbose=verbose, runtime_env=runtime_env)
+        else:
+            stack.enter_context(quiet_token_notice())
+            start_private(num_cpus, verbose=verbose, runtime_env=runtime_env)
+        try:
+            yield True
+        finally:
+            from ..interrupt import shielded
 
-        with shielded():                  # a second Ctrl-C must not leave workers behind
-            ray.shutdown()
+            with shielded():                  # a second Ctrl-C must not leave workers behind
+                ray.shutdown()
 
 
 def cluster_gpus() -> float:

@@ -197,16 +197,15 @@ class _Reporter:
 
 
 def _curves_dir(spec: TrialSpec, config: dict) -> Path | None:
-    """Where this trial's curves go: kept in the run directory, by proposal id (on a
+    """Where this trial's curves go: kept in the run directory, by proposal id and
+    architecture (``tracking.curve_name``; on a
     cluster the run directory is on a filesystem every node shares, as for checkpoints)."""
-    from ..tracking import trial_name
+    from ..tracking import curve_name
 
     if not spec.curves_dir:
-        return None
-    name = trial_name(config["proposal_id"])
-    if config.get("train_seed") is not None:          # a seed repeat: its own curves
-        name += f"-seed{config['train_seed']}"
-    if config.get("promoted"):                         # a higher rung: its own curves too
+        return None                                   # a seed repeat: its own curves
+    name = curve_name(config["proposal_id"], config.get("arch_id"), config.get("train_seed"))
+    if config.get("promoted"):                        # a higher rung: its own curves too
         name += f"-steps{spec.training.steps_per_experience}"
     return Path(spec.curves_dir) / name
 

@@ -37,11 +37,14 @@ def test_export_command(runs, tmp_path, capsys):
     args = parse(["export", str(run), "--pick", "max-flops=2e7", "--out", str(out)])
     assert args.handler(args) == 0
     assert ArchConfig.load(out).arch_id == json.loads((tmp_path / "pareto.json").read_text())["picked"]["arch_id"]
-    assert "pareto front:" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert said.startswith("picked trial ") and " by max-flops=2e7\n" in said
+    assert f"wrote {(tmp_path / 'pareto.json').resolve()} (Pareto front and the pick)" in said
     with pytest.raises(DynasError, match="--force"):
         args.handler(args)
     forced = parse(["export", str(run), "--out", str(out), "--force"])
-    assert forced.pick == "knee" and forced.handler(forced) == 0
+    assert forced.pick == "auto" and forced.handler(forced) == 0
+    assert " by knee (the default: no --pick given)" in capsys.readouterr().out
 
 
 def test_export_needs_out():

@@ -52,7 +52,7 @@ def test_a_rule_picks_what_dynas_export_writes(run, rule, tmp_path):
 def test_pick_by_trial_id_or_arch_id(run):
     knee = run.pick("knee")
     by_trial, by_arch = run.pick(knee.trial), run.pick(knee.arch_id)
-    assert (by_trial.rule, by_arch.rule) == ("trial id", "arch_id")
+    assert (by_trial.rule, by_arch.rule) == (f"trial={knee.trial}", f"arch_id={knee.arch_id}")
     assert dataclasses.replace(by_trial, rule="knee") == dataclasses.replace(by_arch, rule="knee") == knee
     assert run.pick(int(run.front()["proposal_id"].iloc[-1])).on_front
     off = run.records[run.records["state"] == "complete"]
@@ -132,3 +132,13 @@ def test_report_is_dynas_reports(run, tmp_path):
     assert path == tmp_path / "out" / "report.md" and path.read_text().startswith("# dynas report: search")
     assert run.report() == run.dir / "report" / "report.md"
     assert dynas.load_run(run).dir == run.dir                # a Run is accepted wherever a dir is
+
+
+def test_report_compares_runs_and_refuses_mixed_budgets_unless_asked(run, runs, tmp_path):
+    (run.dir / "experiment.yaml").write_text("training: {steps_per_experience: 60}\n")
+    other = runs.make("other", runs.synthetic(10, seed=9))
+    (other / "experiment.yaml").write_text("training: {steps_per_experience: 15}\n")
+    assert "Not compared: the runs were trained at different budgets" in \
+        run.report(tmp_path / "a", compare=[other]).read_text()
+    assert "share of combined" in run.report(tmp_path / "b", compare=[dynas.load_run(other)],
+                                             mixed_budgets=True).read_text()

@@ -122,12 +122,13 @@ def test_search_random_with_its_own_private_ray(tiny, tmp_path, capsys):
     assert [ln.split()[0] for ln in lines] == ["[1/3]", "[2/3]", "[3/3]"]
     assert all(" | best: " in ln for ln in lines) and "Configuration for experiment" not in captured.out
     # each trained trial's curves outlive it, in the run directory, by proposal id
-    from dynas.controllers.tracking import trial_name
+    from dynas.controllers.tracking import curve_name
     from dynas.trainers.curves import read_scalars
 
     for r in (r for r in records if r.cached_from is None):
-        curves = read_scalars(tmp_path / "r" / "curves" / trial_name(r.proposal_id))
+        curves = read_scalars(tmp_path / "r" / "curves" / curve_name(r.proposal_id, r.arch_id))
         assert [s for s, _ in curves["train/loss"]] == [10, 20], r.proposal_id   # log_every 10
+        assert "hparams/final_avg_accuracy" in curves or r.state != "complete"
     search = read_scalars(tmp_path / "r" / "curves" / "search")
     assert [s for s, _ in search["best/final_avg_accuracy"]] == [1, 2, 3]
     assert not list((tmp_path / "r" / "ray").rglob("events.out.tfevents.*")), "no second copy by Tune"

@@ -117,3 +117,32 @@ def test_mlflow_logger_without_mlflow_is_one_clear_error(monkeypatch):
 
 def test_trial_names_sort_in_ask_order():
     assert [trial_name(i) for i in (0, 7, 12)] == ["p0000", "p0007", "p0012"]
+
+
+def test_curve_runs_are_named_by_trial_and_architecture():
+    from dynas.controllers.tracking import curve_name
+
+    assert curve_name(3, "2c27ff096894") == "p0003-2c27ff096894"
+    assert curve_name(3, "2c27ff096894", 5) == "p0003-2c27ff096894-seed5"
+    assert sorted([curve_name(10, "aa"), curve_name(9, "zz")]) == ["p0009-zz", "p0010-aa"]
+
+
+def test_each_trained_trial_gets_an_hparams_summary_in_its_own_run(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dynas.controllers.tracking import TrialHParams, curve_name
+    from dynas.trainers.curves import read_scalars
+
+    listener = TrialHParams(tmp_path)
+    done = record(3, acc=0.75, flops=2e6)
+    done.params.update({"layers": 2, "attention.0": "full", "widths": [1, 2]})
+    listener(done)
+    listener(record(4, cached_from=3, acc=0.75, flops=2e6))        # a reused outcome trained nothing
+    listener(record(5, state="failed", reason="NonFiniteLoss"))
+    runs = sorted(p.name for p in (tmp_path / "curves").iterdir())
+    assert runs == [curve_name(3, "a3")]
+    run = tmp_path / "curves" / runs[0]
+    assert read_scalars(run)[f"hparams/{names.FINAL_AVG_ACCURACY}"][0][1] == pytest.approx(0.75)
+    events = EventAccumulator(str(next(run.glob("events.out.tfevents.*"))))
+    events.Reload()
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")

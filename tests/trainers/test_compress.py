@@ -73,3 +73,18 @@ def test_compress_writes_a_loadable_model_with_the_tables_accuracy(trained, tmp_
 def test_bad_prune_specs_name_the_option(text):
     with pytest.raises(ConfigError, match="--prune"):
         PruneSpec.parse(text)
+
+
+def test_int8_needs_no_config_when_the_tasks_defaults_fit(tmp_path, capsys):
+    """Without --config the model folder's task is built with its default options."""
+    plain = tmp_path / "plain"
+    train_arch(ARCH, TaskSettings("split_digits"), TrainingSettings(steps_per_experience=2, batch_size=32,
+                                                                    device="cpu"), out_dir=plain)
+    assert main(["compress", str(plain), "--int8", "--repeats", "1", "--out", str(tmp_path / "q")]) == 0
+    assert "| int8 |" in capsys.readouterr().out and load_model(tmp_path / "q")
+
+
+def test_without_config_other_task_options_are_one_line(trained, tmp_path, capsys):
+    assert main(["compress", str(trained), "--int8", "--repeats", "1", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--config" in err and "trained on split_digits with other options" in err

@@ -155,8 +155,9 @@ def test_curves_hold_every_term_lr_accuracy_load_and_stages_on_one_step_axis(ref
     _, out = reference
     curves = read_scalars(out / "curves")
     steps, n = CFG.steps_per_experience, task.num_experiences
-    for tag in [f"train/{t}" for t in LOSS_TERMS] + ["train/loss", "train/lr"]:
+    for tag in [f"train/{t}" for t in ("task", "replay", "der", "balance")] + ["train/loss", "train/lr"]:
         assert tag in curves, tag
+    assert {t for t in curves if t.startswith("train/")} <= {f"train/{t}" for t in LOSS_TERMS + ("loss", "lr")}
     assert [v for _, v in curves["train/lr"]] == pytest.approx([CFG.lr] * n)   # one point per experience
     # each experience's evaluation sits at its last step, on one axis across experiences
     for j in range(n):                       # validation (R_val) and test (R_test) accuracy
@@ -176,6 +177,13 @@ def test_curves_get_a_point_every_log_every_steps(task, tmp_path, log_every):
     loss = [s for s, _ in read_scalars(tmp_path)["train/loss"]]
     total = cfg.steps_per_experience * task.num_experiences        # a multiple of log_every
     assert loss == list(range(log_every, total + 1, log_every))
+
+
+def test_terms_a_model_never_has_get_no_constant_zero_tag(task, tmp_path):
+    dense = ArchConfig(16, (LayerConfig(AttentionConfig("full", 2), FFNConfig("dense", expansion=2)),))
+    fit(dense, task, TrainingSettings(steps_per_experience=4, batch_size=16, device="cpu"), log_dir=tmp_path)
+    tags = {t for t in read_scalars(tmp_path) if t.startswith("train/")}
+    assert tags == {"train/task", "train/loss", "train/lr"}
 
 
 def test_an_experience_shorter_than_log_every_still_gets_its_point(task, tmp_path):

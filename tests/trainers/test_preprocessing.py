@@ -86,3 +86,15 @@ def test_bad_states_and_inputs_are_one_line_errors(data, raw, match):
     with pytest.raises(DynasError, match=match):
         prep = preprocessing_from_json(data)
         prep(raw)
+
+
+@pytest.mark.parametrize("prep, raw, said", [
+    (ImagePatches(side=4, patch=2, scale=1.0, mean=0.5, std=2.0), torch.zeros(3, 3), "got (3, 3)"),
+    (Tokens(vocab_size=10, seq_len=3), torch.zeros(5, dtype=torch.long), "got (5,)"),
+    (Features(mean=(0.0, 10.0), std=(1.0, 5.0)), torch.zeros(3), "got (3,)"),
+])
+def test_a_wrong_shape_is_named_as_the_caller_passed_it(prep, raw, said):
+    """One sample is accepted as a batch of one; an error must not show that batch."""
+    with pytest.raises(DynasError) as err:
+        prep(raw)
+    assert str(err.value).endswith(said)

@@ -5,6 +5,8 @@ so the cost model and ``dynas space describe`` know the sequence length up front
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -68,18 +70,33 @@ class TaskSpec:
     factory: Callable[..., Task]          # factory(seed=..., **options) -> Task
     shape: Callable[..., TaskShape]       # shape(**options) -> TaskShape, no data loaded
     description: str = ""
+    options: type | None = None           # the options dataclass (its fields: task.options keys)
+
+    def option_defaults(self) -> dict[str, Any]:
+        """``task.options`` keys -> defaults: the options dataclass's fields, else the
+        shape function's named keyword parameters (a plugin without a class)."""
+        if self.options is not None and dataclasses.is_dataclass(self.options):
+            return {f.name: (f.default if f.default is not dataclasses.MISSING else
+                             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+                    for f in dataclasses.fields(self.options) if f.init}
+        params = inspect.signature(self.shape).parameters.values()
+        return {p.name: (None if p.default is p.empty else p.default) for p in params
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 TASKS: Registry[TaskSpec] = Registry(
     "task", key="task.name", contract="factory(seed=..., **options) -> Task; shape(**options) -> TaskShape")
 
 
-def register_task(name: str, shape: Callable[..., TaskShape], description: str = ""):
-    """Decorator: ``@register_task("my_task", shape=my_shape)`` on a factory; a name
-    that is already registered is refused (a plugin cannot silently replace a task)."""
+def register_task(name: str, shape: Callable[..., TaskShape], description: str = "",
+                  options: type | None = None):
+    """Decorator: ``@register_task("my_task", shape=my_shape, options=MyOptions)`` on a
+    factory; a name that is already registered is refused (a plugin cannot silently
+    replace a task). ``options``: the dataclass of its ``task.options`` (listed by
+    ``dynas list tasks --options`` and in an unknown option's error)."""
 
     def wrap(factory: Callable[..., Task]) -> Callable[..., Task]:
-        TASKS.register(name, TaskSpec(factory, shape, description))
+        TASKS.register(name, TaskSpec(factory, shape, description, options))
         return factory
 
     return wrap
@@ -96,7 +113,9 @@ def _call(fn: Callable[..., Any], settings: TaskSettings, **extra: Any) -> Any:
         msg = str(err)
         if "unexpected keyword argument" in msg:
             bad = msg.split("'")[-2]
-            raise ConfigError(f"task.options.{bad}", f"unknown option for task {settings.name!r}") from None
+            known = ", ".join(TASKS.get(settings.name).option_defaults()) or "none"
+            raise ConfigError(f"task.options.{bad}", f"unknown option for task {settings.name!r}; "
+                              f"known: {known}") from None
         raise
 
 

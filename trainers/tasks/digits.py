@@ -44,7 +44,7 @@ def digits_shape(**options) -> TaskShape:
     return DigitsOptions(**options).shape(SIDE, NUM_CLASSES)
 
 
-@register_task("split_digits", shape=digits_shape,
+@register_task("split_digits", shape=digits_shape, options=DigitsOptions,
                description="sklearn 8x8 digits, 5 experiences x 2 classes, class-incremental")
 def split_digits(seed: int = 0, **options) -> Task:
     """Build the stream; the same seed gives the same splits and class order."""

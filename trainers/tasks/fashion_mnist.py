@@ -128,7 +128,7 @@ def fashion_shape(**options) -> TaskShape:
     return FashionOptions(**options).shape(SIDE, NUM_CLASSES)
 
 
-@register_task("split_fashion_mnist", shape=fashion_shape,
+@register_task("split_fashion_mnist", shape=fashion_shape, options=FashionOptions,
                description="Fashion-MNIST from local IDX files, 5 experiences x 2 classes, class-incremental")
 def split_fashion_mnist(seed: int = 0, **options) -> Task:
     """Build the stream; the seed draws the subsamples, the val split and the class order."""

@@ -124,11 +124,12 @@ class ImagePatches(_DataclassState):
 
     def __call__(self, raw: Any) -> Tensor:
         images = as_tensor(raw, torch.float32)
+        given = tuple(images.shape)               # an error names the shape the caller passed
         if images.dim() == 2:
             images = images.unsqueeze(0)
         if images.dim() != 3 or tuple(images.shape[1:]) != (self.side, self.side):
-            raise DynasError(f"inputs: expected images of shape (N, {self.side}, {self.side}), "
-                             f"got {tuple(images.shape)}")
+            raise DynasError(f"inputs: expected images of shape (N, {self.side}, {self.side}) or "
+                             f"({self.side}, {self.side}), got {given}")
         mean = torch.tensor(self.mean, dtype=torch.float32)
         std = torch.tensor(self.std, dtype=torch.float32)
         return (self.patches(images) - mean) / std
@@ -145,10 +146,12 @@ class Tokens(_DataclassState):
 
     def __call__(self, raw: Any) -> Tensor:
         ids = as_tensor(raw, torch.long)
+        given = tuple(ids.shape)
         if ids.dim() == 1:
             ids = ids.unsqueeze(0)
         if ids.dim() != 2 or ids.shape[1] > self.seq_len:
-            raise DynasError(f"inputs: expected token ids of shape (N, T <= {self.seq_len}), got {tuple(ids.shape)}")
+            raise DynasError(f"inputs: expected token ids of shape (N, T <= {self.seq_len}) or "
+                             f"(T <= {self.seq_len},), got {given}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
             raise DynasError(f"inputs: token ids must be in [0, {self.vocab_size}), "
                              f"got [{int(ids.min())}, {int(ids.max())}]")
@@ -226,9 +229,11 @@ class Features(_DataclassState):
 
     def __call__(self, raw: Any) -> Tensor:
         rows = as_tensor(raw, torch.float32)
+        given = tuple(rows.shape)
         if rows.dim() == 1:
             rows = rows.unsqueeze(0)
         if rows.dim() != 2 or rows.shape[1] != len(self.mean):
-            raise DynasError(f"inputs: expected rows of shape (N, {len(self.mean)}), got {tuple(rows.shape)}")
+            raise DynasError(f"inputs: expected rows of shape (N, {len(self.mean)}) or ({len(self.mean)},), "
+                             f"got {given}")
         mean, std = torch.tensor(self.mean), torch.tensor(self.std)
         return ((rows - mean) / std).unsqueeze(-1)

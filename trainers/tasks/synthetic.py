@@ -133,7 +133,7 @@ class AssocRecallOptions(StreamOptions):
         return self.token_shape(self.seq_len or natural, 1 + 2 * self.symbols * self.n_experiences)
 
 
-@register_task("assoc_recall", shape=lambda **o: AssocRecallOptions(**o).shape(),
+@register_task("assoc_recall", shape=lambda **o: AssocRecallOptions(**o).shape(), options=AssocRecallOptions,
                description="multi-query associative recall; difficulty = number of pairs")
 def assoc_recall(seed: int = 0, **options) -> Task:
     """Multi-query associative recall (Zoology's MQAR, Arora et al. 2023).
@@ -190,7 +190,7 @@ class SelectiveCopyOptions(StreamOptions):
         return self.token_shape(self.length + 1 + self.max_tokens, COPY_DATA + self.symbols * self.n_experiences)
 
 
-@register_task("selective_copy", shape=lambda **o: SelectiveCopyOptions(**o).shape(),
+@register_task("selective_copy", shape=lambda **o: SelectiveCopyOptions(**o).shape(), options=SelectiveCopyOptions,
                description="selective copying; difficulty = number of tokens to copy")
 def selective_copy(seed: int = 0, **options) -> Task:
     """Selective copying (Gu & Dao 2023, Mamba): content-aware, not positional.
@@ -243,7 +243,7 @@ class SortingOptions(StreamOptions):
         return self.token_shape(2 * self.max_len + 1, SORT_DATA + self.symbols * self.n_experiences)
 
 
-@register_task("sorting", shape=lambda **o: SortingOptions(**o).shape(),
+@register_task("sorting", shape=lambda **o: SortingOptions(**o).shape(), options=SortingOptions,
                description="sort a token sequence; difficulty = sequence length")
 def sorting(seed: int = 0, **options) -> Task:
     """Sorting: ``a1 ... am SEP BLANK*m PAD...``; the labels of the blanks are the
@@ -301,7 +301,7 @@ class ModularOptions(StreamOptions):
         return self.token_shape(2 * self.max_terms, NUMBERS + self.modulus)
 
 
-@register_task("modular_arithmetic", shape=lambda **o: ModularOptions(**o).shape(),
+@register_task("modular_arithmetic", shape=lambda **o: ModularOptions(**o).shape(), options=ModularOptions,
                description="(a op b op ...) mod p; difficulty = number of terms")
 def modular_arithmetic(seed: int = 0, **options) -> Task:
     """Modular arithmetic: ``PAD... a1 op a2 op ... aM =``, right-aligned so the answer

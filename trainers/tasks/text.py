@@ -146,7 +146,7 @@ class TextLMOptions:
                          per_token=True, causal=True)
 
 
-@register_task("text_lm", shape=lambda **o: TextLMOptions(**o).shape(),
+@register_task("text_lm", shape=lambda **o: TextLMOptions(**o).shape(), options=TextLMOptions,
                description="BBC News next-character LM, one experience per category (domain-IL)")
 def text_lm(seed: int = 0, **options) -> Task:
     opts = TextLMOptions(**options)
@@ -191,7 +191,7 @@ def leading(text: str, seq_len: int) -> Tensor:
     return torch.nn.functional.pad(ids, (0, seq_len - len(ids)), value=PAD)
 
 
-@register_task("text_classify", shape=lambda **o: TextClassifyOptions(**o).shape(),
+@register_task("text_classify", shape=lambda **o: TextClassifyOptions(**o).shape(), options=TextClassifyOptions,
                description="BBC News category of an article's first >=512 characters, class-incremental")
 def text_classify(seed: int = 0, **options) -> Task:
     opts = TextClassifyOptions(**options)
