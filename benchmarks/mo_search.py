@@ -127,7 +127,8 @@ class Scorer:
     def _hv(self, pts) -> float:
         return hypervolume((pts - self.ideal) / (self.nadir - self.ideal), (1.1, 1.1))
 
-    def hv_share(self, metrics: list[dict]) -> float:
+    def hv_share(self, metrics: list[dict | None]) -> float:
+        metrics = [m for m in metrics if m is not None]
         if not metrics:
             return 0.0
         return self._hv(to_minimise([[m[o.metric] for o in self.objectives] for m in metrics],
@@ -135,7 +136,7 @@ class Scorer:
 
 
 def run(name: str, label: str, seed: int, trials: int) -> dict:
-    """One search: the metrics of the complete candidates, in the order trained."""
+    """One search: the metrics of every candidate trained, in order (None where it failed)."""
     strategy, ppo = VARIANTS[label]
     prob = problem(name)
     settings = SearchSettings(trials=trials, objectives=prob.objectives,
@@ -147,8 +148,8 @@ def run(name: str, label: str, seed: int, trials: int) -> dict:
     trained = [r for r in records if r.cached_from is None]
     return {"problem": name, "label": label, "seed": seed, "trials": trials,
             "seconds": time.perf_counter() - start,
-            "metrics": [{o.metric: r.metrics[o.metric] for o in prob.objectives}
-                        for r in trained if r.state == "complete"]}
+            "metrics": [{o.metric: r.metrics[o.metric] for o in prob.objectives} if r.state == "complete" else None
+                        for r in trained]}
 
 
 def own_run(label: str, n: int) -> bool:
@@ -209,6 +210,17 @@ def print_tables(table: dict, labels: list[str]) -> None:
         print(f"| {label} | " + " | ".join(cells) + f" | {statistics.mean(means):.4f} |")
 
 
+def merged(paths: list[Path]) -> list[dict]:
+    """The runs of saved ``--out`` files; a problem in several files is taken from the last."""
+    by_problem: dict[str, list[dict]] = {}
+    for path in paths:
+        latest: dict[str, list[dict]] = {}
+        for r in json.loads(path.read_text()):
+            latest.setdefault(r["problem"], []).append(r)
+        by_problem.update(latest)
+    return [r for runs in by_problem.values() for r in runs]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
@@ -216,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write every run's metrics as JSON here")
-    parser.add_argument("--merge", type=Path, nargs="+", help="print the tables of saved --out files")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="print the tables of saved --out files (a problem in several: the last file's)")
     args = parser.parse_args(argv)
     if not nbg.available() and any(p != "synthetic" for p in args.problems):
         print(f"needs nas-bench-graph=={nbg.VERSION} (pip install 'dynas[tabular]')")
@@ -226,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.merge:
-        runs = [r for path in args.merge for r in json.loads(path.read_text())]
+        runs = merged(args.merge)
     else:
         runs = [run(name, label, seed, n) for name in args.problems for label in args.policies
                 for seed in range(args.first_seed, args.first_seed + args.seeds)
