@@ -15,7 +15,7 @@ class PPOSettings:
     epochs: int = 4                   # passes over each batch
     entropy_bonus: float = 0.05       # weight of entropy / max entropy (advantages have unit scale)
     baseline_decay: float = 0.9       # moving-average baseline
-    reward: Literal["scalar", "hypervolume"] = "scalar"
+    reward: Literal["scalar", "hypervolume", "rank", "chebyshev"] = "rank"   # one objective: scalar
     flops_penalty: float = 0.05       # scalar reward: acc - penalty * log2(flops / min_flops)
     surrogate: bool = False
     surrogate_screen: int = 8         # policy samples scored by the surrogate per ask

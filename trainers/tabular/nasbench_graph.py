@@ -3,6 +3,8 @@
 26,206 distinct GNN architectures, each trained on nine graph datasets; the PyPI package
 ``nas-bench-graph`` (pinned: 1.4.0) ships their ``light/<dataset>.bench`` tables with
 validation and test accuracy, inference latency (s) and parameters (millions).
+``proteins`` (ogbn-proteins) holds 2,021 of the architectures; the others are told as
+failed trials there, like the all-skip ones below.
 
 An architecture is a DAG of four computing nodes: ``link`` says which earlier node each
 one reads (one of the benchmark's nine canonical link patterns, written as digits:
@@ -43,7 +45,7 @@ from .safe_pickle import load_plain
 
 PACKAGE = "nas_bench_graph"
 VERSION = "1.4.0"
-DATASETS = ("arxiv", "citeseer", "computers", "cora", "cs", "photo", "physics", "pubmed")
+DATASETS = ("arxiv", "citeseer", "computers", "cora", "cs", "photo", "physics", "proteins", "pubmed")
 LINKS = ("0000", "0001", "0011", "0012", "0013", "0111", "0112", "0122", "0123")
 OPS = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")
 OP_DECISIONS = ("op1", "op2", "op3", "op4")
@@ -64,7 +66,8 @@ SHA256 = {   # light/<dataset>.bench of nas-bench-graph 1.4.0
     "cs": "71ae8469930517160b024f52db6000a4897f1aff5d765beb27bb60952ed5bd31",
     "photo": "5511b4dc3f63fa988792177227db7901290fb9b27fc6c02e3036b29e134ed6df",
     "physics": "1e309bafee0b832c8b84fa3c039c36992bc0a910238b128f26b7e9190d7f2aea",
-    "pubmed": "b9e7fb0902bda44fec32c948e5fde822fb22d38d674c52e43ace5197378f2d21",
+    "proteins": "b9e7fb0902bda44fec32c948e5fde822fb22d38d674c52e43ace5197378f2d21",   # 2,021 entries
+    "pubmed": "10b4dcf6cfd3a24f6059f7d541a4a872960b4adac0b3dba26abed1bb9a3d904d",
 }
 _FIELDS = {"valid_perf": VAL_ACCURACY, "perf": TEST_ACCURACY, "latency": LATENCY, "para": PARAMS_M}
 
