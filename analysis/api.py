@@ -200,23 +200,28 @@ def load_run(run_dir: str | os.PathLike | Run) -> Run:
 
 
 def resume(run_dir: str | os.PathLike | Run, extra_trials: int = 0, *, address: str | None = None,
-           runner: str | None = None, verbose: int = 1) -> Run:
+           runner: str | None = None, verbose: int = 1, trust_plugins: bool = False) -> Run:
     """Continue a killed search, or extend a finished one by ``extra_trials``
-    (``dynas resume``); ``runner`` None: the one the run was made with."""
+    (``dynas resume``); ``runner`` None: the one the run was made with;
+    ``trust_plugins``: import the plugins run.json names (``--trust-plugins``)."""
     from dynas.controllers import resume_search
+    from dynas.search_space.plugins import trusted_plugins
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose, **extra))
+    with trusted_plugins(trust_plugins):
+        return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose, **extra))
 
 
 def confirm(run_dir: str | os.PathLike | Run, top: int, seeds: int, *, address: str | None = None,
-            runner: str | None = None, verbose: int = 1) -> Run:
+            runner: str | None = None, verbose: int = 1, trust_plugins: bool = False) -> Run:
     """Re-train the ``top`` best candidates with ``seeds`` fresh seeds each (``dynas
     confirm``); the report then shows means and spreads."""
     from dynas.controllers import confirm_run
+    from dynas.search_space.plugins import trusted_plugins
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, **extra))
+    with trusted_plugins(trust_plugins):
+        return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, **extra))
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> "Predictor":
@@ -278,14 +283,14 @@ def _by_id(run_dir: Path, df: pd.DataFrame, column: str, value: Any) -> pd.Serie
 
 
 def _as_pick(run_dir: Path, rule: str, row: pd.Series, metrics: list[str], on_front: bool) -> Pick:
-    from dynas.controllers.kept_weights import read_index
+    from dynas.controllers.kept_weights import kept_folder, read_index
 
     values = {m: float(row[m]) for m in metrics if _number(row.get(m))}
     held_out = {k[len(names.TEST_PREFIX):]: v for k, v in names.held_out_metrics(values).items()}
     entry = read_index(run_dir).get(str(int(row["proposal_id"])))
     return Pick(run_dir=run_dir, rule=rule, trial=int(row["proposal_id"]), arch_id=str(row["arch_id"]),
                 arch=row["arch"], values=names.selection_metrics(values), test_values=held_out,
-                weights=run_dir / entry["path"] if entry else None, on_front=on_front)
+                weights=kept_folder(run_dir, entry) if entry else None, on_front=on_front)
 
 
 def _number(value: Any) -> bool:
