@@ -105,12 +105,13 @@ def _check_search(experiment):
     """The search section's checks only controllers know: the strategy and its settings,
     and (an architecture space) objectives naming metrics that training reports."""
     from dynas.controllers.policies import check_search
-    from dynas.controllers.run.prepare import check_metrics
+    from dynas.controllers.run.prepare import check_metrics, search_baselines
     from dynas.search_space.space import ArchSpace
 
     check_search(experiment.search)
     if isinstance(experiment.space, ArchSpace):
         check_metrics(experiment.search)
+        search_baselines(experiment, experiment.search)     # what `search` refuses, validate refuses
 
 
 def main(argv: list[str] | None = None) -> int:

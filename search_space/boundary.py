@@ -74,7 +74,9 @@ def json_file(path: str | os.PathLike, *, missing: Any = ..., limit: int = MAX_J
         text = path.read_text(encoding="utf-8")
     except DynasError:
         raise
-    except (OSError, UnicodeDecodeError, RuntimeError) as err:
+    except UnicodeDecodeError:
+        raise DynasError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except (OSError, RuntimeError) as err:
         raise DynasError(f"{path}: cannot read ({type(err).__name__}: {getattr(err, 'strerror', None) or err})") \
             from None
     try:

