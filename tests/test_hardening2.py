@@ -10,6 +10,7 @@ side effect either). Time bounds are not asserted (a shared machine may be slow)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -461,3 +462,61 @@ def test_fuzzed_model_json_loads_or_is_refused_in_one_line(edits, model_folder, 
         assert len(str(err).splitlines()) == 1 and str(folder) in str(err)
         return
     assert bundle.shape.num_classes >= 1 and model is not None
+
+
+# --- a killed driver's helpers are stopped by the next command on the run ------------
+HOLDER = """
+import subprocess, sys, time
+from dynas.controllers.leftovers import record_helpers
+from dynas.controllers.lock import run_lock
+with run_lock(sys.argv[1]):
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stdout=subprocess.DEVNULL)
+    record_helpers(sys.argv[1])
+    print(helper.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_next_command_stops_what_a_killed_driver_left(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    from dynas.controllers.leftovers import HELPERS_FILE, _alive_as, _stat
+    from dynas.controllers.lock import run_lock
+    from tests.test_bad_input import ROOT
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    helper = int(holder.stdout.readline())
+    start = _stat(helper)[1]
+    assert json.loads((tmp_path / HELPERS_FILE).read_text())[str(helper)] == start
+    holder.send_signal(signal.SIGKILL)          # the driver dies; its helper lives on
+    holder.wait()
+    assert _alive_as(helper, start)
+    with run_lock(tmp_path):                    # the next command on the run
+        assert not _alive_as(helper, start)
+        assert not (tmp_path / HELPERS_FILE).exists()
+
+
+def test_a_reused_pid_is_never_stopped(tmp_path: Path):
+    """A recorded pid whose start time differs is another process now: left alone."""
+    import subprocess
+    import sys
+
+    from dynas.controllers.leftovers import HELPERS_FILE, _alive_as, _stat, stop_leftovers
+
+    spawn = ("import subprocess, sys\n"
+             "print(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],\n"
+             "                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+    pid = int(subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True).stdout)
+    try:                                        # not below this process: only its start time protects it
+        start = _stat(pid)[1]
+        (tmp_path / HELPERS_FILE).write_text(json.dumps({str(pid): start - 1}))
+        assert stop_leftovers(tmp_path) == [] and _alive_as(pid, start)
+        (tmp_path / HELPERS_FILE).write_text(json.dumps({str(pid): start}))
+        assert stop_leftovers(tmp_path) == [pid] and not _alive_as(pid, start)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)

@@ -45,6 +45,7 @@ from dynas.search_space.settings import RANGES, ConfirmSettings, SearchSettings
 
 from .. import outcomes
 from ..interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
+from ..leftovers import record_helpers
 from ..lock import run_lock
 from ..run_schema import missing_keys
 from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records, read_run,
@@ -130,6 +131,7 @@ def start_search(experiment: Experiment, run_dir: Path, executor: Executor, *, s
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, executor.name, **info),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         with run_lock(run_dir):
+            record_helpers(run_dir)
             RunSession(experiment, search, run_dir, executor, verbose, stop).run_phases([], search.trials, "search")
     report_counts(run_dir, search.trials)
     return run_dir
@@ -165,6 +167,7 @@ def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) 
         return run_dir
     with _stopping(run_dir) as stop, executor.session(search, verbose):
         stop.install()
+        record_helpers(run_dir)
         _extend(run_dir, run, extra_trials, search.trials)   # once the executor is up: a refused resume changes nothing
         RunSession(experiment, search, run_dir, executor, verbose, stop).run_phases(records, search.trials, "resume")
     report_counts(run_dir, search.trials)
@@ -187,6 +190,7 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int, seeds: int, *
             raise DynasError(f"{run_dir}: no complete trial to confirm")
         if driver.queued:
             with executor.session(search, verbose):
+                record_helpers(run_dir)
                 run_confirmations(executor, driver, experiment, search, run_dir, verbose)
     return run_dir
 
