@@ -224,15 +224,18 @@ def confirm(run_dir: str | os.PathLike | Run, top: int, seeds: int, *, address: 
         return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, **extra))
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> "Predictor":
-    """A model folder (``dynas export --weights``, ``dynas train``) as a ``Predictor``."""
+def load_model(path: str | os.PathLike, device: str = "cpu", *, trust_plugins: bool = False) -> "Predictor":
+    """A model folder (``dynas export --weights``, ``dynas train``) as a ``Predictor``;
+    ``trust_plugins``: import the plugins its model.json recorded (``--trust-plugins``)."""
     from dynas.controllers.records import RUN_FILE
+    from dynas.search_space.plugins import trusted_plugins
     from dynas.trainers.predict import load_model as load_folder
 
     if (Path(path) / RUN_FILE).is_file():
         raise DynasError(f"{path}: a run directory, not a model folder; use "
                          f"dynas.load_run({str(path)!r}).load_model('knee') (or a trial id)")
-    return load_folder(path, device)
+    with trusted_plugins(trust_plugins):
+        return load_folder(path, device)
 
 
 # --- pieces ------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from dynas.search_space.errors import DynasError, InfrastructureError
 from dynas.trainers.results import TrialMetrics
 
 from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
-from .run_schema import EXPERIMENT_COPY, RUN_SCHEMA_VERSION, run_problem
+from .run_schema import EXPERIMENT_COPY, RUN_SCHEMA_VERSION, run_problem  # noqa: F401  (EXPERIMENT_COPY: part of the layout)
 
 RECORDS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"

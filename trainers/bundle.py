@@ -94,8 +94,10 @@ def bundle_size(path: str | os.PathLike) -> int:
     return sum((Path(path) / name).stat().st_size for name in BUNDLE_FILES if (Path(path) / name).is_file())
 
 
-def read_bundle(path: str | os.PathLike) -> Bundle:
-    """The bundle at ``path``, checked; weights are read by ``load_weights``."""
+def read_bundle(path: str | os.PathLike, *, load_plugins: bool = True) -> Bundle:
+    """The bundle at ``path``, checked; weights are read by ``load_weights``.
+    ``load_plugins=False`` (copying a folder, nothing built): the plugins it recorded
+    are not imported, and its task is not looked up."""
     path = Path(path)
     if not path.is_dir():
         raise DynasError(f"{path}: no such model folder")
@@ -103,7 +105,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         if not (path / name).is_file():
             raise DynasError(f"{path / name}: missing; a model folder holds {', '.join(BUNDLE_FILES)} "
                              "(written by `dynas export --weights` or `dynas train`)")
-    meta = read_model_file(path / MODEL_FILE)
+    meta = read_model_file(path / MODEL_FILE, load_plugins=load_plugins)
     arch = ArchConfig.load(path / ARCH_FILE)
     if meta.get("arch_id") != arch.arch_id:
         raise DynasError(f"{path / MODEL_FILE}: arch_id: {meta.get('arch_id')!r} does not match "
@@ -188,7 +190,7 @@ def load_bundle_model(path: str | os.PathLike) -> tuple[nn.Module, Bundle]:
 
 def copy_bundle(src: str | os.PathLike, out_dir: str | os.PathLike) -> None:
     """Copy a (checked) bundle's files into ``out_dir``, each atomically."""
-    read_bundle(src)
+    read_bundle(src, load_plugins=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in BUNDLE_FILES:

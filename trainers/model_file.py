@@ -58,8 +58,9 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 REQUIRED = ("arch_id", "task", "scenario", "shape", "class_table")
 
 
-def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """``model.json`` as a checked mapping (module docstring); its plugins imported."""
+def read_model_file(path: str | os.PathLike, *, load_plugins: bool = True) -> dict[str, Any]:
+    """``model.json`` as a checked mapping (module docstring); with ``load_plugins`` its
+    plugins are imported (with consent) and its task must be registered."""
     path = Path(path)
     meta = json_file(path)
     if not isinstance(meta, dict):
@@ -77,8 +78,9 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     shape = meta["shape"]
     if any(c >= shape["num_classes"] for table in meta["class_table"] for c in table):
         raise DynasError(f"{path}: class_table: a class index >= shape.num_classes ({shape['num_classes']})")
-    _import_plugins(meta.get("plugins"), path)
-    _check_task(meta["task"], path)
+    if load_plugins:
+        _import_plugins(meta.get("plugins"), path)
+        _check_task(meta["task"], path)
     return meta
 
 
