@@ -40,7 +40,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "runner": (lambda v: isinstance(v, str), "a string"),
     "strategy": (lambda v: isinstance(v, str) and bool(v), "a strategy name"),
-    "trials": (_int_in("trials"), f"an integer {_span('trials')}"),
+    # 0: a run made for reading only (analysis tests, an empty run); a resume asks for more
+    "trials": (lambda v: _int_in("trials")(v) or v == 0, f"an integer from 0 to {int(_SEARCH['trials'].high)}"),
     "seed": (_int_in("seed"), f"an integer {_span('seed')}"),
     "concurrent": (lambda v: v is None or _int_in("concurrent")(v),
                    f"an integer {_span('concurrent')} or null"),
