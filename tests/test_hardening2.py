@@ -23,8 +23,9 @@ import pytest
 from dynas.controllers.records import RUN_FILE
 from tests.test_bad_input import GOOD, assert_refused, variant, workdir  # noqa: F401  (the fixture)
 from tests.test_bad_input import Case as FileCase
+from tests.test_plugins import registries  # noqa: F401  (autouse: plugins loaded here are put back)
 
-__all__ = ["workdir"]
+__all__ = ["workdir", "registries"]
 
 # A plugin that leaves a mark where it runs (the working folder): refused = no mark.
 MARKING_PLUGIN = "open('pwned', 'w').write('ran')\n"
