@@ -202,40 +202,50 @@ def load_run(run_dir: str | os.PathLike | Run) -> Run:
 
 
 def resume(run_dir: str | os.PathLike | Run, extra_trials: int = 0, *, address: str | None = None,
-           runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None) -> Run:
+           runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None,
+           trust_plugins: bool = False) -> Run:
     """Continue a killed search, or extend a finished one by ``extra_trials``
     (``dynas resume``); ``runner`` None: the one the run was made with. ``settings``:
     as ``dynas resume --set``, only those that leave what trials measure unchanged
-    (``controllers.run.amend``)."""
+    (``controllers.run.amend``); ``trust_plugins``: import the plugins run.json names
+    (``--trust-plugins``)."""
     from dynas.controllers import resume_search
+    from dynas.search_space.plugins import trusted_plugins
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose,
-                             settings=dict(settings or {}), **extra))
+    with trusted_plugins(trust_plugins):
+        return Run(resume_search(_dir_of(run_dir), extra_trials, address=address, verbose=verbose,
+                                 settings=dict(settings or {}), **extra))
 
 
 def confirm(run_dir: str | os.PathLike | Run, top: int | None = None, seeds: int = 1, *,
             trials: Sequence[int] | None = None, order: str = "objective", address: str | None = None,
-            runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None) -> Run:
+            runner: str | None = None, verbose: int = 1, settings: Mapping[str, Any] | None = None,
+            trust_plugins: bool = False) -> Run:
     """Re-train the ``top`` best candidates (front rank, then ``order``: ``objective``
     or ``knee``), or the ``trials`` named, with ``seeds`` fresh seeds each (``dynas
     confirm``); the report then shows means and spreads."""
     from dynas.controllers import confirm_run
+    from dynas.search_space.plugins import trusted_plugins
 
     extra = {"runner": runner} if runner is not None else {}
-    return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, trials=trials,
-                           order=order, settings=dict(settings or {}), **extra))
+    with trusted_plugins(trust_plugins):
+        return Run(confirm_run(_dir_of(run_dir), top, seeds, address=address, verbose=verbose, trials=trials,
+                               order=order, settings=dict(settings or {}), **extra))
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> "Predictor":
-    """A model folder (``dynas export --weights``, ``dynas train``) as a ``Predictor``."""
+def load_model(path: str | os.PathLike, device: str = "cpu", *, trust_plugins: bool = False) -> "Predictor":
+    """A model folder (``dynas export --weights``, ``dynas train``) as a ``Predictor``;
+    ``trust_plugins``: import the plugins its model.json recorded (``--trust-plugins``)."""
     from dynas.controllers.records import RUN_FILE
+    from dynas.search_space.plugins import trusted_plugins
     from dynas.trainers.predict import load_model as load_folder
 
     if (Path(path) / RUN_FILE).is_file():
         raise DynasError(f"{path}: a run directory, not a model folder; use "
                          f"dynas.load_run({str(path)!r}).load_model('knee') (or a trial id)")
-    return load_folder(path, device)
+    with trusted_plugins(trust_plugins):
+        return load_folder(path, device)
 
 
 # --- pieces ------------------------------------------------------------------------------
@@ -262,14 +272,14 @@ def _dir_of(run: str | os.PathLike | Run) -> Path:
 
 
 def _as_pick(run_dir: Path, rule: str, row: pd.Series, metrics: list[str], on_front: bool) -> Pick:
-    from dynas.controllers.kept_weights import read_index
+    from dynas.controllers.kept_weights import kept_folder, read_index
 
     values = {m: float(row[m]) for m in metrics if _number(row.get(m))}
     held_out = {k[len(names.TEST_PREFIX):]: v for k, v in names.held_out_metrics(values).items()}
     entry = read_index(run_dir).get(str(int(row["proposal_id"])))
     return Pick(run_dir=run_dir, rule=rule, trial=int(row["proposal_id"]), arch_id=str(row["arch_id"]),
                 arch=row["arch"], values=names.selection_metrics(values), test_values=held_out,
-                weights=run_dir / entry["path"] if entry else None, on_front=on_front)
+                weights=kept_folder(run_dir, entry) if entry else None, on_front=on_front)
 
 
 def _number(value: Any) -> bool:

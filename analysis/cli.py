@@ -12,6 +12,8 @@ SIGINT/SIGTERM one line (how to resume) and 130/143, without a report.
 ``--plugin NAME_OR_PATH`` (any number, on every command, before or after it) imports
 the user's modules before the parser is built, so whatever they register (a
 strategy, a task, a kind) is known to every check (``search_space.plugins``).
+``--trust-plugins`` consents to import the plugins a run directory or a model folder
+recorded (without it, or the same plugin passed with ``--plugin``, they are refused).
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+TRUST_HELP = ("import the plugins the run directory or model folder recorded (code that came with "
+              "it); without this only those also passed with --plugin are imported")
 PLUGIN_HELP = ("import this module, .py file or folder first (repeatable); what it registers "
                "(tasks, kinds, strategies, metrics, evaluators) is usable everywhere")
 
@@ -86,24 +90,28 @@ def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
     """``--plugin`` on this parser and every subcommand below it (``_plugin_args``
     reads the values before any parser exists; these only make argparse accept them)."""
     parser.add_argument("--plugin", action="append", metavar="NAME_OR_PATH", help=PLUGIN_HELP)
+    parser.add_argument("--trust-plugins", action="store_true", default=argparse.SUPPRESS, help=TRUST_HELP)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
                 _add_plugin_flag(child)
 
 
-def _plugin_args(argv: list[str]) -> list[str]:
-    """The ``--plugin`` values anywhere in ``argv`` (before ``--``)."""
+def _plugin_args(argv: list[str]) -> argparse.Namespace:
+    """The ``--plugin`` values and ``--trust-plugins`` anywhere in ``argv`` (before ``--``)."""
     argv = argv[: argv.index("--")] if "--" in argv else argv
     scan = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     scan.add_argument("--plugin", action="append", default=[])
-    return scan.parse_known_args(argv)[0].plugin
+    scan.add_argument("--trust-plugins", action="store_true")
+    return scan.parse_known_args(argv)[0]
 
 
 def load_cli_plugins(argv: list[str]) -> None:
-    from dynas.search_space.plugins import load_plugins
+    from dynas.search_space.plugins import load_plugins, trust_plugins
 
-    load_plugins(_plugin_args(argv), key="--plugin")
+    flags = _plugin_args(argv)
+    trust_plugins(flags.trust_plugins)
+    load_plugins(flags.plugin, key="--plugin")
 
 
 def _task_shape(task_settings):
@@ -116,12 +124,13 @@ def _check_search(experiment):
     """The search section's checks only controllers know: the strategy and its settings,
     and (an architecture space) objectives naming metrics that training reports."""
     from dynas.controllers.policies import check_search
-    from dynas.controllers.run.prepare import check_metrics
+    from dynas.controllers.run.prepare import check_metrics, search_baselines
     from dynas.search_space.space import ArchSpace
 
     check_search(experiment.search)
     if isinstance(experiment.space, ArchSpace):
         check_metrics(experiment.search)
+        search_baselines(experiment, experiment.search)     # what `search` refuses, validate refuses
 
 
 def main(argv: list[str] | None = None) -> int:

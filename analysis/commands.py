@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from dynas.search_space.errors import DynasError
+
 PICK_HELP = ("knee (the knee of the front of first measurements), knee-means (the knee of "
              "the front of seed means, as the report re-picks it after `dynas confirm`), "
              "best-accuracy, max-flops=X (best accuracy with forward FLOPs per sample <= X; X like "
@@ -56,7 +58,12 @@ def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
     say where it is."""
     from .report import write_report
 
-    path = write_report(list(run_dirs), out, cost=cost, mixed_budgets=mixed_budgets)
+    try:
+        path = write_report(list(run_dirs), out, cost=cost, mixed_budgets=mixed_budgets)
+    except OSError as err:      # a read-only run directory, --out a file or under /proc
+        where = out if out is not None else Path(run_dirs[0]) / "report"
+        raise DynasError(f"{where}: cannot write the report there ({err.strerror or err}); "
+                         "give --out a writable folder") from None
     print(f"report: {path}")
     return path
 
@@ -69,7 +76,10 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_arch, pareto_path_for
 
-    path = export_arch(args.run_dir, args.pick, args.out, force=args.force, weights=args.weights)
+    try:
+        path = export_arch(args.run_dir, args.pick, args.out, force=args.force, weights=args.weights)
+    except OSError as err:      # --out on a read-only file system, under /proc, below a file
+        raise DynasError(f"{args.out}: cannot write there ({err.strerror or err})") from None
     sidecar = pareto_path_for(path)
     picked = json.loads(sidecar.read_text())["picked"]
     default = " (the default: no --pick given)" if args.pick == "auto" else ""

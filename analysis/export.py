@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from dynas.controllers.kept_weights import INDEX_FILE, read_index
+from dynas.controllers.kept_weights import INDEX_FILE, kept_folder, read_index
 from dynas.controllers.records import write_json_atomic
 from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig
@@ -138,7 +138,7 @@ def kept_model_dir(run_dir: str | os.PathLike, row: Any, kept: dict[str, Any]) -
         raise DynasError(f"{run_dir}: trial {int(row['proposal_id'])} ({row['arch_id']}) has no kept weights "
                          f"(see {INDEX_FILE}; search.keep_weights: all keeps every trial's); "
                          "retrain it with `dynas train --arch`")
-    return Path(run_dir) / entry["path"]
+    return kept_folder(run_dir, entry)
 
 
 def _member(row: pd.Series, metric_names: list[str], meta: dict[str, Any],

@@ -16,18 +16,25 @@ where (``weights.path``, relative to the run directory) and how large
 
 ``weights.json`` in the run directory lists the weights still kept (proposal id ->
 path, bytes), rewritten atomically after every change; ``dynas export --weights``
-reads it.
+reads it (``read_index``: every entry checked, its path inside the run directory).
+
+Deletion stays inside the boundary (``search_space.boundary``): a record whose
+``weights.path`` resolves outside the run directory (absolute, ``../``, a symlink out)
+or to anything but a folder under it is never deleted, nor indexed; a run directory
+copied from someone else cannot make dynas delete a folder of yours.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from dynas.search_space.boundary import inside, json_file
+from dynas.search_space.errors import DynasError
 from dynas.search_space.settings import Objective
+from dynas.trainers.bundle import WEIGHTS_FILE
 
 from .pareto import non_dominated, to_minimise
 from .records import TrialRecord, write_json_atomic
@@ -40,14 +47,16 @@ LOCAL_WEIGHTS_DIR = "weights"
 INDEX_FILE = "weights.json"
 
 
-def weights_entry(run_dir: str | Path, path: str | Path) -> dict[str, Any]:
-    """``{"path": relative to run_dir, "bytes": size of the folder's files}``."""
+def weights_entry(run_dir: str | Path, path: str | Path) -> dict[str, Any] | None:
+    """``{"path": relative to run_dir, "bytes": size of the folder's files}``; None
+    (and a warning) for a folder outside the run directory, which no reader accepts."""
     run_dir, path = Path(run_dir).resolve(), Path(path).resolve()
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     try:
         rel = str(path.relative_to(run_dir))
-    except ValueError:                      # outside the run directory: keep it absolute
-        rel = str(path)
+    except ValueError:
+        log.warning("weights at %s are outside the run directory %s: not recorded", path, run_dir)
+        return None
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {"path": rel, "bytes": int(size)}
 
 
@@ -80,19 +89,55 @@ class WeightKeeper:
         keep = kept_set(records, self.objectives, self.mode)
         index = {}
         for r in records:
-            if not r.weights:
+            folder = self._folder(r)
+            if folder is None:
                 continue
-            folder = self.run_dir / r.weights["path"]
             if r.proposal_id in keep and folder.is_dir():
                 index[str(r.proposal_id)] = {**r.weights, "arch_id": r.arch_id}
-            elif r.proposal_id not in keep and folder.is_dir():
+            elif r.proposal_id not in keep and self._deletable(folder):
                 shutil.rmtree(folder, ignore_errors=True)
                 log.debug("weights of trial %d removed (keep_weights: %s)", r.proposal_id, self.mode)
         write_json_atomic(self.run_dir / INDEX_FILE, index)
         return index
 
+    def _deletable(self, folder: Path) -> bool:
+        """Only a model folder this run wrote: below a subfolder of the run directory
+        (never ``weights/`` or ``ray/`` themselves), holding a weights file."""
+        return (folder.is_dir() and not folder.is_symlink() and folder.parent != self.run_dir.resolve()
+                and (folder / WEIGHTS_FILE).is_file())
+
+    def _folder(self, record: TrialRecord) -> Path | None:
+        """The record's weights folder inside the run directory, or None (never touched)."""
+        if not record.weights:
+            return None
+        try:
+            return inside(self.run_dir, record.weights.get("path"), self.run_dir / "trials.jsonl",
+                          f"trial {record.proposal_id}: weights.path")
+        except DynasError as err:
+            log.warning("%s: left alone", err)
+            return None
+
 
 def read_index(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``weights.json`` (empty when the run kept no weights)."""
+    """``weights.json`` (empty when the run kept no weights), every entry checked: a
+    mapping with ``path`` inside the run directory and ``bytes`` >= 0, keyed by a
+    proposal id. Anything else is one ``DynasError`` naming the file and the key."""
     path = Path(run_dir) / INDEX_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    index = json_file(path, missing={})
+    if not isinstance(index, dict):
+        raise DynasError(f"{path}: expected a JSON object of proposal id -> kept weights")
+    for key, entry in index.items():
+        if not key.lstrip("-").isdigit():
+            raise DynasError(f"{path}: {key!r}: expected a proposal id")
+        if not isinstance(entry, dict):
+            raise DynasError(f"{path}: {key}: expected a mapping with path and bytes")
+        inside(run_dir, entry.get("path"), path, f"{key}.path")
+        size = entry.get("bytes", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DynasError(f"{path}: {key}.bytes: expected an integer >= 0, got {size!r}"[:300])
+    return index
+
+
+def kept_folder(run_dir: str | Path, entry: dict[str, Any]) -> Path:
+    """The folder of one (checked, ``read_index``) entry, resolved inside the run."""
+    return inside(run_dir, entry["path"], Path(run_dir) / INDEX_FILE, "path")

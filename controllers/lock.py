@@ -10,7 +10,8 @@ descriptor), so the lock is never a file that could be deleted or replaced under
 holder. The kernel drops it when its holder dies, however it dies (SIGKILL included),
 so a lock left by a dead process is simply taken over. ``RUN_DIR/.lock`` holds the
 holder's pid for the message only; it is removed when the lock is released, so a
-refused or finished command leaves the directory as it found it.
+refused or finished command leaves the directory as it found it. Taking the lock also
+stops the processes a killed holder left running (``controllers.leftovers``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Iterator
 
 from dynas.search_space.errors import DynasError
+
+from .leftovers import forget_helpers, stop_leftovers
 
 PID_FILE = ".lock"
 
@@ -44,11 +47,13 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
             raise RunLocked(f"{run_dir}: another dynas process (pid {holder(run_dir)}) is driving "
                             "this run; wait for it to finish or stop it first") from None
         pid_file = run_dir / PID_FILE
+        stop_leftovers(run_dir)                   # what a killed holder left running
         with contextlib.suppress(OSError):       # a full disk must not stop the lock itself
             pid_file.write_text(f"{os.getpid()}\n")
         try:
             yield
         finally:
+            forget_helpers(run_dir)
             with contextlib.suppress(OSError):
                 pid_file.unlink()
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from dynas.search_space.boundary import relative_path_problem
+
 from .policy import TRIAL_STATES
 
 MAX_DEPTH = 32                  # a real record nests 4 deep (curriculum_log entries)
@@ -46,6 +48,15 @@ def _metric(v: Any) -> bool:      # NaN/inf are legal (allow_nan=True writes the
     return v is None or _number(v)
 
 
+def _layers_ok(layers: Any) -> bool:
+    """An architecture's ``layers`` (absent in a plain decision's dict) as analysis reads them."""
+    if layers is None:
+        return True
+    return isinstance(layers, list) and all(
+        isinstance(layer, dict) and all(isinstance(layer.get(part, {}), dict) for part in ("attention", "ffn"))
+        for layer in layers)
+
+
 STATES = TRIAL_STATES
 # TrialRecord.evaluation: trained from scratch, scored with weights inherited from the
 # run's supernet, or inherited and then fine-tuned (search.evaluation: supernet)
@@ -54,7 +65,8 @@ EVALUATIONS = ("standalone", "inherited", "finetuned")
 FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "proposal_id": (_int, "an integer"),
     "arch_id": (lambda v: _str(v) and bool(v), "a non-empty string"),
-    "arch": (lambda v: isinstance(v, dict), "a mapping"),
+    "arch": (lambda v: isinstance(v, dict) and _layers_ok(v.get("layers")),
+             "a mapping (its layers a list of mappings, each attention and ffn a mapping)"),
     "params": (lambda v: isinstance(v, dict), "a mapping"),
     "state": (lambda v: v in STATES, "one of " + ", ".join(STATES)),
     "metrics": (_dict_of(_metric), "a mapping of names to numbers"),
@@ -63,7 +75,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "test_acc_matrix": (_list_of(_list_of(_metric)), "a list of lists of numbers"),
     "bits_matrix": (_list_of(_list_of(_metric)), "a list of lists of numbers"),
     "dynamics": (_list_of(lambda v: isinstance(v, dict)), "a list of mappings"),
-    "weights": (_opt(lambda v: isinstance(v, dict)), "a mapping or null"),
+    "weights": (_opt(lambda v: isinstance(v, dict) and relative_path_problem(v.get("path")) is None),
+                "a mapping whose path lies inside the run directory, or null"),
     "repeat_of": (_opt(_int), "an integer or null"),
     "train_seed": (_opt(_int), "an integer or null"),
     "budget": (_opt(lambda v: _int(v) and v >= 1), "an integer >= 1 or null"),

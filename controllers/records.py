@@ -33,16 +33,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from dynas.search_space.boundary import inside, json_file
 from dynas.search_space.errors import DynasError, InfrastructureError
 from dynas.trainers.results import TrialMetrics
 
 from .record_check import MAX_DEPTH, MAX_LINE_CHARS, record_problem
+from .run_schema import EXPERIMENT_COPY, RUN_SCHEMA_VERSION, run_problem  # noqa: F401  (EXPERIMENT_COPY: part of the layout)
 
 RECORDS_FILE = "trials.jsonl"
 RUN_FILE = "run.json"
 POLICY_STATE_FILE = "policy_state.json"
 OPTUNA_DB = "optuna.db"            # SQLite mirror of an Optuna policy's study (dashboard only)
-EXPERIMENT_COPY = "experiment.yaml"
 RECORD_SCHEMA_VERSION = 2      # 2: metrics from validation, test.* and R_test held out
 
 
@@ -145,10 +146,14 @@ def iter_records(run_dir: str | os.PathLike) -> Iterator[TrialRecord]:
     """Every valid record, in file order. A line that is not one (torn by a crash, edited,
     written by something else: ``controllers.record_check``) is skipped with one warning
     on stderr naming the file and its line number; the reader never fails on content."""
-    path = Path(run_dir) / RECORDS_FILE
-    if not path.exists():
+    path = records_file(run_dir)
+    if path is None:
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise DynasError(f"{path}: cannot read ({err.strerror or err})") from None
+    with fh:
         for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
@@ -160,6 +165,19 @@ def iter_records(run_dir: str | os.PathLike) -> Iterator[TrialRecord]:
             yield TrialRecord.from_dict(data)
 
 
+def records_file(run_dir: str | os.PathLike) -> Path | None:
+    """``trials.jsonl`` (None: no records yet); a directory in its place, or a symlink
+    that loops or leads out of the run directory, is one ``DynasError`` naming it."""
+    path = Path(run_dir) / RECORDS_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink():
+        inside(run_dir, RECORDS_FILE, path, "the file itself")
+    if not path.is_file():
+        raise DynasError(f"{path}: not a regular file (a record file is one JSON line per trial)")
+    return path
+
+
 def _decode(line: str) -> tuple[Any, str | None]:
     if len(line) > MAX_LINE_CHARS:
         return None, f"longer than {MAX_LINE_CHARS} characters"
@@ -169,7 +187,11 @@ def _decode(line: str) -> tuple[Any, str | None]:
         return None, f"nested deeper than {MAX_DEPTH} levels"
     except ValueError as err:          # JSONDecodeError; a 5000-digit int
         return None, f"not valid JSON ({str(err).split(':')[0]})"
-    return data, record_problem(data)
+    problem = record_problem(data)
+    if problem is None and data.get("schema_version", 1) > RECORD_SCHEMA_VERSION:
+        problem = (f"schema_version {data['schema_version']} was written by a newer dynas "
+                   f"(this one reads up to {RECORD_SCHEMA_VERSION}); upgrade dynas to read it")
+    return data, problem
 
 
 _WARNED: set[tuple[str, int, int]] = set()
@@ -207,7 +229,7 @@ def base_run_info(name: str, runner: str, strategy: str, trials: int, seed: int,
                   objectives: Iterable[Any], space_size: int | float) -> dict[str, Any]:
     """The keys every ``run.json`` holds, whoever starts the run: what was asked, by
     which dynas, when (an experiment's run adds its own: ``run.prepare.run_info``)."""
-    return {"name": name, "runner": runner, "strategy": strategy, "trials": int(trials), "seed": int(seed),
+    return {"schema_version": RUN_SCHEMA_VERSION, "name": name, "runner": runner, "strategy": strategy, "trials": int(trials), "seed": int(seed),
             "objectives": [asdict(o) for o in objectives], "space_size": space_size,
             "dynas_version": dynas_version(), "created": utc_now()}
 
@@ -240,12 +262,11 @@ def require_run_dir(run_dir: str | os.PathLike) -> Path:
 def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """``run.json`` of a run directory as a mapping, or a one-line error naming it."""
     path = require_run_dir(run_dir) / RUN_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        raise DynasError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
-    if not isinstance(info, dict):
-        raise DynasError(f"{path}: expected a JSON object")
+    info = json_file(path)
+    problem = run_problem(info)
+    if problem is not None:
+        key, why = problem
+        raise DynasError(f"{path}: {key}: {why}" if key else f"{path}: {why}")
     return info
 
 

@@ -1,6 +1,7 @@
 """An experiment file: the space, the task, the training budget and the search settings.
 
-Loading is ``yaml.safe_load`` (plain data, never code) followed by full validation, so
+Loading is ``yaml.safe_load`` (plain data, never code; bounded, duplicate keys refused:
+``search_space.yaml_load``) followed by full validation, so
 a file that loads is one a search can run to the end. Every error names the file and
 the key (or the line, for YAML syntax errors).
 
@@ -29,6 +30,7 @@ from .plugins import Plugin, load_plugins
 from .schema import from_mapping
 from .settings import EvaluatorSettings, SearchSettings, TaskSettings, TrainingSettings
 from .space import ArchSpace, parse_space
+from . import yaml_load
 
 SECTIONS = ("space", "task", "training", "search", "evaluator", "plugins")
 
@@ -67,14 +69,15 @@ class Experiment:
 
 
 def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None, *,
-                    need_space: bool = True) -> Experiment:
+                    need_space: bool = True, recorded_in: str | None = None) -> Experiment:
     """Read and validate an experiment file; user errors raise ``ConfigError``.
 
     ``plugins`` (resolved specs, as ``Experiment.plugin_specs``) replaces the file's own
     list: a run directory's copy of the file is loaded with the plugins the run used,
     since its relative paths were relative to the original file. ``need_space=False``:
     the ``space`` section may be left out (training one given architecture needs only
-    the task and training sections)."""
+    the task and training sections). ``recorded_in``: the run directory's file that
+    named the plugins; they are imported only with consent (``search_space.plugins``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("", "no such experiment file", str(path))
@@ -85,13 +88,14 @@ def load_experiment(path: str | os.PathLike, plugins: list[str] | None = None, *
     data = _load_yaml(text, path)
     if plugins is not None and isinstance(data, dict):
         data = {**data, "plugins": list(plugins)}
-    return parse_experiment(data, source=path, need_space=need_space)
+    return parse_experiment(data, source=path, need_space=need_space, recorded_in=recorded_in)
 
 
-def parse_experiment(data: Any, source: Path | None = None, *, need_space: bool = True) -> Experiment:
+def parse_experiment(data: Any, source: Path | None = None, *, need_space: bool = True,
+                     recorded_in: str | None = None) -> Experiment:
     """Validate an already loaded mapping (what ``load_experiment`` does after YAML)."""
     try:
-        return _parse(data, source, need_space)
+        return _parse(data, source, need_space, recorded_in)
     except ConfigError as err:
         raise err.with_source(str(source)) if source else err
 
@@ -109,7 +113,7 @@ def override_experiment(experiment: Experiment, settings: Mapping[str, Any] | No
 
 def _load_yaml(text: str, path: Path) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml_load.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -145,7 +149,7 @@ def _training(data: Any) -> tuple[TrainingSettings, tuple[tuple[str, tuple], ...
     return training, tuple(tuned)
 
 
-def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experiment:
+def _parse(data: Any, source: Path | None, need_space: bool = True, recorded_in: str | None = None) -> Experiment:
     if data is None and not need_space:
         data = {}
     if data is None:
@@ -155,7 +159,8 @@ def _parse(data: Any, source: Path | None, need_space: bool = True) -> Experimen
                               f"got {short(data)}")
     mapping(data, "")
     reject_unknown(data, SECTIONS, "")
-    plugins = load_plugins(data.get("plugins"), source.parent.resolve() if source else None)
+    plugins = load_plugins(data.get("plugins"), source.parent.resolve() if source else None,
+                           recorded_in=recorded_in)
     if "space" not in data and need_space:
         raise ConfigError("space", "missing required section (the search space)")
     space = parse_space(data["space"], "space") if "space" in data else None

@@ -19,25 +19,38 @@ not installed, the file or folder to ship. ``controllers`` ships those to every 
 worker through Ray's runtime environment (``py_modules``) and imports the same names
 there, so the nodes of a real cluster see the plugin without installing it.
 
+Consent: plugins *recorded* with a run directory or a model folder (run.json's, or a
+model.json's ``plugins``) are code that came with someone's folder. They are imported
+only with the user's consent: the same plugin passed again with ``--plugin`` (already
+loaded), or ``--trust-plugins`` (``trusted_plugins``); otherwise one ``DynasError``
+line names the file, the plugin and both ways to consent (``load_plugins(...,
+recorded_in=FILE)``).
+
+A plugin that raises ``SystemExit`` or ``KeyboardInterrupt`` while it is imported
+cannot end dynas: that too is one ``PluginError`` line naming the plugin.
+
 Loading twice is a no-op (same names, same files), so a plugin given both in the file
 and with ``--plugin`` is imported once. Standard library only.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, DynasError
 
-__all__ = ["Plugin", "PluginError", "load_plugins", "import_plugin_modules", "loaded_plugins"]
+__all__ = ["Plugin", "PluginError", "load_plugins", "import_plugin_modules", "loaded_plugins", "trusted_plugins",
+           "trust_plugins"]
 
 OWN_PACKAGES = ("search_space", "trainers", "controllers", "analysis")   # on every node already
 _LOADED: dict[str, "Plugin"] = {}          # resolved spec -> plugin, in load order
+_TRUST = [False]                           # --trust-plugins: recorded plugins may be imported
 
 
 class PluginError(ConfigError):
@@ -69,8 +82,28 @@ def loaded_plugins() -> tuple[Plugin, ...]:
     return tuple(_LOADED.values())
 
 
-def load_plugins(specs: object, base: Path | None = None, key: str = "plugins") -> tuple[Plugin, ...]:
-    """Import each plugin of ``specs`` (a list of strings) in order; see the module docstring."""
+def trust_plugins(trusted: bool = True) -> None:
+    """Consent (``--trust-plugins``) to import the plugins a run directory or a model
+    folder recorded, for the rest of this process."""
+    _TRUST[0] = bool(trusted)
+
+
+@contextlib.contextmanager
+def trusted_plugins(trusted: bool = True) -> Iterator[None]:
+    """``trust_plugins`` for a block only (the Python API's ``trust_plugins=True``)."""
+    before = _TRUST[0]
+    _TRUST[0] = before or bool(trusted)
+    try:
+        yield
+    finally:
+        _TRUST[0] = before
+
+
+def load_plugins(specs: object, base: Path | None = None, key: str = "plugins", *,
+                 recorded_in: str | None = None) -> tuple[Plugin, ...]:
+    """Import each plugin of ``specs`` (a list of strings) in order; see the module
+    docstring. ``recorded_in``: the file of a run directory or model folder that named
+    them; each then needs consent (already loaded, or ``trust_plugins``)."""
     if specs is None:
         return ()
     if isinstance(specs, str) or not isinstance(specs, Sequence):
@@ -79,8 +112,23 @@ def load_plugins(specs: object, base: Path | None = None, key: str = "plugins") 
     for i, spec in enumerate(specs):
         if not isinstance(spec, str) or not spec.strip():
             raise ConfigError(f"{key}[{i}]", f"expected a module name or a path, got {spec!r}")
+        if recorded_in is not None:
+            _require_consent(spec.strip(), base, recorded_in, key)
         out.append(load_plugin(spec.strip(), base))
     return tuple(out)
+
+
+def _require_consent(spec: str, base: Path | None, recorded_in: str, key: str) -> None:
+    if _TRUST[0]:
+        return
+    try:
+        resolved = _resolve(spec, base)
+    except PluginError:
+        resolved = spec
+    if resolved in _LOADED:
+        return
+    raise DynasError(f"{recorded_in}: {key}: plugin {resolved} is code that came with this folder; "
+                     f"import it only if you trust it: pass --plugin {resolved} or --trust-plugins")
 
 
 def load_plugin(spec: str, base: Path | None = None) -> Plugin:
@@ -98,6 +146,9 @@ def load_plugin(spec: str, base: Path | None = None) -> Plugin:
         raise
     except Exception as err:  # ImportError, SyntaxError, a registry's refusal, a bug ...
         raise PluginError(spec, _why(err)) from None
+    except (SystemExit, KeyboardInterrupt) as err:     # a plugin may not end dynas
+        code = f" {err.code}" if isinstance(err, SystemExit) else ""
+        raise PluginError(spec, f"{type(err).__name__}{code} raised while importing it") from None
     _LOADED[resolved] = plugin
     return plugin
 

@@ -81,7 +81,7 @@ SETTINGS_CASES = [
     search_key("cpus_negative", "cpus_per_trial", "-1", "> 0"),
     search_key("gpus_negative", "gpus_per_trial", "-1", ">= 0"),
     search_key("seed_negative", "seed", "-1", ">= 0"),
-    search_key("trials_absurd", "trials", "1000000000000", "<="),
+    validate("trials_absurd", "trials: 2", "trials: 1000000000000", "search.trials", "<="),
     train_key("weight_decay", "weight_decay", "-1", ">= 0"),
     train_key("eval_batch", "eval_batch_size", "1000000000000", "<="),
     train_key("train_seed", "seed", "-1", ">= 0"),

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("search_space", "trainers", "controllers", "analysis", "benchmarks")
 # Ray writes this pickle itself, next to the driver, for a trial of this very run (it is
 # what Tune's own Trial.get_error reads); no user file is ever unpickled.
-ALLOWED = {("controllers/tune/searcher.py", "cloudpickle.load")}
+ALLOWED = {("controllers/tune/searcher.py", "cloudpickle.load")}   # Ray's own error pickle, written by this driver
 UNSAFE_CALLS = {"pickle.load", "pickle.loads", "cloudpickle.load", "cloudpickle.loads", "dill.load",
                 "dill.loads", "marshal.load", "marshal.loads", "shelve.open", "joblib.load",
                 "yaml.load", "yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all",

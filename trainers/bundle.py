@@ -30,10 +30,10 @@ from torch import nn
 from dynas.search_space.arch import ArchConfig, TaskShape
 from dynas.search_space.errors import DynasError
 
+from .model_file import BUNDLE_FORMAT, check_fits, loaded_plugin_specs, read_model_file
 from .tasks.base import Task
 from .tasks.preprocessing import Preprocessing, preprocessing_from_json, preprocessing_to_json
 
-BUNDLE_FORMAT = 1
 WEIGHTS_FILE, MODEL_FILE, ARCH_FILE = "weights.safetensors", "model.json", "arch.json"
 BUNDLE_FILES = (ARCH_FILE, WEIGHTS_FILE, MODEL_FILE)
 WEIGHTS_MAGIC = "dynas-weights"
@@ -81,7 +81,7 @@ def save_bundle(out_dir: str | os.PathLike, model: nn.Module, task: Task,
             "shape": dataclasses.asdict(task.shape), "scenario": task.scenario,
             "class_table": [list(e.classes) for e in task.experiences],
             "preprocessing": None if task.preprocessing is None else preprocessing_to_json(task.preprocessing),
-            "metrics": {k: float(v) for k, v in (metrics or {}).items()}}
+            "metrics": {k: float(v) for k, v in (metrics or {}).items()}, "plugins": loaded_plugin_specs()}
     (staging / MODEL_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     for name in BUNDLE_FILES:                 # into place one file at a time, atomically
@@ -94,8 +94,10 @@ def bundle_size(path: str | os.PathLike) -> int:
     return sum((Path(path) / name).stat().st_size for name in BUNDLE_FILES if (Path(path) / name).is_file())
 
 
-def read_bundle(path: str | os.PathLike) -> Bundle:
-    """The bundle at ``path``, checked; weights are read by ``load_weights``."""
+def read_bundle(path: str | os.PathLike, *, load_plugins: bool = True) -> Bundle:
+    """The bundle at ``path``, checked; weights are read by ``load_weights``.
+    ``load_plugins=False`` (copying a folder, nothing built): the plugins it recorded
+    are not imported, and its task is not looked up."""
     path = Path(path)
     if not path.is_dir():
         raise DynasError(f"{path}: no such model folder")
@@ -103,26 +105,20 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         if not (path / name).is_file():
             raise DynasError(f"{path / name}: missing; a model folder holds {', '.join(BUNDLE_FILES)} "
                              "(written by `dynas export --weights` or `dynas train`)")
-    try:
-        meta = json.loads((path / MODEL_FILE).read_text())
-    except (OSError, ValueError) as err:
-        raise DynasError(f"{path / MODEL_FILE}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise DynasError(f"{path / MODEL_FILE}: format: expected {BUNDLE_FORMAT}, got {got!r}")
+    meta = read_model_file(path / MODEL_FILE, load_plugins=load_plugins)
     arch = ArchConfig.load(path / ARCH_FILE)
     if meta.get("arch_id") != arch.arch_id:
         raise DynasError(f"{path / MODEL_FILE}: arch_id: {meta.get('arch_id')!r} does not match "
                          f"{path / ARCH_FILE} ({arch.arch_id})")
     try:
         shape = TaskShape(**meta["shape"])
-        prep = meta.get("preprocessing")
-        return Bundle(path, arch, shape, str(meta["task"]), str(meta["scenario"]),
-                      [list(map(int, c)) for c in meta["class_table"]],
-                      None if prep is None else preprocessing_from_json(prep, f"{path / MODEL_FILE}: preprocessing"),
-                      dict(meta.get("metrics", {})))
-    except (KeyError, TypeError, ValueError) as err:
-        raise DynasError(f"{path / MODEL_FILE}: bad or missing field ({type(err).__name__}: {err})") from None
+    except (TypeError, ValueError) as err:
+        raise DynasError(f"{path / MODEL_FILE}: shape: {err}") from None
+    prep = meta.get("preprocessing")
+    return Bundle(path, arch, shape, meta["task"], meta["scenario"],
+                  [list(c) for c in meta["class_table"]],
+                  None if prep is None else preprocessing_from_json(prep, f"{path / MODEL_FILE}: preprocessing"),
+                  dict(meta.get("metrics", {})))
 
 
 def read_weights(path: str | os.PathLike, arch_id: str | None = None) -> dict[str, torch.Tensor]:
@@ -180,6 +176,7 @@ def load_bundle_model(path: str | os.PathLike) -> tuple[nn.Module, Bundle]:
     from .model import build_model
 
     bundle = read_bundle(path)
+    check_fits(bundle.arch, bundle.shape, bundle.path / ARCH_FILE)
     model = build_model(bundle.arch, bundle.shape)
     for mark in MARKS:
         if (bundle.path / mark).is_file():
@@ -193,7 +190,7 @@ def load_bundle_model(path: str | os.PathLike) -> tuple[nn.Module, Bundle]:
 
 def copy_bundle(src: str | os.PathLike, out_dir: str | os.PathLike) -> None:
     """Copy a (checked) bundle's files into ``out_dir``, each atomically."""
-    read_bundle(src)
+    read_bundle(src, load_plugins=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in BUNDLE_FILES:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynas.search_space.boundary import json_file
 from dynas.search_space.errors import DynasError
 
 from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC, Bundle,
@@ -216,14 +217,44 @@ def _save(model: nn.Module, bundle: Bundle, out: Path, plan: list, int8: bool, s
 def rebuild(model: nn.Module, bundle: Bundle) -> nn.Module:
     """A compressed bundle's model: ``model`` (fresh from the arch) cut to the plan,
     quantised if int8, with the saved weights."""
-    meta = json.loads((bundle.path / COMPRESS_FILE).read_text())
-    apply_plan(model, meta["plan"])
+    path = bundle.path / COMPRESS_FILE
+    meta = read_compress_file(path)
+    try:
+        apply_plan(model, meta["plan"])
+    except (IndexError, RuntimeError, ValueError, TypeError) as err:
+        raise DynasError(f"{path}: plan: does not fit {bundle.path / ARCH_FILE} ({type(err).__name__})") from None
     tensors = read_weights(bundle.weights_path, bundle.arch.arch_id)
     if meta.get("int8"):
         model = load_int8(model, tensors, bundle.weights_path)
     else:
-        model.load_state_dict(tensors)
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError:
+            raise DynasError(f"{bundle.weights_path}: tensors do not fit the plan of {path}") from None
     return model.eval()
+
+
+def _indices(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+
+
+def read_compress_file(path: Path) -> dict[str, Any]:
+    """``compress.json``, checked: ``plan`` a list (one mapping per layer of kept
+    ``heads``/``experts``/``ffn`` indices), ``int8`` true or false; else one line."""
+    meta = json_file(path)
+    if not isinstance(meta, dict):
+        raise DynasError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    plan = meta.get("plan")
+    if not isinstance(plan, list) or not all(isinstance(e, dict) for e in plan):
+        raise DynasError(f"{path}: plan: must be a list of mappings, one per layer")
+    for i, entry in enumerate(plan):
+        for key, value in entry.items():
+            ok = _indices(value) or (key == "ffn" and isinstance(value, list) and all(_indices(v) for v in value))
+            if key not in ("heads", "experts", "ffn") or not ok:
+                raise DynasError(f"{path}: plan[{i}].{key}: must be heads, experts or ffn with lists of indices")
+    if not isinstance(meta.get("int8", False), bool):
+        raise DynasError(f"{path}: int8: must be true or false")
+    return meta
 
 
 register_rebuild(COMPRESS_FILE, rebuild)

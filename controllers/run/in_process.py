@@ -20,7 +20,6 @@ are never recorded. The run directory is locked for the run (``controllers.lock`
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import fields
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dynas.search_space.base import Candidate, Space
+from dynas.search_space.boundary import json_file
 from dynas.search_space.errors import DynasError, InfeasibleError, InfrastructureError
 from dynas.search_space.settings import Objective
 from dynas.trainers.results import TrialMetrics
@@ -156,7 +156,7 @@ def _start(run_dir: Path, policy: Policy, resume: bool, objectives: Sequence[Obj
     require_run_dir(run_dir)
     state_path = run_dir / POLICY_STATE_FILE
     if state_path.is_file():
-        policy.load_state_dict(json.loads(state_path.read_text()))
+        policy.load_state_dict(json_file(state_path))
     return list(iter_records(run_dir))
 
 

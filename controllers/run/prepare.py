@@ -10,10 +10,10 @@ file and key, before Ray starts or a run directory exists.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dynas.search_space.boundary import json_file
 from dynas.search_space.errors import ConfigError, DynasError
 from dynas.search_space.experiment import Experiment
 from dynas.search_space.settings import SearchSettings
@@ -180,13 +180,8 @@ def build_driver(experiment: Experiment, search: SearchSettings, run_dir: Path, 
     policy = make_policy(search.strategy, experiment.space, search.objectives, search.seed, search)
     if hasattr(policy, "mirror_to"):         # Optuna policies: RUN_DIR/optuna.db for the dashboard
         policy.mirror_to(Path(run_dir) / OPTUNA_DB)
-    state = Path(run_dir) / POLICY_STATE_FILE
-    if records and state.is_file():
-        try:
-            policy.load_state_dict(json.loads(state.read_text()))
-        except (ValueError, KeyError, TypeError) as err:   # JSONDecodeError is a ValueError
-            raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
-                             f"({type(err).__name__}: {err})") from None
+    if records:
+        restore_policy(policy, search, run_dir)
     return SearchDriver(policy, run_dir, budget=budget, seed=search.seed, records=records,
                         feasible=feasibility(experiment, search.concurrent), keeper=weight_keeper(search, run_dir),
                         remeasure=search.remeasure, train_seed=experiment.training.seed,
@@ -215,6 +210,27 @@ def dedup_identity(experiment: Experiment, search: SearchSettings) -> Callable[[
 
     shape = task_shape(experiment.task)
     return lambda arch: function_id(arch, shape)
+
+
+def restore_policy(policy: Any, search: SearchSettings, run_dir: Path) -> None:
+    """``policy_state.json`` into ``policy`` (when there is one), or one line naming it."""
+    state = Path(run_dir) / POLICY_STATE_FILE
+    data = json_file(state, missing=None)
+    if data is None:
+        return
+    try:
+        policy.load_state_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as err:
+        raise DynasError(f"{state}: cannot restore the {search.strategy} policy "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+
+
+def check_policy_state(experiment: Experiment, search: SearchSettings, run_dir: Path) -> None:
+    """Restore the saved state into a throwaway policy: a corrupt state is refused
+    before a resume starts Ray or writes anything."""
+    if (Path(run_dir) / POLICY_STATE_FILE).exists():
+        restore_policy(make_policy(search.strategy, experiment.space, search.objectives, search.seed, search),
+                       search, run_dir)
 
 
 def weight_keeper(search: SearchSettings, run_dir: Path) -> WeightKeeper | None:

@@ -35,19 +35,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import signal
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from dynas.search_space.boundary import inside
 from dynas.search_space.errors import ConfigError, DynasError, InfrastructureError
 from dynas.search_space.experiment import Experiment, load_experiment
+from dynas.search_space.settings import RANGES, ConfirmSettings, SearchSettings
 
 from .. import outcomes
 from ..interrupt import Interrupted, InterruptedNow, StopRequest, stop_on_signals
+from ..leftovers import record_helpers
 from ..lock import run_lock
+from ..run_schema import missing_keys
 from ..records import (EXPERIMENT_COPY, RUN_FILE, TrialRecord, create_run_dir, iter_records, read_run,
                        require_run_dir, trained_count, utc_now, write_json_atomic)
 from ..tracking import NORMAL, ObjectiveCurves, Progress, TrialHParams, check_loggers
@@ -55,12 +61,14 @@ from .amend import amend
 from .confirm import queued_driver, run_confirmations
 from .executor import Executor
 from .fidelity import at_rung, pending, rung_budgets, rung_records, run_rungs, top_rung
-from .prepare import build_driver, experiment_text, prepare_search, run_info, train_search_baselines
+from .prepare import (build_driver, check_policy_state, experiment_text, prepare_search, run_info,
+                      train_search_baselines)
 from .supernet import ensure_supernet
 
 __all__ = ["RunSession", "start_search", "resume_search", "confirm_run", "new_run_dir", "report_counts"]
 
 MAX_RUN_NAME = 100
+MAX_TRIALS = int(RANGES[SearchSettings]["trials"].high)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_RUN_NAME - 1))
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -143,6 +151,7 @@ def start_search(experiment: Experiment, run_dir: Path, executor: Executor, *, s
         create_run_dir(run_dir, run_info(experiment, search, run_dir.name, executor.name, **info),
                        {EXPERIMENT_COPY: experiment_text(experiment)})
         with run_lock(run_dir):
+            record_helpers(run_dir)
             RunSession(experiment, search, run_dir, executor, verbose, stop).run_phases([], search.trials, "search")
     report_counts(run_dir, search.trials)
     return run_dir
@@ -160,15 +169,18 @@ def resume_search(run_dir: str | Path, executor: Executor, extra_trials: int = 0
 
 def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int, settings: dict | None) -> Path:
     run = read_run(run_dir)
-    missing = [key for key in ("trials", "strategy", "seed") if key not in run]
+    missing = missing_keys(run)
     if missing:
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
-    if extra_trials < 0:
-        raise DynasError(f"--extra-trials must be >= 0, got {extra_trials}")
+    if not 0 <= extra_trials <= MAX_TRIALS - run["trials"]:
+        raise DynasError(f"--extra-trials must be >= 0 and bring trials to at most {MAX_TRIALS}, "
+                         f"got {extra_trials}")
     experiment, search = _reopen(run_dir, run, int(run["trials"]) + int(extra_trials), settings, "resume")
     with experiment.attribute_errors():
         check_loggers(search.loggers)
     records = list(iter_records(run_dir))
+    if records:
+        check_policy_state(experiment, search, run_dir)
     if search.trials - trained_count(records) <= 0 and not pending(records, experiment, search):
         _extend(run_dir, run, extra_trials, search.trials)
         print(f"{run_dir}: already holds {trained_count(records)} of {search.trials} trials")
@@ -177,6 +189,7 @@ def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int, 
         return run_dir
     with _stopping(run_dir) as stop, executor.session(search, verbose):
         stop.install()
+        record_helpers(run_dir)
         _extend(run_dir, run, extra_trials, search.trials)   # once the executor is up: a refused resume changes nothing
         RunSession(experiment, search, run_dir, executor, verbose, stop).run_phases(records, search.trials, "resume")
     report_counts(run_dir, search.trials)
@@ -190,8 +203,13 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int | None, seeds:
     ``trials`` named, ``seeds`` seed repeats each (``controllers.run.confirm``)."""
     if (top is None) == (not trials):
         raise DynasError("confirm: give either --top K or --trials ID,ID,...")
-    if (top is not None and top < 1) or seeds < 1:
-        raise DynasError(f"--top and --seeds must be >= 1, got top={top}, seeds={seeds}")
+    bounds = RANGES[ConfirmSettings]
+    most = int(bounds["top"].high)
+    if (top is not None and not 1 <= top <= most) or len(trials or ()) > most \
+            or not 1 <= seeds <= bounds["seeds"].high:
+        raise DynasError(f"--top (or the --trials named) must be 1-{most} and --seeds "
+                         f"1-{int(bounds['seeds'].high)}, got top={top}, trials={len(trials or ())}, "
+                         f"seeds={seeds}")
     run_dir = require_run_dir(run_dir).resolve()
     with run_lock(run_dir):                 # one driver per run (controllers.lock)
         run = read_run(run_dir)
@@ -203,17 +221,20 @@ def confirm_run(run_dir: str | Path, executor: Executor, top: int | None, seeds:
             raise DynasError(f"{run_dir}: no complete trial to confirm")
         if driver.queued:
             with executor.session(search, verbose):
+                record_helpers(run_dir)
                 run_confirmations(executor, driver, experiment, search, run_dir, verbose)
     return run_dir
 
 
 def _reopen(run_dir: Path, run: dict, trials: Any, settings: dict | None = None,
             command: str = "resume") -> tuple[Experiment, Any]:
-    """The run's own experiment copy (``settings`` applied and recorded: ``run.amend``)
-    and its search settings, as run.json recorded them. Paths in the file
-    (``search.baselines`` arch files) stay relative to the file the run started from,
-    as when it started, while that file is still there."""
-    experiment = load_experiment(run_dir / run.get("experiment", EXPERIMENT_COPY), plugins=run.get("plugins"))
+    """The run's own experiment copy (inside the run directory, whatever run.json says;
+    ``settings`` applied and recorded: ``run.amend``) and its search settings, as
+    run.json recorded them; the plugins it recorded are imported only with the user's
+    consent (``search_space.plugins``). ``search.baselines`` arch files (architecture
+    JSON, never code) stay relative to the file the run started from, while it exists."""
+    copy = inside(run_dir, EXPERIMENT_COPY, run_dir / RUN_FILE, "experiment")
+    experiment = load_experiment(copy, plugins=run.get("plugins"), recorded_in=str(run_dir / RUN_FILE))
     experiment = amend(experiment, settings, run, run_dir, command)
     origin = run.get("source")
     if isinstance(origin, str) and Path(origin).is_file():
@@ -264,8 +285,9 @@ def check_run_name(name: str) -> str:
 
 
 def new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
-    """``storage/name`` (checked), or ``storage/prefix-UTCTIME``; ``storage`` resolved."""
-    storage = storage.expanduser().resolve()
+    """``storage/name`` (checked), or ``storage/prefix-UTCTIME``; ``storage`` resolved
+    and checked (``check_storage``) before anything starts."""
+    storage = check_storage(storage.expanduser().resolve())
     if name is not None:
         run_dir = storage / check_run_name(name)
         if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
@@ -281,6 +303,26 @@ def new_run_dir(storage: Path, name: str | None, prefix: str) -> Path:
         n += 1
         run_dir = storage / f"{prefix}-{stamp}-{n}"
     return run_dir
+
+
+def check_storage(storage: Path) -> Path:
+    """``--storage`` is a folder dynas can create run directories in (or one it can
+    create): refused in one line before Ray starts when it is a file, read-only, or
+    under /proc. Proven by making (and removing) an empty folder in it, or in the
+    nearest folder above it that exists; no file is left behind."""
+    if storage.parts[:2] in (("/", "proc"), ("/", "sys")):
+        raise DynasError(f"{storage}: --storage cannot be under /{storage.parts[1]}")
+    existing = storage
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DynasError(f"{existing}: --storage: not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dynas-probe-", dir=existing))
+    except OSError as err:
+        raise DynasError(f"{existing}: --storage: cannot create a run directory here "
+                         f"({err.strerror or err})") from None
+    return storage
 
 
 @contextlib.contextmanager

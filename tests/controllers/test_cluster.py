@@ -235,7 +235,7 @@ def test_a_plain_space_with_a_plugin_evaluator_searched_and_resumed_on_the_clust
     example = REPO / "examples" / "plugins" / "plain_search.yaml"
     run = tmp_path / "plain"
     for args in (["search", str(example), "--trials", "3", "--storage", str(tmp_path), "--name", "plain"],
-                 ["resume", str(run), "--extra-trials", "2"]):
+                 ["resume", str(run), "--extra-trials", "2", "--trust-plugins"]):
         out = dynas(cluster, [*args, "--address", cluster.address, "--verbose", "0", "--no-report"])
         assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]

@@ -19,6 +19,11 @@ def record(pid, acc, flops, state="complete", weights=True):
                        objectives=[acc, flops], weights={"path": f"w/{pid}", "bytes": 10} if weights else None)
 
 
+def model_folder(path):
+    path.mkdir(parents=True)
+    (path / "weights.safetensors").write_bytes(b"w")
+
+
 def test_front_keeps_the_front_and_the_top_by_the_first_objective():
     # 0 and 4 are on the front; by accuracy 0 > 1 > 2 > 3 (1, 2 dominated by 0)
     records = [record(0, 0.9, 50), record(1, 0.8, 60), record(2, 0.7, 70), record(3, 0.6, 80),
@@ -33,12 +38,12 @@ def test_the_keeper_removes_leavers_and_indexes_the_rest(tmp_path):
     keeper = WeightKeeper(tmp_path, "front", OBJECTIVES)
     records = []
     for pid, acc in enumerate((0.5, 0.6, 0.7, 0.8, 0.9)):        # each better and costlier
-        (tmp_path / "w" / str(pid)).mkdir(parents=True)
+        model_folder(tmp_path / "w" / str(pid))
         records.append(record(pid, acc, 10 * (pid + 1)))
         keeper.update(records)
     # all five are on the front (a trade-off each): nothing leaves yet
     assert sorted(read_index(tmp_path)) == ["0", "1", "2", "3", "4"]
-    (tmp_path / "w" / "5").mkdir()
+    model_folder(tmp_path / "w" / "5")
     records.append(record(5, 0.95, 1))                            # dominates them all
     index = keeper.update(records)
     assert sorted(index) == ["3", "4", "5"]                       # front {5} + top 3 accuracy {5, 4, 3}
