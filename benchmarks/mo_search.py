@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.tabular_search import mann_whitney_greater  # noqa: E402
-from dynas.controllers.local import run_local  # noqa: E402
+from dynas.controllers.run.in_process import run_local  # noqa: E402
 from dynas.controllers.pareto import hypervolume, non_dominated, to_minimise  # noqa: E402
 from dynas.controllers.policies import PPOSettings, make_policy  # noqa: E402
 from dynas.controllers.policies.optuna_policies import population_for, startup_trials_for  # noqa: E402

@@ -13,7 +13,7 @@ import statistics
 import numpy as np
 import pytest
 
-from dynas.controllers.local import run_local
+from dynas.controllers.run.in_process import run_local
 from dynas.controllers.policies import PPOSettings, make_policy
 from dynas.controllers.policies.mo_reward import (chebyshev_reward, chebyshev_weight, hypervolume_reward,
                                                   minimise_form, rank_reward)
