@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from dynas.search_space.kinds.attention import cropped_span, span_blocked, span_ramp
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
+from .positions import alibi_bias
 from .registry import builder
 
 PROBE = 1e-6           # mask value of a probe key beyond the ramp (training, ``grow``)
@@ -68,6 +69,7 @@ class DynamicSpanAttention(nn.Module):
         self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
         self.crop = True
         self.grow = grow
+        self.alibi = False                          # ``positions: alibi``
 
     def spans(self) -> Tensor:
         """Current spans in tokens, (H,), clamped to [0, max_span] (straight-through)."""
@@ -116,6 +118,8 @@ class DynamicSpanAttention(nn.Module):
         if self.probing():   # beyond the ramp: value PROBE, the ramp's slope as gradient
             soft = torch.where(ramp > 0, soft, PROBE + ramp - ramp.detach())
         bias = torch.where(allowed, soft.clamp(min=1e-30).log(), float("-inf"))
+        if self.alibi:
+            bias = bias + alibi_bias(q.shape[1], dist)
         h, n, w, width, dh = *bias.shape, q.shape[-1]
         # heads x blocks as SDPA's "heads": 4-D inputs reach its fused kernels
         y = F.scaled_dot_product_attention(
