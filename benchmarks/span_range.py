@@ -15,6 +15,7 @@ Two studies, same model size, steps, seeds:
   in order; the spans per layer and head after every experience (target: they grow
   during the experience that needs more).
 
+``--positions rope|alibi|none`` compares the position kinds (issue 24, item 6).
 ``--init`` and ``--no-grow`` reproduce the old behaviour (spans started at 0, no
 probe beyond the ramp) for comparison. Mean +- std over seeds; every row's numbers are
 measured in this process. CPU, ``--threads`` threads.
@@ -41,7 +42,7 @@ def arch(kind: str, args) -> ArchConfig:
     att = AttentionConfig(kind, args.heads, max_span=args.seq_len) if kind == "dynamic_span" \
         else AttentionConfig(kind, args.heads)
     layer = LayerConfig(att, FFNConfig("dense", expansion=2))
-    return ArchConfig(args.d_model, (layer,) * args.layers)
+    return ArchConfig(args.d_model, (layer,) * args.layers, positions=args.positions)
 
 
 @contextmanager
@@ -123,12 +124,13 @@ def main() -> None:
     p.add_argument("--span-penalty", type=float, default=0.1)
     p.add_argument("--init", type=float, default=span_module.INIT_FRACTION)
     p.add_argument("--no-grow", action="store_true")
+    p.add_argument("--positions", choices=["learned", "rope", "alibi", "none"], default="learned")
     p.add_argument("--study", choices=["both", "distance", "stream"], default="both")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     setup(args.threads)
     print(f"span_range: T={args.seq_len}, ramp {span_ramp(args.seq_len)}, init {args.init}, "
-          f"grow {not args.no_grow}, L1 {args.span_penalty}, {args.steps} steps, seeds {args.seeds}", flush=True)
+          f"grow {not args.no_grow}, positions {args.positions}, L1 {args.span_penalty}, {args.steps} steps, seeds {args.seeds}", flush=True)
     if args.study in ("both", "distance"):
         one_distance_study(args)
     if args.study in ("both", "stream"):
