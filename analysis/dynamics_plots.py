@@ -25,21 +25,34 @@ def _layers(dynamics: Sequence[dict], key: str) -> list[str]:
                   key=lambda n: int(n.split(".")[1]))
 
 
-def _panels(n: int, width: float, height: float):
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(width * cols, height * rows + 0.8))
-    return fig, np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+def _panels(row: pd.Series, key: str, width: float):
+    """(dynamics, layers, figure, axes) with one panel per layer measured under ``key``,
+    or None when the trial measured none."""
+    dynamics = row["dynamics"] or []
+    layers = _layers(dynamics, key)
+    if not layers:
+        return None
+    cols = min(3, len(layers))
+    rows = -(-len(layers) // cols)
+    fig = Figure(figsize=(width * cols, 3.0 * rows + 0.8))
+    return dynamics, layers, fig, np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+
+
+def _finish(fig: Figure, axes, used: int, title: str, path: str | os.PathLike) -> Path:
+    for ax in axes[used:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return _save(fig, path)
 
 
 def plot_spans(row: pd.Series, path: str | os.PathLike) -> Path | None:
     """Learned span of each head after each experience, one panel per dynamic-span
     layer, with the evaluated crop (longest span + ramp, in blocks) dashed."""
-    dynamics = row["dynamics"] or []
-    layers = _layers(dynamics, "spans")
-    if not layers:
+    panels = _panels(row, "spans", 3.8)
+    if panels is None:
         return None
-    fig, axes = _panels(len(layers), 3.8, 3.0)
+    dynamics, layers, fig, axes = panels
     for ax, name in zip(axes, layers):
         seen = [(e["experience"], e["spans"][name]) for e in dynamics if name in (e.get("spans") or {})]
         x = [exp for exp, _ in seen]
@@ -53,21 +66,16 @@ def plot_spans(row: pd.Series, path: str | os.PathLike) -> Path | None:
         ax.set_xticks(x)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes[len(layers):]:
-        ax.set_visible(False)
-    fig.suptitle(f"Learned spans, {_trial_title(row)}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return _save(fig, path)
+    return _finish(fig, axes, len(layers), f"Learned spans, {_trial_title(row)}", path)
 
 
 def plot_realised_k(row: pd.Series, path: str | os.PathLike) -> Path | None:
     """Share of tokens given k = 0..K experts, per MoE layer, one bar group per
     experience (after it), with the mean k in each legend entry."""
-    dynamics = row["dynamics"] or []
-    layers = _layers(dynamics, "k")
-    if not layers:
+    panels = _panels(row, "k", 4.2)
+    if panels is None:
         return None
-    fig, axes = _panels(len(layers), 4.2, 3.0)
+    dynamics, layers, fig, axes = panels
     for ax, name in zip(axes, layers):
         seen = [(e["experience"], e["k"][name]) for e in dynamics if name in (e.get("k") or {})]
         width = 0.8 / len(seen)
@@ -83,11 +91,7 @@ def plot_realised_k(row: pd.Series, path: str | os.PathLike) -> Path | None:
         ax.set_xticklabels(range(len(seen[0][1]["hist"])))
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes[len(layers):]:
-        ax.set_visible(False)
-    fig.suptitle(f"Realised k per MoE layer, {_trial_title(row)}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return _save(fig, path)
+    return _finish(fig, axes, len(layers), f"Realised k per MoE layer, {_trial_title(row)}", path)
 
 
 def dynamics_figures(df: pd.DataFrame, trials: pd.DataFrame, out: Path) -> dict[str, Path]:
