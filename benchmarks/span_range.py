@@ -93,8 +93,9 @@ def one_distance_study(args) -> None:
             rows.append([d, layer, spread(z), spread([v + ramp for v in z]),
                          f"{hits}/{len(z)}", spread(acc), spread(full),
                          f"{statistics.fmean(acc) - statistics.fmean(full):+.1f}"])
-            print("  per seed", d, layer, [[round(h, 1) for h in r["spans"][-1][layer]] for r in runs], flush=True)
-    print_table(["d", "layer", "largest z", "reach z+R", "reach in [d,1.5d+R]",
+            print("  per seed", d, layer, [[round(h, 1) for h in r["spans"][-1][layer]] for r in runs],
+                  "acc", [round(r["acc"], 4) for r in runs], "full", [round(a, 2) for a in full], flush=True)
+    print_table("one distance per stream: largest learned span per layer, vs full attention", ["d", "layer", "largest z", "reach z+R", "reach in [d,1.5d+R]",
                  "acc span %", "acc full %", "diff"], rows)
 
 
@@ -106,7 +107,10 @@ def stream_study(args) -> None:
             heads = [r["spans"][e][layer] for r in runs]
             per_head = [spread([h[i] for h in heads]) for i in range(len(heads[0]))]
             rows.append([e, d, layer, *per_head, spread([r["diag"][e] * 100 for r in runs])])
-    print_table(["after exp", "d", "layer", *[f"head {i} z" for i in range(args.heads)], "acc on it %"], rows)
+    for s, r in zip(args.seeds, runs):
+        print("  seed", s, "spans per experience", [{k: [round(h, 1) for h in v] for k, v in e.items()}
+                                                     for e in r["spans"]], "diag", r["diag"], flush=True)
+    print_table("a stream of growing distances: spans per head after each experience", ["after exp", "d", "layer", *[f"head {i} z" for i in range(args.heads)], "acc on it %"], rows)
 
 
 def main() -> None:
