@@ -9,6 +9,7 @@ from dynas.analysis.dynamics_plots import dynamics_figures, dynamics_section
 from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                      RouterConfig)
 from dynas.search_space.settings import TaskSettings, TrainingSettings
+from dynas.trainers.curves import read_scalars
 from dynas.trainers.fitting import fit
 from dynas.trainers.tasks import build_task
 
@@ -18,10 +19,16 @@ ARCH = ArchConfig(16, (LayerConfig(AttentionConfig("dynamic_span", 2, max_span=1
 
 
 @pytest.fixture(scope="module")
-def trials():
+def curves(tmp_path_factory):
+    return tmp_path_factory.mktemp("curves")
+
+
+@pytest.fixture(scope="module")
+def trials(curves):
     task = build_task(TaskSettings("span_range", {"distances": [3, 9], "seq_len": 16,
                                                   "n_train": 64, "n_val": 16, "n_test": 16}))
-    metrics = fit(ARCH, task, TrainingSettings(steps_per_experience=3, batch_size=16, device="cpu"))
+    metrics = fit(ARCH, task, TrainingSettings(steps_per_experience=3, batch_size=16, device="cpu"),
+                  log_dir=curves)
     return pd.DataFrame([{"proposal_id": "p1", "arch_id": ARCH.arch_id, "run": "r", "dynamics": metrics.dynamics},
                          {"proposal_id": "p2", "arch_id": "x", "run": "r", "dynamics": []}])
 
@@ -34,6 +41,16 @@ def test_each_front_trial_with_dynamic_blocks_gets_both_figures(trials, tmp_path
         assert path.stat().st_size > 5000 and width > 300 and height > 200
     section = dynamics_section(trials, trials, tmp_path)
     assert "![spans_p1](spans_p1.png)\n" in section
+
+
+def test_tensorboard_gets_each_heads_span_after_each_experience(trials, curves):
+    scalars = read_scalars(curves)
+    for head in (0, 1):
+        points = scalars[f"span/layers.0.attn/head{head}"]
+        assert [s for s, _ in points] == [3, 6]
+        assert [v for _, v in points] == pytest.approx(
+            [e["spans"]["layers.0.attn"]["heads"][head] for e in trials.loc[0, "dynamics"]])
+    assert len(scalars["realised_k/layers.0.ffn"]) == 2
 
 
 def test_no_dynamics_column_means_no_figure(tmp_path):
