@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "preprocessing state) into the --out folder, for load_model and train --init-from")
     export.add_argument("--force", action="store_true", help="overwrite existing output files")
     export.set_defaults(handler=_export)
+    from .inspect import register as register_inspect   # its own module: dynas inspect
+    register_inspect(sub)
 
 
 def write_report_for(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None,

@@ -43,7 +43,7 @@ from dynas.search_space.reference import REFERENCE_KEY, model_from_dict
 from dynas.search_space.settings import Objective
 
 PathLike = str | os.PathLike
-OBJECT_COLUMNS = ("arch", "acc_matrix", "test_acc_matrix", "expert_load", "objective_values")
+OBJECT_COLUMNS = ("arch", "acc_matrix", "test_acc_matrix", "expert_load", "objective_values", "dynamics")
 ARCH_COLUMNS = ("arch.layers", "arch.d_model", "arch.attention_kinds", "arch.ffn_kinds",
                 "arch.moe_layers", "arch.summary")
 BASE_COLUMNS = ("run", "strategy", "run_dir", "trial", "proposal_id", "arch_id", "state",
@@ -130,7 +130,8 @@ def _row(base: dict[str, Any], trial: int, record) -> dict[str, Any]:
         row[f"param.{key}"] = value
     row.update(arch_summary(record.arch))
     row.update(arch=record.arch, acc_matrix=record.acc_matrix, test_acc_matrix=record.test_acc_matrix,
-               expert_load=record.expert_load, objective_values=record.objectives)
+               expert_load=record.expert_load, objective_values=record.objectives,
+               dynamics=record.dynamics)
     return row
 
 

@@ -21,6 +21,7 @@ from dynas.search_space.arch import ArchConfig
 from dynas.search_space.errors import DynasError
 
 from . import cautions, plots, seeds
+from .dynamics_plots import dynamics_section
 from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete, is_promotion,
                    is_transformer_arch, load_runs, rung_budgets, run_objectives, searched, short_arch)
 from .pareto import (front_ranks, hypervolume, knee_index, objective_matrix, pareto_front, pick,
@@ -73,6 +74,7 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     lines += _figure_section("Choices on the front", figures, "choices")
     lines += plots.choice_omissions(complete(df)) if "choices" in figures else []
     lines += _trial_figures(figures)
+    lines += dynamics_section(df, front, out)
     lines += _failures(df)
     lines += ["## Files", "", f"- [`{CSV_FILE}`]({CSV_FILE}): one row per trial "
               "(metrics, `param.*` decisions, `arch.*` summary, `front_rank`; -1 = not ranked)"]

@@ -135,7 +135,7 @@ class LayerConfig:
     ffn: FFNConfig
 
 
-MODEL_KINDS = ("tokens", "stem", "norm", "head")   # whole-model kinds, in sampling order
+MODEL_KINDS = ("tokens", "stem", "norm", "head", "positions")   # whole-model kinds, in sampling order
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ TUNABLE_TRAINING = tuple(f.name for f in dataclasses.fields(TrainingChoices))
 class ArchConfig:
     """A heterogeneous transformer: one shared width, a config per layer.
 
-    ``tokens``, ``stem``, ``norm``, ``head``: whole-model kinds (see
+    ``tokens``, ``stem``, ``norm``, ``head``, ``positions``: whole-model kinds (see
     ``search_space.kinds.model``); their defaults are the model dynas always built.
     ``training``: training settings sampled with it (``TrainingChoices``), or None.
     """
@@ -174,6 +174,7 @@ class ArchConfig:
     stem: str = field(default="linear", metadata=OMIT_DEFAULT)
     norm: str = field(default="pre", metadata=OMIT_DEFAULT)
     head: str = field(default="mean", metadata=OMIT_DEFAULT)
+    positions: str = field(default="learned", metadata=OMIT_DEFAULT)
     training: TrainingChoices | None = field(default=None, metadata=OMIT_DEFAULT)
 
     def validate(self, key: str = "") -> None:

@@ -126,7 +126,7 @@ def estimate_cost(arch: ArchConfig, shape: TaskShape, realised: Realised | None 
     d = arch.d_model
     t_in, width, t = block_tokens(arch, shape)
     total = MODEL_FAMILIES["stem"].get(arch.stem).cost(width, d, t_in, shape.vocab_size)
-    total = total + Part(t * d, t * d, floats=t * d)         # learned positions
+    total = total + MODEL_FAMILIES["positions"].get(arch.positions).cost(d, t)
     for i, layer in enumerate(arch.layers):
         att, ffn = ATTENTION.get(layer.attention.kind), FFN.get(layer.ffn.kind)
         att_cfg = realised_attention(layer.attention, realised.spans.get(i))

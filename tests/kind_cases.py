@@ -54,13 +54,14 @@ def all_ffns() -> list[FFNConfig]:
     return [cfg for cases in FFN_CASES.values() for cfg in cases]
 
 
-# Whole-model kinds (ArchConfig.tokens / stem / norm / head): each case is the kind's
+# Whole-model kinds (ArchConfig.tokens / stem / norm / head / positions): each case is the kind's
 # name; the contract suites build one model per case on an image-patch task.
 MODEL_KIND_CASES: dict[str, tuple[str, ...]] = {
     "tokens": ("task", "rows", "patch2", "patch4", "whole"),
     "stem": ("linear", "mlp"),
     "norm": ("pre", "post"),
     "head": ("mean", "cls", "flatten"),
+    "positions": ("learned", "rope", "alibi", "none"),
 }
 
 

@@ -88,12 +88,15 @@ class ProgressBridge:
         self.callbacks, self.num_experiences = tuple(callbacks), num_experiences
 
     def report(self, experience: int, acc_matrix: list[list[float]], test_acc_matrix: list[list[float]],
-               checkpoint_dir: Path | None) -> None:
+               checkpoint_dir: Path | None, measured: dict[str, float] | None = None) -> None:
+        """``measured``: values known so far beyond the accuracy matrices (the effective
+        cost of what the model realised on its validation pass), added to ``values``."""
         if not self.callbacks:
             return
         rows = [list(r) for r in acc_matrix[:experience + 1]]
         test_rows = [list(r) for r in test_acc_matrix[:experience + 1]]
-        progress = ExperienceProgress(experience, self.num_experiences, with_test(rows, test_rows),
+        values = with_test(rows, test_rows) | dict(measured or {})
+        progress = ExperienceProgress(experience, self.num_experiences, values,
                                       rows, test_rows, checkpoint_dir)
         for callback in self.callbacks:
             callback.on_experience_end(progress)

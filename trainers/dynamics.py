@@ -120,4 +120,6 @@ class DynamicsLogger(L.Callback):
             logged = {f"val/bits_exp{j}": b for j, b in enumerate(row)}
             logged |= {f"realised_k/{n}": v["mean"] for n, v in entry["k"].items()}
             logged |= {f"span_crop/{n}": v["crop"] for n, v in entry["spans"].items()}
+            logged |= {f"span/{n}/head{h}": z for n, v in entry["spans"].items()
+                       for h, z in enumerate(v["heads"])}
             trainer.logger.log_metrics(logged, step=trainer.global_step)

@@ -147,7 +147,12 @@ class _FitRun:
 
     def report(self, k: int, stint: Stint) -> None:
         reported = self.task.num_experiences - 1 if self.cfg.joint else stint.index
-        self.bridge.report(reported, self.matrix.rows, self.test_matrix.rows, self.ckpt_dir)
+        # the effective cost so far (spans and k of the validation pass just made), so a
+        # scheduler or a fidelity search can rank on it mid-trial as on the final record
+        history = self.dynamics.history
+        measured = effective_metrics(self.arch, self.task.shape, Realised.from_dynamics(history[-1])) \
+            if history else {}
+        self.bridge.report(reported, self.matrix.rows, self.test_matrix.rows, self.ckpt_dir, measured)
 
     def state(self, at: LoopState) -> dict:
         """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it."""

@@ -21,8 +21,8 @@ from .reference import ReferenceMLP
 
 # --- the model -----------------------------------------------------------------------
 class DynasModel(nn.Module):
-    """Tokeniser, stem + learned positions, the blocks, a final norm and a head; the
-    ends are built by kind (``arch.tokens``, ``stem``, ``norm``, ``head``)."""
+    """Tokeniser, stem, positions, the blocks, a final norm and a head; the ends are
+    built by kind (``arch.tokens``, ``stem``, ``norm``, ``head``, ``positions``)."""
 
     def __init__(self, arch: ArchConfig, shape: TaskShape, blocks: list[Block]):
         super().__init__()
@@ -31,9 +31,10 @@ class DynasModel(nn.Module):
         t_in, width, t = block_tokens(arch, shape)
         self.tokens = BUILDERS["tokens"].get(arch.tokens)(shape)
         self.embed = BUILDERS["stem"].get(arch.stem)(width, d, shape.vocab_size)
-        self.pos = nn.Parameter(torch.zeros(t, d))
-        nn.init.normal_(self.pos, std=0.02)
         self.layers = nn.ModuleList(blocks)
+        # the learned table (a parameter named ``pos``, as before kinds), or None: the
+        # relative kinds attach themselves to the attention modules instead
+        self.pos = BUILDERS["positions"].get(arch.positions)(self.layers, t, d)
         _, self.norm = BUILDERS["norm"].get(arch.norm)(d)
         self.head = BUILDERS["head"].get(arch.head)(d, t_in, shape.num_classes, shape.per_token)
 
@@ -43,7 +44,8 @@ class DynasModel(nn.Module):
         if t > self.shape.seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds seq_len={self.shape.seq_len}")
         h = self.head.prepend(self.embed(self.tokens(x)))         # (B, T', D)
-        h = h + self.pos[:h.shape[1]]
+        if self.pos is not None:
+            h = h + self.pos[:h.shape[1]]
         aux: dict[str, Tensor] = {}
         loads: dict[str, Tensor] = {}
         for i, block in enumerate(self.layers):

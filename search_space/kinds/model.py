@@ -19,6 +19,13 @@ Cost signatures (one sample):
 - ``head``: ``cost(d_model, seq_len, classes, per_token) -> (block tokens, Part)``:
   ``mean`` (mean-pool, or every token of a per-token task), ``cls`` (a learned token
   prepended; the head reads it), ``flatten`` (all T x D features into one linear).
+- ``positions``: ``cost(d_model, seq_len) -> Part`` (seq_len: the blocks' tokens):
+  ``learned`` (a T x D table added to the embeddings: T*D parameters, T*D FLOPs),
+  ``rope`` (rotary: q and k rotated by their position in every attention layer, so
+  scores depend on the query-key offset; Su et al. 2021), ``alibi`` (a per-head
+  linear bias -m_h |i - j| on the softmax scores; Press et al. 2022), ``none``.
+  The relative kinds have no parameters and no matmul FLOPs (their elementwise work is
+  not counted, as for LayerNorm), so their cost is exactly zero.
 """
 from __future__ import annotations
 
@@ -99,6 +106,10 @@ def _register_builtins() -> None:
     _simple("head", "mean", _mean_head)
     _simple("head", "cls", _cls_head)
     _simple("head", "flatten", _flatten_head, "flat")
+    _simple("positions", "learned", lambda d, t: Part(t * d, t * d, floats=t * d))
+    _simple("positions", "rope", lambda d, t: Part())
+    _simple("positions", "alibi", lambda d, t: Part())
+    _simple("positions", "none", lambda d, t: Part(), "nopos")
 
 
 _register_builtins()

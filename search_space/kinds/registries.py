@@ -20,8 +20,9 @@ TOKENS = _kinds("tokens", "cost(shape: TaskShape) -> (seq_len, input_dim) the st
 STEM = _kinds("stem", "cost(input_dim, d_model, seq_len, vocab_size) -> Part")
 NORM = _kinds("norm", "cost(d_model) -> Part of the final norm")
 HEAD = _kinds("head", "cost(d_model, seq_len, classes, per_token) -> (block tokens, Part)")
+POSITIONS = _kinds("positions", "cost(d_model, seq_len) -> Part of the position encoding")
 # model-level families: one kind per architecture (ArchConfig.<family>), not per layer
-MODEL_FAMILIES = {"tokens": TOKENS, "stem": STEM, "norm": NORM, "head": HEAD}
+MODEL_FAMILIES = {"tokens": TOKENS, "stem": STEM, "norm": NORM, "head": HEAD, "positions": POSITIONS}
 REGISTRIES = {"attention": ATTENTION, "ffn": FFN, "router": ROUTER, **MODEL_FAMILIES}
 
 
@@ -38,7 +39,7 @@ def register_router(spec: KindSpec) -> KindSpec:
 
 
 def register_model_kind(family: str, spec: KindSpec) -> KindSpec:
-    """Add a tokens / stem / norm / head kind (``MODEL_FAMILIES``)."""
+    """Add a tokens / stem / norm / head / positions kind (``MODEL_FAMILIES``)."""
     return MODEL_FAMILIES[family].register(spec.name, spec)
 
 

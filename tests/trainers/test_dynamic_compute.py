@@ -43,8 +43,14 @@ def test_crop_is_longest_span_plus_ramp_in_blocks():
     assert cropped_span(3.0, 64) == 24 and cropped_span(10.5, 64) == 32
     assert cropped_span(0.0, 1024) == 32 and cropped_span(2000.0, 1024) == 1024
     assert all(cropped_span(z, 512) % SPAN_BLOCK == 0 for z in (0.3, 7.0, 100.1))
-    attn = DynamicSpanAttention(D, H, 64)
+    attn = DynamicSpanAttention(D, H, 64).eval()
     set_spans(attn, [3.0, 4.0])
+    assert attn.window() == 24
+    attn.train()                      # training probes 2 (z + R) farther: 4 + 40 + 16
+    assert attn.window() == 64
+    set_spans(attn, [1.0, 2.0])
+    assert attn.window() == cropped_span(2.0 + 2 * (2.0 + 16), 64) == 56
+    attn.grow = False
     assert attn.window() == 24
     attn.crop = False
     assert attn.window() == 64
@@ -53,9 +59,10 @@ def test_crop_is_longest_span_plus_ramp_in_blocks():
 @pytest.mark.parametrize("causal", [True, False])
 def test_training_through_the_crop_keeps_the_soft_mask_gradients(causal):
     """Keys beyond the crop have m = 0 and dm/dz = 0: the loss and every gradient,
-    the spans' included, equal those over the whole max_span window."""
+    the spans' included, equal those over the whole max_span window (without the
+    growth probe, whose keys beyond the ramp have a gradient by design)."""
     torch.manual_seed(0)
-    attn = DynamicSpanAttention(D, H, 64, causal=causal)
+    attn = DynamicSpanAttention(D, H, 64, causal=causal, grow=False)
     set_spans(attn, [6.0, 17.5])
     x = torch.randn(2, 150, D)
     grads = []

@@ -103,11 +103,14 @@ def test_callbacks_hear_each_experience(task, device):
             seen.append(progress)
 
     cfg = TrainingSettings(steps_per_experience=4, batch_size=16, device=device.type)
-    fit(ARCH, task, cfg, [Recorder()])
+    metrics = fit(ARCH, task, cfg, [Recorder()])
     assert [p.experience for p in seen] == [0, 1, 2]
     assert [len(p.acc_matrix) for p in seen] == [1, 2, 3]
     assert all(p.num_experiences == 3 and p.checkpoint_dir is None for p in seen)
     assert names.FINAL_AVG_ACCURACY in seen[1].values
+    # the effective cost mid-trial (for ASHA and the fidelity search), the final one last
+    assert all(names.FLOPS_EFFECTIVE in p.values for p in seen)
+    assert seen[-1].values[names.FLOPS_EFFECTIVE] == metrics.values[names.FLOPS_EFFECTIVE]
 
 
 def test_joint_control_trains_once_on_the_union(task):

@@ -34,6 +34,8 @@ CASES = [
     ("selective_copy", SMALL), ("selective_copy", {**SMALL, "length": 12, "max_tokens": 6, "causal": True}),
     ("sorting", SMALL), ("sorting", {**SMALL, "max_len": 5, "symbols": 6, "levels": 2}),
     ("modular_arithmetic", SMALL), ("modular_arithmetic", {**SMALL, "ops": ["mul"], "modulus": 7, "max_terms": 3, "levels": 2}),
+    ("span_range", SMALL), ("span_range", {**SMALL, "distances": [4, 9], "spread": 3, "seq_len": 16}),
+    ("hard_easy", SMALL), ("hard_easy", {**SMALL, "hard_share": 0.5, "answers": 4, "n_experiences": 1}),
     ("assoc_recall", {**LONG, "seq_len": 1024}), ("selective_copy", {**LONG, "length": 600}),
     pytest.param("text_lm", {"n_train": 6, "n_val": 3, "n_test": 3}, marks=needs_text),
     pytest.param("text_lm", {"seq_len": 2048, "n_train": 2, "n_val": 1, "n_test": 1, "categories": 2},

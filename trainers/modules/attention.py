@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .positions import alibi_bias, rotate
 from .registry import builder
 
 
@@ -30,12 +31,15 @@ class HeadProjection(nn.Module):
         self.heads, self.head_dim = heads, d_model // heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
+        self.rope = False          # rotary positions (``positions: rope``, set by the model)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(B, T, D) -> q, k, v each (B, H, T, Dh)."""
+        """(B, T, D) -> q, k, v each (B, H, T, Dh); q and k rotated with ``rope``."""
         b, t, _ = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.rope:
+            q, k = rotate(q), rotate(k)
         return q, k, v
 
     def merge(self, y: Tensor) -> Tensor:
@@ -80,17 +84,32 @@ def block_positions(t: int, w: int, before: int, after: int,
 
 
 # --- modules ---------------------------------------------------------------------------
+def full_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, alibi: bool) -> Tensor:
+    """SDPA over all T keys, (B, H, T, Dh); with ``alibi`` a per-head distance bias
+    (and the causal mask folded into it)."""
+    if not alibi:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    pos = torch.arange(q.shape[2], device=q.device)
+    dist = pos[:, None] - pos[None, :]                                 # (T, T) query - key
+    bias = alibi_bias(q.shape[1], dist).to(q.dtype)                   # (H, T, T)
+    if causal:
+        bias = bias.masked_fill(dist < 0, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+
+
 class FullAttention(nn.Module):
-    """Multi-head softmax attention over all T tokens (SDPA picks the kernel)."""
+    """Multi-head softmax attention over all T tokens (SDPA picks the kernel).
+    ``alibi``: whether ``positions: alibi`` biases the scores (set by the model)."""
 
     def __init__(self, d_model: int, heads: int, causal: bool = False):
         super().__init__()
         self.proj = HeadProjection(d_model, heads)
         self.causal = causal
+        self.alibi = False
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        y = full_attention(q, k, v, self.causal, self.alibi)
         return self.proj.merge(y), {}
 
 
@@ -109,13 +128,14 @@ class SlidingWindowAttention(nn.Module):
         self.proj = HeadProjection(d_model, heads)
         self.window = window
         self.causal = causal
+        self.alibi = False                          # ``positions: alibi``
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         b, t, _ = x.shape
         q, k, v = self.proj.split(x)                          # (B, H, T, Dh)
         w = self.window
         if t <= w:  # one block with no predecessor: exactly full attention
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            y = full_attention(q, k, v, self.causal, self.alibi)
             return self.proj.merge(y), {}
         h, dh = q.shape[1], q.shape[3]
         qb = to_blocks(q, w)                                  # (B, H, N, w, Dh)
@@ -126,6 +146,13 @@ class SlidingWindowAttention(nn.Module):
         allowed = (kpos >= 0) & (kpos < t)                    # (N, 1, 2w)
         if self.causal:
             allowed = allowed & (kpos <= qpos)                # (N, w, 2w)
+        if self.alibi:                        # a per-head bias: heads x blocks as "heads"
+            bias = torch.where(allowed, alibi_bias(h, qpos - kpos).to(q.dtype),
+                               float("-inf"))                              # (H, N, w, 2w)
+            y = F.scaled_dot_product_attention(
+                qb.reshape(b, h * n, w, dh), kb.reshape(b, h * n, 2 * w, dh),
+                vb.reshape(b, h * n, 2 * w, dh), attn_mask=bias.reshape(1, h * n, w, 2 * w))
+            return self.proj.merge(y.view(b, h, n * w, dh)[:, :, :t]), {}
         # Blocks as SDPA's "heads" (B*H, N, ...) and a 4-D mask: only 4-D inputs reach
         # the fused CPU/GPU kernels; anything else falls back to the slower math path.
         y = F.scaled_dot_product_attention(

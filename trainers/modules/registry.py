@@ -22,6 +22,8 @@ Families and builder signatures:
 - ``stem``: ``(input_dim, d_model, vocab_size) -> module`` embedding the tokens.
 - ``norm``: ``(d_model) -> (post: bool, final norm module)``.
 - ``head``: ``(d_model, tokens, classes, per_token) -> modules.ends.Head``.
+- ``positions``: ``(layers: ModuleList of blocks, tokens, d_model) -> Parameter | None``:
+  attaches relative positions to the blocks' attention, returns an absolute table.
 
 ``trainers.model.build_model`` looks builders up here (``BUILDERS[family].get(kind)``); it
 is the only wiring point.
@@ -32,7 +34,7 @@ from typing import Callable
 
 from dynas.search_space.registry import Registry
 
-FAMILIES = ("attention", "ffn", "expert", "router", "tokens", "stem", "norm", "head")
+FAMILIES = ("attention", "ffn", "expert", "router", "tokens", "stem", "norm", "head", "positions")
 # one registry per family (the signatures above), each keyed by the kinds' own names
 BUILDERS: dict[str, Registry[Callable]] = {
     family: Registry(f"{family} builder", key=f"{family}.kind") for family in FAMILIES}

@@ -13,6 +13,17 @@ the whole max_span window is kept exactly, forward and backward, in training and
 evaluation (so also in exported models), while compute falls with the learned span.
 The reference implementation trims its memory the same way (``trim_memory``). A span
 can still grow: the ramp's keys (z, z + R] are inside the crop and carry its gradient.
+
+Growth beyond the ramp (``grow``, training only): with the ramp alone a dependency
+farther than z + R gives the span no gradient at all (m and dm/dz are both 0 there),
+so a span that shrank below a need, or a later experience needing a longer range,
+can never reach it. In training the crop therefore also covers a *probe* of
+2 (z + R) more tokens (a window of 3 times the evaluated reach, capped at
+max_span); a probe key gets the mask value ``PROBE`` (1e-6: its output weight is
+negligible) and the ramp's slope 1/R as a straight-through gradient, so
+dL/dz there is what the ramp would give if it reached that far: a far key the loss
+needs pulls the span out, one it does not is left to the L1 penalty. Evaluation
+(and so every measured cost and exported model) keeps the exact crop at z + R.
 """
 from __future__ import annotations
 
@@ -23,15 +34,22 @@ from torch import Tensor, nn
 from dynas.search_space.kinds.attention import cropped_span, span_blocked, span_ramp
 
 from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
+from .positions import alibi_bias
 from .registry import builder
+
+PROBE = 1e-6           # mask value of a probe key beyond the ramp (training, ``grow``)
+INIT_FRACTION = 1.0    # spans start at max_span: every dependency is visible at first
 
 
 class DynamicSpanAttention(nn.Module):
     """Blocked softmax attention with a learnable soft span per head.
 
-    ``span_fraction`` (H,) holds z_h / max_span, initially ``init_fraction``: 0, as in
-    the reference implementation (``--adapt-span-init 0``), so a head starts with the
-    ramp alone and grows its span where the task pays for it. Its forward value is clamped to
+    ``span_fraction`` (H,) holds z_h / max_span, initially ``init_fraction``:
+    ``INIT_FRACTION`` (1, the whole max_span), so every dependency is inside the mask
+    when training starts and the L1 penalty trims what the loss does not pay for. (The
+    reference implementation starts at 0, ``--adapt-span-init 0``, and on a dependency
+    farther than the ramp the span then never moved: ``benchmarks/span_range.py``.)
+    ``grow``: the training-time probe beyond the ramp (module docstring). Its forward value is clamped to
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
@@ -40,7 +58,7 @@ class DynamicSpanAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
-                 ramp: int | None = None, init_fraction: float = 0.0):
+                 ramp: int | None = None, init_fraction: float = INIT_FRACTION, grow: bool = True):
         super().__init__()
         if max_span < 1:
             raise ValueError(f"max_span must be >= 1, got {max_span}")
@@ -50,6 +68,8 @@ class DynamicSpanAttention(nn.Module):
         self.causal = causal
         self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
         self.crop = True
+        self.grow = grow
+        self.alibi = False                          # ``positions: alibi``
 
     def spans(self) -> Tensor:
         """Current spans in tokens, (H,), clamped to [0, max_span] (straight-through)."""
@@ -57,11 +77,19 @@ class DynamicSpanAttention(nn.Module):
         clamped = f + (f.clamp(0.0, 1.0) - f).detach()
         return clamped * self.max_span
 
+    def probing(self) -> bool:
+        """Whether this forward probes beyond the ramp (training with ``grow``)."""
+        return self.grow and self.training
+
     def window(self) -> int:
-        """Block size w of this forward: the crop of the current spans."""
+        """Block size w of this forward: the crop of the current spans (plus the probe
+        of 2 (z + R) tokens when probing)."""
         if not self.crop:
             return self.max_span
-        return cropped_span(float(self.spans().detach().max()), self.max_span, self.ramp)
+        longest = float(self.spans().detach().max())
+        if self.probing():
+            longest += 2 * (longest + self.ramp)
+        return cropped_span(longest, self.max_span, self.ramp)
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         b, t, _ = x.shape
@@ -85,8 +113,13 @@ class DynamicSpanAttention(nn.Module):
         # both the hard window (-inf) and the soft ramp (log m; clamped so that
         # log(0) never meets a zero gradient as nan).
         z = self.spans().view(-1, 1, 1, 1)                              # (H, 1, 1, 1)
-        soft = ((self.ramp + z - dist) / self.ramp).clamp(0.0, 1.0)     # (H, N, w, W)
+        ramp = (self.ramp + z - dist) / self.ramp                      # (H, N, w, W)
+        soft = ramp.clamp(0.0, 1.0)
+        if self.probing():   # beyond the ramp: value PROBE, the ramp's slope as gradient
+            soft = torch.where(ramp > 0, soft, PROBE + ramp - ramp.detach())
         bias = torch.where(allowed, soft.clamp(min=1e-30).log(), float("-inf"))
+        if self.alibi:
+            bias = bias + alibi_bias(q.shape[1], dist)
         h, n, w, width, dh = *bias.shape, q.shape[-1]
         # heads x blocks as SDPA's "heads": 4-D inputs reach its fused kernels
         y = F.scaled_dot_product_attention(
