@@ -66,6 +66,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weights": (_opt(lambda v: isinstance(v, dict)), "a mapping or null"),
     "repeat_of": (_opt(_int), "an integer or null"),
     "train_seed": (_opt(_int), "an integer or null"),
+    "budget": (_opt(lambda v: _int(v) and v >= 1), "an integer >= 1 or null"),
     "chance_accuracy": (_metric, "a number or null"),
     "steps": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "expert_load": (_dict_of(_list_of(_metric)), "a mapping of names to lists of numbers"),

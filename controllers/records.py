@@ -78,6 +78,7 @@ class TrialRecord:
     # how the metrics were measured (record_check.EVALUATIONS): trained from scratch, or with weights
     # inherited from the run's supernet (search.evaluation: supernet), optionally fine-tuned
     evaluation: str = "standalone"
+    budget: int | None = None                 # training steps per experience it was measured at (None: the file's)
     finished_at: float = field(default_factory=time.time)
     schema_version: int = RECORD_SCHEMA_VERSION
 

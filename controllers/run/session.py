@@ -139,6 +139,8 @@ def resume_search(run_dir: str | Path, executor: Executor, extra_trials: int = 0
 
 def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int) -> Path:
     run = read_run(run_dir)
+    if run.get("kind") == "calibrate":       # controllers.run.calibrate: not a search to extend
+        raise DynasError(f"{run_dir}: a calibration, not a search; finish it with: dynas calibrate {run_dir}")
     missing = [key for key in ("trials", "strategy", "seed") if key not in run]
     if missing:
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")
