@@ -12,12 +12,14 @@ between budgets, the recommendation, the figure) is ``dynas.analysis.calibration
 
 A calibration is a run directory like a search's (``kind: calibrate`` in run.json,
 the drawn architectures in ``calibration.json``), trained through the same executors
-(Ray Tune or in-process): one driver per budget holding the missing (architecture,
+(Ray Tune or in-process): one driver per budget, holding the missing (architecture,
 seed) trainings as queued confirmations (``SearchDriver.queue_confirmations``), told to
 no policy. Each record says its ``budget`` (training steps per experience) and
 ``train_seed``; rerunning ``dynas calibrate RUN_DIR`` trains only what is missing, so a
-killed calibration resumes. Nothing from a test split is used: the analysis ranks on
-the search's first objective measured on validation.
+killed calibration resumes. The cheapest budget goes first, each architecture with all
+its seeds before the next: a calibration cut short still has whole architectures.
+Nothing from a test split is used: the analysis ranks on the search's first objective
+measured on validation.
 """
 from __future__ import annotations
 
@@ -100,17 +102,20 @@ def draw_architectures(experiment: Experiment, search: Any, archs: int, seed: in
     return list(drawn.values())
 
 
-def missing_trainings(plan: dict[str, Any], records: Sequence[TrialRecord], steps: int) -> list[Proposal]:
-    """The (architecture, seed) trainings at ``steps`` per experience not yet recorded
-    (failed ones count as done: a failure is a measurement of that architecture), the
-    first seed for every architecture before the next seed."""
+def missing_trainings(plan: dict[str, Any], records: Sequence[TrialRecord], steps: int,
+                      archs: Sequence[int] | None = None) -> list[Proposal]:
+    """The (architecture, seed) trainings at ``steps`` per experience not yet recorded,
+    of the architectures numbered ``archs`` (default all); failed ones count as done: a
+    failure is a measurement of that architecture."""
     from dynas.search_space.arch import ArchConfig
 
     done = {(r.arch_id, r.train_seed) for r in records if r.budget == steps}
-    archs = [ArchConfig.from_dict(entry["arch"]) for entry in plan["archs"]]
-    return [Proposal(i, arch, dict(plan["archs"][i]["params"]), seed=seed, repeat_of=i)
-            for seed in plan["seeds"]                  # seed-major: a cut-short budget still ranks all
-            for i, arch in enumerate(archs) if (arch.arch_id, seed) not in done]
+    todo = []
+    for i in range(len(plan["archs"])) if archs is None else archs:
+        arch = ArchConfig.from_dict(plan["archs"][i]["arch"])
+        todo += [Proposal(i, arch, dict(plan["archs"][i]["params"]), seed=seed, repeat_of=i)
+                 for seed in plan["seeds"] if (arch.arch_id, seed) not in done]
+    return todo
 
 
 class BudgetDriver(SearchDriver):
@@ -189,32 +194,44 @@ def _calibration_search(experiment: Experiment, archs: int, seed: int | None) ->
 
 def _train(experiment: Experiment, search: Any, run_dir: Path, executor: Executor, plan: dict[str, Any],
            verbose: int) -> None:
-    """Every budget in turn (the cheapest first), its missing trainings through ``executor``."""
-    todo = {}
+    """The missing trainings through ``executor``: the cheapest budget for every
+    architecture first, each architecture with all its seeds before the next, so a
+    calibration cut short holds the noise ceiling of its cheap budgets whole and the
+    expensive ones on whole architectures."""
+    from .session import _stopping        # a signal ends the training under way, then stops
+
     records = list(iter_records(run_dir))
-    for budget in plan["budgets"]:
-        steps = int(plan["steps_per_experience"]) * int(budget)
-        todo[budget] = (steps, missing_trainings(plan, records, steps))
-    total = sum(len(t) for _, t in todo.values())
+    todo = {b: missing_trainings(plan, records, int(plan["steps_per_experience"]) * int(b))
+            for b in plan["budgets"]}
+    total = sum(map(len, todo.values()))
     if not total:
         print(f"{run_dir}: calibration complete, nothing to train")
         return
     print(f"calibrating {len(plan['archs'])} architectures x {len(plan['seeds'])} seeds at budgets "
           f"{plan['budgets']} (x{plan['steps_per_experience']} steps per experience): {total} trainings to run")
-    with executor.session(search, verbose):
-        for budget, (steps, missing) in todo.items():
-            if not missing:
-                continue
-            print(f"budget x{budget} ({steps} steps per experience): {len(missing)} trainings")
-            policy = make_policy("random", experiment.space, search.objectives, search.seed, search)
-            driver = BudgetDriver(policy, run_dir, budget=0, seed=search.seed,
-                                  records=[r for r in records if r.budget == steps],
-                                  train_seed=experiment.training.seed, steps=steps)
-            driver.queue_confirmations(missing)
-            executor.drive(driver, at_budget(experiment, budget), search, run_dir, KIND, verbose=verbose)
-            if driver.fault:
-                raise InfrastructureError(f"{run_dir}: {driver.fault}; nothing was charged to a training; "
-                                          f"fix that, then: dynas calibrate {run_dir}")
+    with _stopping(run_dir) as stop, executor.session(search, verbose):
+        stop.install()                      # ray.init set a SIGTERM handler of its own
+        for budget, missing in todo.items():
+            if missing:
+                steps = int(plan["steps_per_experience"]) * int(budget)
+                _drive(experiment, search, run_dir, executor, budget, steps, missing, records, verbose, stop)
+            stop.check()
+
+
+def _drive(experiment: Experiment, search: Any, run_dir: Path, executor: Executor, budget: int, steps: int,
+           missing: list[Proposal], records: Sequence[TrialRecord], verbose: int, stop: Any) -> None:
+    if verbose:
+        print(f"budget x{budget} ({steps} steps per experience): {len(missing)} trainings")
+    policy = make_policy("random", experiment.space, search.objectives, search.seed, search)
+    driver = BudgetDriver(policy, run_dir, budget=0, seed=search.seed,
+                          records=[r for r in records if r.budget == steps],
+                          train_seed=experiment.training.seed, steps=steps)
+    driver.queue_confirmations(missing)
+    stop.on_stop[:] = [driver.stop]
+    executor.drive(driver, at_budget(experiment, budget), search, run_dir, KIND, verbose=verbose, stop=stop)
+    if driver.fault:
+        raise InfrastructureError(f"{run_dir}: {driver.fault}; nothing was charged to a training; "
+                                  f"fix that, then: dynas calibrate {run_dir}")
 
 
 def run_calibration(config: str | Path, *, archs: int = 24, seeds: int = 2, budgets: Sequence[int] = (1, 4),
