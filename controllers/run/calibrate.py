@@ -16,10 +16,10 @@ the drawn architectures in ``calibration.json``), trained through the same execu
 seed) trainings as queued confirmations (``SearchDriver.queue_confirmations``), told to
 no policy. Each record says its ``budget`` (training steps per experience) and
 ``train_seed``; rerunning ``dynas calibrate RUN_DIR`` trains only what is missing, so a
-killed calibration resumes. The cheapest budget goes first, each architecture with all
-its seeds before the next: a calibration cut short still has whole architectures.
-Nothing from a test split is used: the analysis ranks on the search's first objective
-measured on validation.
+killed calibration resumes. The cheapest budget goes first, and within a budget the
+first seed of every architecture before the next seed: a calibration cut short still
+ranks every architecture it reached at each budget. Nothing from a test split is
+used: the analysis ranks on the search's first objective measured on validation.
 """
 from __future__ import annotations
 
@@ -102,20 +102,17 @@ def draw_architectures(experiment: Experiment, search: Any, archs: int, seed: in
     return list(drawn.values())
 
 
-def missing_trainings(plan: dict[str, Any], records: Sequence[TrialRecord], steps: int,
-                      archs: Sequence[int] | None = None) -> list[Proposal]:
-    """The (architecture, seed) trainings at ``steps`` per experience not yet recorded,
-    of the architectures numbered ``archs`` (default all); failed ones count as done: a
-    failure is a measurement of that architecture."""
+def missing_trainings(plan: dict[str, Any], records: Sequence[TrialRecord], steps: int) -> list[Proposal]:
+    """The (architecture, seed) trainings at ``steps`` per experience not yet recorded
+    (failed ones count as done: a failure is a measurement of that architecture), the
+    first seed for every architecture before the next seed: a budget cut short still
+    ranks as many architectures as it can."""
     from dynas.search_space.arch import ArchConfig
 
     done = {(r.arch_id, r.train_seed) for r in records if r.budget == steps}
-    todo = []
-    for i in range(len(plan["archs"])) if archs is None else archs:
-        arch = ArchConfig.from_dict(plan["archs"][i]["arch"])
-        todo += [Proposal(i, arch, dict(plan["archs"][i]["params"]), seed=seed, repeat_of=i)
-                 for seed in plan["seeds"] if (arch.arch_id, seed) not in done]
-    return todo
+    archs = [ArchConfig.from_dict(entry["arch"]) for entry in plan["archs"]]
+    return [Proposal(i, arch, dict(plan["archs"][i]["params"]), seed=seed, repeat_of=i)
+            for seed in plan["seeds"] for i, arch in enumerate(archs) if (arch.arch_id, seed) not in done]
 
 
 class BudgetDriver(SearchDriver):
@@ -194,10 +191,8 @@ def _calibration_search(experiment: Experiment, archs: int, seed: int | None) ->
 
 def _train(experiment: Experiment, search: Any, run_dir: Path, executor: Executor, plan: dict[str, Any],
            verbose: int) -> None:
-    """The missing trainings through ``executor``: the cheapest budget for every
-    architecture first, each architecture with all its seeds before the next, so a
-    calibration cut short holds the noise ceiling of its cheap budgets whole and the
-    expensive ones on whole architectures."""
+    """The missing trainings through ``executor``, the cheapest budget first: a
+    calibration cut short holds its cheap budgets whole."""
     from .session import _stopping        # a signal ends the training under way, then stops
 
     records = list(iter_records(run_dir))
