@@ -21,6 +21,7 @@ from dynas.search_space.arch import ArchConfig
 from dynas.search_space.errors import DynasError
 
 from . import cautions, plots, seeds
+from .calibration import is_calibration, write_calibration_report
 from .dynamics_plots import dynamics_section
 from .load import (OBJECT_COLUMNS, as_run_dirs, baselines, chance_level, complete, is_promotion,
                    is_transformer_arch, load_runs, rung_budgets, run_objectives, searched, short_arch)
@@ -47,6 +48,8 @@ def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     ``mixed_budgets``.
     """
     dirs = as_run_dirs(run_dirs)
+    if len(dirs) == 1 and is_calibration(dirs[0]):      # dynas calibrate: its own section
+        return write_calibration_report(dirs[0], Path(out_dir) if out_dir is not None else dirs[0] / "report")
     df = load_runs(dirs)
     objectives = with_cost(run_objectives(dirs), cost, df)
     out = Path(out_dir) if out_dir is not None else dirs[0] / "report"

@@ -85,6 +85,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     _runner(c)
     _common(c)
     c.set_defaults(handler=_confirm)
+    _register_calibrate(sub)
+
+
+def _register_calibrate(sub: argparse._SubParsersAction) -> None:
+    k = sub.add_parser(
+        "calibrate", help="does the search's ranking hold across seeds and longer training?",
+        description="Train N architectures drawn uniformly from an experiment's space at several "
+        "budgets (multiples of training.steps_per_experience) with S training seeds each, through "
+        "the same executors as a search, and report the noise ceiling (Kendall tau between seeds), "
+        "seed std against the spread across architectures, the transfer of rankings between budgets "
+        "(tau, bootstrap intervals) and the smallest budget whose ranking transfers to the largest. "
+        "Given a calibration's run directory instead, trains only what it still misses.")
+    k.add_argument("config", type=Path, help="experiment file (YAML), or a calibration run directory to finish")
+    k.add_argument("--archs", type=int, default=24, help="architectures to draw (default 24)")
+    k.add_argument("--seeds", type=int, default=2, help="training seeds per architecture and budget (default 2)")
+    k.add_argument("--budgets", type=int, nargs="+", default=[1, 4],
+                   help="increasing multiples of steps_per_experience (default: 1 4)")
+    k.add_argument("--seed", type=int, help="seed of the architecture draw (default: the file's search.seed)")
+    k.add_argument("--address", help="Ray cluster address HOST:PORT (default: a private local instance)")
+    k.add_argument("--name", help="run directory name (default: <config>-calibrate-<UTC time>)")
+    k.add_argument("--storage", type=Path, help="parent of run directories (default: search.storage)")
+    k.add_argument("--runner", choices=EXECUTORS, default="ray",
+                   help="where trainings run: ray (Ray Tune; default) or local (this process, no Ray)")
+    _common(k)
+    k.set_defaults(handler=_calibrate)
 
     d = sub.add_parser(
         "dashboard", help="serve a run's Optuna study with optuna-dashboard, on 127.0.0.1 only",
@@ -193,6 +218,14 @@ def _dashboard(args: argparse.Namespace) -> int:
     print(f"serving {study} on http://{LOOPBACK}:{args.port}/ (Ctrl-C stops)", flush=True)
     run_server(f"sqlite:///{study.as_posix()}", host=LOOPBACK, port=args.port)
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> RunResult:
+    from .run.calibrate import run_calibration
+
+    return _finished(run_calibration(args.config, archs=args.archs, seeds=args.seeds, budgets=args.budgets,
+                                     runner=args.runner, address=args.address, storage=args.storage,
+                                     name=args.name, seed=args.seed, verbose=args.verbose))
 
 
 def _finished(run_dir: Path) -> RunResult:

@@ -169,6 +169,8 @@ def resume_search(run_dir: str | Path, executor: Executor, extra_trials: int = 0
 
 def _resume(run_dir: Path, executor: Executor, extra_trials: int, verbose: int, settings: dict | None) -> Path:
     run = read_run(run_dir)
+    if run.get("kind") == "calibrate":       # controllers.run.calibrate: not a search to extend
+        raise DynasError(f"{run_dir}: a calibration, not a search; finish it with: dynas calibrate {run_dir}")
     missing = missing_keys(run)
     if missing:
         raise DynasError(f"{run_dir / RUN_FILE}: missing {', '.join(missing)}")

@@ -1,0 +1,175 @@
+"""``dynas calibrate``: architectures drawn from a space, trained at every (budget,
+seed), recorded with both; the noise ceiling, the transfer between budgets and the
+recommendation computed from validation values only; bad plans refused before any work."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynas.analysis.calibration import (calibration_section, kendall_tau, load_calibration,
+                                        write_calibration_report)
+from dynas.analysis.cli import main
+from dynas.controllers.records import RUN_FILE, TrialRecord, append_record, iter_records, write_json_atomic
+from dynas.controllers.run.calibrate import CALIBRATION_FILE, run_calibration
+from dynas.search_space import names
+from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.suggest import RandomSuggester
+from dynas.trainers.results import TrialMetrics
+
+TINY = """\
+space:
+  layers: [1]
+  d_model: [16]
+  layer:
+    attention:
+      - {kind: full, heads: [2, 4]}
+      - {kind: sliding_window, heads: [2], window: [2]}
+    ffn:
+      - {kind: dense, expansion: [2, 4]}
+      - {kind: moe, experts: [2], top_k: [1], expansion: 2}
+task: {name: split_digits, options: {classes_per_experience: 5, patch: 4}}
+training: {steps_per_experience: 3, batch_size: 16, device: cpu}
+search: {seed: 3}
+"""
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--budgets", "4", "1"], "--budgets: must be strictly increasing, got 4 1"),
+    (["--budgets", "1", "1"], "--budgets: must be strictly increasing"),
+    (["--budgets", "0", "4"], "--budgets: each budget is a multiple of steps_per_experience in 1..256, got 0"),
+    (["--archs", "2"], "--archs: must be 3..1000"),
+    (["--seeds", "0"], "--seeds: must be 1..20"),
+    (["--archs", "1000", "--seeds", "20", "--budgets", "1", "2"], "trainings; at most 20000"),
+])
+def test_a_bad_plan_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, argv, fragment):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    code = main(["calibrate", str(config), "--runner", "local", "--storage", str(tmp_path / "runs"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and fragment in err, err
+    assert not (tmp_path / "runs").exists(), "a refused calibration writes nothing"
+
+
+def test_a_tiny_calibration_trains_every_cell_once_and_a_rerun_trains_only_what_is_missing(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    run_dir = run_calibration(config, archs=3, seeds=2, budgets=[1, 2], runner="local", storage=tmp_path,
+                              name="cal", verbose=0)
+    records = list(iter_records(run_dir))
+    cells = sorted((r.arch_id, r.budget, r.train_seed) for r in records)
+    assert len(cells) == len(set(cells)) == 3 * 2 * 2
+    assert {(b, s) for _, b, s in cells} == {(3, 0), (3, 1), (6, 0), (6, 1)}   # steps per experience, seeds
+    assert all(r.state == "complete" and r.steps == r.experiences_done * r.budget for r in records)
+    run = json.loads((run_dir / RUN_FILE).read_text())
+    assert run["kind"] == "calibrate" and run["runner"] == "local"
+
+    lines = (run_dir / "trials.jsonl").read_text().splitlines()     # a kill after five trainings
+    (run_dir / "trials.jsonl").write_text("\n".join(lines[:5]) + "\n")
+    run_calibration(run_dir, runner="local", verbose=0)
+    again = sorted((r.arch_id, r.budget, r.train_seed) for r in iter_records(run_dir))
+    assert again == cells
+    assert "nothing to train" in _rerun_output(run_dir, capsys)
+
+    other = run_calibration(config, archs=3, seeds=1, budgets=[1], runner="local", storage=tmp_path,
+                            name="cal2", verbose=0)
+    drawn = lambda d: [a["arch"] for a in json.loads((d / CALIBRATION_FILE).read_text())["archs"]]
+    assert drawn(other) == drawn(run_dir), "the draw is seeded (search.seed)"
+    report = write_calibration_report(run_dir, tmp_path / "report").read_text()
+    assert "| x1 | 3 | 3 |" in report and "| x1 | x2 | 3 |" in report
+
+
+def _rerun_output(run_dir: Path, capsys) -> str:
+    capsys.readouterr()
+    run_calibration(run_dir, runner="local", verbose=0)
+    return capsys.readouterr().out
+
+
+def test_resume_refuses_a_calibration(tmp_path, capsys):
+    run_dir = fake_calibration(tmp_path, {1: [[0.1, 0.1]] * 3})
+    assert main(["resume", str(run_dir), "--runner", "local"]) == 2
+    assert "dynas calibrate" in capsys.readouterr().err
+
+
+# --- the analysis, on run directories written in the records' own format ------------------
+SPACE = {"layers": [1, 2], "d_model": [16, 32], "layer": {
+    "attention": [{"kind": "full", "heads": [2, 4]}], "ffn": [{"kind": "dense", "expansion": [2, 4]}]}}
+
+
+def fake_calibration(root: Path, values: dict[int, list[list[float]]], test_values=None, steps=10) -> Path:
+    """A calibration run directory whose records hold ``values[budget][arch][seed]`` as
+    validation accuracy (and ``test_values`` as test accuracy, when given)."""
+    space = parse_experiment({"space": SPACE}).space
+    n = len(next(iter(values.values())))
+    archs, seen, k = [], set(), 0
+    while len(archs) < n:
+        arch = space.sample(RandomSuggester(k))
+        k += 1
+        if arch.arch_id not in seen:
+            seen.add(arch.arch_id)
+            archs.append(arch)
+    seeds = list(range(len(next(iter(values.values()))[0])))
+    run_dir = root / "cal"
+    run_dir.mkdir()
+    write_json_atomic(run_dir / RUN_FILE, {"kind": "calibrate", "trials": n, "strategy": "random", "seed": 0})
+    (run_dir / CALIBRATION_FILE).write_text(json.dumps({
+        "budgets": sorted(values), "seeds": seeds, "steps_per_experience": steps, "metric": names.FINAL_AVG_ACCURACY,
+        "archs": [{"arch": a.to_dict(), "params": {}} for a in archs]}))
+    for budget, table in values.items():
+        for i, row in enumerate(table):
+            for seed, acc in zip(seeds, row):
+                metrics = {names.FINAL_AVG_ACCURACY: acc}
+                if test_values is not None:
+                    metrics["test." + names.FINAL_AVG_ACCURACY] = test_values[budget][i][seed]
+                append_record(run_dir, TrialRecord(i, archs[i].arch_id, archs[i].to_dict(), {}, "complete",
+                                                   TrialMetrics(values=metrics), repeat_of=i, train_seed=seed,
+                                                   budget=budget * steps))
+    return run_dir
+
+
+def test_kendall_tau_is_tau_b():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert np.isnan(kendall_tau([1, 2], [1, 2])), "fewer than three points rank nothing"
+
+
+def test_a_ranking_that_reverses_with_budget_is_not_recommended(tmp_path):
+    low = [[0.1 * i, 0.1 * i + 0.01] for i in range(6)]          # seeds agree: ceiling 1
+    high = [[0.9 - 0.1 * i, 0.9 - 0.1 * i] for i in range(6)]    # reversed at x4
+    cal = load_calibration(fake_calibration(tmp_path, {1: low, 4: high}))
+    assert cal.noise(1)["tau"] == pytest.approx(1.0)
+    assert cal.noise(1)["seed_std"] == pytest.approx(np.sqrt(0.5 * 0.01 ** 2))
+    assert cal.transfer(1, 4)["tau"] == pytest.approx(-1.0)
+    assert cal.recommendation() is None
+    text = "\n".join(calibration_section(cal.run_dir, tmp_path))
+    assert "no budget below x4 transfers" in text and (tmp_path / "calibration.png").is_file()
+
+
+def test_the_smallest_budget_that_transfers_is_recommended(tmp_path):
+    rank = [[0.1 * i, 0.1 * i] for i in range(5)]
+    noisy = [[0.3, 0.3], [0.1, 0.1], [0.2, 0.2], [0.0, 0.0], [0.4, 0.4]]
+    cal = load_calibration(fake_calibration(tmp_path, {1: noisy, 2: rank, 4: rank}))
+    assert cal.recommendation() == 2
+    t = cal.transfer(2, 4)
+    assert t["tau"] == pytest.approx(1.0) and t["lo"] <= 1.0 <= t["hi"] + 1e-12
+
+
+def test_no_test_split_value_reaches_the_ranking(tmp_path):
+    val = {1: [[0.1 * i] * 2 for i in range(5)], 4: [[0.1 * i] * 2 for i in range(5)]}
+    test = {1: [[0.1 * i] * 2 for i in range(5)], 4: [[0.5 - 0.1 * i] * 2 for i in range(5)]}
+    cal = load_calibration(fake_calibration(tmp_path, val, test_values=test))
+    assert cal.transfer(1, 4)["tau"] == pytest.approx(1.0), "the reversed test values were not used"
+    assert cal.recommendation() == 1
+
+
+def test_a_cut_short_calibration_reports_what_it_has(tmp_path):
+    cal = load_calibration(fake_calibration(tmp_path, {1: [[0.1 * i, 0.1 * i] for i in range(4)]}))
+    cal.budgets.append(4)
+    cal.values[4] = np.full((4, 2), np.nan)
+    cal.values[4][:3, 0] = [0.3, 0.2, 0.1]                       # one seed, three archs so far
+    assert cal.transfer(1, 4) ["n"] == 3 and cal.transfer(1, 4)["tau"] == pytest.approx(-1.0)
+    assert cal.noise(4)["n"] == 0 and np.isnan(cal.noise(4)["tau"])
