@@ -108,6 +108,7 @@ def _register_calibrate(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--storage", type=Path, help="parent of run directories (default: search.storage)")
     k.add_argument("--runner", choices=EXECUTORS, default="ray",
                    help="where trainings run: ray (Ray Tune; default) or local (this process, no Ray)")
+    add_set_flag(k, "; a new calibration only")
     _common(k)
     k.set_defaults(handler=_calibrate)
 
@@ -225,7 +226,8 @@ def _calibrate(args: argparse.Namespace) -> RunResult:
 
     return _finished(run_calibration(args.config, archs=args.archs, seeds=args.seeds, budgets=args.budgets,
                                      runner=args.runner, address=args.address, storage=args.storage,
-                                     name=args.name, seed=args.seed, verbose=args.verbose))
+                                     name=args.name, seed=args.seed, verbose=args.verbose,
+                                     settings=settings_of(args)))
 
 
 def _finished(run_dir: Path) -> RunResult:

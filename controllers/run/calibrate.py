@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dynas.search_space.errors import ConfigError, DynasError, InfrastructureError
-from dynas.search_space.experiment import Experiment, load_experiment
+from dynas.search_space.experiment import Experiment, load_experiment, override_experiment
 
 from ..driver import SearchDriver
 from ..lock import run_lock
@@ -219,18 +219,25 @@ def _drive(experiment: Experiment, search: Any, run_dir: Path, executor: Executo
 
 def run_calibration(config: str | Path, *, archs: int = 24, seeds: int = 2, budgets: Sequence[int] = (1, 4),
                     runner: str = "ray", address: str | None = None, storage: str | Path | None = None,
-                    name: str | None = None, seed: int | None = None, verbose: int = NORMAL) -> Path:
+                    name: str | None = None, seed: int | None = None, verbose: int = NORMAL,
+                    settings: dict | None = None) -> Path:
     """``dynas calibrate``: a new calibration of the experiment file ``config`` in
-    ``storage/name`` (default ``search.storage/<stem>-calibrate-<UTC time>``), or, when
-    ``config`` is a calibration's run directory, the trainings it still misses."""
+    ``storage/name`` (default ``search.storage/<stem>-calibrate-<UTC time>``), with
+    ``settings`` (``--set``) applied, or, when ``config`` is a calibration's run
+    directory, the trainings it still misses (``settings`` refused: they would change
+    what its trainings measure)."""
     from ..runs import make_executor
     from .session import new_run_dir
 
     if Path(config).is_dir():
+        if settings:
+            raise DynasError(f"{config}: --set applies to a new calibration, not to finishing one")
         return resume_calibration(config, make_executor(runner, address), verbose=verbose)
     check_plan(archs, seeds, budgets)
     executor = make_executor(runner, address)
     experiment = load_experiment(config)
+    if settings:
+        experiment = override_experiment(experiment, settings)
     stem = Path(experiment.source).stem if experiment.source else "experiment"
     run_dir = new_run_dir(Path(storage or experiment.search.storage), name, f"{stem}-{KIND}")
     return start_calibration(experiment, run_dir, executor, archs=archs, seeds=seeds, budgets=budgets,

@@ -43,6 +43,8 @@ search: {seed: 3}
     (["--archs", "2"], "--archs: must be 3..1000"),
     (["--seeds", "0"], "--seeds: must be 1..20"),
     (["--archs", "1000", "--seeds", "20", "--budgets", "1", "2"], "trainings; at most 20000"),
+    (["--set", "training.steps_per_experience=0"], "training.steps_per_experience"),
+    (["--set", "training.no_such_key=1"], "no_such_key"),
 ])
 def test_a_bad_plan_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, argv, fragment):
     config = tmp_path / "tiny.yaml"
@@ -80,6 +82,17 @@ def test_a_tiny_calibration_trains_every_cell_once_and_a_rerun_trains_only_what_
     assert drawn(other) == drawn(run_dir), "the draw is seeded (search.seed)"
     report = write_calibration_report(run_dir, tmp_path / "report").read_text()
     assert "| x1 | 3 | 3 |" in report and "| x1 | x2 | 3 |" in report
+
+
+def test_set_changes_what_a_new_calibration_trains(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    code = main(["calibrate", str(config), "--runner", "local", "--storage", str(tmp_path), "--name", "cal",
+                 "--archs", "3", "--seeds", "1", "--budgets", "1", "--set", "training.steps_per_experience=2",
+                 "--no-report", "--quiet"])
+    assert code == 0
+    assert {r.budget for r in iter_records(tmp_path / "cal")} == {2}
+    assert main(["calibrate", str(tmp_path / "cal"), "--runner", "local", "--set", "search.seed=1"]) == 2
 
 
 def _rerun_output(run_dir: Path, capsys) -> str:
