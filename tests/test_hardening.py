@@ -414,7 +414,8 @@ def assert_whole(run: Path, kept: bytes = b"") -> None:
                                            ((signal.SIGTERM, signal.SIGINT), 143)],
                          ids=["sigint", "sigterm-then-second-signal"])
 def test_a_signal_stops_the_search_cleanly(signals, code, tmp_path: Path):
-    (tmp_path / "exp.yaml").write_text(E2E % (150, 4))
+    # eight candidates for eight trials: the driver is still searching when the second one comes
+    (tmp_path / "exp.yaml").write_text((E2E % (150, 8)).replace("expansion: [2, 4]", "expansion: [2, 3, 4, 5, 6, 7, 8]"))
     log, run = tmp_path / "driver.log", tmp_path / "st" / "run"
     driver = start(("search", "exp.yaml", "--storage", "st", "--name", "run", "--verbose", "0"), tmp_path, log)
     try:
