@@ -67,7 +67,7 @@ class SpanRangeOptions(StreamOptions):
         return self.token_shape(self.seq_len, RANGE_NOISE + self.noise + self.symbols)
 
 
-@register_task("span_range", shape=lambda **o: SpanRangeOptions(**o).shape(),
+@register_task("span_range", shape=lambda **o: SpanRangeOptions(**o).shape(), options=SpanRangeOptions,
                description="copy the token a known distance back; distance set per experience")
 def span_range(seed: int = 0, **options) -> Task:
     """``noise ... v noise ... QUERY noise ...``: one value token v at p - d, the
@@ -126,7 +126,7 @@ class HardEasyOptions(StreamOptions):
         return int(round(self.hard_share * self.answers))
 
 
-@register_task("hard_easy", shape=lambda **o: HardEasyOptions(**o).shape(),
+@register_task("hard_easy", shape=lambda **o: HardEasyOptions(**o).shape(), options=HardEasyOptions,
                description="answer positions labelled hard (a sum of terms) or easy (a copy)")
 def hard_easy(seed: int = 0, **options) -> Task:
     """``a1 ... aM m1 ... mQ``: M numbers, then Q markers; an ``EASY`` marker's label
