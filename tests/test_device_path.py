@@ -79,6 +79,8 @@ CPU_ON_PURPOSE: dict[tuple[str, str, str], str] = {
     ("evaluation.py", "difficulty_scores", "rand"):
         "the curriculum orders samples on the host (CPU generator)",
     ("evaluation.py", "difficulty_scores", "empty"): "scores are returned on the CPU",
+    ("modules/positions.py", "build_learned", "zeros"):
+        "a parameter made when the model is built (init-time, like __init__): moved with the module",
     ("predict.py", "Predictor.prepare", "as_tensor"):
         "raw user inputs are prepared on the CPU; predict moves each batch to the device",
     ("predict.py", "Predictor.predict", "empty"): "predictions are returned on the CPU",

@@ -67,7 +67,7 @@ ARCH_CASES = [
     (("layer", "norm"), "pre", "space.layer.norm: unknown key; known keys: attention, ffn"),
     (("layer",), DELETE, "space.layer: missing required key"),
     (("width",), 3,
-     "space.width: unknown key (a plain space has only 'decisions'); known keys: layers, d_model, layer, tokens, stem, norm, head"),
+     "space.width: unknown key (a plain space has only 'decisions'); known keys: layers, d_model, layer, tokens, stem, norm, head, positions"),
     ((), [1, 2], "space: expected a mapping, got [1, 2]"),
     ((), {1: 2}, "space: keys must be strings, got 1"),
     ((), None, "space: expected a mapping, got None"),

@@ -34,16 +34,16 @@ def rotate(x: Tensor, base: float = ROPE_BASE) -> Tensor:
     return torch.cat([turned, x[..., 2 * half:]], dim=-1)
 
 
-def alibi_slopes(heads: int) -> Tensor:
+def alibi_slopes(heads: int, device: torch.device | str | None = None) -> Tensor:
     """(H,) ALiBi's geometric slopes 2^(-8 h / H), h = 1..H (Press et al. 2022)."""
-    return torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
+    return torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)], device=device)
 
 
 def alibi_bias(heads: int, distance: Tensor) -> Tensor:
     """-m_h * |distance|, (H, *distance.shape): add to the scores before the softmax.
     The slopes are made here, on the distances' device (a model built on meta, as the
     supernet's skeletons are, holds no tensor for them)."""
-    slopes = alibi_slopes(heads).to(distance.device)
+    slopes = alibi_slopes(heads, distance.device)
     return -slopes.view(-1, *([1] * distance.dim())) * distance.abs()
 
 
