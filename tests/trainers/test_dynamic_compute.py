@@ -105,7 +105,9 @@ def test_effective_flops_match_the_cropped_model_within_2_percent(causal):
     effective = estimate_cost(ARCH, shape, realised).flops
     measured = measured_flops(model, x)
     assert effective == pytest.approx(measured, rel=0.02)
-    assert effective < 0.8 * estimate_cost(ARCH, shape).flops
+    # the crops (40 of 64 and 16 of 32 keys) and the realised k: the uncropped layers
+    # score 96 and 64 keys per query, the cropped ones 80 and 32
+    assert effective < 0.85 * estimate_cost(ARCH, shape).flops
     metrics = effective_metrics(ARCH, shape, realised)
     assert metrics[names.FLOPS_EFFECTIVE] == effective
     assert metrics[names.ACTIVE_PARAMS_EFFECTIVE] < estimate_cost(ARCH, shape).active_params

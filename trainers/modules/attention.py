@@ -58,29 +58,40 @@ def to_blocks(x: Tensor, w: int) -> Tensor:
     return x.view(b, h, n, w, dh)
 
 
-def neighbour_blocks(x: Tensor, w: int, before: int = 1, after: int = 0) -> Tensor:
-    """(B, H, T, Dh) -> (B, H, N, W, Dh) with W = (before + 1 + after) * w: the keys of
-    each block of w queries, blocks n - before .. n + after; missing ones are zeros
-    (callers mask them by position).
+def key_slabs(x: Tensor, step: int, before: int, width: int) -> Tensor:
+    """(B, H, T, Dh) -> (B, H, N, W, Dh), N = ceil(T / step): slab n holds the ``width``
+    tokens from n * step - ``before`` on (the keys of query block n); tokens outside
+    [0, T) are zeros (callers mask them by position).
 
-    One padded copy, then ``unfold``: the overlapping windows are a strided view, and
+    One padded copy, then ``unfold``: the overlapping slabs are a strided view, and
     its backward is a single fused accumulation (no per-block cat/slice copies).
     """
-    b, h, t, dh = x.shape
-    n = math.ceil(t / w)
-    padded = F.pad(x, (0, 0, before * w, n * w - t + after * w))   # (B, H, (N+before+after)*w, Dh)
-    return padded.unfold(2, (before + 1 + after) * w, w).transpose(-1, -2)
+    t = x.shape[2]
+    n = math.ceil(t / step)
+    padded = F.pad(x, (0, 0, before, (n - 1) * step + width - before - t))
+    return padded.unfold(2, width, step).transpose(-1, -2)
+
+
+def slab_positions(t: int, step: int, before: int, width: int,
+                   device: torch.device) -> tuple[Tensor, Tensor]:
+    """Absolute positions of blocked queries (N, step, 1) and of their ``key_slabs``
+    (N, 1, W)."""
+    starts = torch.arange(math.ceil(t / step), device=device) * step
+    qpos = starts[:, None, None] + torch.arange(step, device=device)[None, :, None]
+    kpos = starts[:, None, None] - before + torch.arange(width, device=device)[None, None, :]
+    return qpos, kpos
+
+
+def neighbour_blocks(x: Tensor, w: int, before: int = 1, after: int = 0) -> Tensor:
+    """(B, H, T, Dh) -> (B, H, N, W, Dh) with W = (before + 1 + after) * w: the keys of
+    each block of w queries, blocks n - before .. n + after (``key_slabs``)."""
+    return key_slabs(x, w, before * w, (before + 1 + after) * w)
 
 
 def block_positions(t: int, w: int, before: int, after: int,
                     device: torch.device) -> tuple[Tensor, Tensor]:
     """Absolute positions of blocked queries (N, w, 1) and their keys (N, 1, W)."""
-    n = math.ceil(t / w)
-    starts = torch.arange(n, device=device) * w
-    qpos = starts[:, None, None] + torch.arange(w, device=device)[None, :, None]
-    width = (before + 1 + after) * w
-    kpos = starts[:, None, None] - before * w + torch.arange(width, device=device)[None, None, :]
-    return qpos, kpos
+    return slab_positions(t, w, before * w, (before + 1 + after) * w, device)
 
 
 # --- modules ---------------------------------------------------------------------------

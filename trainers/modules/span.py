@@ -1,13 +1,15 @@
 """Adaptive-span attention (Sukhbaatar et al., 2019, "Adaptive Attention Span").
 
-Shape legend: B batch, T tokens, D model, H heads, Dh head dim, N blocks, w block size
-(= max_span), W keys per query block (2w causal, 3w bidirectional).
+Shape legend: B batch, T tokens, D model, H heads, Dh head dim, s window (keys per
+query distance), N query blocks, c queries per block, W keys per block (``span_keys``:
+the slab within distance s of a block's queries, about s + c causal, 2s + c
+bidirectional).
 
 Each head h learns a span z_h in [0, max_span]. Attention weights are multiplied by a
 soft ramp over the query-key distance d, m(d) = clamp((R + z_h - d) / R, 0, 1), and
-renormalised, so the span is differentiable. Work is blocked like sliding-window
-attention over a hard window of w tokens, w = ``cropped_span``: the longest head span
-plus the ramp, rounded up to ``SPAN_BLOCK`` (at most max_span). Keys beyond it have
+renormalised, so the span is differentiable. Work is blocked over a hard window of
+s tokens, s = ``cropped_span``: the longest head span plus the ramp, rounded up to
+``SPAN_BLOCK`` (at most max_span). Keys beyond it have
 mask weight m = 0 *and* dm/dz = 0 (the clamp is flat there), so the soft mask over
 the whole max_span window is kept exactly, forward and backward, in training and in
 evaluation (so also in exported models), while compute falls with the learned span.
@@ -31,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dynas.search_space.kinds.attention import cropped_span, span_blocked, span_ramp
+from dynas.search_space.kinds.attention import cropped_span, span_blocked, span_keys, span_ramp
 
-from .attention import HeadProjection, block_positions, neighbour_blocks, to_blocks
+from .attention import HeadProjection, key_slabs, slab_positions, to_blocks
 from .positions import alibi_bias
 from .registry import builder
 
@@ -82,7 +84,7 @@ class DynamicSpanAttention(nn.Module):
         return self.grow and self.training
 
     def window(self) -> int:
-        """Block size w of this forward: the crop of the current spans (plus the probe
+        """Window s of this forward: the crop of the current spans (plus the probe
         of 2 (z + R) tokens when probing)."""
         if not self.crop:
             return self.max_span
@@ -92,8 +94,8 @@ class DynamicSpanAttention(nn.Module):
         return cropped_span(longest, self.max_span, self.ramp)
 
     def block_bias(self, dist: Tensor, s: int) -> Tensor:
-        """(H, 1, w, W) additive score bias over one block's query - key offsets
-        ``dist`` (w, W): the same for every block, so it is built once per forward at
+        """(H, 1, c, W) additive score bias over one block's query - key offsets
+        ``dist`` (c, W): the same for every block, so it is built once per forward at
         the size of one block (the per-block copy is a single ``where``).
 
         m * softmax(scores) renormalised == softmax(scores + log m): one bias carries
@@ -103,7 +105,7 @@ class DynamicSpanAttention(nn.Module):
         if not self.causal:
             dist = dist.abs()
         z = self.spans().view(-1, 1, 1, 1)                              # (H, 1, 1, 1)
-        ramp = (self.ramp + z - dist) / self.ramp                      # (H, 1, w, W)
+        ramp = (self.ramp + z - dist) / self.ramp                      # (H, 1, c, W)
         soft = ramp.clamp(0.0, 1.0)
         if self.probing():   # beyond the ramp: value PROBE, the ramp's slope as gradient
             soft = torch.where(ramp > 0, soft, PROBE + ramp - ramp.detach())
@@ -118,22 +120,22 @@ class DynamicSpanAttention(nn.Module):
         s = self.window()
         if not span_blocked(t, s, self.causal):  # one block of every key is cheaper
             qb, kb, vb = q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2)   # (B, H, 1, T, Dh)
-            qpos, kpos = block_positions(t, t, 0, 0, x.device)          # (1, T, 1), (1, 1, T)
-        else:
-            after = 0 if self.causal else 1
-            qb = to_blocks(q, s)                                        # (B, H, N, w, Dh)
-            kb = neighbour_blocks(k, s, 1, after)                       # (B, H, N, W, Dh)
-            vb = neighbour_blocks(v, s, 1, after)                       # (B, H, N, W, Dh)
-            qpos, kpos = block_positions(t, s, 1, after, x.device)
-        bias = self.block_bias(qpos[0] - kpos[0], s)                    # (H, 1, w, W)
+            qpos, kpos = slab_positions(t, t, 0, t, x.device)           # (1, T, 1), (1, 1, T)
+        else:   # query blocks of c, each with the slab of keys within s of its queries
+            c, width = span_keys(s, self.causal)
+            qb = to_blocks(q, c)                                        # (B, H, N, c, Dh)
+            kb = key_slabs(k, c, s - 1, width)                          # (B, H, N, W, Dh)
+            vb = key_slabs(v, c, s - 1, width)                          # (B, H, N, W, Dh)
+            qpos, kpos = slab_positions(t, c, s - 1, width, x.device)
+        bias = self.block_bias(qpos[0] - kpos[0], s)                    # (H, 1, c, W)
         if qb.shape[2] > 1:   # keys outside [0, T): the first (and last) blocks' padding
-            bias = torch.where((kpos >= 0) & (kpos < t), bias, float("-inf"))   # (H, N, w, W)
-        h, n, w, _ = bias.shape
+            bias = torch.where((kpos >= 0) & (kpos < t), bias, float("-inf"))   # (H, N, c, W)
+        h, n, c, _ = bias.shape
         # One SDPA call per head, its blocks as SDPA's "heads": the blocked q, k, v are
         # strided views (no copies) and the head's mask is shared by the whole batch.
         # (One call over heads x blocks must copy all three into (B, H * N, ...) and
         # read a mask per head and block: 5-10% slower on CPU, measured at T=1024-2048.)
-        y = q.new_empty(b, n * w, h, q.shape[-1])                       # (B, N*w, H, Dh)
+        y = q.new_empty(b, n * c, h, q.shape[-1])                       # (B, N*c, H, Dh)
         for i in range(h):
             y[:, :, i] = F.scaled_dot_product_attention(
                 qb[:, i], kb[:, i], vb[:, i], attn_mask=bias[i][None]).flatten(1, 2)
