@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig,
                                RouterConfig, TaskShape)
 from dynas.search_space import kinds
+from dynas.search_space.kinds.attention import span_blocked, span_keys
 from dynas.trainers.model import ModelOutput, build_model
 from dynas.trainers.modules import (BUILDERS, DenseFFN, DynamicRouter, DynamicSpanAttention,
                               ExpertGroup, GLUExpertGroup, GLUFFN, LinearAttention, MoE,
@@ -121,6 +122,29 @@ def test_dynamic_span_soft_mask_matches_the_paper_formula():
     a = (q @ k.transpose(-1, -2) / math.sqrt(D // H)).softmax(-1) * m
     ref = attn.proj.merge((a / a.sum(-1, keepdim=True)) @ v)
     assert torch.allclose(attn(x)[0], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_blocked_dynamic_span_equals_the_dense_soft_mask(causal):
+    """Long enough to run blocked (query blocks of c, key slabs of W, T not a multiple
+    of c), the layer still computes the paper's soft mask over every query-key pair."""
+    torch.manual_seed(0)
+    max_span, t = 64, 200
+    attn = DynamicSpanAttention(D, H, max_span, causal=causal).eval()
+    attn.span_fraction.data = torch.tensor([10.0, 30.0]) / max_span
+    s = attn.window()
+    c, _ = span_keys(s, causal)
+    assert span_blocked(t, s, causal) and t % c
+    x = torch.randn(2, t, D)
+    q, k, v = attn.proj.split(x)
+    d = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).float()
+    d = d if causal else d.abs()
+    z, r = (attn.span_fraction * max_span).view(H, 1, 1), attn.ramp
+    m = ((r + z - d) / r).clamp(0, 1) * (d >= 0)
+    a = (q @ k.transpose(-1, -2) / math.sqrt(D // H)).softmax(-1) * m
+    ref = attn.proj.merge((a / a.sum(-1, keepdim=True)) @ v)
+    with torch.no_grad():
+        assert torch.allclose(attn(x)[0], ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("causal", [False, True])
