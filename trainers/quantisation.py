@@ -7,8 +7,9 @@ Two treatments, chosen by measurement (``benchmarks/compress_int8.py``, numbers 
 
 - **Plain ``nn.Linear``** (attention projections, dense and shared-expert FFNs, routers,
   stems) become ``Int8Linear``: the weight int8 per output channel, the activation
-  quantised per token at run time, the product on int8 units (torchao's
-  ``int_scaled_matmul``: ``torch._int_mm``, AMX / VNNI through oneDNN on this CPU).
+  quantised per token at run time, the product on int8 units (``torch._int_mm``: AMX /
+  VNNI through oneDNN on CPUs that have them; torchao's ``int_scaled_matmul`` on CPU is
+  the same call plus one more pass for the scales).
   torchao's own ``Int8DynamicActivationInt8WeightConfig`` computes the same thing but
   in eager mode its generic activation quantiser costs more than the matmul saves
   (0.5x fp32 here); under ``torch.compile`` it is fast, but a compile takes minutes per
@@ -39,6 +40,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 INT8_FORMAT = "torchao-int8-v1"     # compress.json "int8_format": how the int8 tensors are laid out
@@ -64,11 +66,10 @@ def _quiet_import() -> Iterator[None]:
 def torchao() -> Any:
     """The torchao modules used here, imported once, lazily (torchao is heavy)."""
     with _quiet_import():
-        import torchao.kernel.intmm as intmm
         import torchao.quantization.quant_primitives as primitives
         import torchao.quantization.qat as qat
         from torchao.quantization import quantize_
-    return type("torchao", (), {"intmm": intmm, "primitives": primitives, "qat": qat,
+    return type("torchao", (), {"primitives": primitives, "qat": qat,
                                 "quantize_": staticmethod(quantize_)})
 
 
@@ -109,14 +110,19 @@ class Int8Linear(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":      # _int_mm's CUDA kernel has shape rules; int8 here is for CPU
+            return F.linear(x, dequantise_weight(self.weight_int8, self.weight_scale).to(x.dtype), self.bias)
         lead = x.shape[:-1]
-        x = x.reshape(-1, self.in_features).float()                         # (M, K)
-        x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12) / QMAX  # (M, 1)
+        x = x.reshape(-1, self.in_features)                                   # (M, K)
+        # abs().amax: aminmax and vector_norm(inf) reduce a short row 50-100x slower here
+        x_scale = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(QMAX)   # (M, 1)
         x_q = (x / x_scale).round_().clamp_(QMIN, QMAX).to(torch.int8)
-        y = torchao().intmm.int_scaled_matmul(x_q, self.weight_int8.t(), x_scale)   # (M, N)
-        y = y * self.weight_scale.view(1, -1)
+        # torchao's int_scaled_matmul is this _int_mm then a row-scale multiply into a new
+        # tensor; here the row scale, the column scale and the bias are applied in place
+        y = torch._int_mm(x_q, self.weight_int8.t()).float().mul_(x_scale)   # (M, N)
+        y.mul_(self.weight_scale.view(1, -1))
         if self.bias is not None:
-            y = y + self.bias
+            y.add_(self.bias)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
