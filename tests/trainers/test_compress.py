@@ -131,3 +131,11 @@ def test_a_folder_of_the_old_torch_ao_int8_format_is_one_line(trained, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "earlier dynas versions" in err
     assert f"dynas compress {trained} --int8 --out" in err
+
+
+@pytest.mark.parametrize("extra, option", [(["--qat", "--qat-steps", "0"], "--qat-steps"),
+                                           (["--int8", "--latency-batches", "1", "0"], "--latency-batches")])
+def test_bad_qat_and_latency_options_are_one_line(trained, tmp_path, capsys, extra, option):
+    assert main(["compress", str(trained), *extra, "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and not (tmp_path / "q").exists()
