@@ -57,14 +57,22 @@ def register(sub: Any) -> None:
         "compress", help="prune, recover and int8-quantise a model folder; before/after table",
         description="Structured pruning (least-loaded experts on the validation splits, least "
         "important heads, FFN channels by norm), a short recovery fine-tune that distils the "
-        "original, and int8 dynamic quantisation of Linear layers. Prints params, file size, "
-        "batch-1 and batch-64 CPU latency (median of repeats) and test accuracy, before and after.")
+        "original, and int8 (torchao: Linear layers on int8 units, heads and experts stored int8; "
+        "--qat first distils with fake quantisation). Prints params, file size, CPU latency at "
+        "each --latency-batches size (median of repeats) and test accuracy, per stage; the last "
+        "row is measured on the written folder, loaded back.")
     comp.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     comp.add_argument("--config", type=Path, metavar="FILE", help="experiment YAML the model was trained with: its task "
                       "options and training settings (default: the task the model folder records, with "
                       "that task's default options, and the default training settings)")
     comp.add_argument("--prune", default="", metavar="SPEC", help="experts=N,heads=N,ffn=F (any subset)")
-    comp.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of Linear layers")
+    comp.add_argument("--int8", action="store_true", help="int8: Linear layers on int8 units (activations "
+                      "quantised per token), heads and MoE experts stored int8")
+    comp.add_argument("--qat", action="store_true", help="quantisation-aware training before int8 "
+                      "(implies --int8): --qat-steps distillation steps with fake quantisation")
+    comp.add_argument("--qat-steps", type=int, default=200, metavar="N", help="steps of --qat (default: 200)")
+    comp.add_argument("--latency-batches", type=int, nargs="+", default=[1, 64], metavar="B",
+                      help="batch sizes to time each stage at (default: 1 64)")
     comp.add_argument("--recover-steps", type=int, default=200, metavar="N",
                       help="distillation steps after pruning (default: 200)")
     comp.add_argument("--repeats", type=int, default=30, metavar="N", help="timed repeats per latency, "
@@ -156,10 +164,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from .pruning import PruneSpec
 
     spec = PruneSpec.parse(args.prune)
-    if not args.int8 and spec == PruneSpec():
+    int8 = args.int8 or args.qat
+    if not int8 and spec == PruneSpec():
         raise ConfigError("--prune", "nothing to do: give --prune and/or --int8")
     if args.recover_steps < 0 or args.repeats < 1:
         raise ConfigError("--recover-steps", "--recover-steps must be >= 0 and --repeats >= 1")
+    if args.qat and args.qat_steps < 1:
+        raise ConfigError("--qat-steps", f"must be >= 1 with --qat, got {args.qat_steps}")
+    if min(args.latency_batches) < 1:
+        raise ConfigError("--latency-batches", f"batch sizes must be >= 1, got {min(args.latency_batches)}")
     if args.out.resolve() == args.model_dir.resolve():
         raise DynasError(f"{args.out}: --out must differ from MODEL_DIR")
     from .bundle import BUNDLE_FILES
@@ -177,8 +190,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
             task = build_task(experiment.task, seed=training.seed)
     else:
         task, training = task_of_model(args.model_dir)
-    rows = compress(args.model_dir, task, args.out, spec, args.int8, args.recover_steps,
-                    training.lr, training.batch_size, args.repeats)
+    rows = compress(args.model_dir, task, args.out, spec, int8, args.recover_steps, training.lr,
+                    training.batch_size, args.repeats, qat_steps=args.qat_steps if args.qat else 0,
+                    latency_batches=tuple(dict.fromkeys(args.latency_batches)))
     import torch
 
     print(f"compressed {args.model_dir} -> {args.out} (CPU, {torch.get_num_threads()} threads)")

@@ -5,13 +5,15 @@
 2. Recovery: a short fine-tune that distils the unpruned model (MSE to its logits) on
    the training inputs of every experience. Labels are not used: the compressed model
    should behave like the original, not learn what the original had forgotten.
-3. int8: dynamic quantisation of every ``nn.Linear`` (``torch.ao.quantization``); MoE
-   experts are batched parameters, not Linear layers, and stay float.
+3. int8 (``trainers.quantisation``, on torchao): plain Linears run on int8 units,
+   heads and MoE experts are stored int8; with ``qat_steps`` the same distillation
+   first runs with fake quantisation (quantisation-aware training).
 
 The output folder is a bundle (``trainers.bundle``) plus ``compress.json`` (the plan,
-whether int8, the before/after table). int8 weights are stored as int8 tensors with
-their scale and zero point in safetensors (no pickle); ``load_model`` rebuilds the
-pruned, quantised model from the architecture, the plan and those tensors.
+whether int8 and its format, the before/after table). int8 weights are int8 tensors
+with their scales in safetensors (no pickle); ``load_model`` rebuilds the pruned,
+quantised model from the architecture, the plan and those tensors. The table's last
+row is measured on the folder as written, loaded back: the model a user gets.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import copy
 import json
 import os
 import shutil
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGH
 from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
 from .latency import example_input, interleaved_latency_ms
 from .pruning import PruneSpec, apply_plan, make_plan
+from .quantisation import INT8_FORMAT, convert_qat, int8_params, prepare_qat, quantise, refresh
 
 COMPRESS_FILE = COMPRESSED_MARK
 
@@ -45,20 +47,14 @@ class Measurement:
     name: str
     params: int
     file_bytes: int
-    latency_b1_ms: float
-    latency_b64_ms: float
+    latency_ms: dict[str, float]    # batch size -> median CPU ms (str keys: the JSON table's)
     accuracy: float                 # mean test accuracy over experiences (final row of R)
 
 
 # --- measuring ------------------------------------------------------------------------
 def count_params(model: nn.Module) -> int:
-    """Float parameters plus the weights packed inside dynamically quantised Linears."""
-    n = sum(p.numel() for p in model.parameters())
-    for m in model.modules():
-        if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
-            w, b = m._weight_bias()
-            n += w.numel() + (b.numel() if b is not None else 0)
-    return n
+    """Float parameters plus the weights held as int8."""
+    return sum(p.numel() for p in model.parameters()) + int8_params(model)
 
 
 def accuracy(model: nn.Module, task: Any, scenario: str, num_classes: int) -> float:
@@ -68,13 +64,13 @@ def accuracy(model: nn.Module, task: Any, scenario: str, num_classes: int) -> fl
 
 
 def measure(stages: list[tuple[str, nn.Module, int]], bundle: Bundle, task: Any,
-            repeats: int) -> list[Measurement]:
-    """One row per ``(name, model, file bytes)``; latencies timed round-robin on CPU."""
+            repeats: int, latency_batches: tuple[int, ...] = (1, 64)) -> list[Measurement]:
+    """One row per ``(name, model, file bytes)``; latencies timed round-robin on CPU at
+    each of ``latency_batches``."""
     shape = bundle.shape
     models = {name: model for name, model, _ in stages}
-    b1 = interleaved_latency_ms(models, example_input(shape, 1), repeats)
-    b64 = interleaved_latency_ms(models, example_input(shape, 64), repeats)
-    return [Measurement(name, count_params(model), size, b1[name], b64[name],
+    times = {b: interleaved_latency_ms(models, example_input(shape, b), repeats) for b in latency_batches}
+    return [Measurement(name, count_params(model), size, {str(b): times[b][name] for b in latency_batches},
                         accuracy(model, task, bundle.scenario, shape.num_classes))
             for name, model, size in stages]
 
@@ -109,63 +105,13 @@ def recover(student: nn.Module, teacher: nn.Module, task: Any, steps: int, lr: f
     student.eval()
 
 
-def quantise(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantisation of the Linear layers (a copy; ``model`` is untouched).
-    torch 2.13 marks torch.ao's quantised tensors deprecated; its warning is silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
-# --- int8 weights in safetensors ------------------------------------------------------
-def int8_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Float state plus, per quantised Linear, ``.weight_int8`` / ``.weight_scale`` /
-    ``.weight_zero_point`` / ``.bias``."""
-    out = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and not v.is_quantized}
-    out = {k: v for k, v in out.items() if "_packed_params" not in k}
-    for name, m in model.named_modules():
-        if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
-            w, b = m._weight_bias()
-            out[f"{name}.weight_int8"] = w.int_repr().contiguous()
-            out[f"{name}.weight_scale"] = torch.tensor([w.q_scale()], dtype=torch.float64)
-            out[f"{name}.weight_zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
-            if b is not None:
-                out[f"{name}.bias"] = b.detach().contiguous()
-    return out
-
-
-def load_int8(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
-    """A float (pruned) model filled from ``int8_tensors`` output and quantised.
-
-    The float tensors go into the float model first (quantised Linears take no
-    ``load_state_dict`` of float weights); then its Linears are quantised and given the
-    saved int8 weights."""
-    # exactly the modules quantize_dynamic swaps: plain Linears (a head subclassing
-    # Linear keeps its own forward, so it stays float)
-    linears = {name for name, m in model.named_modules() if type(m) is nn.Linear}
-    floats = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] not in linears}
-    missing, unexpected = model.load_state_dict(floats, strict=False)
-    missing = [k for k in missing if k.rsplit(".", 1)[0] not in linears]
-    if missing or unexpected:
-        raise DynasError(f"{source}: key {(missing or unexpected)[0]}: "
-                         f"{'missing' if missing else 'not in this model'}")
-    model = quantise(model)
-    for name, m in model.named_modules():
-        if name in linears:
-            try:
-                w = torch._make_per_tensor_quantized_tensor(    # the int8 values as saved
-                    tensors[f"{name}.weight_int8"], float(tensors[f"{name}.weight_scale"][0]),
-                    int(tensors[f"{name}.weight_zero_point"][0]))
-            except KeyError as err:
-                raise DynasError(f"{source}: key {err.args[0]}: missing") from None
-            m.set_weight_bias(w, tensors.get(f"{name}.bias"))
-    return model
-
-
 # --- the command's work ---------------------------------------------------------------
 def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: PruneSpec, int8: bool,
-             recover_steps: int, lr: float, batch_size: int, repeats: int = 30) -> list[Measurement]:
-    """Compress the bundle at ``src`` (its task built as ``task``) into ``out``."""
+             recover_steps: int, lr: float, batch_size: int, repeats: int = 30, qat_steps: int = 0,
+             latency_batches: tuple[int, ...] = (1, 64)) -> list[Measurement]:
+    """Compress the bundle at ``src`` (its task built as ``task``) into ``out``; with
+    ``int8`` and ``qat_steps``, that many distillation steps with fake quantisation
+    come before the conversion."""
     model, bundle = load_bundle_model(src)
     if task.name != bundle.task or task.shape != bundle.shape:
         raise DynasError(f"{src}: trained on {bundle.task} {bundle.shape}, not the config's "
@@ -181,37 +127,54 @@ def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: Pr
             recover(current, model, task, recover_steps, lr, batch_size)
             stages.append((f"pruned + {recover_steps} recovery steps", current, _size(current)))
     if int8:
+        name = stages[-1][0] + " + " if len(stages) > 1 else ""
+        if qat_steps:
+            student = prepare_qat(copy.deepcopy(current))
+            recover(student, model, task, qat_steps, lr, batch_size)
+            current = convert_qat(student)
+            name += f"{qat_steps} QAT steps + "
         current = quantise(current)
-        name = stages[-1][0] + " + int8" if len(stages) > 1 else "int8"
-        stages.append((name, current, _size(current, int8=True)))
-    rows = measure(stages, bundle, task, repeats)
-    _save(current, bundle, Path(out), plan, int8, spec, rows)
+        stages.append((name + "int8", current, 0))
+    out = Path(out)
+    meta = {"plan": plan, "int8": int8, **({"int8_format": INT8_FORMAT} if int8 else {}),
+            "prune": asdict(spec), "source": str(bundle.path.resolve()), "table": []}
+    _save(current, bundle, out, meta)
+    if len(stages) > 1:                   # the last row: the folder as a user loads it
+        stages[-1] = (stages[-1][0], load_bundle_model(out)[0], (out / WEIGHTS_FILE).stat().st_size)
+    rows = measure(stages, bundle, task, repeats, latency_batches)
+    _write_meta(out, {**meta, "table": [asdict(r) for r in rows]})
     return rows
 
 
-def _size(model: nn.Module, int8: bool = False) -> int:
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a (pruned, int8 or float) model saves: its state, int8 weights as buffers."""
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def _size(model: nn.Module) -> int:
     """Bytes of the safetensors file this model would be saved as."""
     from safetensors.torch import save
 
-    tensors = int8_tensors(model) if int8 else {k: v.contiguous() for k, v in model.state_dict().items()}
-    return len(save(tensors, metadata={"format": WEIGHTS_MAGIC}))
+    return len(save(_tensors(model), metadata={"format": WEIGHTS_MAGIC}))
 
 
-def _save(model: nn.Module, bundle: Bundle, out: Path, plan: list, int8: bool, spec: PruneSpec,
-          rows: list[Measurement]) -> None:
+def _save(model: nn.Module, bundle: Bundle, out: Path, meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    tensors = int8_tensors(model) if int8 else {k: v.contiguous() for k, v in model.state_dict().items()}
     tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": WEIGHTS_MAGIC, "arch_id": bundle.arch.arch_id})
+    save_file(_tensors(model), str(tmp), metadata={"format": WEIGHTS_MAGIC, "arch_id": bundle.arch.arch_id})
     for name in (ARCH_FILE, MODEL_FILE):
         shutil.copyfile(bundle.path / name, out / f".{name}.tmp")
-    meta = {"plan": plan, "int8": int8, "prune": asdict(spec), "source": str(bundle.path.resolve()),
-            "table": [asdict(r) for r in rows]}
-    (out / f".{COMPRESS_FILE}.tmp").write_text(json.dumps(meta, indent=2) + "\n")
-    for name in (WEIGHTS_FILE, ARCH_FILE, MODEL_FILE, COMPRESS_FILE):
+    for name in (WEIGHTS_FILE, ARCH_FILE, MODEL_FILE):
         os.replace(out / f".{name}.tmp", out / name)
+    _write_meta(out, meta)
+
+
+def _write_meta(out: Path, meta: dict[str, Any]) -> None:
+    """``compress.json``, written last and atomically: a folder without it is no model."""
+    (out / f".{COMPRESS_FILE}.tmp").write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(out / f".{COMPRESS_FILE}.tmp", out / COMPRESS_FILE)
 
 
 def rebuild(model: nn.Module, bundle: Bundle) -> nn.Module:
@@ -219,19 +182,26 @@ def rebuild(model: nn.Module, bundle: Bundle) -> nn.Module:
     quantised if int8, with the saved weights."""
     path = bundle.path / COMPRESS_FILE
     meta = read_compress_file(path)
+    if meta["int8"] and meta.get("int8_format") != INT8_FORMAT:
+        source = meta.get("source") if isinstance(meta.get("source"), str) else "MODEL_DIR"
+        raise DynasError(f"{path}: int8 weights in the torch.ao format of earlier dynas versions, which "
+                         f"this version does not load; compress the source again: dynas compress {source} "
+                         f"--int8 --out {bundle.path}-int8")
     try:
         apply_plan(model, meta["plan"])
     except (IndexError, RuntimeError, ValueError, TypeError) as err:
         raise DynasError(f"{path}: plan: does not fit {bundle.path / ARCH_FILE} ({type(err).__name__})") from None
     tensors = read_weights(bundle.weights_path, bundle.arch.arch_id)
-    if meta.get("int8"):
-        model = load_int8(model, tensors, bundle.weights_path)
-    else:
-        try:
-            model.load_state_dict(tensors)
-        except RuntimeError:
-            raise DynasError(f"{bundle.weights_path}: tensors do not fit the plan of {path}") from None
-    return model.eval()
+    if meta["int8"]:
+        model = quantise(model)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError:
+        raise DynasError(f"{bundle.weights_path}: tensors do not fit the plan of {path}") from None
+    if missing or unexpected:
+        raise DynasError(f"{bundle.weights_path}: key {(missing or unexpected)[0]}: "
+                         f"{'missing' if missing else 'not in this model'}")
+    return refresh(model).eval()
 
 
 def _indices(v: Any) -> bool:
@@ -240,7 +210,8 @@ def _indices(v: Any) -> bool:
 
 def read_compress_file(path: Path) -> dict[str, Any]:
     """``compress.json``, checked: ``plan`` a list (one mapping per layer of kept
-    ``heads``/``experts``/``ffn`` indices), ``int8`` true or false; else one line."""
+    ``heads``/``experts``/``ffn`` indices), ``int8`` true or false (default false), an
+    ``int8_format`` string if any; else one line."""
     meta = json_file(path)
     if not isinstance(meta, dict):
         raise DynasError(f"{path}: expected a JSON object, got {type(meta).__name__}")
@@ -252,8 +223,11 @@ def read_compress_file(path: Path) -> dict[str, Any]:
             ok = _indices(value) or (key == "ffn" and isinstance(value, list) and all(_indices(v) for v in value))
             if key not in ("heads", "experts", "ffn") or not ok:
                 raise DynasError(f"{path}: plan[{i}].{key}: must be heads, experts or ffn with lists of indices")
-    if not isinstance(meta.get("int8", False), bool):
+    meta.setdefault("int8", False)
+    if not isinstance(meta["int8"], bool):
         raise DynasError(f"{path}: int8: must be true or false")
+    if not isinstance(meta.get("int8_format", ""), str):
+        raise DynasError(f"{path}: int8_format: must be a string")
     return meta
 
 
@@ -261,13 +235,13 @@ register_rebuild(COMPRESS_FILE, rebuild)
 
 
 def table(rows: list[Measurement]) -> str:
-    """Markdown: each row and its ratio to the original."""
+    """Markdown: each row and its ratio to the original (latency: x faster)."""
     base = rows[0]
-    lines = ["| model | params | file KB | batch-1 ms | batch-64 ms | accuracy |",
-             "|---|---|---|---|---|---|"]
+    batches = list(base.latency_ms)
+    lines = ["| model | params | file KB | " + " | ".join(f"batch-{b} ms" for b in batches) + " | accuracy |",
+             "|---|---|---|" + "---|" * len(batches) + "---|"]
     for r in rows:
+        times = " | ".join(f"{r.latency_ms[b]:.3f} ({base.latency_ms[b] / r.latency_ms[b]:.2f}x)" for b in batches)
         lines.append(f"| {r.name} | {r.params:,} | {r.file_bytes / 1024:.1f} ({base.file_bytes / r.file_bytes:.2f}x smaller) "
-                     f"| {r.latency_b1_ms:.3f} ({base.latency_b1_ms / r.latency_b1_ms:.2f}x) "
-                     f"| {r.latency_b64_ms:.3f} ({base.latency_b64_ms / r.latency_b64_ms:.2f}x) "
-                     f"| {100 * r.accuracy:.2f} ({100 * (r.accuracy - base.accuracy):+.2f}) |")
+                     f"| {times} | {100 * r.accuracy:.2f} ({100 * (r.accuracy - base.accuracy):+.2f}) |")
     return "\n".join(lines)

@@ -88,3 +88,54 @@ def test_without_config_other_task_options_are_one_line(trained, tmp_path, capsy
     assert main(["compress", str(trained), "--int8", "--repeats", "1", "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--config" in err and "trained on split_digits with other options" in err
+
+
+def test_qat_and_latency_batches_show_in_the_table(trained, tmp_path, capsys):
+    out = tmp_path / "qat"
+    assert main(["compress", str(trained), "--config", str(trained.parent / "exp.yaml"), "--qat", "--qat-steps", "5",
+                 "--latency-batches", "2", "3", "--repeats", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| model | params | file KB | batch-2 ms | batch-3 ms | accuracy |" in printed
+    meta = json.loads((out / "compress.json").read_text())
+    assert meta["int8"] and [r["name"] for r in meta["table"]] == ["original", "5 QAT steps + int8"]
+    assert set(meta["table"][-1]["latency_ms"]) == {"2", "3"}
+    small = load_model(out)
+    assert accuracy(small.model, build_task(TASK, seed=0), "class_il", 10) == pytest.approx(
+        meta["table"][-1]["accuracy"], abs=1e-12)
+
+
+def test_a_folder_of_the_old_torch_ao_int8_format_is_one_line(trained, tmp_path, capsys):
+    """Folders written before torchao (int8: true, .weight_int8 / .weight_scale /
+    .weight_zero_point per Linear) are refused with the command that re-makes them."""
+    from safetensors.torch import save_file
+
+    from dynas.trainers.bundle import ARCH_FILE, MODEL_FILE, WEIGHTS_FILE, WEIGHTS_MAGIC
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in (ARCH_FILE, MODEL_FILE):
+        (old / name).write_bytes((trained / name).read_bytes())
+    model = load_model(trained).model
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    for name, m in model.named_modules():
+        if type(m) is torch.nn.Linear:
+            del tensors[f"{name}.weight"]
+            scale = float(m.weight.detach().abs().max()) / 127
+            tensors[f"{name}.weight_int8"] = (m.weight.detach() / scale).round().to(torch.int8)
+            tensors[f"{name}.weight_scale"] = torch.tensor([scale], dtype=torch.float64)
+            tensors[f"{name}.weight_zero_point"] = torch.tensor([0])
+    save_file(tensors, str(old / WEIGHTS_FILE), metadata={"format": WEIGHTS_MAGIC, "arch_id": ARCH.arch_id})
+    (old / "compress.json").write_text(json.dumps({"plan": [{}, {}], "int8": True, "source": str(trained),
+                                                   "table": []}))
+    assert main(["portable", str(old), "--out", str(tmp_path / "m.pt2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "earlier dynas versions" in err
+    assert f"dynas compress {trained} --int8 --out" in err
+
+
+@pytest.mark.parametrize("extra, option", [(["--qat", "--qat-steps", "0"], "--qat-steps"),
+                                           (["--int8", "--latency-batches", "1", "0"], "--latency-batches")])
+def test_bad_qat_and_latency_options_are_one_line(trained, tmp_path, capsys, extra, option):
+    assert main(["compress", str(trained), *extra, "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and not (tmp_path / "q").exists()

@@ -32,6 +32,9 @@ class GLUFFN(nn.Module):
 class GLUExpertGroup(nn.Module):
     """E SwiGLU experts, weights stored batched: (E, D, F) twice and (E, F, D)."""
 
+    # for int8 (trainers.quantisation): each stacked weight and the dim its matmul reduces over
+    int8_weights = {"w_gate": 1, "w_up": 1, "w_down": 1}
+
     def __init__(self, experts: int, d_model: int, hidden: int):
         super().__init__()
         self.w_gate = nn.Parameter(torch.empty(experts, d_model, hidden))

@@ -32,6 +32,9 @@ from .registry import BUILDERS, builder
 class ExpertGroup(nn.Module):
     """E two-layer GELU experts, weights stored batched: (E, D, F) and (E, F, D)."""
 
+    # for int8 (trainers.quantisation): each stacked weight and the dim its matmul reduces over
+    int8_weights = {"w_up": 1, "w_down": 1}
+
     def __init__(self, experts: int, d_model: int, hidden: int):
         super().__init__()
         self.w_up = nn.Parameter(torch.empty(experts, d_model, hidden))
