@@ -52,14 +52,16 @@ def test_flops_count_the_useful_rows_not_the_padding(group):
     assert padded == loop > 0
 
 
-def test_the_shape_rule_caps_the_padding():
+def test_the_rule_takes_the_padded_bmm_with_threads_and_little_padding():
     x = torch.zeros(1, D)
-    assert use_padded(x, [3, 2, 4, 1])                         # 16 rows for 10
-    assert not use_padded(x, [10, 0, 0, 0])                    # 40 rows for 10
-    assert not use_padded(x, [0, 0, 0, 0])
-    assert not use_padded(torch.zeros(1, D, device="meta"), [3, 2, 4, 1])   # CPU only
-    counts = [5, 1, 1, 1]
-    assert use_padded(x, counts) == (len(counts) * max(counts) <= MAX_PADDING_RATIO * sum(counts))
+    assert use_padded(x, [3, 3, 4, 3], threads=2)                       # 16 rows for 13
+    assert not use_padded(x, [3, 3, 4, 3], threads=1)                   # one thread: the loop
+    assert not use_padded(x, [10, 0, 0, 0], threads=2)                  # 40 rows for 10
+    assert not use_padded(x, [0, 0, 0, 0], threads=2)
+    assert not use_padded(torch.zeros(1, D, device="meta"), [3, 3, 4, 3], threads=2)   # CPU only
+    counts = [5, 2, 3, 4]
+    assert use_padded(x, counts, threads=4) == (
+        len(counts) * max(counts) <= MAX_PADDING_RATIO * sum(counts))
 
 
 def test_padded_slots_place_each_expert_in_its_own_rows():

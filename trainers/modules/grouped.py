@@ -10,8 +10,9 @@ core was busy. The expert groups ``pad`` their S rows once into an (E, C, D)
 zero-padded block, run every matmul of the expert as one ``grouped_mm`` (a ``bmm``
 with the stacked (E, K, M) weights) and ``unpad`` the S useful rows at the end.
 
-Padding costs E * C - S rows of wasted matmul work; ``use_padded`` refuses layouts
-that would more than double the work, and the expert groups then keep their loop.
+Padding costs E * C - S rows of wasted matmul work (and two copies of the rows);
+``use_padded`` takes the loop at one thread and for layouts that pad by more than
+``MAX_PADDING_RATIO``.
 The op is a ``torch.library`` custom op so ``FlopCounterMode`` sees one op, whose
 formula (``trainers.modules.flops``) counts the useful 2 * S * K * M FLOPs, S read from
 the shape of the ``slots`` it is given: padding is
@@ -22,18 +23,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Rule from benchmarks/moe_layer.py (CPU, fwd+bwd; docs/benchmarks.md): padded bmm
-# matched the loop at 1 thread on a quiet machine for large experts, beat it for
-# small ones, and beat it by 2-4x with 2 threads under contention. It loses when the
-# padding is large, so the waste is capped; off the CPU the loop stays (CUDA queues
-# small kernels asynchronously, and this path is untested there).
-MAX_PADDING_RATIO = 2.0
+# Rule measured with benchmarks/moe_layer.py --sweep (CPU, fwd+bwd; docs/benchmarks.md):
+# at one thread the loop was 1.06x a dense FFN and the padded bmm 1.40x (padding and
+# its copies cost more than E small matmuls: no OpenMP team to wait for); with two
+# threads on a loaded machine the loop was 3.3-4.2x and the padded bmm 1.4-2.4x. So
+# several threads take the padded bmm unless the padding exceeds half the useful rows.
+# Off the CPU the loop stays (CUDA queues small kernels asynchronously; untested here).
+# The choice depends on the thread count only, never on load: a run stays deterministic.
+MAX_PADDING_RATIO = 1.5
 
 
-def use_padded(x: Tensor, counts: list[int]) -> bool:
-    """Whether ``grouped_mm`` should run these groups (else a loop over experts)."""
+def use_padded(x: Tensor, counts: list[int], threads: int | None = None) -> bool:
+    """Whether ``grouped_mm`` should run these groups (else a loop over experts);
+    ``threads`` defaults to ``torch.get_num_threads()``."""
     rows = sum(counts)
-    return (x.device.type == "cpu" and rows > 0
+    threads = torch.get_num_threads() if threads is None else threads
+    return (x.device.type == "cpu" and threads > 1 and rows > 0
             and len(counts) * max(counts) <= MAX_PADDING_RATIO * rows)
 
 
