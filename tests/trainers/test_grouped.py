@@ -94,3 +94,25 @@ def test_expert_weights_lists_the_stacked_matmul_weights(group, names):
     assert set(weights) == names
     for name, w in weights.items():
         assert w is getattr(g, name) and w.dim() == 3 and w.shape[0] == 4
+
+
+@pytest.mark.parametrize("capacity_factor", [0.0, 1.25])
+def test_a_moe_gives_the_same_output_and_gradients_on_either_path(capacity_factor):
+    """Two threads pick the padded bmm (its padding here is under the cap), one the loop."""
+    from dynas.trainers.modules import MoE, DynamicRouter
+
+    torch.manual_seed(0)
+    moe = MoE(ExpertGroup(4, D, 8), DynamicRouter(D, 4, 3, 0.6), capacity_factor=capacity_factor)
+    x = torch.randn(2, 32, D)
+    results, threads = [], torch.get_num_threads()
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            moe.zero_grad()
+            out = moe(x)
+            out.out.square().mean().backward()
+            results.append((out.out, moe.experts.w_up.grad.clone()))
+    finally:
+        torch.set_num_threads(threads)
+    (y2, g2), (y1, g1) = results
+    assert torch.allclose(y2, y1, atol=1e-5) and torch.allclose(g2, g1, atol=1e-5)
