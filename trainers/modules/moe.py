@@ -5,8 +5,9 @@ E experts, K slots per token, S routed (token, expert) slots, C capacity per exp
 
 Dispatch sorts the S slots by expert (a stable argsort, so earlier tokens come first
 within an expert), keeps at most C slots per expert, runs each expert once on its
-contiguous slice, and scatters the gated results back with ``index_add``. No expert
-ever sees a token that was not routed to it. A dropped slot contributes zero; the
+contiguous slice (a loop of matmuls, or with several CPU threads one padded ``bmm``
+per matmul: ``grouped.py`` says when), and scatters the gated results back with
+``index_add``. No expert ever sees a token that was not routed to it. A dropped slot contributes zero; the
 block's residual connection carries the token through.
 
 Host syncs: exactly one per forward, ``counts.tolist()`` (the split sizes each expert
