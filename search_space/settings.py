@@ -108,6 +108,9 @@ class TrainingSettings:
     joint: bool = False               # upper-bound control: all experiences at once
     log_every: int = 10               # steps between points of the training curves
     dropout: float = 0.0              # on every residual branch (and an MLP's hidden layers)
+    # numeric precision of training and evaluation forwards: bf16 = autocast to
+    # bfloat16 (weights stay float32); trainers/precision.py
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)

@@ -28,8 +28,9 @@ class EvaluationMatrix(L.Callback):
     """
 
     def __init__(self, experiences: Sequence, *, scenario: str, num_classes: int, batch_size: int,
-                 split: str = "val"):
+                 split: str = "val", precision: str = "fp32"):
         self.experiences, self.scenario, self.split = experiences, scenario, split
+        self.precision = precision
         self.num_classes, self.batch_size = num_classes, batch_size
         self.rows: list[list[float]] = []
         self.expert_counts: dict[str, Tensor] = {}
@@ -38,7 +39,7 @@ class EvaluationMatrix(L.Callback):
         row, self.expert_counts = evaluate_row(
             pl_module.model, self.experiences, scenario=self.scenario,
             num_classes=self.num_classes, batch_size=self.batch_size, device=pl_module.device,
-            split=self.split)
+            split=self.split, precision=self.precision)
         self.rows.append(row)
         if trainer.logger is not None:
             trainer.logger.log_metrics({f"{self.split}/acc_exp{j}": a for j, a in enumerate(row)},

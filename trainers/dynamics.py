@@ -52,8 +52,8 @@ def _bits(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
-            device: torch.device) -> tuple[list[float], dict[str, Any]]:
-    """(bits row over ``datasets``, dynamics entry) from one no-grad pass."""
+            device: torch.device, precision: str = "fp32") -> tuple[list[float], dict[str, Any]]:
+    """(bits row over ``datasets``, dynamics entry) from one no-grad pass in ``precision``."""
     k_counts: dict[str, Tensor] = {}
     hooks = []
     for name, module in model.named_modules():
@@ -65,7 +65,7 @@ def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
             hooks.append(module.register_forward_hook(hook))
     row = []
     try:
-        with eval_mode(model):
+        with eval_mode(model, precision):
             for dataset in datasets:
                 tally = torch.zeros(2, dtype=torch.float64, device=device)   # nats, items
                 for x, y in batches(dataset, batch_size):
@@ -106,14 +106,16 @@ class DynamicsLogger(L.Callback):
     by a resumed run.
     """
 
-    def __init__(self, experiences: Sequence, *, batch_size: int):
+    def __init__(self, experiences: Sequence, *, batch_size: int, precision: str = "fp32"):
+        self.precision = precision
         self.experiences, self.batch_size = experiences, batch_size
         self.bits_rows: list[list[float]] = []
         self.history: list[dict[str, Any]] = []
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row, entry = measure(pl_module.model, [e.val for e in self.experiences],
-                             batch_size=self.batch_size, device=pl_module.device)
+                             batch_size=self.batch_size, device=pl_module.device,
+                             precision=self.precision)
         self.bits_rows.append(row)
         self.history.append({"experience": len(self.history), **entry})
         if trainer.logger is not None:

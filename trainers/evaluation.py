@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from .precision import autocast
+
 IGNORE = -100     # per-token label with no loss / no accuracy
 
 
@@ -37,12 +39,14 @@ def batches(dataset: Dataset, batch_size: int, indices: Tensor | None = None) ->
 
 
 @contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Eval mode and no grad inside; the previous mode is restored after."""
+def eval_mode(model: torch.nn.Module, precision: str = "fp32"):
+    """Eval mode and no grad inside (under ``precision``'s autocast on the model's
+    device); the previous mode is restored after."""
     was_training = model.training
     model.eval()
+    device = next((p.device for p in model.parameters()), "cpu")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             yield
     finally:
         model.train(was_training)
@@ -96,16 +100,16 @@ def accumulate_experts(counts: dict[str, Tensor], tokens_per_expert: dict[str, T
 
 def accuracy(model: torch.nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
              mask: Tensor | Callable[[Tensor], Tensor] | None = None, indices: Tensor | None = None,
-             expert_counts: dict[str, Tensor] | None = None) -> float:
+             expert_counts: dict[str, Tensor] | None = None, precision: str = "fp32") -> float:
     """Accuracy of ``model`` on ``dataset`` (optionally ``indices`` of it).
 
     ``mask`` restricts predictions (task-IL): a (C,) mask, or a function of the labels
     giving (B, C) masks; ``expert_counts`` accumulates the tokens each expert
-    received, per MoE layer.
+    received, per MoE layer. ``precision``: ``training.precision`` (``eval_mode``).
     """
     tally = torch.zeros(2, dtype=torch.long, device=device)          # correct, total
     loads: dict[str, Tensor] = {}
-    with eval_mode(model):
+    with eval_mode(model, precision):
         for x, y in batches(dataset, batch_size, indices):
             out = model(x.to(device))
             y = y.to(device)
@@ -121,7 +125,7 @@ def accuracy(model: torch.nn.Module, dataset: Dataset, *, batch_size: int, devic
 
 def difficulty_scores(model: torch.nn.Module, dataset: Dataset, *, kind: str, classes: Sequence[int],
                       num_classes: int, batch_size: int, device: torch.device,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      generator: torch.Generator | None = None, precision: str = "fp32") -> Tensor:
     """(N,) difficulty per sample, lower = easier.
 
     entropy: prediction entropy over the experience's classes ``classes`` (mean over
@@ -135,7 +139,7 @@ def difficulty_scores(model: torch.nn.Module, dataset: Dataset, *, kind: str, cl
         return torch.rand(n, generator=generator)
     mask = class_mask(classes, num_classes, device)
     out: list[Tensor] = []
-    with eval_mode(model):
+    with eval_mode(model, precision):
         for x, y in batches(dataset, batch_size):
             logits = restrict(model(x.to(device)).logits, mask)      # (B, C) or (B, T, C)
             y = y.to(device)
@@ -156,7 +160,7 @@ SPLITS = ("val", "test")     # the Experience fields an accuracy matrix can be m
 
 def evaluate_row(model: torch.nn.Module, experiences: Sequence, *, scenario: str, num_classes: int,
                  batch_size: int, device: torch.device, split: str = "val",
-                 ) -> tuple[list[float], dict[str, Tensor]]:
+                 precision: str = "fp32") -> tuple[list[float], dict[str, Tensor]]:
     """Accuracy on ``split`` of every experience (seen or not): one row of the matrix R.
 
     ``split`` is ``val`` (what a search selects on) or ``test`` (held out, only
@@ -170,7 +174,7 @@ def evaluate_row(model: torch.nn.Module, experiences: Sequence, *, scenario: str
     for exp in experiences:
         mask = class_mask(exp.classes, num_classes, device) if scenario == "task_il" else None
         row.append(accuracy(model, getattr(exp, split), batch_size=batch_size, device=device,
-                            mask=mask, expert_counts=counts))
+                            mask=mask, expert_counts=counts, precision=precision))
     return row, counts
 
 

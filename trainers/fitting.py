@@ -47,6 +47,7 @@ from .evaluation import expert_fractions
 from .latency import model_latency_ms
 from .loop import LoopState, Stint, plan, resolve_accelerator, run_stints
 from .metrics import held_out_plugin_metrics, plugin_metrics
+from .precision import autocast
 from .results import FitCallback, TrialMetrics
 from .system import ContinualSystem
 from .tasks.base import Task
@@ -100,16 +101,19 @@ def fit(arch: ArchConfig, task: Task, train_cfg: TrainingSettings,
 
 
 def trial_values(arch: ArchConfig, task: Task, model: torch.nn.Module, rows: list, test_rows: list,
-                 bits_rows: list, history: list, device: str) -> dict[str, float]:
+                 bits_rows: list, history: list, device: str,
+                 precision: str = "fp32") -> dict[str, float]:
     """Every metric of a trial from its measurements: continual metrics of R_val and
-    R_test, static and effective cost, bits, latency, plugin metrics. Shared by ``fit``
-    and the supernet's inherited scoring (``trainers.supernet``), so both report one set."""
+    R_test, static and effective cost, bits, latency (in ``precision``), plugin metrics.
+    Shared by ``fit`` and the supernet's inherited scoring (``trainers.supernet``), so
+    both report one set."""
     realised = Realised.from_dynamics(history[-1]) if history else Realised()
     values = (with_test(rows, test_rows) | estimate_cost(arch, task.shape).as_metrics()
               | effective_metrics(arch, task.shape, realised))
     if len(bits_rows) == len(rows):          # a state saved before B existed has none
         values |= bits_metrics(bits_rows)
-    values[LATENCY_MS] = model_latency_ms(model, task.shape, 1, device)
+    with autocast(precision, device):
+        values[LATENCY_MS] = model_latency_ms(model, task.shape, 1, device)
     values |= plugin_metrics(rows, values)
     values |= held_out_plugin_metrics(test_rows, values)
     return values
@@ -127,10 +131,12 @@ class _FitRun:
         self.bridge, self.ckpt_dir = bridge, ckpt_dir
         self.matrix, self.test_matrix = (
             EvaluationMatrix(task.experiences, scenario=task.scenario, split=split,
-                             num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size)
+                             num_classes=task.shape.num_classes, batch_size=cfg.eval_batch_size,
+                             precision=cfg.precision)
             for split in ("val", "test"))
         self.loads, self.curriculum = ExpertLoadLogger(self.matrix), CurriculumLogger()
-        self.dynamics = DynamicsLogger(task.experiences, batch_size=cfg.eval_batch_size)
+        self.dynamics = DynamicsLogger(task.experiences, batch_size=cfg.eval_batch_size,
+                                       precision=cfg.precision)
         self.callbacks = [self.matrix, self.test_matrix, self.loads, self.curriculum, self.dynamics]
         self.fingerprint = {"arch_id": arch.arch_id, "task": task.name,    # what a resume must share
                             "experiences": task.num_experiences, "training": settings_dict(cfg)}
@@ -198,7 +204,8 @@ class _FitRun:
         rows, test_rows, dynamics = self.matrix.rows, self.test_matrix.rows, self.dynamics
         model = self.system.model
         values = trial_values(self.arch, self.task, model, rows, test_rows, dynamics.bits_rows,
-                              dynamics.history, resolve_accelerator(self.cfg.device))
+                              dynamics.history, resolve_accelerator(self.cfg.device),
+                              self.cfg.precision)
         if weights_dir is not None:
             save_bundle(weights_dir, model, self.task, values)
         return TrialMetrics(values=values, acc_matrix=[list(r) for r in rows],

@@ -30,6 +30,7 @@ from dynas.search_space.settings import TrainingSettings
 
 from .checkpoint import save_checkpoint
 from .curves import CurveLogger
+from .precision import lightning_precision
 from .tasks.base import Experience, Task
 
 
@@ -89,6 +90,7 @@ def make_trainer(cfg: TrainingSettings, steps: int, callbacks: Iterable = (),
     accelerator = resolve_accelerator(cfg.device)
     return L.Trainer(
         accelerator=accelerator, devices=1, max_steps=steps, logger=logger or False,
+        precision=lightning_precision(cfg.precision),
         callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         log_every_n_steps=cfg.log_every,        # what Lightning itself logs (nothing here)

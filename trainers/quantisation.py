@@ -21,8 +21,8 @@ Two treatments, chosen by measurement (``benchmarks/compress_int8.py``, numbers 
   float time and a quarter of the file.
 
 The seam for modules holding stacked weights (an MoE expert group, batched or looped):
-a class attribute ``int8_weights = {"w_up": 1, ...}`` naming each weight parameter and
-the dimension its matmul reduces over (the input features). ``quantise`` replaces each
+the class attribute ``EXPERT_WEIGHTS`` naming each stacked (E, in, out) weight parameter
+(its matmul reduces over dim 1, the input features). ``quantise`` replaces each
 such parameter with two buffers, ``<name>_int8`` and ``<name>_scale``, and sets the
 dequantised float tensor as a plain attribute of the same name, so the module's own
 forward (whatever its form) reads ``self.<name>`` as before.
@@ -133,10 +133,10 @@ class Int8Linear(nn.Module):
 def stored_weights(module: nn.Module) -> dict[str, int]:
     """The weight-only int8 parameters of ``module``: name -> the dim its matmul reduces
     over. Subclasses of ``nn.Linear`` (heads) hold ``weight`` (N, K); stacked expert
-    groups declare theirs as ``int8_weights``."""
+    groups name theirs in ``EXPERT_WEIGHTS``, each (E, in, out): reduced over dim 1."""
     if isinstance(module, nn.Linear) and type(module) is not nn.Linear:
         return {"weight": 1}
-    return dict(getattr(type(module), "int8_weights", {}))
+    return {name: 1 for name in getattr(type(module), "EXPERT_WEIGHTS", ())}
 
 
 def _store(module: nn.Module, name: str, dim: int) -> None:

@@ -259,14 +259,15 @@ class ContinualSystem(L.LightningModule):
 
     def _val_accuracy(self, indices: Tensor | None) -> float:
         return accuracy(self.model, self.experience.val, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, mask=self._task_mask, indices=indices)
+                        device=self.device, mask=self._task_mask, indices=indices,
+                        precision=self.cfg.precision)
 
     def _begin_stage(self, step: int, reason: str, val_accuracy: float | None = None) -> None:
         """Score the experience with the current model and freeze the stage's order."""
         exp = self.experience
         common = dict(kind=self.cfg.curriculum.kind, classes=exp.classes,
                       num_classes=self.shape.num_classes, batch_size=self.cfg.eval_batch_size,
-                      device=self.device, generator=self.generator)
+                      device=self.device, generator=self.generator, precision=self.cfg.precision)
         train_scores = difficulty_scores(self.model, exp.train, **common)
         if self.curriculum.task_levels is not None:     # the task's levels; scores break ties
             self.curriculum.begin_stage(step, train_scores, val_levels=getattr(exp, "val_levels", None),

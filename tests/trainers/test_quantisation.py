@@ -39,7 +39,7 @@ def test_int8_linear_is_the_float_linear_within_quantisation_error():
 
 @pytest.mark.parametrize("expert", BUILDERS["expert"].names())
 def test_every_expert_kind_declares_its_stacked_weights(expert):
-    """The seam: an expert group names each matmul weight it holds (int8_weights), so
+    """The seam: an expert group names each matmul weight it holds (EXPERT_WEIGHTS), so
     quantise stores all of them int8; a new expert kind without it fails here."""
     group = BUILDERS["expert"].get(expert)(3, 8, 12)
     matrices = {n for n, p in group.named_parameters() if p.ndim == 3}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .grouped import grouped_mm, pad, padded_slots, unpad, use_padded
 from .registry import builder
 
 
@@ -30,10 +31,10 @@ class GLUFFN(nn.Module):
 
 
 class GLUExpertGroup(nn.Module):
-    """E SwiGLU experts, weights stored batched: (E, D, F) twice and (E, F, D)."""
+    """E SwiGLU experts, weights stored batched: (E, D, F) twice and (E, F, D);
+    ``expert_weights()`` returns them by name, as ``ExpertGroup``'s does."""
 
-    # for int8 (trainers.quantisation): each stacked weight and the dim its matmul reduces over
-    int8_weights = {"w_gate": 1, "w_up": 1, "w_down": 1}
+    EXPERT_WEIGHTS = ("w_gate", "w_up", "w_down")
 
     def __init__(self, experts: int, d_model: int, hidden: int):
         super().__init__()
@@ -48,8 +49,24 @@ class GLUExpertGroup(nn.Module):
     def num_experts(self) -> int:
         return self.w_up.shape[0]
 
+    def expert_weights(self) -> dict[str, Tensor]:
+        """The stacked (E, in, out) matmul weights by attribute name."""
+        return {name: getattr(self, name) for name in self.EXPERT_WEIGHTS}
+
     def forward(self, x: Tensor, counts: list[int]) -> Tensor:
         """x (S, D) sorted by expert, ``counts[e]`` rows each -> (S, D)."""
+        return (self.padded if use_padded(x, counts) else self.loop)(x, counts)
+
+    def padded(self, x: Tensor, counts: list[int]) -> Tensor:
+        """``forward`` as one padded bmm per matmul (``grouped.py``)."""
+        slots, cap = padded_slots(counts, x.device)
+        xp = pad(x, slots, len(counts), cap)                                  # (E, C, D)
+        h = (F.silu(grouped_mm(xp, self.w_gate, None, slots))
+             * grouped_mm(xp, self.w_up, None, slots))                        # (E, C, F)
+        return unpad(grouped_mm(h, self.w_down, None, slots), slots)          # (S, D)
+
+    def loop(self, x: Tensor, counts: list[int]) -> Tensor:
+        """``forward`` as a loop of per-expert matmuls."""
         params = zip(self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0))
         outs = []
         for (w_gate, w_up, w_down), chunk, n in zip(params, x.split(counts), counts):

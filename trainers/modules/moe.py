@@ -5,8 +5,9 @@ E experts, K slots per token, S routed (token, expert) slots, C capacity per exp
 
 Dispatch sorts the S slots by expert (a stable argsort, so earlier tokens come first
 within an expert), keeps at most C slots per expert, runs each expert once on its
-contiguous slice, and scatters the gated results back with ``index_add``. No expert
-ever sees a token that was not routed to it. A dropped slot contributes zero; the
+contiguous slice (a loop of matmuls, or with several CPU threads one padded ``bmm``
+per matmul: ``grouped.py`` says when), and scatters the gated results back with
+``index_add``. No expert ever sees a token that was not routed to it. A dropped slot contributes zero; the
 block's residual connection carries the token through.
 
 Host syncs: exactly one per forward, ``counts.tolist()`` (the split sizes each expert
@@ -26,14 +27,17 @@ from torch import Tensor, nn
 
 from dynas.search_space.arch import FFNConfig
 
+from .grouped import grouped_mm, pad, padded_slots, unpad, use_padded
 from .registry import BUILDERS, builder
 
 
 class ExpertGroup(nn.Module):
-    """E two-layer GELU experts, weights stored batched: (E, D, F) and (E, F, D)."""
+    """E two-layer GELU experts, weights stored batched: (E, D, F) and (E, F, D).
 
-    # for int8 (trainers.quantisation): each stacked weight and the dim its matmul reduces over
-    int8_weights = {"w_up": 1, "w_down": 1}
+    ``EXPERT_WEIGHTS`` names the stacked matmul weights, (E, in, out) each, for code
+    that transforms expert matmuls (quantisation): ``expert_weights()`` returns them."""
+
+    EXPERT_WEIGHTS = ("w_up", "w_down")
 
     def __init__(self, experts: int, d_model: int, hidden: int):
         super().__init__()
@@ -50,8 +54,23 @@ class ExpertGroup(nn.Module):
     def num_experts(self) -> int:
         return self.w_up.shape[0]
 
+    def expert_weights(self) -> dict[str, Tensor]:
+        """The stacked (E, in, out) matmul weights by attribute name (biases excluded)."""
+        return {name: getattr(self, name) for name in self.EXPERT_WEIGHTS}
+
     def forward(self, x: Tensor, counts: list[int]) -> Tensor:
         """x (S, D) sorted by expert, ``counts[e]`` rows each -> (S, D)."""
+        return (self.padded if use_padded(x, counts) else self.loop)(x, counts)
+
+    def padded(self, x: Tensor, counts: list[int]) -> Tensor:
+        """``forward`` as one padded bmm per matmul (``grouped.py``)."""
+        slots, cap = padded_slots(counts, x.device)
+        xp = pad(x, slots, len(counts), cap)                                  # (E, C, D)
+        h = F.gelu(grouped_mm(xp, self.w_up, self.b_up, slots))               # (E, C, F)
+        return unpad(grouped_mm(h, self.w_down, self.b_down, slots), slots)   # (S, D)
+
+    def loop(self, x: Tensor, counts: list[int]) -> Tensor:
+        """``forward`` as a loop of per-expert matmuls."""
         # unbind once: indexing w[e] per expert would make backward build E full-size
         # zero gradients; unbind's backward stacks the E slices in one copy.
         params = zip(self.w_up.unbind(0), self.b_up.unbind(0),
