@@ -67,7 +67,8 @@ BAD_FILES = [
     ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0, got -1.0"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {steps: 5}\n",
      "training.steps: unknown key; known keys: steps_per_experience, batch_size, lr, weight_decay, "
-     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every, dropout"),
+     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every, dropout, "
+     "lr_schedule, warmup, min_lr, grad_clip"),
     ("space: {decisions: {a: [1, 2]}}\ntask: {name: 3}\n", "task.name: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {strategy: 3}\n", "search.strategy: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {ppo: 3}\n", "search.ppo: unknown key; known keys: strategy, trials, concurrent, seed, objectives, "
