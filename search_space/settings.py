@@ -109,8 +109,8 @@ class TrainingSettings:
     log_every: int = 10               # steps between points of the training curves
     dropout: float = 0.0              # on every residual branch (and an MLP's hidden layers)
     # the recipe of each experience's fresh optimiser (trainers.system.configure_optimizers):
-    # lr_schedule ``constant`` keeps ``lr``; ``cosine`` warms up linearly over the first
-    # ``warmup`` fraction of the experience's steps, then decays to ``min_lr`` x lr.
+    # a linear warm-up over the first ``warmup`` fraction of the experience's steps, then
+    # ``lr`` (lr_schedule ``constant``) or a cosine down to ``min_lr`` x lr (``cosine``).
     # grad_clip > 0 clips the global gradient norm to it (0: no clipping).
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup: float = 0.0

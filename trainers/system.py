@@ -152,15 +152,16 @@ class ContinualSystem(L.LightningModule):
 
     def configure_optimizers(self):
         """Called by every ``Trainer.fit``: a fresh AdamW per experience, and with
-        ``lr_schedule: cosine`` a fresh warm-up + cosine schedule over that experience's
-        steps (stepped every optimiser step), so each experience starts gently and
-        ends at a small learning rate: the end point of a short training then depends
-        less on its last few batches (seed noise)."""
+        ``warmup`` > 0 a fresh linear warm-up over the first steps of that experience
+        (the fresh Adam's first moment estimates meet a new task's large gradients
+        gently), then ``lr`` (``constant``) or a cosine to ``min_lr`` x ``lr``
+        (``cosine``), stepped every optimiser step."""
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
                                       weight_decay=self.cfg.weight_decay)
-        if self.cfg.lr_schedule == "constant":
+        if self.cfg.lr_schedule == "constant" and self.cfg.warmup == 0:
             return optimizer
-        factor = lr_factor(self.cfg.warmup, self.cfg.min_lr, self.exp_steps)
+        floor = 1.0 if self.cfg.lr_schedule == "constant" else self.cfg.min_lr
+        factor = lr_factor(self.cfg.warmup, floor, self.exp_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

@@ -20,7 +20,7 @@ def test_quickstart_loads_with_every_section():
     assert isinstance(exp.training, TrainingSettings) and exp.training.steps_per_experience == 60
     # the recipe chosen by the calibration pilot (docs/concepts/calibration.md)
     t = exp.training
-    assert (t.lr, t.lr_schedule, t.warmup, t.min_lr, t.grad_clip) == (0.006, "cosine", 0.1, 0.1, 1.0)
+    assert (t.lr, t.lr_schedule, t.warmup, t.min_lr, t.grad_clip) == (0.003, "constant", 0.1, 0.0, 1.0)
     assert isinstance(exp.search, SearchSettings)
     assert (exp.search.strategy, exp.search.trials, exp.search.concurrent) == ("random", 12, 2)
     assert exp.source == EXAMPLES / "quickstart.yaml"

@@ -1,6 +1,6 @@
-"""The training recipe: each experience's fresh AdamW warms up and decays on a cosine
-(``training.lr_schedule: cosine``, ``warmup``, ``min_lr``) and clips the global
-gradient norm (``grad_clip``); the settings round-trip and bad values are refused in
+"""The training recipe: each experience's fresh AdamW warms up (``training.warmup``),
+then holds ``lr`` or decays on a cosine (``lr_schedule: cosine``, ``min_lr``), and the
+global gradient norm is clipped (``grad_clip``); the settings round-trip and bad values are refused in
 one line naming the key."""
 import dataclasses
 import math
@@ -82,6 +82,11 @@ def test_cosine_warms_up_then_decays_to_min_lr_in_every_experience(task):
         assert lrs[0] == pytest.approx(0.005) and lrs[1] == pytest.approx(0.01)   # 2 warm-up steps
         assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))                      # then strictly down
         assert lrs[-1] == pytest.approx(0.001)                                   # to min_lr x lr
+
+
+def test_constant_schedule_with_warmup_ramps_then_holds(task):
+    (watch,) = train(task, lr=0.01, warmup=0.3)
+    assert watch.lrs == pytest.approx([0.01 / 3, 0.02 / 3, 0.01] + [0.01] * (STEPS - 3))
 
 
 def test_lr_factor_is_one_at_the_peak_and_min_lr_at_the_end():
