@@ -108,6 +108,14 @@ class TrainingSettings:
     joint: bool = False               # upper-bound control: all experiences at once
     log_every: int = 10               # steps between points of the training curves
     dropout: float = 0.0              # on every residual branch (and an MLP's hidden layers)
+    # the recipe of each experience's fresh optimiser (trainers.system.configure_optimizers):
+    # a linear warm-up over the first ``warmup`` fraction of the experience's steps, then
+    # ``lr`` (lr_schedule ``constant``) or a cosine down to ``min_lr`` x lr (``cosine``).
+    # grad_clip > 0 clips the global gradient norm to it (0: no clipping).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup: float = 0.0
+    min_lr: float = 0.0
+    grad_clip: float = 0.0
     # numeric precision of training and evaluation forwards: bf16 = autocast to
     # bfloat16 (weights stay float32); trainers/precision.py
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -337,7 +345,9 @@ RANGES: dict[type, dict[str, Range]] = {
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),
-        "log_every": COUNT, "dropout": Range(0, 1, high_open=True)},
+        "log_every": COUNT, "dropout": Range(0, 1, high_open=True),
+        "warmup": Range(0, 1, high_open=True, note=" (a fraction of each experience's steps)"),
+        "min_lr": Range(0, 1, note=" (a fraction of lr)"), "grad_clip": Range(0, 1e6, note=" (0 = no clipping)")},
     Budget: {"max_flops": Range(0, INF, note=" (0 = unlimited)"),
              "max_params": Range(0, INF, note=" (0 = unlimited)")},
     SearchSettings: {

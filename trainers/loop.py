@@ -94,6 +94,7 @@ def make_trainer(cfg: TrainingSettings, steps: int, callbacks: Iterable = (),
         callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         log_every_n_steps=cfg.log_every,        # what Lightning itself logs (nothing here)
+        gradient_clip_val=cfg.grad_clip or None, gradient_clip_algorithm="norm",
         # "warn": deterministic kernels where they exist, a warning (not a crash) where
         # a CUDA op has none (e.g. index_add in MoE dispatch)
         deterministic="warn",

@@ -21,6 +21,7 @@ T tokens, C classes.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -43,6 +44,23 @@ from .tasks.base import Experience
 
 LOSS_TERMS = ("task", "replay", "der", "balance", "z_loss", "span", "router_entropy")
 MASK_ID = 0      # token id written over masked positions (see curriculum.apply_input_mask)
+
+
+def lr_factor(warmup: float, min_lr: float, steps: int):
+    """The multiplier of ``lr`` at optimiser step ``t`` of an experience of ``steps``:
+    linear from 1/w up to 1 at step w - 1 over the first w = round(warmup x steps) steps
+    (no ramp when w is 0: step 0 is the peak), then a cosine from that peak down to
+    ``min_lr`` at the last step."""
+    w = round(warmup * steps)
+    peak = max(w - 1, 0)
+    decay = max(1, steps - 1 - peak)
+
+    def factor(t: int) -> float:
+        if t < peak or (t == peak and w > 0):
+            return (t + 1) / w
+        progress = min(1.0, (t - peak) / decay)
+        return min_lr + (1.0 - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
 
 
 class _Batches(Dataset):
@@ -133,9 +151,20 @@ class ContinualSystem(L.LightningModule):
         return DataLoader(train, batch_sampler=sampler)
 
     def configure_optimizers(self):
-        # called by every Trainer.fit: a fresh AdamW per experience
-        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
-                                 weight_decay=self.cfg.weight_decay)
+        """Called by every ``Trainer.fit``: a fresh AdamW per experience, and with
+        ``warmup`` > 0 a fresh linear warm-up over the first steps of that experience
+        (the fresh Adam's first moment estimates meet a new task's large gradients
+        gently), then ``lr`` (``constant``) or a cosine to ``min_lr`` x ``lr``
+        (``cosine``), stepped every optimiser step."""
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
+                                      weight_decay=self.cfg.weight_decay)
+        if self.cfg.lr_schedule == "constant" and self.cfg.warmup == 0:
+            return optimizer
+        floor = 1.0 if self.cfg.lr_schedule == "constant" else self.cfg.min_lr
+        factor = lr_factor(self.cfg.warmup, floor, self.exp_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # --- one step -------------------------------------------------------------------
     def forward(self, x: Tensor):

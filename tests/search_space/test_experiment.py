@@ -18,6 +18,9 @@ def test_quickstart_loads_with_every_section():
     assert isinstance(exp, Experiment) and isinstance(exp.space, ArchSpace)
     assert exp.task == TaskSettings(name="split_digits")
     assert isinstance(exp.training, TrainingSettings) and exp.training.steps_per_experience == 60
+    # the recipe chosen by the calibration pilot (docs/concepts/calibration.md)
+    t = exp.training
+    assert (t.lr, t.lr_schedule, t.warmup, t.min_lr, t.grad_clip) == (0.003, "constant", 0.1, 0.0, 1.0)
     assert isinstance(exp.search, SearchSettings)
     assert (exp.search.strategy, exp.search.trials, exp.search.concurrent) == ("random", 12, 2)
     assert exp.source == EXAMPLES / "quickstart.yaml"
@@ -67,7 +70,8 @@ BAD_FILES = [
     ("space: {decisions: {a: [1, 2]}}\ntraining: {lr: -1}\n", "training.lr: must be > 0, got -1.0"),
     ("space: {decisions: {a: [1, 2]}}\ntraining: {steps: 5}\n",
      "training.steps: unknown key; known keys: steps_per_experience, batch_size, lr, weight_decay, "
-     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every, dropout, precision"),
+     "seed, eval_batch_size, device, curriculum, replay, loss_weights, joint, log_every, dropout, "
+     "lr_schedule, warmup, min_lr, grad_clip, precision"),
     ("space: {decisions: {a: [1, 2]}}\ntask: {name: 3}\n", "task.name: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {strategy: 3}\n", "search.strategy: expected a string, got 3"),
     ("space: {decisions: {a: [1, 2]}}\nsearch: {ppo: 3}\n", "search.ppo: unknown key; known keys: strategy, trials, concurrent, seed, objectives, "
