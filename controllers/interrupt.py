@@ -37,6 +37,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class _Signalled:
     signum: int = signal.SIGINT
     run_dir: Path | None = None
+    command: str = "resume"                 # what continues the run: resume, calibrate
 
     @property
     def exit_code(self) -> int:
@@ -45,7 +46,7 @@ class _Signalled:
     def line(self) -> str:
         """The one line the CLI prints."""
         name = signal.Signals(self.signum).name
-        where = f"dynas resume {self.run_dir}" if self.run_dir else "dynas resume RUN_DIR"
+        where = f"dynas {self.command} {self.run_dir or 'RUN_DIR'}"
         return (f"dynas: interrupted by {name}; every finished trial is recorded; "
                 f"continue with: {where}")
 

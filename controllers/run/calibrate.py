@@ -193,7 +193,7 @@ def _train(experiment: Experiment, search: Any, run_dir: Path, executor: Executo
         return
     print(f"calibrating {len(plan['archs'])} architectures x {len(plan['seeds'])} seeds at budgets "
           f"{plan['budgets']} (x{plan['steps_per_experience']} steps per experience): {total} trainings to run")
-    with _stopping(run_dir) as stop, executor.session(search, verbose):
+    with _stopping(run_dir, "calibrate") as stop, executor.session(search, verbose):
         stop.install()                      # ray.init set a SIGTERM handler of its own
         for budget, missing in todo.items():
             if missing:

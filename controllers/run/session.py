@@ -328,8 +328,9 @@ def check_storage(storage: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _stopping(run_dir: Path) -> Iterator[StopRequest]:
-    """Signals stop the search (``controllers.interrupt``); the one line names the run.
+def _stopping(run_dir: Path, command: str = "resume") -> Iterator[StopRequest]:
+    """Signals stop the search (``controllers.interrupt``); the one line names the run
+    and the ``dynas`` command that continues it.
     A storage fault (full disk, I/O error) stops it too, in one line, never charged to
     a trial (``controllers.outcomes.storage_fault``)."""
     with stop_on_signals() as stop:
@@ -340,11 +341,11 @@ def _stopping(run_dir: Path) -> Iterator[StopRequest]:
             # its calls into a plain KeyboardInterrupt: name the signal and run again.
             if not isinstance(err, (Interrupted, InterruptedNow)):
                 err = InterruptedNow(stop.signum or signal.SIGINT)
-            err.run_dir = run_dir
+            err.run_dir, err.command = run_dir, command
             raise err from None
         except OSError as err:
             fault = outcomes.storage_fault(err)
             if fault is None:
                 raise
             raise InfrastructureError(f"{run_dir}: {fault}; the search stopped and nothing was "
-                                      f"charged to a trial; free space, then: dynas resume {run_dir}") from None
+                                      f"charged to a trial; free space, then: dynas {command} {run_dir}") from None

@@ -186,3 +186,19 @@ def test_a_cut_short_calibration_reports_what_it_has(tmp_path):
     cal.values[4][:3, 0] = [0.3, 0.2, 0.1]                       # one seed, three archs so far
     assert cal.transfer(1, 4) ["n"] == 3 and cal.transfer(1, 4)["tau"] == pytest.approx(-1.0)
     assert cal.noise(4)["n"] == 0 and np.isnan(cal.noise(4)["tau"])
+
+
+@pytest.mark.parametrize("command", ["resume", "calibrate"])
+def test_an_interrupted_run_names_the_command_that_continues_it(tmp_path, command):
+    """A calibration is finished by ``dynas calibrate RUN_DIR``, not ``resume`` (which
+    refuses it): the one line after a signal says which."""
+    import signal
+
+    from dynas.controllers.interrupt import Interrupted
+    from dynas.controllers.run.session import _stopping
+
+    with pytest.raises(Interrupted) as caught:
+        with _stopping(tmp_path, command):
+            raise Interrupted(signal.SIGTERM)
+    assert caught.value.line().endswith(f"continue with: dynas {command} {tmp_path}")
+    assert caught.value.exit_code == 143
