@@ -238,6 +238,8 @@ def measure_model(model, arch: ArchConfig, held: dict[str, TensorDataset], args)
 
 # --- report ----------------------------------------------------------------------------------
 def spread(values: list[float], digits: int = 3) -> str:
+    if any(math.isnan(v) for v in values):
+        return "undefined"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
 
