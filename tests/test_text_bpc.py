@@ -74,3 +74,8 @@ def test_spearman_of_monotone_reversed_and_constant_pairs():
     assert math.isclose(text_bpc.spearman(a, a.float() ** 3), 1.0)
     assert math.isclose(text_bpc.spearman(a, -a.float()), -1.0)
     assert math.isnan(text_bpc.spearman(torch.full((5,), 2), a))
+
+
+def test_a_spread_over_an_undefined_correlation_says_so():
+    assert text_bpc.spread([math.nan, 0.5]) == "undefined"
+    assert text_bpc.spread([1.0, 3.0], digits=1) == "2.0 ± 1.4"
