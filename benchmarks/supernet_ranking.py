@@ -44,6 +44,7 @@ from dynas.search_space.settings import SupernetSettings  # noqa: E402
 from dynas.search_space.suggest import RandomSuggester  # noqa: E402
 
 ACC, TEST_ACC = names.FINAL_AVG_ACCURACY, names.as_test(names.FINAL_AVG_ACCURACY)
+MIN_INTERVAL = 8                     # architectures needed for a bootstrap interval
 DEFAULT_VARIANTS = ["uniform/one", "fair/one", "sandwich/one", "uniform/d_model", "uniform/attention",
                     "fair/d_model"]
 
@@ -98,8 +99,8 @@ def train_variant(variant: str, exp, task, archs: list, factor: float, seed: int
 def tau_ci(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Kendall's tau-b and its 95% bootstrap interval over architectures."""
     a_, b_ = list(a), list(b)
-    if len(a_) < 3:
-        return float("nan"), float("nan"), float("nan")
+    if len(a_) < MIN_INTERVAL:           # a bootstrap of a handful of points is degenerate, not narrow
+        return kendall_tau(a_, b_), float("nan"), float("nan")
     lo, hi = bootstrap_interval(lambda idx: kendall_tau([a_[i] for i in idx], [b_[i] for i in idx]), len(a_))
     return kendall_tau(a_, b_), lo, hi
 
@@ -113,20 +114,21 @@ def table(truth: dict, results: list[dict]) -> list[str]:
     x1 = [a["x1"]["0"]["val"] for a in whole]
     ceiling = tau_ci(seed0, [a[budget]["1"]["val"] for a in whole]) if len(truth["seeds"]) > 1 else (float("nan"),) * 3
     transfer = tau_ci(x1, seed0)
-    fmt = lambda t: f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]"
+    fmt = lambda t: f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]" if t[1] == t[1] else f"{t[0]:.2f} [n < {MIN_INTERVAL}]"
     lines = [f"{len(whole)} architectures with both {budget} seeds; noise ceiling ({budget} seed 1 vs seed 0) "
              f"tau {fmt(ceiling)}; 0.8 x ceiling = {0.8 * ceiling[0]:.2f}; the search budget (x1 seed 0) "
              f"ranks {budget} seed 0 at tau {fmt(transfer)}", "",
              f"| variant (sampling / shots) | parts | paths trained | supernet training (s) | scoring (s) | "
              f"τ vs {budget} seed 0 [95%] | τ vs {budget} mean of seeds [95%] | τ vs x1 seed 0 | "
-             f"τ / ceiling |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"τ / ceiling | mean inherited val (all scored) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         got = [r["scores"].get(a["arch_id"]) for a in whole]
         keep = [i for i, g in enumerate(got) if g is not None]
         inh = [got[i]["val"] for i in keep]
         t0, tm, t1 = (tau_ci([ref[i] for i in keep], inh) for ref in (seed0, mean, x1))
         lines.append(f"| {r['variant']} (×{r['factor']:g}) | {r['parts']} | {r['paths']} | {r['train_s']:.0f} | "
-                     f"{r['eval_s']:.0f} | {fmt(t0)} | {fmt(tm)} | {t1[0]:.2f} | {t0[0] / ceiling[0]:.2f} |"
+                     f"{r['eval_s']:.0f} | {fmt(t0)} | {fmt(tm)} | {t1[0]:.2f} | {t0[0] / ceiling[0]:.2f} | "
+                     f"{statistics.mean(v['val'] for v in r['scores'].values()):.3f} ({len(r['scores'])}) |"
                      + ("" if len(keep) == len(whole) else f" (on {len(keep)})"))
     return lines
 
