@@ -181,12 +181,24 @@ class SupernetSettings:
     step (0: ``factor`` times the training section's: the supernet trains many paths
     with one budget, so it gets more steps than one stand-alone trial). ``finetune_steps``: > 0 fine-tunes
     each candidate's inherited weights for that many steps per experience before it is
-    scored (0: scored as inherited). ``seed``: of the path sampler and the training."""
+    scored (0: scored as inherited). ``seed``: of the path sampler and the training.
+
+    ``sampling``: which paths a training step trains (``trainers.supernet.sampling``):
+    ``uniform`` (one path, every decision uniform: SPOS), ``fair`` (one path, each
+    decision's choices dealt from shuffled rounds, so every choice is trained equally
+    often: FairNAS's balance across steps) or ``sandwich`` (the largest and the smallest
+    path plus ``sandwich_paths`` uniform ones, their losses summed into one update:
+    BigNAS). ``shots``: ``one`` supernet, or few-shot NAS's split into one sub-supernet
+    per ``d_model`` or per kind of the first layer's ``attention``
+    (``search_space.sharing.split``); each candidate inherits from the one holding it."""
 
     steps_per_experience: int = 0
     factor: float = 2.0
     finetune_steps: int = 0
     seed: int = 0
+    sampling: Literal["uniform", "fair", "sandwich"] = "uniform"
+    sandwich_paths: int = 2
+    shots: Literal["one", "d_model", "attention"] = "one"
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -356,7 +368,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "max_failures": Range(0, 1000), "remeasure": Range(0, 1000, note=" (0 = reuse the first measurement)")},
     SupernetSettings: {"steps_per_experience": Range(0, 10**7, note=" (0 = factor x training's)"),
                        "factor": Range(0, 1000, low_open=True), "finetune_steps": Range(0, 10**7),
-                       "seed": SEED},
+                       "seed": SEED, "sandwich_paths": Range(0, 64, note=" (random paths per sandwich step)")},
     ConfirmSettings: {"top": Range(0, 10**4, note=" (0 = no confirmation)"),
                       "seeds": Range(0, 1000, note=" (0 = no confirmation)")},
     FidelitySettings: {"keep": Range(0, 1, low_open=True, high_open=True,

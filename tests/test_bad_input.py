@@ -217,6 +217,15 @@ SEARCH_CASES = [
          ("f.yaml", "search.fidelity.rungs", "need at least 2 trials")),
     Case("search-supernet-asha", {"sn.yaml": SUPERNET.replace("concurrent: 1", "concurrent: 1\n  scheduler: asha")},
          ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.scheduler", "supernet")),
+    Case("search-supernet-bad-sampling", {"sn.yaml": SUPERNET.replace("evaluation: supernet", "evaluation: supernet\n"
+                                                                      "  supernet: {sampling: random}")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.supernet.sampling", "sandwich")),
+    Case("search-supernet-no-sandwich-paths", {"sn.yaml": SUPERNET.replace(
+        "evaluation: supernet", "evaluation: supernet\n  supernet: {sampling: sandwich, sandwich_paths: -1}")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.supernet.sandwich_paths", ">= 0")),
+    Case("search-supernet-one-shot-to-split", {"sn.yaml": SUPERNET.replace("evaluation: supernet", "evaluation: supernet\n"
+                                                                           "  supernet: {shots: d_model}")},
+         ("search", "sn.yaml", "--storage", "st", "--no-report"), ("sn.yaml", "search.supernet.shots", "nothing to split")),
     Case("search-supernet-unsliced-kind", {"opaque.py": OPAQUE_KIND,
                                            "sn.yaml": "plugins: [opaque.py]\n" + SUPERNET.replace(
                                                "attention: [{kind: full, heads: [2]}]",

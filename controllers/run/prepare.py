@@ -65,9 +65,10 @@ def prepare_search(experiment: Experiment, strategy: str | None = None, trials: 
 def check_supernet(experiment: Experiment, search: SearchSettings) -> None:
     """``search.evaluation: supernet`` on a space one supernet can share
     (``search_space.sharing``), with settings that mean something for inherited scores."""
-    from dynas.search_space.sharing import check_shareable
+    from dynas.search_space.sharing import check_shareable, split
 
     check_shareable(experiment.space)
+    split(experiment.space, search.supernet.shots)      # a few-shot split with parts to split into
     if search.scheduler != "fifo":
         raise ConfigError("search.scheduler", f"{search.scheduler} stops trainings between experiences; "
                           "a supernet search trains no candidate (use fifo)")

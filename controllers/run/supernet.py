@@ -7,8 +7,13 @@ training it through the run's executor when it is missing
 ``max_failures`` retries continue, or in this process with its resumable state in
 ``RUN_DIR/supernet/state``).
 
+``search.supernet.sampling`` (uniform, fair, sandwich) and ``shots`` (one, or a few-shot
+split per ``d_model`` or first-layer attention kind) are the training's own
+(``trainers.supernet.sampling``, ``search_space.sharing.split``); a few-shot supernet's
+parts are trained in turn in the same trial and saved in the same file.
+
 Every candidate the policy proposes is then a cheap trial through the same driver,
-scored with inherited weights (``evaluate_inherited``) and records
+scored with inherited weights (``evaluate_inherited``, from the part that holds it) and records
 ``evaluation: inherited`` (``finetuned`` with ``search.supernet.finetune_steps``).
 Seed repeats (``search.confirm`` / ``dynas confirm``) train stand-alone, so a supernet
 search ends with its top K re-trained from scratch, recorded beside the inherited
@@ -51,8 +56,12 @@ def ensure_supernet(experiment: Any, search: Any, run_dir: Path, executor: Any, 
         return path
     started = time.perf_counter()
     if verbose:
-        print(f"supernet: training {search.supernet.steps(experiment.training.steps_per_experience)} "
-              f"steps per experience, one sampled path per step", flush=True)
+        settings = search.supernet
+        paths = "one path" if settings.sampling != "sandwich" else \
+            f"the largest, the smallest and {settings.sandwich_paths} random paths"
+        parts = "" if settings.shots == "one" else f", one sub-supernet per {settings.shots}"
+        print(f"supernet: training {settings.steps(experiment.training.steps_per_experience)} "
+              f"steps per experience, {paths} ({settings.sampling}) per step{parts}", flush=True)
     executor.train_supernet(experiment, search, run_dir, path, verbose)
     if not path.is_file():
         raise DynasError(f"{run_dir}: the supernet's training ended without writing {path}")

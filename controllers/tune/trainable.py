@@ -137,15 +137,17 @@ def run_supernet(config: dict, spec: SupernetSpec) -> None:
     import_plugin_modules(spec.plugins)
 
     from dynas.search_space.constraints import is_feasible
+    from dynas.search_space.sharing import split
     from dynas.trainers.supernet import train_supernet
 
     torch.set_num_threads(max(1, spec.threads))
     task = task_for(spec.task, spec.training.seed)
     state_dir, _ = _state_dir()
+    total = task.num_experiences * len(split(spec.space, spec.settings.shots))   # over a few-shot's parts
 
     def report(k: int, ckpt: Path | None) -> None:
-        if k + 1 < task.num_experiences:
-            tune.report(tune_result(TrialMetrics(), k + 1, task.num_experiences, node_id=_node_id()),
+        if k + 1 < total:
+            tune.report(tune_result(TrialMetrics(), k + 1, total, node_id=_node_id()),
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None)
 
     try:
@@ -154,8 +156,7 @@ def run_supernet(config: dict, spec: SupernetSpec) -> None:
                              checkpoint_dir=state_dir, on_experience=report,
                              log_dir=spec.curves_dir or None)
         net.save(spec.out)
-        n = task.num_experiences
-        tune.report(tune_result(TrialMetrics(wall_time_s=net.wall_time_s), n, n, node_id=_node_id()))
+        tune.report(tune_result(TrialMetrics(wall_time_s=net.wall_time_s), total, total, node_id=_node_id()))
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 

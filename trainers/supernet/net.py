@@ -4,32 +4,28 @@ sampled path at a time (SPOS, Guo et al. 2020).
 A path's module is a skeleton built on the ``meta`` device (no memory) whose
 parameters are bound, each forward, to fresh slices of the shared tensors
 (``supernet.sharing``), so gradients land in them and only the sampled path's slices
-move. In training mode every forward draws one path uniformly per decision
-(``RandomSuggester``), resampled until feasible.
+move. Which paths a step trains is its ``PathSampler``'s (``supernet.sampling``):
+uniform by default; a training forward without a fixed path draws one.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from dynas.search_space.arch import ArchConfig, TaskShape
-from dynas.search_space.errors import ConfigError, DynasError
+from dynas.search_space.errors import ConfigError
 from dynas.search_space.sharing import check_shareable
 from dynas.search_space.space import ArchSpace
-from dynas.search_space.suggest import RandomSuggester
 
 from ..model import build_model
 from ..modules import MoE
+from .sampling import Feasible, PathSampler
 from .sharing import layout, named_tensors, share_key, spanning_archs, take
 
-MAX_RESAMPLE = 200                   # draws before giving up on a feasible path
 SKELETON_CACHE = 256                 # path skeletons kept (they hold no weights)
-
-Feasible = Callable[[ArchConfig], "tuple[bool, str]"]
 
 
 def _safe(key: str) -> str:
@@ -55,16 +51,17 @@ class SuperNet(nn.Module):
     """
 
     def __init__(self, space: ArchSpace, shape: TaskShape, *, seed: int = 0,
-                 feasible: Feasible | None = None, dropout: float = 0.0):
+                 feasible: Feasible | None = None, dropout: float = 0.0,
+                 sampler: PathSampler | None = None):
         super().__init__()
         check_shareable(space)
         self.space, self.shape, self.dropout = space, shape, dropout
-        self.feasible = feasible
+        self.sampler = sampler or PathSampler(space, feasible=feasible, seed=seed)
         self.uses_bias = any("bias" in dict(o.values).get("balance", ()) for o in space.ffn)
-        self.rng = random.Random(seed)
         self.path: ArchConfig | None = None
         self._paths: dict[str, _Path] = {}   # not submodules: skeletons hold no weights
         self._last: _Path | None = None
+        self._trained: dict[str, _Path] = {}  # paths trained since the last router-bias step
         self.params = nn.ParameterDict()
         self.state = nn.Module()             # the shared buffers (router biases, loads)
         archs = spanning_archs(space, shape)
@@ -126,22 +123,11 @@ class SuperNet(nn.Module):
     # --- paths --------------------------------------------------------------------
     def reseed(self, seed: int) -> None:
         """Seed the path draws (per experience, from ``loop.experience_seed``)."""
-        self.rng.seed(seed)
+        self.sampler.reseed(seed)
 
     def sample(self) -> ArchConfig:
-        """A feasible architecture, every decision uniform (SPOS's uniform sampling)."""
-        why = ""
-        for _ in range(MAX_RESAMPLE):
-            arch = self.space.sample(RandomSuggester(rng=self.rng))
-            try:
-                arch.validate()
-            except ConfigError as err:
-                why = str(err)
-                continue
-            ok, why = self.feasible(arch) if self.feasible else (True, "")
-            if ok:
-                return arch
-        raise DynasError(f"the supernet drew {MAX_RESAMPLE} infeasible paths in a row (last: {why})")
+        """A feasible path by the sampler's base rule (uniform or fair)."""
+        return self.sampler.sample()
 
     def use(self, arch: ArchConfig | None) -> None:
         """Fix the path (None: draw one per training forward again)."""
@@ -171,6 +157,8 @@ class SuperNet(nn.Module):
             (module._parameters if is_param else module._buffers)[attr] = t
         path.model.train(self.training)
         self._last = path
+        if self.training:
+            self._trained[arch.arch_id] = path
         return path
 
     def _skeleton(self, arch: ArchConfig) -> _Path:
@@ -190,12 +178,14 @@ class SuperNet(nn.Module):
         return _Path(arch, model, slots)
 
     def update_router_biases(self, rate: float) -> None:
-        """The DeepSeek-V3 bias step on the last path's MoE layers (their bias and load
-        buffers are views of the shared ones, so the step lands there)."""
-        if self._last is not None:
-            for module in self._last.model.modules():
+        """The DeepSeek-V3 bias step on the MoE layers of the paths trained since the
+        last one (their bias and load buffers are views of the shared ones, so the step
+        lands there; a load already applied through another path is zero and moves nothing)."""
+        for path in self._trained.values():
+            for module in path.model.modules():
                 if isinstance(module, MoE):
                     module.update_router_bias(rate)
+        self._trained.clear()
 
 
 def _grow(t: Tensor, size: tuple[int, ...]) -> Tensor:

@@ -1,7 +1,7 @@
 """``evaluate_inherited``: a candidate scored with its slices of a trained supernet.
 
 Candidate i's model after experience k is a real ``build_model`` loaded with its slices
-of snapshot k (``sharing.inherit``), so the inherited R_val / R_test are full accuracy
+of snapshot k of the (sub-)supernet that holds it (``sharing.inherit``), so the inherited R_val / R_test are full accuracy
 matrices and every continual metric means what it means for a stand-alone trial; cost,
 effective cost, bits and plugin metrics are measured the same way (``fitting.trial_values``).
 ``finetune_steps`` > 0 instead trains the inherited final weights briefly through the
@@ -35,11 +35,12 @@ def evaluate_inherited(supernet: TrainedSupernet, arch: ArchConfig, task, cfg: T
     from ..loop import resolve_accelerator
 
     arch.validate()
-    if len(supernet.snapshots) != task.num_experiences:
-        raise DynasError(f"the supernet holds {len(supernet.snapshots)} snapshots for a task of "
+    snapshots = supernet.snapshots_for(arch)     # few-shot: the sub-supernet holding arch
+    if len(snapshots) != task.num_experiences:
+        raise DynasError(f"the supernet holds {len(snapshots)} snapshots for a task of "
                          f"{task.num_experiences} experiences")
     if finetune_steps > 0:
-        final = inherit(supernet.snapshots[-1], arch, task.shape).state_dict()
+        final = inherit(snapshots[-1], arch, task.shape).state_dict()
         tuned = dataclasses.replace(cfg, steps_per_experience=finetune_steps)
         return fit(arch, task, tuned, init=lambda model: model.load_state_dict(final),
                    weights_dir=weights_dir)
@@ -49,7 +50,7 @@ def evaluate_inherited(supernet: TrainedSupernet, arch: ArchConfig, task, cfg: T
                   batch_size=cfg.eval_batch_size, device=device)
     rows, test_rows, bits_rows, history, counts = [], [], [], [], {}
     model = None
-    for k, snapshot in enumerate(supernet.snapshots):
+    for k, snapshot in enumerate(snapshots):
         model = inherit(snapshot, arch, task.shape).to(device).eval()
         row, counts = evaluate_row(model, task.experiences, split="val", **common)
         test_row, _ = evaluate_row(model, task.experiences, split="test", **common)
