@@ -29,7 +29,6 @@ KV floats: 2 * T_kv * D with T_kv = T (full), min(T, 2w) (sliding window), min(T
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ..arch import AttentionConfig
 from ..choices import Field, as_int, at_least

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dynas.trainers.modules import ExpertGroup, GLUExpertGroup, measured_flops
-from dynas.trainers.modules.grouped import MAX_PADDING_RATIO, grouped_mm, padded_slots, use_padded
+from dynas.trainers.modules.grouped import MAX_PADDING_RATIO, padded_slots, use_padded
 
 D = 16
 GROUPS = [ExpertGroup, GLUExpertGroup]

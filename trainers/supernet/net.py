@@ -152,8 +152,8 @@ class SuperNet(nn.Module):
             path = self._paths[arch.arch_id] = self._skeleton(arch)
             if len(self._paths) > SKELETON_CACHE:
                 self._paths.pop(next(iter(self._paths)))
-        for module, attr, is_param, key, size, layout, name in path.slots:
-            t = take(self.shared(key), size, layout, name)
+        for module, attr, is_param, key, size, lay, name in path.slots:
+            t = take(self.shared(key), size, lay, name)
             (module._parameters if is_param else module._buffers)[attr] = t
         path.model.train(self.training)
         self._last = path
