@@ -1,10 +1,16 @@
 """What the dynamic blocks of a trial did, experience by experience: its learned spans
-per layer and head, and its realised-k histogram per MoE layer.
+per layer and head, its realised-k histogram per MoE layer, and its expert load per
+MoE layer with dead experts flagged.
 
-Both come from the trial's ``dynamics`` (``trainers.dynamics``: one entry per
+All come from the trial's ``dynamics`` (``trainers.dynamics``: one entry per
 experience, measured on the validation pass after it). The report draws them for every
 trial on the front that has dynamic blocks (``dynamics_section``); a trial without any
-gets no figure, never an empty one.
+gets no figure, never an empty one (nor does a record written before the entry's
+``expert_load`` existed get a load figure).
+
+A **dead expert** is one whose share of its layer's routed slots on that validation
+pass is below ``DEAD_SHARE`` (1%): it is (nearly) never chosen, so its parameters
+cost memory and buy nothing.
 """
 from __future__ import annotations
 
@@ -15,8 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .plots import _save, _trial_title
+
+DEAD_SHARE = 0.01     # an expert with less than 1% of its layer's routed slots is dead
 
 
 def _layers(dynamics: Sequence[dict], key: str) -> list[str]:
@@ -94,6 +103,60 @@ def plot_realised_k(row: pd.Series, path: str | os.PathLike) -> Path | None:
     return _finish(fig, axes, len(layers), f"Realised k per MoE layer, {_trial_title(row)}", path)
 
 
+def load_table(dynamics: Sequence[dict], layer: str) -> tuple[list[int], np.ndarray]:
+    """(experiences, (experiences, E) share of routed slots per expert) of one MoE
+    layer, from the entries that measured it."""
+    seen = [(e["experience"], e["expert_load"][layer]) for e in dynamics
+            if layer in (e.get("expert_load") or {})]
+    return [exp for exp, _ in seen], np.asarray([load for _, load in seen], float)
+
+
+def _names(experts: Sequence[int]) -> str:
+    return ", ".join(map(str, experts)) or "none"
+
+
+def dead_experts(table: np.ndarray, threshold: float = DEAD_SHARE) -> np.ndarray:
+    """Boolean table of the same shape: True where an expert's share is below
+    ``threshold`` (dead on that experience's validation pass)."""
+    return np.asarray(table, float) < threshold
+
+
+def dead_at_end(dynamics: Sequence[dict]) -> dict[str, list[int]]:
+    """MoE layer -> the experts dead after the last experience that measured it."""
+    out = {}
+    for layer in _layers(dynamics, "expert_load"):
+        _, table = load_table(dynamics, layer)
+        out[layer] = [int(j) for j in np.flatnonzero(dead_experts(table)[-1])]
+    return out
+
+
+def plot_expert_load_history(row: pd.Series, path: str | os.PathLike) -> Path | None:
+    """Share of routed slots per expert after each experience, one heat map per MoE
+    layer (rows: experiences, columns: experts), dead experts (``DEAD_SHARE``) boxed
+    in red and named in the panel title."""
+    panels = _panels(row, "expert_load", 4.2)
+    if panels is None:
+        return None
+    dynamics, layers, fig, axes = panels
+    for ax, name in zip(axes, layers):
+        exps, table = load_table(dynamics, name)
+        dead = dead_experts(table)
+        top = max(float(table.max()), 1e-9)
+        ax.imshow(table, cmap="Blues", vmin=0.0, vmax=top, aspect="auto")
+        for (i, j), share in np.ndenumerate(table):
+            ax.text(j, i, f"{100 * share:.2g}", ha="center", va="center", fontsize=7,
+                    color="red" if dead[i, j] else "white" if share > top / 2 else "black")
+            if dead[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
+        ax.set_title(f"{name}: dead after exp {exps[-1]}: {_names(dead_at_end(dynamics)[name])}", fontsize=8)
+        ax.set_xlabel(f"expert (% of routed slots; red: < {100 * DEAD_SHARE:g}%)", fontsize=7)
+        ax.set_ylabel("after experience", fontsize=8)
+        ax.set_xticks(np.arange(table.shape[1]))
+        ax.set_yticks(np.arange(len(exps)))
+        ax.set_yticklabels(exps)
+    return _finish(fig, axes, len(layers), f"Expert load per MoE layer, {_trial_title(row)}", path)
+
+
 def dynamics_figures(df: pd.DataFrame, trials: pd.DataFrame, out: Path) -> dict[str, Path]:
     """``"<kind>_<proposal_id>"`` -> figure, for every trial in ``trials`` (the front)
     whose dynamic blocks measured anything."""
@@ -105,7 +168,8 @@ def dynamics_figures(df: pd.DataFrame, trials: pd.DataFrame, out: Path) -> dict[
         if not row["dynamics"]:
             continue
         tag = str(row["proposal_id"])
-        for kind, plot in (("spans", plot_spans), ("realised_k", plot_realised_k)):
+        for kind, plot in (("spans", plot_spans), ("realised_k", plot_realised_k),
+                           ("expert_load", plot_expert_load_history)):
             path = plot(row, out / f"{kind}_{tag}.png")
             if path is not None:
                 figures[f"{kind}_{tag}"] = path
@@ -113,11 +177,19 @@ def dynamics_figures(df: pd.DataFrame, trials: pd.DataFrame, out: Path) -> dict[
 
 
 def dynamics_section(df: pd.DataFrame, trials: pd.DataFrame, out: Path) -> list[str]:
-    """The report's section: each front trial's span and realised-k figures."""
+    """The report's section: each front trial's span, realised-k and expert-load figures."""
     figures = dynamics_figures(df, trials, out)
     if not figures:
         return []
     lines = ["## Dynamic blocks on the front", "",
-             "Learned spans per layer and head, and the realised-k histogram per MoE layer, "
+             "Learned spans per layer and head, the realised-k histogram per MoE layer, and "
+             "the expert load per MoE layer (dead experts, under "
+             f"{100 * DEAD_SHARE:g}% of the layer's routed slots, boxed in red), "
              "after each experience (validation pass).", ""]
-    return lines + [f"![{key}]({path.name})\n" for key, path in figures.items()]
+    lines += [f"![{key}]({path.name})\n" for key, path in figures.items()]
+    for index in trials.index:
+        row: Any = df.loc[index]
+        dead = dead_at_end(row["dynamics"] or [])
+        lines += [f"Trial {row['proposal_id']}, {layer}: dead experts at the end: {_names(experts)}\n"
+                  for layer, experts in dead.items()]
+    return lines

@@ -1,13 +1,16 @@
-"""``dynas inspect MODEL_DIR --input ...``: what a kept model's dynamic blocks do on one
-input, token by token.
+"""``dynas inspect MODEL_DIR --input ... | --example N``: what a kept model's dynamic
+blocks do on one input, token by token.
 
 For one input (token ids ``"3,17,5"``, or text where the model's preprocessing takes
-text) it runs the model once in evaluation mode and draws, per MoE layer, the realised
-k of every token (how many experts its router used), and per dynamic-span layer the
-span each head attends over (learned, the same for every token; the evaluated crop
-beside it). Written: ``inspect.png`` and ``inspect.html`` (the tokens coloured by k) in
-``--out``. Bad input (no model folder, an input of the wrong type or too long) is one
-line naming it, exit 2.
+text; or ``--example N``, the N-th example of the validation splits of the task the
+model was trained on, experience 0's first, rebuilt from the options and seed its
+folder keeps: never a test example) it runs the model once in evaluation mode and
+draws, per MoE layer, the realised k of every token (how many experts its router
+used), and per dynamic-span layer the span each head attends over (learned, the same
+for every token; the evaluated crop beside it). Written: ``inspect.png`` and
+``inspect.html`` (the tokens coloured by k) in ``--out``. Bad input (no model folder,
+an input of the wrong type or too long, an example index out of range, ``--example``
+on a folder saved before task options were kept) is one line naming it, exit 2.
 """
 from __future__ import annotations
 
@@ -33,14 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a kept model (dynas export --weights, dynas train) on one input and "
         "draw each MoE layer's realised k per token and each dynamic-span layer's span per head.")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="a kept model folder")
-    p.add_argument("--input", required=True, metavar="INPUT",
-                   help="token ids ('3,17,5') or text, for a model whose preprocessing takes text")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", metavar="INPUT",
+                       help="token ids ('3,17,5') or text, for a model whose preprocessing takes text")
+    given.add_argument("--example", type=int, metavar="N",
+                       help="the N-th validation example (0-based, experience by experience) of the "
+                       "task the model was trained on; never a test example")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: here)")
     p.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    paths = inspect_model(args.model_dir, args.input, args.out)
+    paths = inspect_model(args.model_dir, args.input, args.out, example=args.example)
     for path in paths:
         print(path)
     return 0
@@ -92,19 +99,38 @@ def trace(model, x) -> tuple[dict[str, list[int]], dict[str, dict[str, Any]]]:
     return per_token, learned_spans(model)
 
 
-def inspect_model(model_dir: str, raw: str, out: str) -> list[Path]:
+def validation_example(bundle, n: int):
+    """(1, ...) input of the n-th example of the validation splits (experience 0's
+    first) of the task ``bundle`` was trained on, rebuilt from its saved options."""
+    from dynas.trainers.bundle import MODEL_FILE, rebuild_task
+
+    if bundle.task_options is None or bundle.task_seed is None:
+        raise DynasError(f"--example: needs a model folder saved by this version of dynas "
+                         f"({bundle.path / MODEL_FILE} keeps no task options); give --input")
+    from torch.utils.data import ConcatDataset
+
+    val = ConcatDataset([e.val for e in rebuild_task(bundle).experiences])
+    if not 0 <= n < len(val):
+        raise DynasError(f"--example: {n} is out of range; the validation splits hold {len(val)} "
+                         f"examples (0..{len(val) - 1})")
+    return val[n][0].unsqueeze(0)
+
+
+def inspect_model(model_dir: str, raw: str | None, out: str, example: int | None = None) -> list[Path]:
+    """``inspect.png`` and ``inspect.html`` of one input: ``raw`` (ids or text) or the
+    validation ``example`` (module docstring)."""
     from dynas.trainers.predict import load_model
 
     if not Path(model_dir).is_dir():
         raise DynasError(f"{model_dir}: no such model folder")
     predictor = load_model(model_dir)
-    x = _model_input(predictor, raw)
+    x = validation_example(predictor.bundle, example) if example is not None else _model_input(predictor, raw)
     k, spans = trace(predictor.model, x)
     if not k and not spans:
         raise DynasError(f"{model_dir}: the model has no dynamic blocks (no MoE, no dynamic span)")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    tokens = [int(t) for t in x[0]]
+    tokens = [int(t) for t in x[0]] if x.dim() == 2 else list(range(x.shape[1]))  # ids, or positions
     return [_figure(tokens, k, spans, folder / "inspect.png"), _html(tokens, k, folder / "inspect.html")]
 
 

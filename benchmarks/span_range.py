@@ -16,8 +16,9 @@ Two studies, same model size, steps, seeds:
   during the experience that needs more).
 
 ``--positions rope|alibi|none`` compares the position kinds (issue 24, item 6).
-``--init`` and ``--no-grow`` reproduce the old behaviour (spans started at 0, no
-probe beyond the ramp) for comparison. Mean +- std over seeds; every row's numbers are
+``--init``, ``--no-grow`` and ``--no-reopen`` reproduce older behaviour (spans started
+at 0, no probe beyond the ramp, spans not reopened when a later experience starts)
+for comparison. Mean +- std over seeds; every row's numbers are
 measured in this process. CPU, ``--threads`` threads.
 """
 from __future__ import annotations
@@ -46,12 +47,12 @@ def arch(kind: str, args) -> ArchConfig:
 
 
 @contextmanager
-def span_options(init: float, grow: bool):
-    """Build every span module with this init and growth (the benchmark's knob)."""
+def span_options(init: float, grow: bool, reopen: bool):
+    """Build every span module with this init, growth and reopening (the benchmark's knob)."""
     original = span_module.DynamicSpanAttention.__init__
 
     def patched(self, *a, **kw):
-        original(self, *a, **{**kw, "init_fraction": init, "grow": grow})
+        original(self, *a, **{**kw, "init_fraction": init, "grow": grow, "reopen": reopen})
 
     span_module.DynamicSpanAttention.__init__ = patched
     try:
@@ -67,7 +68,7 @@ def train(kind: str, distances: list[int], seed: int, args) -> dict:
     weights = LossWeights(span=args.span_penalty if kind == "dynamic_span" else 0.0)
     cfg = TrainingSettings(steps_per_experience=args.steps, batch_size=args.batch, lr=args.lr,
                            seed=seed, eval_batch_size=100, device="cpu", loss_weights=weights)
-    with span_options(args.init, not args.no_grow):
+    with span_options(args.init, not args.no_grow, not args.no_reopen):
         metrics = fit(arch(kind, args), task, cfg)
     spans = [{name: v["heads"] for name, v in entry["spans"].items()} for entry in metrics.dynamics]
     return {"acc": metrics.values[f"test.{names.FINAL_AVG_ACCURACY}"],
@@ -128,13 +129,14 @@ def main() -> None:
     p.add_argument("--span-penalty", type=float, default=0.1)
     p.add_argument("--init", type=float, default=span_module.INIT_FRACTION)
     p.add_argument("--no-grow", action="store_true")
+    p.add_argument("--no-reopen", action="store_true")
     p.add_argument("--positions", choices=["learned", "rope", "alibi", "none"], default="learned")
     p.add_argument("--study", choices=["both", "distance", "stream"], default="both")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     setup(args.threads)
     print(f"span_range: T={args.seq_len}, ramp {span_ramp(args.seq_len)}, init {args.init}, "
-          f"grow {not args.no_grow}, positions {args.positions}, L1 {args.span_penalty}, {args.steps} steps, seeds {args.seeds}", flush=True)
+          f"grow {not args.no_grow}, reopen {not args.no_reopen}, positions {args.positions}, L1 {args.span_penalty}, {args.steps} steps, seeds {args.seeds}", flush=True)
     if args.study in ("both", "distance"):
         one_distance_study(args)
     if args.study in ("both", "stream"):

@@ -57,6 +57,12 @@ def _layers_ok(layers: Any) -> bool:
         for layer in layers)
 
 
+def _dynamics_entry(v: Any) -> bool:
+    """One experience's dynamics (``trainers.dynamics``); its ``expert_load`` is
+    optional (records written before it was measured lack it)."""
+    return isinstance(v, dict) and _opt(_dict_of(_list_of(_number)))(v.get("expert_load"))
+
+
 STATES = TRIAL_STATES
 # TrialRecord.evaluation: trained from scratch, scored with weights inherited from the
 # run's supernet, or inherited and then fine-tuned (search.evaluation: supernet)
@@ -74,7 +80,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "acc_matrix": (_list_of(_list_of(_metric)), "a list of lists of numbers"),
     "test_acc_matrix": (_list_of(_list_of(_metric)), "a list of lists of numbers"),
     "bits_matrix": (_list_of(_list_of(_metric)), "a list of lists of numbers"),
-    "dynamics": (_list_of(lambda v: isinstance(v, dict)), "a list of mappings"),
+    "dynamics": (_list_of(_dynamics_entry),
+                 "a list of mappings (an entry's expert_load, where present, a mapping of names to lists of numbers)"),
     "weights": (_opt(lambda v: isinstance(v, dict) and relative_path_problem(v.get("path")) is None),
                 "a mapping whose path lies inside the run directory, or null"),
     "repeat_of": (_opt(_int), "an integer or null"),

@@ -5,14 +5,20 @@
     DIR/arch.json             ArchConfig.save (so `dynas train --arch DIR/arch.json` reads it)
     DIR/weights.safetensors   the model's state_dict; safetensors, so loading runs no code;
                               its metadata names the format and the arch_id
-    DIR/model.json            format, task name and shape, scenario, class table, the
-                              preprocessing state (``tasks.preprocessing``), metrics
+    DIR/model.json            format, task name, options, seed and shape, scenario, class
+                              table, the preprocessing state (``tasks.preprocessing``),
+                              metrics
 
 ``fit`` writes one when given ``weights_dir`` (a search keeps them per trial, ``dynas
 train`` in its output folder); ``dynas export --weights`` copies one next to the pick;
 ``load_model`` (``trainers.predict``) and ``--init-from`` read them. Every problem with
 a bundle (missing or foreign file, another architecture, a tensor of the wrong shape)
 is one ``DynasError`` line naming the file and, where there is one, the key.
+
+The task's options and seed (``task_options``, ``task_seed``; null for a task not made
+by ``build_task`` or with options JSON cannot hold) let ``rebuild_task`` make the same
+data again, e.g. to pick a validation example (``dynas inspect --example``). Folders
+saved before they were kept read back with both None.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -56,6 +62,8 @@ class Bundle:
     class_table: list[list[int]]
     preprocessing: Preprocessing | None
     metrics: dict[str, float]
+    task_options: dict[str, Any] | None = None
+    task_seed: int | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -78,6 +86,7 @@ def save_bundle(out_dir: str | os.PathLike, model: nn.Module, task: Task,
               metadata={"format": WEIGHTS_MAGIC, "arch_id": arch.arch_id})
     arch.save(staging / ARCH_FILE)
     meta = {"format": BUNDLE_FORMAT, "arch_id": arch.arch_id, "task": task.name,
+            "task_options": _json_or_none(task.options), "task_seed": task.seed,
             "shape": dataclasses.asdict(task.shape), "scenario": task.scenario,
             "class_table": [list(e.classes) for e in task.experiences],
             "preprocessing": None if task.preprocessing is None else preprocessing_to_json(task.preprocessing),
@@ -88,6 +97,15 @@ def save_bundle(out_dir: str | os.PathLike, model: nn.Module, task: Task,
         os.replace(staging / name, out / name)
     staging.rmdir()
     return bundle_size(out)
+
+
+def _json_or_none(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``options`` as JSON reads them back (tuples become lists), or None when JSON
+    cannot hold them (the folder then cannot rebuild its task; everything else works)."""
+    try:
+        return None if options is None else json.loads(json.dumps(options))
+    except (TypeError, ValueError):
+        return None
 
 
 def bundle_size(path: str | os.PathLike) -> int:
@@ -118,7 +136,26 @@ def read_bundle(path: str | os.PathLike, *, load_plugins: bool = True) -> Bundle
     return Bundle(path, arch, shape, meta["task"], meta["scenario"],
                   [list(c) for c in meta["class_table"]],
                   None if prep is None else preprocessing_from_json(prep, f"{path / MODEL_FILE}: preprocessing"),
-                  dict(meta.get("metrics", {})))
+                  dict(meta.get("metrics", {})), meta.get("task_options"), meta.get("task_seed"))
+
+
+def rebuild_task(bundle: Bundle) -> Task:
+    """The task ``bundle``'s model was trained on, built again from its saved options
+    and seed (the same experiences and splits); a DynasError naming ``model.json``
+    when the folder keeps no options or they no longer give its shape."""
+    from dynas.search_space.settings import TaskSettings
+
+    from .tasks.base import build_task
+
+    source = bundle.path / MODEL_FILE
+    if bundle.task_options is None or bundle.task_seed is None:
+        raise DynasError(f"{source}: task_options: missing (saved by an older dynas, or options "
+                         "JSON cannot hold); the task cannot be rebuilt")
+    task = build_task(TaskSettings(bundle.task, dict(bundle.task_options)), seed=bundle.task_seed)
+    if task.shape != bundle.shape:
+        raise DynasError(f"{source}: task_options: give the shape {task.shape}, the model was "
+                         f"trained on {bundle.shape}")
+    return task
 
 
 def read_weights(path: str | os.PathLike, arch_id: str | None = None) -> dict[str, torch.Tensor]:

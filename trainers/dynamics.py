@@ -8,6 +8,10 @@ measures, in evaluation mode (so with spans cropped):
   crop its evaluation runs at (``search_space.kinds.attention.cropped_span``);
 * **realised k**: per MoE layer, how many tokens the router gave k = 0..K experts
   (``hist``) and their mean (``mean``), over every token of the pass;
+* **expert load**: per MoE layer, each expert's share of the slots the router
+  assigned over the pass (``evaluation.expert_fractions``: sums to 1), so a dead
+  expert shows experience by experience, not only in the final record's
+  ``expert_load`` (records written before this entry existed simply lack it);
 * **bits**: the mean cross-entropy per labelled token, in bits, per experience (a row
   of the bits matrix B; bits per character on ``text_lm``).
 
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 from dynas.search_space.kinds.attention import cropped_span
 from dynas.search_space.names import FINAL_AVG_BPC, FORGETTING_BPC
 
-from .evaluation import IGNORE, batches, eval_mode
+from .evaluation import IGNORE, accumulate_experts, batches, eval_mode, expert_fractions
 from .modules import MoE
 from .modules.span import DynamicSpanAttention
 
@@ -55,11 +59,13 @@ def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
             device: torch.device, precision: str = "fp32") -> tuple[list[float], dict[str, Any]]:
     """(bits row over ``datasets``, dynamics entry) from one no-grad pass in ``precision``."""
     k_counts: dict[str, Tensor] = {}
+    expert_counts: dict[str, Tensor] = {}
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, MoE):
             def hook(_m, _inputs, out, name=name):
-                if out.tokens_per_k is not None:            # summed on the device
+                accumulate_experts(expert_counts, {name: out.tokens_per_expert})   # on the device
+                if out.tokens_per_k is not None:
                     per_k = out.tokens_per_k.detach()
                     k_counts[name] = k_counts[name] + per_k if name in k_counts else per_k
             hooks.append(module.register_forward_hook(hook))
@@ -76,7 +82,8 @@ def measure(model: nn.Module, datasets: Sequence, *, batch_size: int,
         for h in hooks:
             h.remove()
     k_counts = {name: c.cpu() for name, c in k_counts.items()}
-    return row, {"spans": learned_spans(model), "k": realised_k(k_counts)}
+    load = expert_fractions({name: c.cpu() for name, c in expert_counts.items()})
+    return row, {"spans": learned_spans(model), "k": realised_k(k_counts), "expert_load": load}
 
 
 def realised_k(k_counts: dict[str, Tensor]) -> dict[str, dict[str, Any]]:
@@ -102,7 +109,7 @@ class DynamicsLogger(L.Callback):
     """After each experience: one validation pass (``measure``) over every experience.
 
     ``bits_rows`` is B (row i after training experience i); ``history`` the dynamics
-    entry of each experience (``{"experience", "spans", "k"}``); both may be pre-filled
+    entry of each experience (``{"experience", "spans", "k", "expert_load"}``); both may be pre-filled
     by a resumed run.
     """
 

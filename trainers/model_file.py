@@ -52,6 +52,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "preprocessing": (lambda v: v is None or isinstance(v, dict), "a mapping or null"),
     "metrics": (lambda v: isinstance(v, dict) and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values()), "a mapping of numbers"),
+    "task_options": (lambda v: v is None or isinstance(v, dict), "a mapping or null"),
+    "task_seed": (lambda v: v is None or _int_in(-2**63, 2**64)(v), "an integer or null"),
     "plugins": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) and x for x in v)),
                 "a list of module names or paths, or null"),
 }

@@ -38,6 +38,7 @@ from dynas.search_space.settings import TrainingSettings
 from .curriculum import Curriculum, CurriculumBatchSampler, apply_input_mask, mask_ratio
 from .evaluation import IGNORE, accuracy, cross_entropy, difficulty_scores, restrict
 from .model import build_model
+from .modules.span import DynamicSpanAttention
 from .replay import ReplayBuffer
 from .results import NonFiniteLoss
 from .tasks.base import Experience
@@ -131,6 +132,10 @@ class ContinualSystem(L.LightningModule):
         self._sums: dict[str, Tensor] = {}
         self._count = 0
         self.last_terms: dict[str, Tensor] = {}
+        if index > 0:             # a later experience: learned spans open again (modules.span)
+            for module in self.model.modules():
+                if isinstance(module, DynamicSpanAttention):
+                    module.new_experience()
         cur = self.cfg.curriculum
         self.curriculum = None
         if cur.kind != "none":

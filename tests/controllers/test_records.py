@@ -139,3 +139,18 @@ def test_records_of_schema_1_and_2_still_load():
         record = TrialRecord.from_dict(line)
         assert record.metrics == {"acc": 0.7} and record.acc_matrix == [[0.7]] and record.wall_time_s == 2.0
         assert record.schema_version == (schema or 1) and record.steps == 0
+
+
+def test_dynamics_without_expert_load_still_load_and_a_malformed_load_is_named():
+    """Records written before the per-experience expert load was measured lack it in
+    their dynamics entries: they load; an entry whose load is not numbers is refused."""
+    from dynas.controllers.record_check import record_problem
+
+    base = {"proposal_id": 1, "arch_id": "a1", "arch": {}, "params": {}, "state": "complete"}
+    old = {**base, "dynamics": [{"experience": 0, "spans": {}, "k": {"layers.0.ffn": {"mean": 1.0, "hist": [0, 4]}}}]}
+    assert record_problem(old) is None
+    assert TrialRecord.from_dict(old).measured.dynamics == old["dynamics"]
+    new = {**base, "dynamics": [{"experience": 0, "expert_load": {"layers.0.ffn": [0.75, 0.25]}}]}
+    assert record_problem(new) is None
+    bad = {**base, "dynamics": [{"experience": 0, "expert_load": {"layers.0.ffn": ["lots"]}}]}
+    assert "dynamics" in record_problem(bad) and "expert_load" in record_problem(bad)

@@ -11,7 +11,8 @@ from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
 from dynas.search_space.errors import DynasError
 from dynas.search_space.settings import TaskSettings, TrainingSettings
-from dynas.trainers.bundle import MODEL_FILE, WEIGHTS_FILE, load_bundle_model, read_weights
+from dynas.trainers.bundle import (MODEL_FILE, WEIGHTS_FILE, load_bundle_model, read_bundle, read_weights,
+                                   rebuild_task)
 from dynas.trainers.downstream import train_arch
 from dynas.trainers.predict import load_model
 from dynas.trainers.tasks import build_task
@@ -70,6 +71,30 @@ def test_init_from_on_another_task_reinitialises_what_does_not_fit(trained, tmp_
         assert torch.allclose(source[key], tuned[key], atol=1e-5), key   # transferred; lr=1e-9 keeps them
     assert source["embed.weight"].shape != tuned["embed.weight"].shape
     assert fine.steps == 2
+
+
+def test_the_folder_keeps_the_task_options_and_seed_so_its_task_rebuilds(trained):
+    bundle = read_bundle(trained[0])
+    assert bundle.task_options == {"classes_per_experience": 5} and bundle.task_seed == CFG.seed
+    again, original = rebuild_task(bundle), build_task(DIGITS, seed=CFG.seed)
+    assert again.shape == bundle.shape and again.num_experiences == 2
+    for a, b in zip(again.experiences, original.experiences):
+        assert all(torch.equal(x, y) for x, y in zip(a.val.tensors, b.val.tensors))
+
+
+def test_a_folder_from_before_the_options_were_kept_still_loads_but_cannot_rebuild(trained, tmp_path):
+    old = _copy(trained[0], tmp_path / "old")
+    meta = json.loads((old / MODEL_FILE).read_text())
+    del meta["task_options"], meta["task_seed"]
+    (old / MODEL_FILE).write_text(json.dumps(meta))
+    model, bundle = load_bundle_model(old)
+    assert bundle.task_options is None and bundle.task_seed is None
+    with pytest.raises(DynasError, match="model.json: task_options: missing"):
+        rebuild_task(bundle)
+    meta["task_options"] = "classes_per_experience=5"
+    (old / MODEL_FILE).write_text(json.dumps(meta))
+    with pytest.raises(DynasError, match="model.json: task_options: must be a mapping or null"):
+        read_bundle(old)
 
 
 def _copy(src, dst):

@@ -26,6 +26,15 @@ negligible) and the ramp's slope 1/R as a straight-through gradient, so
 dL/dz there is what the ramp would give if it reached that far: a far key the loss
 needs pulls the span out, one it does not is left to the L1 penalty. Evaluation
 (and so every measured cost and exported model) keeps the exact crop at z + R.
+
+Reopening (``reopen``, training only): the probe alone grows a span too slowly for
+a later experience that needs a longer range (the queries have not learned to match
+a key that the mask hides, so its pull is weak and noisy against the L1 penalty:
+``benchmarks/span_range.py``, a stream of d = 8, 24, 48 stayed at chance on 48).
+So when a later experience starts (``new_experience``, called by the trainer), each
+span opens again to ``init_fraction`` of max_span, as at the first: the new
+experience's dependencies are visible, and the L1 penalty trims the span back to what
+the loss pays for.
 """
 from __future__ import annotations
 
@@ -51,7 +60,8 @@ class DynamicSpanAttention(nn.Module):
     when training starts and the L1 penalty trims what the loss does not pay for. (The
     reference implementation starts at 0, ``--adapt-span-init 0``, and on a dependency
     farther than the ramp the span then never moved: ``benchmarks/span_range.py``.)
-    ``grow``: the training-time probe beyond the ramp (module docstring). Its forward value is clamped to
+    ``grow``: the training-time probe beyond the ramp; ``reopen``: spans open again
+    when a later experience starts (both: module docstring). Its forward value is clamped to
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
@@ -60,7 +70,8 @@ class DynamicSpanAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
-                 ramp: int | None = None, init_fraction: float = INIT_FRACTION, grow: bool = True):
+                 ramp: int | None = None, init_fraction: float = INIT_FRACTION, grow: bool = True,
+                 reopen: bool = True):
         super().__init__()
         if max_span < 1:
             raise ValueError(f"max_span must be >= 1, got {max_span}")
@@ -71,6 +82,7 @@ class DynamicSpanAttention(nn.Module):
         self.span_fraction = nn.Parameter(torch.full((heads,), float(init_fraction)))
         self.crop = True
         self.grow = grow
+        self.init_fraction, self.reopen = float(init_fraction), reopen
         self.alibi = False                          # ``positions: alibi``
 
     def spans(self) -> Tensor:
@@ -78,6 +90,13 @@ class DynamicSpanAttention(nn.Module):
         f = self.span_fraction
         clamped = f + (f.clamp(0.0, 1.0) - f).detach()
         return clamped * self.max_span
+
+    @torch.no_grad()
+    def new_experience(self) -> None:
+        """A later experience starts (the trainer calls this): with ``reopen``, a span
+        shorter than ``init_fraction`` of max_span opens to it again."""
+        if self.reopen:
+            self.span_fraction.clamp_(min=self.init_fraction)
 
     def probing(self) -> bool:
         """Whether this forward probes beyond the ramp (training with ``grow``)."""

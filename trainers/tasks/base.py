@@ -42,13 +42,18 @@ class Experience:
 @dataclass
 class Task:
     """``preprocessing``: the fitted transformation from raw inputs to model inputs
-    (``tasks.preprocessing``), saved with exported weights and applied by ``Predictor``."""
+    (``tasks.preprocessing``), saved with exported weights and applied by ``Predictor``.
+    ``options`` and ``seed``: what ``build_task`` built it from (None for a task made
+    by other means), saved in a model folder so the same data can be rebuilt
+    (``dynas inspect --example``)."""
 
     name: str
     shape: TaskShape
     experiences: list[Experience]
     scenario: Literal["class_il", "task_il", "domain_il"] = "class_il"
     preprocessing: Any = None
+    options: dict[str, Any] | None = None
+    seed: int | None = None
 
     @property
     def num_experiences(self) -> int:
@@ -124,4 +129,6 @@ def task_shape(settings: TaskSettings) -> TaskShape:
 
 
 def build_task(settings: TaskSettings, seed: int = 0) -> Task:
-    return _call(TASKS.get(settings.name).factory, settings, seed=seed)
+    task = _call(TASKS.get(settings.name).factory, settings, seed=seed)
+    task.options, task.seed = dict(settings.options), seed
+    return task
