@@ -23,6 +23,7 @@ from dynas.search_space.settings import ReplaySettings, TaskSettings, TrainingSe
 from dynas.trainers.compress import compress, table
 from dynas.trainers.downstream import train_arch
 from dynas.trainers.pruning import PruneSpec
+from dynas.trainers.recovery_settings import RecoverySettings
 from dynas.trainers.tasks import build_task
 
 TASKS = {"split_digits": TaskSettings("split_digits", {"patch": 2}),
@@ -58,8 +59,8 @@ def main() -> None:
             for label, spec, int8 in (("int8", PruneSpec(), True),
                                       ("prune heads=2,ffn=0.5", PruneSpec(heads=2, ffn=0.5), False),
                                       ("prune heads=2,ffn=0.5 + int8", PruneSpec(heads=2, ffn=0.5), True)):
-                rows = compress(model_dir, task, Path(tmp) / f"{name}-{label}", spec, int8,
-                                recover_steps, cfg.lr, cfg.batch_size, repeats)
+                recovery = RecoverySettings(steps=recover_steps, batch_size=cfg.batch_size)
+                rows = compress(model_dir, task, Path(tmp) / f"{name}-{label}", spec, int8, recovery, repeats)
                 kept = rows[-1].accuracy / rows[0].accuracy
                 print(f"\n### {label} (accuracy kept: {100 * kept:.1f}% of the original)\n{table(rows)}")
 

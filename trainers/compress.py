@@ -1,10 +1,10 @@
 """``dynas compress``: prune, recover, quantise a trained model; measure before and after.
 
 1. Pruning (``trainers.pruning``): experts by their measured load on the validation
-   splits, heads by importance, FFN channels by norm.
-2. Recovery: a short fine-tune that distils the unpruned model (MSE to its logits) on
-   the training inputs of every experience. Labels are not used: the compressed model
-   should behave like the original, not learn what the original had forgotten.
+   splits, heads and FFN channels by importance (Taylor on replay data, or weight norms).
+2. Recovery (``trainers.recovery``): a short fine-tune that distils the unpruned model
+   (KL on its softened logits plus the label loss) on a class-balanced replay sample
+   of every experience, optionally in several prune-and-recover rounds.
 3. int8: dynamic quantisation of every ``nn.Linear`` (``torch.ao.quantization``); MoE
    experts are batched parameters, not Linear layers, and stay float.
 
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dynas.search_space.boundary import json_file
@@ -35,7 +34,8 @@ from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGH
                      load_bundle_model, read_weights, register_rebuild)
 from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
 from .latency import example_input, interleaved_latency_ms
-from .pruning import PruneSpec, apply_plan, make_plan
+from .pruning import PruneSpec, apply_plan
+from .recovery import RecoverySettings, prune_and_recover
 
 COMPRESS_FILE = COMPRESSED_MARK
 
@@ -90,25 +90,6 @@ def expert_loads(model: nn.Module, task: Any) -> dict[str, torch.Tensor]:
 
 
 # --- steps ----------------------------------------------------------------------------
-def recover(student: nn.Module, teacher: nn.Module, task: Any, steps: int, lr: float,
-            batch_size: int, seed: int = 0) -> None:
-    """Distil ``teacher``'s logits into ``student`` on all training inputs."""
-    inputs = torch.cat([exp.train.tensors[0] for exp in task.experiences])
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
-    teacher.eval()
-    student.train()
-    for _ in range(steps):
-        x = inputs[torch.randint(len(inputs), (batch_size,), generator=generator)]
-        with torch.no_grad():
-            target = teacher(x).logits
-        loss = F.mse_loss(student(x).logits, target)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    student.eval()
-
-
 def quantise(model: nn.Module) -> nn.Module:
     """int8 dynamic quantisation of the Linear layers (a copy; ``model`` is untouched).
     torch 2.13 marks torch.ao's quantised tensors deprecated; its warning is silenced."""
@@ -164,28 +145,31 @@ def load_int8(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) 
 
 # --- the command's work ---------------------------------------------------------------
 def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: PruneSpec, int8: bool,
-             recover_steps: int, lr: float, batch_size: int, repeats: int = 30) -> list[Measurement]:
+             recovery: RecoverySettings, repeats: int = 30) -> list[Measurement]:
     """Compress the bundle at ``src`` (its task built as ``task``) into ``out``."""
     model, bundle = load_bundle_model(src)
     if task.name != bundle.task or task.shape != bundle.shape:
         raise DynasError(f"{src}: trained on {bundle.task} {bundle.shape}, not the config's "
                          f"{task.name} {task.shape}")
     stages = [("original", model, bundle.weights_path.stat().st_size)]
-    plan = make_plan(model, spec, expert_loads(model, task))
+    plan: list = [{} for _ in model.layers]
     current = model
+    if spec != PruneSpec():
+        plan, recovered = prune_and_recover(model, task, spec, recovery, expert_loads(model, task))
     if any(plan):
         current = copy.deepcopy(model)
         apply_plan(current, plan)
-        stages.append(("pruned", copy.deepcopy(current), _size(current)))
-        if recover_steps:
-            recover(current, model, task, recover_steps, lr, batch_size)
-            stages.append((f"pruned + {recover_steps} recovery steps", current, _size(current)))
+        stages.append(("pruned", current, _size(current)))
+        if recovery.steps:
+            current = recovered
+            steps = recovery.steps * recovery.rounds
+            stages.append((f"pruned + {steps} recovery steps", current, _size(current)))
     if int8:
         current = quantise(current)
         name = stages[-1][0] + " + int8" if len(stages) > 1 else "int8"
         stages.append((name, current, _size(current, int8=True)))
     rows = measure(stages, bundle, task, repeats)
-    _save(current, bundle, Path(out), plan, int8, spec, rows)
+    _save(current, bundle, Path(out), plan, int8, spec, recovery, rows)
     return rows
 
 
@@ -198,7 +182,7 @@ def _size(model: nn.Module, int8: bool = False) -> int:
 
 
 def _save(model: nn.Module, bundle: Bundle, out: Path, plan: list, int8: bool, spec: PruneSpec,
-          rows: list[Measurement]) -> None:
+          recovery: RecoverySettings, rows: list[Measurement]) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +191,8 @@ def _save(model: nn.Module, bundle: Bundle, out: Path, plan: list, int8: bool, s
     save_file(tensors, str(tmp), metadata={"format": WEIGHTS_MAGIC, "arch_id": bundle.arch.arch_id})
     for name in (ARCH_FILE, MODEL_FILE):
         shutil.copyfile(bundle.path / name, out / f".{name}.tmp")
-    meta = {"plan": plan, "int8": int8, "prune": asdict(spec), "source": str(bundle.path.resolve()),
+    meta = {"plan": plan, "int8": int8, "prune": asdict(spec), "recovery": asdict(recovery),
+            "source": str(bundle.path.resolve()),
             "table": [asdict(r) for r in rows]}
     (out / f".{COMPRESS_FILE}.tmp").write_text(json.dumps(meta, indent=2) + "\n")
     for name in (WEIGHTS_FILE, ARCH_FILE, MODEL_FILE, COMPRESS_FILE):
