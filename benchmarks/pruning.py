@@ -149,7 +149,7 @@ def report(args: argparse.Namespace, settings: RecoverySettings) -> list[dict[st
                 spec = PruneSpec.parse(level)
                 arms = {"old": lambda: prune_old(model, task, spec, seed),
                         "new": lambda: prune_new(model, task, spec, settings, seed)}
-                for arm, run in arms.items():
+                for arm, run in ((a, arms[a]) for a in args.arms):
                     start = time.perf_counter()
                     rows.append(row(arm, level, seed, base, run(), params0, task, task=name,
                                     seconds=time.perf_counter() - start))
@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="the curve, old vs new, on --tasks")
     parser.add_argument("--tasks", nargs="+", default=["split_fashion_mnist", "split_digits"], choices=list(TASKS))
     parser.add_argument("--levels", nargs="+", default=list(LEVELS), help="prune specs of the curve")
+    parser.add_argument("--arms", nargs="+", default=["old", "new"], choices=["old", "new"])
     parser.add_argument("--tune-level", default="ffn=0.5")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=150, help="training steps per experience")
