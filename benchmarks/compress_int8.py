@@ -36,6 +36,7 @@ from dynas.trainers.latency import example_input, interleaved_latency_ms
 from dynas.trainers.predict import load_model
 from dynas.trainers.pruning import PruneSpec
 from dynas.trainers.quantisation import torchao
+from dynas.trainers.recovery_settings import RecoverySettings
 from dynas.trainers.tasks import build_task
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -73,8 +74,8 @@ def run(name: str, steps: int | None, repeats: int, tmp: Path) -> None:
     task = build_task(experiment.task, seed=training.seed)
     print(f"\n## {name}: {ARCHS[name].arch_id}, {training.steps_per_experience} steps x "
           f"{task.num_experiences} experiences, final_avg_accuracy {metrics.values['final_avg_accuracy']:.4f}")
-    rows = compress(model_dir, task, out, PruneSpec(), True, 0, training.lr, training.batch_size,
-                    repeats, latency_batches=BATCHES)
+    rows = compress(model_dir, task, out, PruneSpec(), True, RecoverySettings(steps=0), repeats,
+                    latency_batches=BATCHES)
     print(f"\n### dynas compress --int8 (the table it prints)\n{table(rows)}")
     fp32, scenario = load_model(model_dir).model, load_model(model_dir).bundle.scenario
     models = {"fp32": fp32, "int8 (dynas)": load_model(out).model, **torchao_variants(fp32)}

@@ -8,8 +8,9 @@ measured on the test splits (mean over experiences of the final row of R):
 
 - ``fp32``: the trained model;
 - ``PTQ``: ``quantise`` of it, no fine-tune;
-- ``float FT + PTQ``: ``--steps`` distillation steps in float (``compress.recover``, as
-  ``dynas compress`` uses), then ``quantise``;
+- ``float FT + PTQ``: ``--steps`` distillation steps in float (``recovery.recover`` on a
+  class-balanced replay sample of every experience, as ``dynas compress`` uses), then
+  ``quantise``;
 - ``QAT + int8``: the same steps with fake quantisation (``prepare_qat``), converted,
   then ``quantise`` (``dynas compress --qat``).
 
@@ -28,10 +29,12 @@ from pathlib import Path
 from benchmarks._timing import contention_probe, print_table, setup
 from benchmarks.compress_int8 import ARCHS, EXAMPLES
 from dynas.search_space.experiment import load_experiment
-from dynas.trainers.compress import accuracy, recover
+from dynas.trainers.compress import accuracy
 from dynas.trainers.downstream import train_arch
 from dynas.trainers.predict import load_model
 from dynas.trainers.quantisation import convert_qat, prepare_qat, quantise
+from dynas.trainers.recovery import recover, replay_sample
+from dynas.trainers.recovery_settings import RecoverySettings
 from dynas.trainers.tasks import build_task
 
 ARMS = ("fp32", "PTQ", "float FT + PTQ", "QAT + int8")
@@ -50,10 +53,11 @@ def arms(seed: int, steps: int, train_steps: int | None, tmp: Path) -> dict[str,
     def acc(m) -> float:
         return 100 * accuracy(m, task, scenario, task.shape.num_classes)
 
+    sample, settings = replay_sample(task, RecoverySettings.per_class), RecoverySettings(steps=steps)
     float_ft = copy.deepcopy(model)
-    recover(float_ft, model, task, steps, training.lr, training.batch_size, seed=seed)
+    recover(float_ft, model, sample, settings, seed=seed)
     qat = prepare_qat(copy.deepcopy(model))
-    recover(qat, model, task, steps, training.lr, training.batch_size, seed=seed)
+    recover(qat, model, sample, settings, seed=seed)
     return {"fp32": acc(model), "PTQ": acc(quantise(model)), "float FT + PTQ": acc(quantise(float_ft)),
             "QAT + int8": acc(quantise(convert_qat(qat)))}
 

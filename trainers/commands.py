@@ -56,11 +56,12 @@ def register(sub: Any) -> None:
     comp = sub.add_parser(
         "compress", help="prune, recover and int8-quantise a model folder; before/after table",
         description="Structured pruning (least-loaded experts on the validation splits, least "
-        "important heads, FFN channels by norm), a short recovery fine-tune that distils the "
-        "original, and int8 (torchao: Linear layers on int8 units, heads and experts stored int8; "
-        "--qat first distils with fake quantisation). Prints params, file size, CPU latency at "
-        "each --latency-batches size (median of repeats) and test accuracy, per stage; the last "
-        "row is measured on the written folder, loaded back.")
+        "important heads and FFN channels), a short recovery fine-tune that distils the original "
+        "on a class-balanced replay sample of every experience (KL on softened logits plus the "
+        "label loss), and int8 (torchao: Linear layers on int8 units, heads and experts stored "
+        "int8; --qat first runs the same distillation with fake quantisation). Prints params, "
+        "file size, CPU latency at each --latency-batches size (median of repeats) and test "
+        "accuracy, per stage; the last row is measured on the written folder, loaded back.")
     comp.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     comp.add_argument("--config", type=Path, metavar="FILE", help="experiment YAML the model was trained with: its task "
                       "options and training settings (default: the task the model folder records, with "
@@ -73,13 +74,32 @@ def register(sub: Any) -> None:
     comp.add_argument("--qat-steps", type=int, default=200, metavar="N", help="steps of --qat (default: 200)")
     comp.add_argument("--latency-batches", type=int, nargs="+", default=[1, 64], metavar="B",
                       help="batch sizes to time each stage at (default: 1 64)")
-    comp.add_argument("--recover-steps", type=int, default=200, metavar="N",
-                      help="distillation steps after pruning (default: 200)")
+    recovery_flags(comp)
     comp.add_argument("--repeats", type=int, default=30, metavar="N", help="timed repeats per latency, "
                       "median (default: 30)")
     comp.add_argument("--out", required=True, type=Path, metavar="DIR")
     comp.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     comp.set_defaults(handler=cmd_compress)
+
+
+def recovery_flags(parser: argparse.ArgumentParser) -> None:
+    """The pruning and recovery options; defaults are ``RecoverySettings``'s (measured)."""
+    from .recovery_settings import IMPORTANCES, RecoverySettings
+
+    d = RecoverySettings()
+    parser.add_argument("--importance", choices=IMPORTANCES, default=d.importance, help="how heads and FFN "
+                        f"channels are ranked: taylor (gradients on the replay sample) or weight norms (default: {d.importance})")
+    parser.add_argument("--prune-rounds", type=int, default=d.rounds, metavar="N",
+                        help=f"prune and recover in N equal steps (default: {d.rounds})")
+    parser.add_argument("--recover-steps", type=int, default=d.steps, metavar="N",
+                        help=f"distillation steps after each pruning round (default: {d.steps})")
+    parser.add_argument("--recover-lr", type=float, default=d.lr, metavar="LR", help=f"(default: {d.lr})")
+    parser.add_argument("--temperature", type=float, default=d.temperature, metavar="T",
+                        help=f"distillation temperature (default: {d.temperature})")
+    parser.add_argument("--distil-weight", type=float, default=d.alpha, metavar="A", help="weight of the KL "
+                        f"term, 1 - A on the labels (default: {d.alpha})")
+    parser.add_argument("--recover-per-class", type=int, default=d.per_class, metavar="N",
+                        help=f"replay samples per class of every experience (default: {d.per_class})")
 
 
 def check_size(arch, experiment, batch_size: int, source: str) -> None:
@@ -167,12 +187,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     int8 = args.int8 or args.qat
     if not int8 and spec == PruneSpec():
         raise ConfigError("--prune", "nothing to do: give --prune and/or --int8")
-    if args.recover_steps < 0 or args.repeats < 1:
-        raise ConfigError("--recover-steps", "--recover-steps must be >= 0 and --repeats >= 1")
+    if args.repeats < 1:
+        raise ConfigError("--repeats", "--repeats must be >= 1")
     if args.qat and args.qat_steps < 1:
         raise ConfigError("--qat-steps", f"must be >= 1 with --qat, got {args.qat_steps}")
     if min(args.latency_batches) < 1:
         raise ConfigError("--latency-batches", f"batch sizes must be >= 1, got {min(args.latency_batches)}")
+    from .recovery_settings import RecoverySettings
+
+    recovery = RecoverySettings(args.recover_steps, args.recover_lr, args.temperature, args.distil_weight,
+                                args.recover_per_class, importance=args.importance, rounds=args.prune_rounds)
+    recovery.check()
     if args.out.resolve() == args.model_dir.resolve():
         raise DynasError(f"{args.out}: --out must differ from MODEL_DIR")
     from .bundle import BUNDLE_FILES
@@ -190,8 +215,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
             task = build_task(experiment.task, seed=training.seed)
     else:
         task, training = task_of_model(args.model_dir)
-    rows = compress(args.model_dir, task, args.out, spec, int8, args.recover_steps, training.lr,
-                    training.batch_size, args.repeats, qat_steps=args.qat_steps if args.qat else 0,
+    rows = compress(args.model_dir, task, args.out, spec, int8,
+                    dataclasses.replace(recovery, batch_size=training.batch_size), args.repeats,
+                    qat_steps=args.qat_steps if args.qat else 0,
                     latency_batches=tuple(dict.fromkeys(args.latency_batches)))
     import torch
 

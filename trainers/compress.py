@@ -1,13 +1,13 @@
 """``dynas compress``: prune, recover, quantise a trained model; measure before and after.
 
 1. Pruning (``trainers.pruning``): experts by their measured load on the validation
-   splits, heads by importance, FFN channels by norm.
-2. Recovery: a short fine-tune that distils the unpruned model (MSE to its logits) on
-   the training inputs of every experience. Labels are not used: the compressed model
-   should behave like the original, not learn what the original had forgotten.
+   splits, heads and FFN channels by importance (Taylor on replay data, or weight norms).
+2. Recovery (``trainers.recovery``): a short fine-tune that distils the unpruned model
+   (KL on its softened logits plus the label loss) on a class-balanced replay sample
+   of every experience, optionally in several prune-and-recover rounds.
 3. int8 (``trainers.quantisation``, on torchao): plain Linears run on int8 units,
    heads and MoE experts are stored int8; with ``qat_steps`` the same distillation
-   first runs with fake quantisation (quantisation-aware training).
+   (``trainers.recovery``) first runs with fake quantisation (quantisation-aware training).
 
 The output folder is a bundle (``trainers.bundle``) plus ``compress.json`` (the plan,
 whether int8 and its format, the before/after table). int8 weights are int8 tensors
@@ -21,12 +21,11 @@ import copy
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dynas.search_space.boundary import json_file
@@ -36,8 +35,9 @@ from .bundle import (ARCH_FILE, COMPRESSED_MARK, MODEL_FILE, WEIGHTS_FILE, WEIGH
                      load_bundle_model, read_weights, register_rebuild)
 from .evaluation import accumulate_experts, batches, eval_mode, evaluate_row
 from .latency import example_input, interleaved_latency_ms
-from .pruning import PruneSpec, apply_plan, make_plan
+from .pruning import PruneSpec, apply_plan
 from .quantisation import INT8_FORMAT, convert_qat, int8_params, prepare_qat, quantise, refresh
+from .recovery import RecoverySettings, prune_and_recover, recover, replay_sample
 
 COMPRESS_FILE = COMPRESSED_MARK
 
@@ -86,58 +86,45 @@ def expert_loads(model: nn.Module, task: Any) -> dict[str, torch.Tensor]:
 
 
 # --- steps ----------------------------------------------------------------------------
-def recover(student: nn.Module, teacher: nn.Module, task: Any, steps: int, lr: float,
-            batch_size: int, seed: int = 0) -> None:
-    """Distil ``teacher``'s logits into ``student`` on all training inputs."""
-    inputs = torch.cat([exp.train.tensors[0] for exp in task.experiences])
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
-    teacher.eval()
-    student.train()
-    for _ in range(steps):
-        x = inputs[torch.randint(len(inputs), (batch_size,), generator=generator)]
-        with torch.no_grad():
-            target = teacher(x).logits
-        loss = F.mse_loss(student(x).logits, target)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    student.eval()
 
 
 # --- the command's work ---------------------------------------------------------------
 def compress(src: str | os.PathLike, task: Any, out: str | os.PathLike, spec: PruneSpec, int8: bool,
-             recover_steps: int, lr: float, batch_size: int, repeats: int = 30, qat_steps: int = 0,
+             recovery: RecoverySettings, repeats: int = 30, qat_steps: int = 0,
              latency_batches: tuple[int, ...] = (1, 64)) -> list[Measurement]:
     """Compress the bundle at ``src`` (its task built as ``task``) into ``out``; with
-    ``int8`` and ``qat_steps``, that many distillation steps with fake quantisation
-    come before the conversion."""
+    ``int8`` and ``qat_steps``, that many steps of ``recovery``'s distillation with fake
+    quantisation come before the conversion."""
     model, bundle = load_bundle_model(src)
     if task.name != bundle.task or task.shape != bundle.shape:
         raise DynasError(f"{src}: trained on {bundle.task} {bundle.shape}, not the config's "
                          f"{task.name} {task.shape}")
     stages = [("original", model, bundle.weights_path.stat().st_size)]
-    plan = make_plan(model, spec, expert_loads(model, task))
+    plan: list = [{} for _ in model.layers]
     current = model
+    if spec != PruneSpec():
+        plan, recovered = prune_and_recover(model, task, spec, recovery, expert_loads(model, task))
     if any(plan):
         current = copy.deepcopy(model)
         apply_plan(current, plan)
-        stages.append(("pruned", copy.deepcopy(current), _size(current)))
-        if recover_steps:
-            recover(current, model, task, recover_steps, lr, batch_size)
-            stages.append((f"pruned + {recover_steps} recovery steps", current, _size(current)))
+        stages.append(("pruned", current, _size(current)))
+        if recovery.steps:
+            current = recovered
+            steps = recovery.steps * recovery.rounds
+            stages.append((f"pruned + {steps} recovery steps", current, _size(current)))
     if int8:
         name = stages[-1][0] + " + " if len(stages) > 1 else ""
         if qat_steps:
             student = prepare_qat(copy.deepcopy(current))
-            recover(student, model, task, qat_steps, lr, batch_size)
+            recover(student, model, replay_sample(task, recovery.per_class), replace(recovery, steps=qat_steps))
             current = convert_qat(student)
             name += f"{qat_steps} QAT steps + "
         current = quantise(current)
         stages.append((name + "int8", current, 0))
     out = Path(out)
     meta = {"plan": plan, "int8": int8, **({"int8_format": INT8_FORMAT} if int8 else {}),
-            "prune": asdict(spec), "source": str(bundle.path.resolve()), "table": []}
+            "prune": asdict(spec), "recovery": asdict(recovery),
+            "source": str(bundle.path.resolve()), "table": []}
     _save(current, bundle, out, meta)
     if len(stages) > 1:                   # the last row: the folder as a user loads it
         stages[-1] = (stages[-1][0], load_bundle_model(out)[0], (out / WEIGHTS_FILE).stat().st_size)

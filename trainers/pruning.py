@@ -1,17 +1,22 @@
 """Structured pruning of a trained model: experts, attention heads, FFN channels.
 
 A *plan* (plain JSON) lists, per layer, the indices kept: ``experts`` (by measured
-load: the tokens each expert received on the validation splits), ``heads`` (by
-importance: the norm of the head's slice of the output projection times that of its
-value projection) and ``ffn`` channels (by norm: ||up row|| * ||down column||, per
-expert for a mixture). ``apply_plan`` performs the surgery in place, so the same plan
-rebuilds a pruned model from its architecture before its weights are loaded
-(``trainers.compress``). Shape legend: D model, H heads, Dh head dim, F hidden, E experts.
+load: the tokens each expert received on the validation splits), ``heads`` and ``ffn``
+channels (per expert for a mixture) by an importance. Two importances exist:
+``weight`` norms (a head: ||W_out[:, head]|| * ||W_v[head]||; a channel: ||up row|| *
+||down column||), which need no data, and ``taylor`` (Molchanov et al. 2019): the
+squared first-order change of the loss when the head's or channel's output is zeroed,
+summed over batches of training (replay) data. It is measured, not assumed, which
+one keeps more accuracy (``benchmarks/pruning.py``). ``apply_plan`` performs the
+surgery in place, so the same plan rebuilds a pruned model from its architecture
+before its weights are loaded (``trainers.compress``); ``compose`` turns the plans of
+successive rounds (iterative pruning) into one plan on the original model.
+Shape legend: D model, H heads, Dh head dim, F hidden, E experts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -69,25 +74,64 @@ def channel_importance(ffn: nn.Module) -> Tensor:
     raise DynasError(f"FFN pruning supports dense, glu and MoE experts, not {type(ffn).__name__}")
 
 
+def gradient_importance(model: nn.Module, data: Iterable[tuple[Tensor, Tensor]],
+                        loss_fn: Callable[[Tensor, Tensor], Tensor]) -> dict[str, Tensor]:
+    """Taylor importance per head and FFN channel: ``{'layers.<i>.heads': (H,),
+    'layers.<i>.ffn': (F,) or (E, F)}``.
+
+    A gate g on a head's (a channel's) output has dL/dg = sum(W * dL/dW) over the
+    columns of the output projection (the rows of W_down) that read it, so the score
+    needs no hooks: one backward pass per batch, (dL/dg)^2 summed over batches."""
+    targets: dict[str, tuple[Tensor, Callable[[Tensor], Tensor]]] = {}
+    for i, block in enumerate(model.layers):
+        proj = getattr(block.attn, "proj", None)
+        if isinstance(proj, HeadProjection):
+            h, dh = proj.heads, proj.head_dim
+            targets[f"layers.{i}.heads"] = (proj.out.weight, lambda g, h=h, dh=dh: g.view(-1, h, dh).sum((0, 2)))
+        group = block.ffn.experts if isinstance(block.ffn, MoE) else block.ffn
+        if isinstance(group, (DenseFFN, GLUFFN)):
+            targets[f"layers.{i}.ffn"] = (group.down.weight, lambda g: g.sum(0))            # (D, F) -> (F,)
+        elif isinstance(group, (ExpertGroup, GLUExpertGroup)):
+            targets[f"layers.{i}.ffn"] = (group.w_down, lambda g: g.sum(2))                 # (E, F, D) -> (E, F)
+    scores = {name: torch.zeros(()) for name in targets}
+    was_training = model.training
+    model.eval()                                           # no dropout; gradients still flow
+    try:
+        for x, y in data:
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x).logits, y).backward()
+            for name, (w, reduce) in targets.items():
+                scores[name] = scores[name] + reduce((w * w.grad).detach()).pow(2)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return scores
+
+
 def top(scores: Tensor, k: int) -> list[int]:
     """Indices of the k largest scores, in ascending index order."""
     return sorted(scores.topk(k).indices.tolist())
 
 
-def make_plan(model: nn.Module, spec: PruneSpec, loads: dict[str, Tensor]) -> list[dict[str, Any]]:
-    """The kept indices of every layer; ``loads['layers.<i>.ffn']`` = (E,) tokens per expert."""
+def make_plan(model: nn.Module, spec: PruneSpec, loads: dict[str, Tensor],
+              importance: dict[str, Tensor] | None = None) -> list[dict[str, Any]]:
+    """The kept indices of every layer; ``loads['layers.<i>.ffn']`` = (E,) tokens per
+    expert; ``importance``: ``gradient_importance``'s scores (else weight norms)."""
+    importance = importance or {}
     plan = []
     for i, block in enumerate(model.layers):
         entry: dict[str, Any] = {}
         proj = getattr(block.attn, "proj", None)
         if spec.heads and isinstance(proj, HeadProjection) and spec.heads < proj.heads:
-            entry["heads"] = top(head_importance(proj), spec.heads)
+            scores = importance.get(f"layers.{i}.heads")
+            entry["heads"] = top(head_importance(proj) if scores is None else scores, spec.heads)
         ffn = block.ffn
         if isinstance(ffn, MoE) and spec.experts and spec.experts < ffn.experts.num_experts:
             entry["experts"] = top(loads[f"layers.{i}.ffn"].float(), spec.experts)
         if spec.ffn < 1:
             group = ffn.experts if isinstance(ffn, MoE) else ffn
-            scores = channel_importance(group)
+            scores = importance.get(f"layers.{i}.ffn")
+            scores = channel_importance(group) if scores is None else scores
             if "experts" in entry:
                 scores = scores[entry["experts"]]
             k = max(1, round(spec.ffn * scores.shape[-1]))
@@ -165,3 +209,32 @@ def apply_plan(model: nn.Module, plan: list[dict[str, Any]]) -> None:
             _keep_experts(block.ffn, entry["experts"])
         if "ffn" in entry:
             _keep_channels(block.ffn.experts if isinstance(block.ffn, MoE) else block.ffn, entry["ffn"])
+
+
+def compose(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One plan on the original model equal to applying ``first`` and then ``second``
+    (whose indices count the layers as ``first`` left them)."""
+    return [_compose_entry(a, b) for a, b in zip(first, second)]
+
+
+def _compose_entry(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    def through(outer: list[int] | None, inner: list[int]) -> list[int]:
+        return list(inner) if outer is None else [outer[j] for j in inner]
+
+    entry = dict(a)
+    if "heads" in b:
+        entry["heads"] = through(a.get("heads"), b["heads"])
+    if "experts" in b:
+        entry["experts"] = through(a.get("experts"), b["experts"])
+    old, new = a.get("ffn"), b.get("ffn")
+    per_expert = isinstance((new or old or [None])[0], list)
+    if per_expert:
+        n = len(old) if old is not None else len(new)
+        chosen = b.get("experts", range(n))                  # current experts b keeps, in order
+        if new is None:
+            entry["ffn"] = [old[k] for k in chosen]
+        else:
+            entry["ffn"] = [through(None if old is None else old[k], new[j]) for j, k in enumerate(chosen)]
+    elif new is not None:
+        entry["ffn"] = through(old, new)
+    return entry

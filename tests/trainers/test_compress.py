@@ -54,13 +54,15 @@ def test_plan_keeps_the_most_loaded_experts_and_cuts_shapes(trained):
 def test_compress_writes_a_loadable_model_with_the_tables_accuracy(trained, tmp_path, capsys):
     out = tmp_path / "small"
     argv = ["compress", str(trained), "--config", str(trained.parent / "exp.yaml"), "--prune",
-            "experts=2,heads=2,ffn=0.5", "--int8", "--recover-steps", "10", "--repeats", "2", "--out", str(out)]
+            "experts=2,heads=2,ffn=0.5", "--int8", "--recover-steps", "5", "--prune-rounds", "2", "--repeats", "2",
+            "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| pruned + 10 recovery steps + int8 |" in printed
     rows = json.loads((out / "compress.json").read_text())["table"]
     assert [r["name"] for r in rows] == ["original", "pruned", "pruned + 10 recovery steps",
                                          "pruned + 10 recovery steps + int8"]
+    assert json.loads((out / "compress.json").read_text())["recovery"]["rounds"] == 2
     assert rows[-1]["file_bytes"] < rows[0]["file_bytes"] / 2 and rows[-1]["params"] < rows[0]["params"]
     small = load_model(out)
     task = build_task(TASK, seed=0)
