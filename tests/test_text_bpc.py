@@ -26,7 +26,7 @@ def test_a_uniform_model_costs_log2_v_bits_per_character():
     held = {c: text_bpc.heldout_windows(ids[i:], 64, 0)[0] for i, c in enumerate(("a", "b"))}
     bpc, entry = text_bpc.heldout_bpc(Uniform(98), held, batch=4)
     assert all(math.isclose(v, math.log2(98), rel_tol=1e-6) for v in bpc.values())   # float32 logits
-    assert entry == {"spans": {}, "k": {}}
+    assert entry and all(v == {} for v in entry.values()), entry    # no span, no router: nothing to record
 
 
 def test_heldout_windows_cover_exactly_the_scored_characters():
