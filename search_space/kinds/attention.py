@@ -67,7 +67,7 @@ def span_query_block(span: int) -> int:
     """Queries per block of a ``dynamic_span`` layer whose window is ``span`` keys.
 
     Smaller blocks waste fewer keys (a block's slab overhangs by c - 1 per query) but
-    run more, smaller SDPA tiles. A quarter of the span (in whole ``SPAN_BLOCK``\ s),
+    run more, smaller SDPA tiles. A quarter of the span (in whole ``SPAN_BLOCK`` units),
     at least ``SPAN_QUERY_BLOCK`` or the whole span if shorter, was the fastest choice
     measured on CPU (one thread, T = 2048, spans 32-512, causal and bidirectional):
     10-36% faster than blocks of the whole span at spans of 64 and more; blocks under
