@@ -10,6 +10,10 @@ uniformly from the space, each trained at several budgets with several seeds:
 - **transfer**: Kendall tau between the rankings (mean over seeds) at two budgets. The
   recommendation is the smallest budget whose ranking transfers to the largest at tau
   >= ``TRANSFER_TARGET``: searching there ranks what holds after longer training.
+- **why** (``analysis.reliability``): the seeds per architecture a ranking would need for
+  its repeats to agree at tau ``NOISE_TARGET``, and the transfer corrected for seed
+  noise, which tells a ranking hidden by noise (more seeds help) from a ranking that
+  changes with the budget (they do not).
 
 Intervals are percentile bootstraps over architectures (``BOOTSTRAP`` resamples, fixed
 seed). Only validation values of the search's first objective are used (the plain
@@ -30,8 +34,12 @@ import numpy as np
 
 from dynas.controllers.records import iter_records, read_run
 
+from .reliability import components, disattenuated
+
 CALIBRATION_FILE = "calibration.json"          # controllers.run.calibrate.CALIBRATION_FILE
 TRANSFER_TARGET = 0.6
+NOISE_TARGET = 0.7
+CHANGED_BELOW = 0.5        # corrected r below this: the ranking changes with the budget
 BOOTSTRAP = 1000
 FIGURE = "calibration.png"
 
@@ -47,13 +55,14 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def bootstrap_interval(statistic, n: int, *, resamples: int = BOOTSTRAP, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+                       level: float = 0.95, defined: float = 0.0) -> tuple[float, float]:
     """Percentile interval of ``statistic(indices)`` over architectures resampled with
-    replacement (``n`` of them)."""
+    replacement (``n`` of them); NaN when fewer than a ``defined`` share of the
+    resamples give a finite value (an interval over the rest would be biased)."""
     rng = np.random.default_rng(seed)
     values = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)])
     values = values[np.isfinite(values)]
-    if not len(values):
+    if not len(values) or len(values) < defined * resamples:
         return float("nan"), float("nan")
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
@@ -95,6 +104,7 @@ class Calibration:
             taus = [kendall_tau(full[rows, a], full[rows, b]) for a, b in pairs]
             return float(np.nanmean(taus)) if taus and np.isfinite(taus).any() else float("nan")
 
+        out["seeds_needed"] = components(v).seeds_needed(NOISE_TARGET)
         out["tau"] = ceiling(np.arange(len(full))) if pairs else float("nan")
         out["lo"], out["hi"] = bootstrap_interval(ceiling, len(full)) if pairs and len(full) >= 3 \
             else (float("nan"), float("nan"))
@@ -107,7 +117,13 @@ class Calibration:
         a, b = a[both], b[both]
         tau = lambda rows: kendall_tau(a[rows], b[rows])
         lo, hi = bootstrap_interval(tau, len(a)) if len(a) >= 3 else (float("nan"), float("nan"))
-        return {"n": int(both.sum()), "tau": tau(np.arange(len(a))), "lo": lo, "hi": hi}
+        out = {"n": int(both.sum()), "tau": tau(np.arange(len(a))), "lo": lo, "hi": hi}
+        cells = self.values[low], self.values[high]
+        corrected = lambda rows: disattenuated(cells[0][rows], cells[1][rows])
+        out["corrected"] = corrected(np.arange(len(cells[0])))
+        out["corrected_lo"], out["corrected_hi"] = bootstrap_interval(corrected, len(cells[0]), defined=0.9) \
+            if np.isfinite(out["corrected"]) else (float("nan"), float("nan"))
+        return out
 
     def recommendation(self) -> int | None:
         """The smallest budget whose ranking transfers to the largest at tau >= target."""
@@ -183,22 +199,26 @@ def calibration_section(run_dir: str | Path, out: Path) -> list[str]:
     cal = load_calibration(run_dir)
     f = lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"
     ci = lambda d: "-" if not np.isfinite(d["lo"]) else f"[{d['lo']:.2f}, {d['hi']:.2f}]"
+    seeds = lambda k: "-" if np.isnan(k) else "never (no spread)" if np.isinf(k) else f"{int(np.ceil(k))}"
     lines = ["## Calibration", "",
              f"{len(cal.arch_ids)} architectures drawn uniformly, training seeds {cal.seeds}, budgets "
              f"{', '.join(f'x{b}' for b in cal.budgets)} of {cal.steps_per_experience} steps per experience; "
              f"`{cal.metric}` on the validation splits (never the test splits). Intervals: 95% bootstrap "
              f"over architectures ({BOOTSTRAP} resamples).", "",
              "| budget | steps/exp | archs (all seeds) | mean | seed std | std across archs | "
-             "noise ceiling tau | 95% interval |", "|---|---|---|---|---|---|---|---|"]
+             f"noise ceiling tau | 95% interval | seeds for tau {NOISE_TARGET} |", "|---|---|---|---|---|---|---|---|---|"]
     for b in cal.budgets:
         n = cal.noise(b)
         lines.append(f"| x{b} | {b * cal.steps_per_experience} | {n['n']} | {f(n['mean'])} | {f(n['seed_std'])} "
-                     f"| {f(n['arch_std'])} | {f(n['tau'])} | {ci(n)} |")
-    lines += ["", "Transfer (Kendall tau between the rankings by mean over seeds):", "",
-              "| from | to | archs | tau | 95% interval |", "|---|---|---|---|---|"]
+                     f"| {f(n['arch_std'])} | {f(n['tau'])} | {ci(n)} | {seeds(n['seeds_needed'])} |")
+    lines += ["", "Transfer (Kendall tau between the rankings by mean over seeds; r corrected: the "
+              "correlation of the architectures' effects once seed noise is divided out):", "",
+              "| from | to | archs | tau | 95% interval | r corrected | 95% interval |",
+              "|---|---|---|---|---|---|---|"]
     for low, high in itertools.combinations(cal.budgets, 2):
         t = cal.transfer(low, high)
-        lines.append(f"| x{low} | x{high} | {t['n']} | {f(t['tau'])} | {ci(t)} |")
+        lines.append(f"| x{low} | x{high} | {t['n']} | {f(t['tau'])} | {ci(t)} | {f(t['corrected'])} "
+                     f"| {ci({'lo': t['corrected_lo'], 'hi': t['corrected_hi']})} |")
     best = cal.recommendation() if len(cal.budgets) > 1 else None
     lines += ["", f"**Recommendation**: search at x{best} ({best * cal.steps_per_experience} steps per "
               f"experience): its ranking transfers to x{cal.budgets[-1]} at tau >= {TRANSFER_TARGET}."
@@ -207,10 +227,38 @@ def calibration_section(run_dir: str | Path, out: Path) -> list[str]:
               f"{TRANSFER_TARGET}; a search at these budgets ranks noise or what does not hold: train "
               "longer, or reduce the noise (more seeds, larger validation splits)."
               if len(cal.budgets) > 1 else "One budget: no transfer to measure.", ""]
+    if best is None and len(cal.budgets) > 1:
+        lines += [_diagnosis(cal), ""]
+    lines += [f"Seeds for tau {NOISE_TARGET}: how many seeds each architecture would need for two "
+              "independent repeats of the ranking (each by its mean over those seeds) to agree at that tau, "
+              "from the seed and architecture variance components (`analysis/reliability.py`).", ""]
     figure = plot_calibration(cal, out / FIGURE)
     if figure is not None:
         lines += [f"![calibration]({figure.name})", ""]
     return lines
+
+
+def _diagnosis(cal: Calibration) -> str:
+    """Why the cheapest budget does not transfer: noise (more seeds would show the same
+    ranking) or a ranking that changes with the budget (searching longer is the cure)."""
+    low, top = cal.budgets[0], cal.budgets[-1]
+    t = cal.transfer(low, top)
+    r = t["corrected"]
+    sure = (f" (95% interval [{t['corrected_lo']:.2f}, {t['corrected_hi']:.2f}])" if np.isfinite(t["corrected_lo"])
+            else " (no interval: in over a tenth of the bootstrap resamples one budget shows no spread "
+                 "beyond its seeds, so read it as a direction only)")
+    need = cal.noise(low)["seeds_needed"]
+    if not np.isfinite(r):
+        return (f"Why: at x{low} or x{top} the architectures do not differ beyond their seeds, so there is no "
+                "ranking to transfer; only more seeds (see the table) or a space whose architectures differ "
+                "more would make one.")
+    if r < CHANGED_BELOW:
+        return (f"Why: corrected for seed noise, the architectures' effects at x{low} and x{top} correlate at "
+                f"r {r:.2f}{sure}: the ranking itself changes with the budget, so more seeds at x{low} would not help; "
+                f"search at the budget that will be deployed (or rank there with `search.fidelity`).")
+    return (f"Why: corrected for seed noise, the effects at x{low} and x{top} correlate at r {r:.2f}{sure}: the "
+            f"ranking holds but seed noise hides it; about {int(np.ceil(need))} seeds per architecture at "
+            f"x{low} would rank at tau {NOISE_TARGET}.")
 
 
 def write_calibration_report(run_dir: str | Path, out: Path) -> Path:

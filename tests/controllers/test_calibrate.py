@@ -160,6 +160,20 @@ def test_a_ranking_that_reverses_with_budget_is_not_recommended(tmp_path):
     assert cal.recommendation() is None
     text = "\n".join(calibration_section(cal.run_dir, tmp_path))
     assert "no budget below x4 transfers" in text and (tmp_path / "calibration.png").is_file()
+    assert cal.transfer(1, 4)["corrected"] == pytest.approx(-1.0, abs=0.05)
+    assert "the ranking itself changes with the budget" in text
+
+
+def test_a_ranking_hidden_by_seed_noise_is_told_apart_from_one_that_changes(tmp_path):
+    rng = np.random.default_rng(0)
+    effects = np.linspace(0.6, 0.9, 12)                   # the same ranking at both budgets
+    noisy = lambda: (effects[:, None] + rng.normal(0, 0.12, (12, 2))).tolist()
+    cal = load_calibration(fake_calibration(tmp_path, {1: noisy(), 4: noisy()}))
+    assert cal.recommendation() is None, "the noise hides the ranking from tau"
+    assert cal.transfer(1, 4)["corrected"] > 0.5
+    assert 1 < cal.noise(1)["seeds_needed"] < 100
+    text = "\n".join(calibration_section(cal.run_dir, tmp_path))
+    assert "the ranking holds but seed noise hides it" in text and "seeds for tau 0.7" in text
 
 
 def test_the_smallest_budget_that_transfers_is_recommended(tmp_path):
