@@ -199,6 +199,8 @@ def calibration_section(run_dir: str | Path, out: Path) -> list[str]:
     cal = load_calibration(run_dir)
     f = lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"
     ci = lambda d: "-" if not np.isfinite(d["lo"]) else f"[{d['lo']:.2f}, {d['hi']:.2f}]"
+    corrected = lambda r: f(r) if not np.isfinite(r) or abs(r) <= 1 else \
+        f"{r:.2f} (beyond 1: the noise estimate is too rough)"
     seeds = lambda k: "-" if np.isnan(k) else "never (no spread)" if np.isinf(k) else f"{int(np.ceil(k))}"
     lines = ["## Calibration", "",
              f"{len(cal.arch_ids)} architectures drawn uniformly, training seeds {cal.seeds}, budgets "
@@ -217,7 +219,7 @@ def calibration_section(run_dir: str | Path, out: Path) -> list[str]:
               "|---|---|---|---|---|---|---|"]
     for low, high in itertools.combinations(cal.budgets, 2):
         t = cal.transfer(low, high)
-        lines.append(f"| x{low} | x{high} | {t['n']} | {f(t['tau'])} | {ci(t)} | {f(t['corrected'])} "
+        lines.append(f"| x{low} | x{high} | {t['n']} | {f(t['tau'])} | {ci(t)} | {corrected(t['corrected'])} "
                      f"| {ci({'lo': t['corrected_lo'], 'hi': t['corrected_hi']})} |")
     best = cal.recommendation() if len(cal.budgets) > 1 else None
     lines += ["", f"**Recommendation**: search at x{best} ({best * cal.steps_per_experience} steps per "

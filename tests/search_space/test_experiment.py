@@ -17,12 +17,12 @@ def test_quickstart_loads_with_every_section():
     exp = load_experiment(EXAMPLES / "quickstart.yaml")
     assert isinstance(exp, Experiment) and isinstance(exp.space, ArchSpace)
     assert exp.task == TaskSettings(name="split_digits")
-    assert isinstance(exp.training, TrainingSettings) and exp.training.steps_per_experience == 60
+    assert isinstance(exp.training, TrainingSettings) and exp.training.steps_per_experience == 120
     # the recipe chosen by the calibration pilot (docs/concepts/calibration.md)
     t = exp.training
     assert (t.lr, t.lr_schedule, t.warmup, t.min_lr, t.grad_clip) == (0.003, "constant", 0.1, 0.0, 1.0)
     assert isinstance(exp.search, SearchSettings)
-    assert (exp.search.strategy, exp.search.trials, exp.search.concurrent) == ("random", 12, 2)
+    assert (exp.search.strategy, exp.search.trials, exp.search.concurrent) == ("random", 6, 2)
     assert exp.source == EXAMPLES / "quickstart.yaml"
     assert exp.raw == yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
     # the space the quickstart promises: heterogeneous MoE / attention, small

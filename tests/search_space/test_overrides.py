@@ -56,7 +56,7 @@ def test_an_overridden_experiment_is_parsed_again():
     assert (new.training.steps_per_experience, new.search.trials, new.space.d_model) == (5, 2, (32,))
     assert new.task.options == {"patch": 4} and new.source == exp.source
     assert new.raw["training"]["steps_per_experience"] == 5 and new.raw["training"]["lr"] == 0.003
-    assert exp.training.steps_per_experience == 60 and exp.raw["training"]["steps_per_experience"] == 60
+    assert exp.training.steps_per_experience == 120 and exp.raw["training"]["steps_per_experience"] == 120
     assert override_experiment(exp, {}) is exp and override_experiment(exp, None) is exp
 
 
