@@ -1,8 +1,9 @@
 """The ``relu`` router (ReMoE): an expert serves a token while its ReLU gate score is
-positive, at most ``top_k`` of them; a fresh router uses its cap (the cost model's k);
-``router_l1`` is the mean L1 norm of the scores and, weighted by
-``loss_weights.router_l1``, prunes experts; and in a seeded short run on ``hard_easy``
-the realised k differs from token to token."""
+positive, at most ``top_k`` of them; a fresh router uses its cap (the cost model's k)
+and a trained one is charged its realised k; ``router_l1`` is the mean L1 norm of the
+scores and, weighted by ``loss_weights.router_l1``, prunes experts; a space can pick
+the router; and in a seeded short run on ``hard_easy`` the realised k differs from
+token to token."""
 from __future__ import annotations
 
 import tempfile
@@ -11,17 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
-from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
+                                     TaskShape)
 from dynas.search_space.errors import ConfigError
-from dynas.search_space.arch import TaskShape
-from dynas.search_space.cost import estimate_cost
+from dynas.search_space.cost import Realised, estimate_cost
 from dynas.search_space.settings import LossWeights, TaskSettings, TrainingSettings
 from dynas.search_space.space import parse_space
 from dynas.search_space.suggest import RandomSuggester
+from dynas.trainers.dynamics import measure
 from dynas.trainers.fitting import STATE_FILE, fit, load_state
 from dynas.trainers.model import build_model
-from dynas.trainers.modules import BUILDERS, ReLURouter
+from dynas.trainers.modules import BUILDERS, ReLURouter, measured_flops
 from dynas.trainers.tasks import build_task
 
 D = 16
@@ -81,6 +84,26 @@ def test_the_l1_term_alone_switches_experts_off():
         r(x).aux_losses["router_l1"].backward()
         opt.step()
     assert before == 4 and r(x).valid.sum(-1).float().mean() < 1
+
+
+def test_the_realised_k_is_what_the_effective_cost_charges():
+    """``flops_effective`` costs a relu layer at its measured mean k, down to tokens with
+    no expert at all; FlopCounterMode on the same forward agrees within 2%."""
+    ffn = FFNConfig("moe", expansion=2, experts=4, router=RouterConfig("relu", 3))
+    arch = ArchConfig(D, (LayerConfig(AttentionConfig("full", 2), ffn),) * 2)
+    shape = TaskShape(seq_len=128, num_classes=11, vocab_size=11, per_token=True, causal=True)
+    torch.manual_seed(0)
+    model = build_model(arch, shape).eval()
+    for layer in model.layers:
+        gate = layer.ffn.router.gate.weight.data
+        gate.normal_(std=0.5).add_(torch.randn(D))    # a shared direction: some tokens get no expert
+    x = torch.randint(0, 11, (1, 128))
+    _, entry = measure(model, [TensorDataset(x, x)], batch_size=1, device=torch.device("cpu"))
+    hist = entry["k"]["layers.0.ffn"]["hist"]
+    assert hist[0] > 0 and hist[3] > 0 and 0.5 < entry["k"]["layers.0.ffn"]["mean"] < 2.5
+    effective = estimate_cost(arch, shape, Realised.from_dynamics(entry)).flops
+    assert effective == pytest.approx(measured_flops(model, x), rel=0.02)
+    assert effective < estimate_cost(arch, shape).flops            # the static cost: the cap, 3 per token
 
 
 def test_a_space_can_pick_the_relu_router_without_a_top_p():
