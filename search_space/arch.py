@@ -85,6 +85,8 @@ class RouterConfig:
     ``topk``: softmax over a linear gate with a learnable temperature, the k best.
     ``dynamic``: input-dependent k: the fewest experts whose probability mass reaches
     ``top_p``, at most ``top_k`` (the cap).
+    ``relu``: input-dependent k (ReMoE): the experts whose ReLU gate score is positive,
+    at most ``top_k``; ``loss_weights.router_l1`` prunes them.
     """
 
     kind: str = "topk"

@@ -88,6 +88,7 @@ class LossWeights:
     bias_update_rate: float = 0.001   # DeepSeek-V3 bias step (balance: bias)
     span: float = 0.0                 # L1 on learned dynamic spans
     router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
+    router_l1: float = 0.0            # relu router: L1 of its gate scores (fewer experts)
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -353,7 +354,8 @@ RANGES: dict[type, dict[str, Range]] = {
         "eval_every": COUNT},
     ReplaySettings: {"budget": Range(0, 10**7), "der_alpha": Range(0, 1000)},
     LossWeights: {"balance": Range(0, 1000), "z_loss": Range(0, 1000),
-                  "bias_update_rate": Range(0, 1), "span": Range(0, 1000), "router_entropy": Range(0, 1000)},
+                  "bias_update_rate": Range(0, 1), "span": Range(0, 1000), "router_entropy": Range(0, 1000),
+                  "router_l1": Range(0, 1000)},
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),

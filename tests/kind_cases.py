@@ -2,8 +2,8 @@
 ``test_kinds.py`` asserts the cases cover exactly the registered kinds, so a kind
 registered without a case fails the suite.
 
-Cases are dropless (capacity 0) and use ``top_p = 1`` for the dynamic router, so the
-cost model's k is exact and FLOPs can be compared with FlopCounterMode.
+Cases are dropless (capacity 0) and use ``top_p = 1`` for the dynamic router (a fresh
+``relu`` router uses its cap by construction), so the cost model's k is exact and FLOPs can be compared with FlopCounterMode.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ ATTENTION_CASES: dict[str, list[AttentionConfig]] = {
 ROUTER_CASES: dict[str, RouterConfig] = {
     "topk": RouterConfig("topk", 2),
     "dynamic": RouterConfig("dynamic", 3, 1.0),
+    "relu": RouterConfig("relu", 3),          # a fresh relu router uses its cap
 }
 FFN_CASES: dict[str, list[FFNConfig]] = {
     "dense": [FFNConfig("dense", 1), FFNConfig("dense", 4)],

@@ -11,7 +11,7 @@ a term the model or settings never produce, such as ``balance`` for a dense FFN,
 
     loss = task + w_replay * replay + der_alpha * der
            + balance * aux_balance + z_loss * aux_z + span * aux_span
-           + router_entropy * aux_router_entropy
+           + router_entropy * aux_router_entropy + router_l1 * aux_router_l1
 
 ``task``: CE over all classes (class-IL; task-IL restricts logits to the sample's
 experience; ER-ACE, ``replay.loss: ace``, to the classes of the incoming batch). ``replay``: the same CE on a replay batch as large as the current one,
@@ -43,7 +43,8 @@ from .replay import ReplayBuffer
 from .results import NonFiniteLoss
 from .tasks.base import Experience
 
-LOSS_TERMS = ("task", "replay", "der", "balance", "z_loss", "span", "router_entropy")
+AUX_TERMS = ("balance", "z_loss", "span", "router_entropy", "router_l1")   # from the model, weighted
+LOSS_TERMS = ("task", "replay", "der", *AUX_TERMS)
 MASK_ID = 0      # token id written over masked positions (see curriculum.apply_input_mask)
 
 
@@ -192,7 +193,7 @@ class ContinualSystem(L.LightningModule):
             terms["replay"] = cross_entropy(logits[n:], labels[n:])
             if stored is not None:
                 terms["der"] = F.mse_loss(out.logits[n:], stored.to(self.device))
-        for name in ("balance", "z_loss", "span", "router_entropy"):
+        for name in AUX_TERMS:
             if name in out.aux_losses:
                 terms[name] = out.aux_losses[name]
         loss = self._total(terms)
@@ -236,7 +237,7 @@ class ContinualSystem(L.LightningModule):
         w, r = self.cfg.loss_weights, self.cfg.replay
         weights = {"task": 1.0, "replay": 1.0 if r.weight == "equal" else 1.0 / max(1, self.seen),
                    "der": r.der_alpha, "balance": w.balance, "z_loss": w.z_loss, "span": w.span,
-                   "router_entropy": w.router_entropy}
+                   "router_entropy": w.router_entropy, "router_l1": w.router_l1}
         loss = terms["task"]
         for name, value in terms.items():
             if name != "task" and weights[name]:

@@ -3,8 +3,10 @@
 Cost signature: ``cost(cfg: RouterConfig, experts) -> int``, the experts a token
 uses in the cost model. ``topk``: k. ``dynamic`` (top-p): the k a near-uniform
 (freshly initialised) router picks, ``min(top_k, ceil(top_p * E))`` -- an upper bound
-once the router sharpens. The router's own gate (a bias-free D x E linear and a
-log-temperature) is the same for every kind and costed by the ``moe`` FFN.
+once the router sharpens. ``relu`` (ReMoE): the cap ``top_k``, which a fresh router
+uses (its scores start positive) -- an upper bound once the L1 penalty prunes.
+A trained model's realised k replaces the estimate in the effective cost. The
+router's own gate (a bias-free D x E linear and a log-temperature) is the same for every kind and costed by the ``moe`` FFN.
 
 A router's ``fields`` are the ``RouterConfig`` fields it uses; a MoE option's
 router fields are asked only when its picked router uses them.
@@ -48,3 +50,6 @@ register_router(KindSpec(
     "dynamic", _make("dynamic"), cost=_dynamic_k,
     label=lambda r: f"dynamic,k={r.top_k},p={r.top_p}", short=lambda r: f"k{r.top_k}dyn",
     fields=(TOP_K, TOP_P), slices=True))
+register_router(KindSpec(
+    "relu", _make("relu"), cost=lambda r, experts: r.top_k,
+    label=lambda r: f"relu,k<={r.top_k}", short=lambda r: f"k{r.top_k}relu", fields=(TOP_K,), slices=True))

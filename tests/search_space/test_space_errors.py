@@ -47,7 +47,7 @@ ARCH_CASES = [
      "space.layer.ffn[0].experts: unknown key for kind dense; known keys: kind, expansion"),
     (FFN1 + ("experts",), DELETE, "space.layer.ffn[1].experts: missing required key for kind moe"),
     (FFN1 + ("router",), ["topk", "softmax"],
-     "space.layer.ffn[1].router[1]: 'softmax' is not one of topk, dynamic"),
+     "space.layer.ffn[1].router[1]: 'softmax' is not one of topk, dynamic, relu"),
     (FFN1 + ("balance",), "l2",
      "space.layer.ffn[1].balance: 'l2' is not one of aux_loss, z_loss, bias, none"),
     (FFN1 + ("top_p",), [0.5, 1.5], "space.layer.ffn[1].top_p[1]: must be in (0, 1], got 1.5"),

@@ -54,8 +54,10 @@ def test_range_options_are_checked():
         build_task("span_range", distances=[4, 8], spread=4)
 
 
-def test_hard_positions_sum_every_term_and_easy_ones_copy_the_first():
-    task = build_task("hard_easy", seed=2, terms=4, answers=8, hard_share=0.25, modulus=10, **SMALL)
+@pytest.mark.parametrize("hard_terms,summed", [(0, 4), (4, 4), (2, 2), (3, 3)])
+def test_hard_positions_sum_the_leading_terms_and_easy_ones_copy_the_first(hard_terms, summed):
+    task = build_task("hard_easy", seed=2, terms=4, answers=8, hard_share=0.25, modulus=10,
+                      hard_terms=hard_terms, **SMALL)
     for exp in task.experiences:
         base = min(exp.classes)
         x, y = exp.train.tensors
@@ -66,6 +68,22 @@ def test_hard_positions_sum_every_term_and_easy_ones_copy_the_first():
         numbers = x[:, :4] - base
         for row in range(len(x)):
             for p in torch.nonzero(hard[row]).flatten():
-                assert y[row, p] == base + int(numbers[row].sum()) % 10
+                assert y[row, p] == base + int(numbers[row, :summed].sum()) % 10
             for p in torch.nonzero(easy[row]).flatten():
                 assert y[row, p] == base + int(numbers[row, 0])
+
+
+def test_the_default_hard_answer_still_sums_every_term():
+    """``hard_terms`` 0 (the default) keeps the task as it was: the same samples as
+    ``hard_terms = terms``."""
+    old = build_task("hard_easy", seed=3, terms=3, **SMALL).experiences[0].train.tensors
+    same = build_task("hard_easy", seed=3, terms=3, hard_terms=3, **SMALL).experiences[0].train.tensors
+    fewer = build_task("hard_easy", seed=3, terms=3, hard_terms=2, **SMALL).experiences[0].train.tensors
+    assert torch.equal(old[0], same[0]) and torch.equal(old[1], same[1])
+    assert torch.equal(old[0], fewer[0]) and not torch.equal(old[1], fewer[1])
+
+
+@pytest.mark.parametrize("hard_terms", [1, 5, -1, 2.0])
+def test_hard_terms_is_checked(hard_terms):
+    with pytest.raises(ConfigError, match="hard_terms"):
+        build_task("hard_easy", terms=4, hard_terms=hard_terms, **SMALL)

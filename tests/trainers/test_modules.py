@@ -15,7 +15,7 @@ from dynas.search_space.kinds.attention import span_blocked, span_keys
 from dynas.trainers.model import ModelOutput, build_model
 from dynas.trainers.modules import (BUILDERS, DenseFFN, DynamicRouter, DynamicSpanAttention,
                               ExpertGroup, GLUExpertGroup, GLUFFN, LinearAttention, MoE,
-                              MoEOutput, SlidingWindowAttention, TopKRouter)
+                              MoEOutput, ReLURouter, SlidingWindowAttention, TopKRouter)
 from tests.kind_cases import ATTENTION_CASES, FFN_CASES
 
 D, H = 16, 2
@@ -221,12 +221,15 @@ def _naive_moe(moe: MoE, x: torch.Tensor) -> torch.Tensor:
     return out.view_as(x)
 
 
-@pytest.mark.parametrize("router", ["topk", "dynamic"])
+@pytest.mark.parametrize("router", ["topk", "dynamic", "relu"])
 @pytest.mark.parametrize("shared", [False, True])
 def test_dropless_moe_equals_naive_reference(router, shared, device):
     torch.manual_seed(0)
     e, f = 6, 24
-    r = (TopKRouter(D, e, 2) if router == "topk" else DynamicRouter(D, e, 3, 0.4))
+    r = {"topk": lambda: TopKRouter(D, e, 2), "dynamic": lambda: DynamicRouter(D, e, 3, 0.4),
+         "relu": lambda: ReLURouter(D, e, 3)}[router]()
+    if router == "relu":
+        r.gate.weight.data.normal_(std=0.5)       # some scores below zero: k varies
     moe = MoE(ExpertGroup(e, D, f), r, DenseFFN(D, f) if shared else None).to(device)
     x = torch.randn(3, 7, D, device=device)
     out = moe(x)

@@ -67,9 +67,9 @@ def test_total_loss_weights_each_term_explicitly(task):
     system.seen = 4
     terms = {name: torch.tensor(float(i + 1)) for i, name in enumerate(LOSS_TERMS)}
     w = system.cfg.loss_weights
-    w = dataclasses.replace(w, router_entropy=0.25)
+    w = dataclasses.replace(w, router_entropy=0.25, router_l1=0.125)
     system.cfg = dataclasses.replace(system.cfg, loss_weights=w)
-    expected = 1 + 2 / 4 + 0.5 * 3 + w.balance * 4 + w.z_loss * 5 + w.span * 6 + 0.25 * 7
+    expected = 1 + 2 / 4 + 0.5 * 3 + w.balance * 4 + w.z_loss * 5 + w.span * 6 + 0.25 * 7 + 0.125 * 8
     assert system._total(terms).item() == pytest.approx(expected)
 
 

@@ -11,12 +11,12 @@ from .glu import GLUFFN, GLUExpertGroup
 from .linear_attention import LinearAttention
 from .moe import ExpertGroup, MoE, MoEOutput
 from .registry import BUILDERS, builder
-from .routers import DynamicRouter, RouterOutput, TopKRouter
+from .routers import DynamicRouter, ReLURouter, RouterOutput, TopKRouter
 from .span import DynamicSpanAttention
 
 __all__ = [
     "BUILDERS", "Block", "BlockOutput", "DenseFFN", "DynamicRouter", "DynamicSpanAttention",
     "ExpertGroup", "FullAttention", "GLUExpertGroup", "GLUFFN", "HeadProjection",
-    "LinearAttention", "MoE", "MoEOutput", "RouterOutput", "SlidingWindowAttention",
+    "LinearAttention", "MoE", "MoEOutput", "ReLURouter", "RouterOutput", "SlidingWindowAttention",
     "TopKRouter", "builder", "measured_flops",
 ]

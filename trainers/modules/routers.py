@@ -3,8 +3,9 @@
 Shape legend: N tokens, D model, E experts, K slots per token (top_k, the cap for the
 dynamic router).
 
-Both routers compute probabilities p = softmax(gate(x) / tau) with a learnable
-temperature tau = exp(log_temperature). Optional DeepSeek-V3 style balancing adds a
+Every router computes probabilities p = softmax(gate(x) / tau) with a learnable
+temperature tau = exp(log_temperature) (the ``relu`` router gates with ReLU scores
+instead and keeps p for the balance loss). Optional DeepSeek-V3 style balancing adds a
 per-expert bias to the scores used for *selection only* (gate weights stay the
 unbiased p); the bias is a buffer nudged after each optimiser step towards the mean
 load, not trained by gradient. Aux losses are returned by name; the trainer weighs them.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import builder
@@ -120,6 +122,40 @@ class DynamicRouter(_Router):
         return RouterOutput(experts, weights, valid, probs, aux)
 
 
+class ReLURouter(_Router):
+    """ReLU routing (ReMoE, Wang et al., ICLR 2025): gate weights
+    r = ReLU(gate(x) / tau + 1); an expert serves a token while its r is positive, so
+    k is however many of a token's scores stay above zero, at most ``top_k`` (the slots;
+    the largest r first). k can be 0: the block's residual carries the token.
+
+    Aux loss ``"router_l1"``: the mean over tokens of sum_e r_e (r >= 0: its L1 norm),
+    ReMoE's sparsity penalty (weight ``loss_weights.router_l1``). Unlike top-p with an
+    entropy penalty, nothing ties one token's k to another's: the task gradient keeps
+    an expert on where its output lowers the loss, the L1 switches it off elsewhere,
+    so k can follow how much a token needs the experts.
+
+    The +1 offset starts every token dense: a fresh gate's logits are near 0, so every
+    score starts near 1 and a fresh router uses the cap (the cost model's k, exact at
+    initialisation, an upper bound after); the L1 then prunes, as ReMoE's dense start.
+    No parameter beyond the shared gate and temperature: the gate has no bias, but the
+    MoE's pre-norm bias (a direction every token shares) lets it lower all scores at
+    once, down to k = 0 everywhere where the experts do not help."""
+
+    OFFSET = 1.0
+
+    def forward(self, x: Tensor) -> RouterOutput:
+        logits = self.gate(x) / self.log_temperature.exp()             # (N, E)
+        probs = logits.softmax(dim=-1)
+        scores = F.relu(logits + self.OFFSET)                           # (N, E) >= 0
+        select = scores + self.selection_bias if self.bias_balance else scores
+        experts = select.topk(self.top_k, dim=-1).indices              # (N, K)
+        weights = scores.gather(1, experts)                            # (N, K)
+        valid = weights > 0
+        aux = self._aux(logits, probs, experts, valid)
+        aux["router_l1"] = scores.sum(dim=-1).mean()
+        return RouterOutput(experts, weights, valid, probs, aux)
+
+
 @builder("router", "topk")
 def build_topk(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
     return TopKRouter(d_model, experts, cfg.top_k, **balancing)
@@ -128,3 +164,8 @@ def build_topk(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
 @builder("router", "dynamic")
 def build_dynamic(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
     return DynamicRouter(d_model, experts, cfg.top_k, cfg.top_p, **balancing)
+
+
+@builder("router", "relu")
+def build_relu(cfg, d_model: int, experts: int, **balancing) -> nn.Module:
+    return ReLURouter(d_model, experts, cfg.top_k, **balancing)

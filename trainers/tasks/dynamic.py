@@ -9,8 +9,9 @@ compare what a model learned with what the task needed:
   before it, and on nothing farther; d is set per experience (``distances``), so a
   stream can ask a later experience for a longer range than an earlier one.
 * ``hard_easy``: a known share of the answer positions are hard (the sum of several
-  inputs) and the rest trivial (a copy of one input); ``hard_positions(x)`` reads the
-  label of every position off the input (its marker token).
+  inputs, ``hard_terms`` of them) and the rest trivial (a copy of one input);
+  ``hard_positions(x)`` reads the label of every position off the input (its marker
+  token).
 
 Same conventions as ``synthetic``: tokens (T,) long with 0 padding, labels -100 except
 at answer positions, ``task_il`` streams, seeded i.i.d. samples. Shape legend: N
@@ -104,7 +105,10 @@ EASY, HARD, DIGITS = 1, 2, 3
 class HardEasyOptions(StreamOptions):
     """``terms`` numbers mod ``modulus`` then ``answers`` marked positions, of which
     ``round(hard_share * answers)`` are hard; one experience per ``n_experiences``,
-    each with its own number tokens."""
+    each with its own number tokens. A hard answer sums the first ``hard_terms``
+    numbers (0, the default: all ``terms``). Fewer terms make the hard answers
+    learnable by a small model in a short CPU run (a sum of 2 has p^2 cases, of 4
+    p^4) while the easy ones stay a copy, so the two still differ in difficulty."""
 
     levels: int = 1
     n_experiences: int = 2
@@ -112,6 +116,7 @@ class HardEasyOptions(StreamOptions):
     answers: int = 8
     hard_share: float = 0.25
     modulus: int = 10
+    hard_terms: int = 0
 
     def shape(self) -> TaskShape:
         self.validate()
@@ -120,23 +125,31 @@ class HardEasyOptions(StreamOptions):
         check_int("answers", self.answers, 1)
         check_fraction("hard_share", self.hard_share)
         check_int("modulus", self.modulus, 2)
+        check_int("hard_terms", self.hard_terms, 0, self.terms)
+        if self.hard_terms == 1:
+            raise ConfigError(f"{OPTION}.hard_terms", "must be 0 (every term) or >= 2: "
+                              "a sum of 1 term is the easy answer's copy")
         return self.token_shape(self.terms + self.answers, DIGITS + self.modulus * self.n_experiences)
 
     def hard_count(self) -> int:
         return int(round(self.hard_share * self.answers))
+
+    def summed(self) -> int:
+        """How many leading numbers a hard answer sums."""
+        return self.hard_terms or self.terms
 
 
 @register_task("hard_easy", shape=lambda **o: HardEasyOptions(**o).shape(), options=HardEasyOptions,
                description="answer positions labelled hard (a sum of terms) or easy (a copy)")
 def hard_easy(seed: int = 0, **options) -> Task:
     """``a1 ... aM m1 ... mQ``: M numbers, then Q markers; an ``EASY`` marker's label
-    is a1 (one look-up), a ``HARD`` marker's is (a1 + ... + aM) mod p (a composition
-    of every input). Exactly ``round(hard_share * Q)`` markers of each row are hard,
+    is a1 (one look-up), a ``HARD`` marker's is (a1 + ... + ah) mod p with h =
+    ``hard_terms`` (M by default: a composition of every input). Exactly ``round(hard_share * Q)`` markers of each row are hard,
     at random places. Tokens: 1 easy, 2 hard; experience e's numbers are
     ``3 + pe + [0, p)`` and its labels the same tokens.
     """
     opts = HardEasyOptions(**options)
-    shape, m, q, p = opts.shape(), opts.terms, opts.answers, opts.modulus
+    shape, m, q, p, h = opts.shape(), opts.terms, opts.answers, opts.modulus, opts.summed()
 
     def generate(e: int, level: int, n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         numbers = torch.randint(0, p, (n, m), generator=g)                 # (N, M)
@@ -146,7 +159,7 @@ def hard_easy(seed: int = 0, **options) -> Task:
         x = torch.full((n, m + q), PAD, dtype=torch.long)
         x[:, :m] = numbers + base
         x[:, m:] = torch.where(hard, HARD, EASY)
-        answer = torch.where(hard, numbers.sum(dim=1, keepdim=True) % p, numbers[:, :1])
+        answer = torch.where(hard, numbers[:, :h].sum(dim=1, keepdim=True) % p, numbers[:, :1])
         y = torch.full_like(x, IGNORE)
         y[:, m:] = answer + base
         return x, y
