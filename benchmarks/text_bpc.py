@@ -175,8 +175,8 @@ def train(arch: ArchConfig, weights: LossWeights, stream: Tensor, args, seed: in
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         if (step + 1) % args.log_every == 0:
-            crops = {n: v["crop"] for n, v in learned_spans(model).items()}
-            print(f"    step {step + 1}: train loss {loss.item():.3f} nats{f' crops {crops}' if crops else ''}",
+            cropped = {n: v["crop"] for n, v in learned_spans(model).items()}
+            print(f"    step {step + 1}: train loss {loss.item():.3f} nats{f' crops {cropped}' if cropped else ''}",
                   flush=True)
     return model.eval()
 

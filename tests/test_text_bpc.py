@@ -147,3 +147,14 @@ def test_the_router_study_says_whether_dynamic_k_lowered_the_bits(capsys):
     text_bpc_report.router_study(by, ["top2", "dynamic_k"], 1)
     out = capsys.readouterr().out
     assert "dynamic_k: 35.0% fewer expert FLOPs, 7.0% fewer model FLOPs per token, +0.100 bpc vs top2 (not lower)" in out
+
+
+def test_a_few_training_steps_of_every_model_run_and_log_the_span_crops(capsys):
+    args = text_bpc.parser().parse_args(["--seq-len", "32", "--batch", "2", "--steps", "2", "--log-every", "1",
+                                         "--d-model", "16", "--heads", "2", "--window", "8"])
+    stream = torch.arange(400) % 98
+    for name, (spec, weights) in text_bpc.architectures(args).items():
+        model = text_bpc.train(spec, weights, stream, args, seed=0)
+        assert not model.training, name
+    out = capsys.readouterr().out
+    assert out.count("step 2: train loss") == 6 and out.count("crops {'layers.0.attn': 32, 'layers.1.attn': 32}") == 2
