@@ -234,11 +234,14 @@ def spearman(a: Tensor, b: Tensor) -> float:
 
 
 def model_flops(arch: ArchConfig, t: int, row: dict) -> dict[str, float]:
-    """Whole-model FLOPs per sample (``estimate_cost``): static, and effective at the
-    spans and the per-layer realised k that ``row`` recorded."""
+    """FLOPs per sample at the spans and the per-layer realised k that ``row`` recorded:
+    attention QK^T+AV, and the whole model's (``estimate_cost``) static and effective.
+    A pure function of what was measured, so ``--report`` recounts saved rows with
+    today's cost model (rows of one table then agree, whenever they ran)."""
     k = {n: {"mean": sum(i * c for i, c in enumerate(h)) / max(1, sum(h))} for n, h in row["k_hist"].items()}
     realised = Realised.from_dynamics({"spans": {n: {"heads": v} for n, v in row["spans"].items()}, "k": k})
-    return {"model_flops": estimate_cost(arch, shape(t)).flops,
+    return {"attention_flops": attention_core_flops(arch, t, realised),
+            "model_flops": estimate_cost(arch, shape(t)).flops,
             "model_flops_effective": estimate_cost(arch, shape(t), realised).flops}
 
 
@@ -247,7 +250,6 @@ def measure_model(model, arch: ArchConfig, held: dict[str, TensorDataset], args)
     realised = Realised.from_dynamics(entry)
     row = {"bpc": bpc, "accuracy": acc, "spans": {n: v["heads"] for n, v in entry["spans"].items()},
            "crops": {n: v["crop"] for n, v in entry["spans"].items()},
-           "attention_flops": attention_core_flops(arch, args.seq_len, realised),
            "expert_flops_per_token": expert_flops_per_token(arch, realised)[0],
            "realised_k": expert_flops_per_token(arch, realised)[1],
            "k_hist": {n: v["hist"] for n, v in entry["k"].items()}}
@@ -323,8 +325,8 @@ def main(argv: list[str] | None = None) -> None:
         for f in args.report:
             saved = json.loads(Path(f).read_text())
             settings.append(argparse.Namespace(**{**vars(parser().parse_args([])), **saved["args"]}))
-            archs = architectures(settings[-1])        # rows saved before model_flops existed
-            rows += [{**model_flops(archs[r["name"]][0], settings[-1].seq_len, r), **r} for r in saved["rows"]]
+            archs = architectures(settings[-1])
+            rows += [{**r, **model_flops(archs[r["name"]][0], settings[-1].seq_len, r)} for r in saved["rows"]]
             base = base if len(settings) > 1 else saved["baselines"]
         report(rows, base, settings[0])
         return

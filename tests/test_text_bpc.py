@@ -118,6 +118,8 @@ def test_model_flops_are_static_without_dynamics_and_fall_with_realised_k_and_sp
     short = {"spans": {f"layers.{i}.attn": [16.0] * 4 for i in range(2)}, "k_hist": {}}
     flops = text_bpc.model_flops(span, 1024, short)
     assert flops["model_flops_effective"] < 0.6 * flops["model_flops"]
+    full = text_bpc.model_flops(arch(AttentionConfig("full", 4), FFNConfig("dense", expansion=4)), 1024, no_dynamics)
+    assert flops["attention_flops"] < 0.1 * full["attention_flops"] == 0.1 * dense["attention_flops"]
 
 
 def row(name: str, seed: int, bpc: float, **extra) -> dict:
