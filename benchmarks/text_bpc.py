@@ -2,6 +2,7 @@
 
     python -m benchmarks.text_bpc [--split val] [--steps 400] [--seeds 0] [--recipe-seeds 1 2]
         [--models full dynamic_span top2 dynamic_k+entropy dynamic_k] [--json docs/text_bpc.json]
+    python -m benchmarks.text_bpc --seq-len 1024 --batch 8 --models full sliding_window dynamic_span
 
 Data: the ``text_lm`` corpus (BBC News, ``trainers.tasks.text``) with exactly
 ``text_lm``'s seed-0 article split (80/10/10 per category, by article). Every model
@@ -14,7 +15,8 @@ non-overlapping windows of ``--seq-len`` characters (the last partial window is 
 out; ``--heldout-windows`` caps the windows per category). Tokens are characters (the
 98-id character vocabulary, one id per character), so bits per token are bits per
 character: **bpc = mean cross-entropy in bits over every predicted character**, through
-dynas's own validation pass (``trainers.dynamics.measure``). Each window starts without
+dynas's own validation pass (``trainers.dynamics.measure``); **accuracy** is the share of
+those characters the model's most likely next character gets right (same pass). Each window starts without
 context, which costs the model a little against a compressor that reads the text whole.
 
 Baselines on the same characters (the id stream as one byte per character, from the
@@ -28,8 +30,9 @@ Models come from architecture specs through ``trainers.model.build_model``; the
 training loop is here only for its schedule: AdamW, linear warm-up over ``--warmup``
 of the steps, cosine decay to ``--min-lr`` x lr, gradient norm clipped at ``--clip``,
 plus the model's auxiliary losses at their ``LossWeights``. Dynamic-compute checks at
-the same budget: ``dynamic_span`` vs ``full`` (attention QK^T+AV FLOPs at the learned,
-cropped spans) and the ``dynamic`` top-p router vs ``topk`` k = 2 (expert FLOPs per
+the same budget: ``dynamic_span`` and ``sliding_window`` (``--window``) vs ``full``
+(attention QK^T+AV FLOPs at the learned, cropped spans; at T = 1024 with ``--batch 8`` the
+tokens per step stay the recipe's 8,192) and the ``dynamic`` top-p router vs ``topk`` k = 2 (expert FLOPs per
 token at the realised k), and per MoE layer the Spearman correlation between a token's
 realised k and its loss. The defaults are the recipe of ``docs/benchmarks.md``; it was
 chosen with ``--split val`` (tune there: the test articles are for the final figures).
@@ -42,7 +45,6 @@ import dataclasses
 import json
 import lzma
 import math
-import statistics
 import time
 import zlib
 from pathlib import Path
@@ -52,13 +54,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from benchmarks._timing import contention_probe, print_table, setup
+from benchmarks._timing import contention_probe, setup
 from benchmarks.dynamic_compute import attention_core_flops, expert_flops_per_token
+from benchmarks.text_bpc_report import report
 from dynas.search_space.arch import (ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig,
                                      TaskShape)
-from dynas.search_space.cost import Realised
+from dynas.search_space.cost import Realised, estimate_cost
 from dynas.search_space.settings import LossWeights
-from dynas.trainers.dynamics import measure
+from dynas.trainers.dynamics import learned_spans, measure
 from dynas.trainers.model import build_model
 from dynas.trainers.modules import MoE
 from dynas.trainers.tasks.text import (CATEGORIES, SEPARATOR, VOCAB_SIZE, article_splits, encode,
@@ -127,6 +130,7 @@ def architectures(args) -> dict[str, tuple[ArchConfig, LossWeights]]:
     return {"full": (stack(full, dense), base),
             "dynamic_span": (stack(AttentionConfig("dynamic_span", h, max_span=t), dense),
                              dataclasses.replace(base, span=args.span_penalty)),
+            "sliding_window": (stack(AttentionConfig("sliding_window", h, window=args.window), dense), base),
             "top2": (stack(full, moe(RouterConfig("topk", 2))), base),
             "dynamic_k": (stack(full, moe(dynamic)), base),
             "dynamic_k+entropy": (stack(full, moe(dynamic)),
@@ -171,7 +175,9 @@ def train(arch: ArchConfig, weights: LossWeights, stream: Tensor, args, seed: in
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         if (step + 1) % args.log_every == 0:
-            print(f"    step {step + 1}: train loss {loss.item():.3f} nats", flush=True)
+            cropped = {n: v["crop"] for n, v in learned_spans(model).items()}
+            print(f"    step {step + 1}: train loss {loss.item():.3f} nats{f' crops {cropped}' if cropped else ''}",
+                  flush=True)
     return model.eval()
 
 
@@ -181,13 +187,21 @@ def shape(seq_len: int) -> TaskShape:
 
 
 # --- measurement ---------------------------------------------------------------------------
-def heldout_bpc(model: torch.nn.Module, held: dict[str, TensorDataset], batch: int) -> tuple[dict, dict]:
-    """({category: bpc, "all": bpc over every character}, dynamics entry: spans, realised k)."""
-    row, entry = measure(model, list(held.values()), batch_size=batch, device=torch.device("cpu"))
+def heldout_bpc(model: torch.nn.Module, held: dict[str, TensorDataset], batch: int) -> tuple[dict, dict, dict]:
+    """({category: bpc, "all": bpc over every character}, the same for next-character
+    accuracy, dynamics entry: spans, realised k), all from one pass of ``measure``."""
+    predicted: list[Tensor] = []          # measure's batches, in dataset order
+    hook = model.register_forward_hook(lambda _m, _i, out: predicted.append(out.logits.argmax(-1).flatten()))
+    try:
+        row, entry = measure(model, list(held.values()), batch_size=batch, device=torch.device("cpu"))
+    finally:
+        hook.remove()
     counts = [d.tensors[1].numel() for d in held.values()]
-    bpc = dict(zip(held, row))
+    hits = (torch.cat(predicted) == torch.cat([d.tensors[1].flatten() for d in held.values()])).split(counts)
+    bpc, acc = dict(zip(held, row)), {c: h.double().mean().item() for c, h in zip(held, hits)}
     bpc["all"] = sum(b * n for b, n in zip(row, counts)) / sum(counts)
-    return bpc, entry
+    acc["all"] = sum(int(h.sum()) for h in hits) / sum(counts)
+    return bpc, acc, entry
 
 
 def token_k_and_loss(model: torch.nn.Module, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -219,15 +233,27 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return float(pd.Series(a.double().numpy()).corr(pd.Series(b.double().numpy()), method="spearman"))
 
 
+def model_flops(arch: ArchConfig, t: int, row: dict) -> dict[str, float]:
+    """FLOPs per sample at the spans and the per-layer realised k that ``row`` recorded:
+    attention QK^T+AV, and the whole model's (``estimate_cost``) static and effective.
+    A pure function of what was measured, so ``--report`` recounts saved rows with
+    today's cost model (rows of one table then agree, whenever they ran)."""
+    k = {n: {"mean": sum(i * c for i, c in enumerate(h)) / max(1, sum(h))} for n, h in row["k_hist"].items()}
+    realised = Realised.from_dynamics({"spans": {n: {"heads": v} for n, v in row["spans"].items()}, "k": k})
+    return {"attention_flops": attention_core_flops(arch, t, realised),
+            "model_flops": estimate_cost(arch, shape(t)).flops,
+            "model_flops_effective": estimate_cost(arch, shape(t), realised).flops}
+
+
 def measure_model(model, arch: ArchConfig, held: dict[str, TensorDataset], args) -> dict:
-    bpc, entry = heldout_bpc(model, held, args.batch)
+    bpc, acc, entry = heldout_bpc(model, held, args.batch)
     realised = Realised.from_dynamics(entry)
-    row = {"bpc": bpc, "spans": {n: v["heads"] for n, v in entry["spans"].items()},
+    row = {"bpc": bpc, "accuracy": acc, "spans": {n: v["heads"] for n, v in entry["spans"].items()},
            "crops": {n: v["crop"] for n, v in entry["spans"].items()},
-           "attention_flops": attention_core_flops(arch, args.seq_len, realised),
            "expert_flops_per_token": expert_flops_per_token(arch, realised)[0],
            "realised_k": expert_flops_per_token(arch, realised)[1],
            "k_hist": {n: v["hist"] for n, v in entry["k"].items()}}
+    row.update(model_flops(arch, args.seq_len, row))
     if entry["k"]:
         x = torch.cat([d.tensors[0][:args.trace_windows] for d in held.values()])
         y = torch.cat([d.tensors[1][:args.trace_windows] for d in held.values()])
@@ -236,61 +262,7 @@ def measure_model(model, arch: ArchConfig, held: dict[str, TensorDataset], args)
     return row
 
 
-# --- report ----------------------------------------------------------------------------------
-def spread(values: list[float], digits: int = 3) -> str:
-    if any(math.isnan(v) for v in values):
-        return "undefined"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
-
-
-def report(rows: list[dict], baselines: dict, args) -> None:
-    by = {n: [r for r in rows if r["name"] == n] for n in dict.fromkeys(r["name"] for r in rows)}
-    cats = [*CATEGORIES, "all"]
-    table = [(f"{n} (seeds {[r['seed'] for r in rs]})", *(spread([r["bpc"][c] for r in rs]) for c in cats))
-             for n, rs in by.items()]
-    table += [(f"{name} {kind}", *(f"{baselines[kind][c][name]:.3f}" if c in baselines[kind] else "-"
-                                  for c in cats))
-              for kind in ("alone", "conditional") for name in COMPRESSORS]
-    print_table(f"held-out ({args.split}) bits per character, T={args.seq_len}, {args.steps} steps x "
-                f"batch {args.batch}", ("model / compressor", *cats), table)
-    if "full" in by and "dynamic_span" in by:
-        span_study(paired(by, "full", "dynamic_span"))
-    routers = [n for n in ("top2", "dynamic_k", "dynamic_k+entropy") if n in by]
-    if "top2" in by and len(routers) > 1:
-        router_study(paired(by, *routers), routers)
-
-
-def paired(by: dict[str, list[dict]], *names: str) -> dict[str, list[dict]]:
-    """Rows of ``names`` restricted to the seeds all of them ran (a like-for-like mean)."""
-    seeds = set.intersection(*({r["seed"] for r in by[n]} for n in names))
-    return {n: [r for r in by[n] if r["seed"] in seeds] for n in names}
-
-
-def span_study(by: dict[str, list[dict]]) -> None:
-    """Attention QK^T+AV FLOPs at the learned crops and bpc, span vs full, same seeds."""
-    flops = {n: statistics.fmean(r["attention_flops"] for r in by[n]) for n in by}
-    bpc = {n: [r["bpc"]["all"] for r in by[n]] for n in by}
-    print_table("dynamic_span vs full attention", ("model", "attn FLOPs/sample", "vs full", "bpc", "crops"),
-                [(n, f"{flops[n]:.4g}", f"{flops[n] / flops['full']:.3f}", spread(bpc[n]),
-                  [r["crops"] for r in by[n]]) for n in ("full", "dynamic_span")])
-    print(f"claim '42% less attention compute at 98.7% of accuracy': measured "
-          f"{100 * (1 - flops['dynamic_span'] / flops['full']):.1f}% less; full's bpc / span's bpc "
-          f"{100 * statistics.fmean(bpc['full']) / statistics.fmean(bpc['dynamic_span']):.1f}% "
-          f"(bits, not accuracy); seeds {[r['seed'] for r in by['full']]}")
-
-
-def router_study(by: dict[str, list[dict]], routers: list[str]) -> None:
-    """Realised k, expert FLOPs per token, bpc and Spearman(k, loss) per layer, same seeds."""
-    flops = {n: statistics.fmean(r["expert_flops_per_token"] for r in by[n]) for n in routers}
-    print_table(f"dynamic-k vs top-2 (dropless MoE), seeds {[r['seed'] for r in by['top2']]}",
-                ("router", "realised k", "expert FLOPs/token", "vs top2", "bpc", "Spearman(k, loss) per layer"),
-                [(n, spread([r["realised_k"] for r in by[n]]), f"{flops[n]:.4g}", f"{flops[n] / flops['top2']:.3f}",
-                  spread([r["bpc"]["all"] for r in by[n]]),
-                  {layer: spread([r["spearman_k_loss"][layer] for r in by[n]])
-                   for layer in by[n][0]["spearman_k_loss"]}) for n in routers])
-
-
+# --- baselines on the held-out text ----------------------------------------------------
 def baselines(stream: Tensor, covered: dict[str, Tensor], conditional: bool) -> dict:
     """{"alone": {category | "all": {compressor: bpc}}, "conditional": {"all": ...}}."""
     out: dict[str, dict] = {"alone": {}, "conditional": {}}
@@ -332,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--top-p", type=float, default=0.5)
     p.add_argument("--cap", type=int, default=4, help="the dynamic router's top_k cap")
+    p.add_argument("--window", type=int, default=128, help="sliding_window's width")
     p.add_argument("--span-penalty", type=float, default=0.01, help="loss_weights.span")
     p.add_argument("--entropy-penalty", type=float, default=0.01, help="loss_weights.router_entropy")
     p.add_argument("--heldout-windows", type=int, default=0, help="per category (0 = all)")
@@ -348,9 +321,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.report:                  # the rows of every file, the first file's baselines
-        saved = [json.loads(Path(f).read_text()) for f in args.report]
-        report([r for s in saved for r in s["rows"]], saved[0]["baselines"],
-               argparse.Namespace(**saved[0]["args"]))
+        rows, settings = [], []
+        for f in args.report:
+            saved = json.loads(Path(f).read_text())
+            settings.append(argparse.Namespace(**{**vars(parser().parse_args([])), **saved["args"]}))
+            archs = architectures(settings[-1])
+            rows += [{**r, **model_flops(archs[r["name"]][0], settings[-1].seq_len, r)} for r in saved["rows"]]
+            base = base if len(settings) > 1 else saved["baselines"]
+        report(rows, base, settings[0])
         return
     setup(args.threads)
     print(f"contention probe: {contention_probe():.2f} (1 = quiet machine); args {vars(args)}", flush=True)
@@ -369,10 +347,10 @@ def main(argv: list[str] | None = None) -> None:
     first = [(seed, args.models[0]) for seed in args.seeds + args.recipe_seeds]    # the recipe first
     for seed, name in first + [(seed, name) for seed in args.seeds for name in args.models[1:]]:
         arch, weights = archs[name]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         model = train(arch, weights, stream, args, seed)
         train_s = time.perf_counter() - started
-        row = {"name": name, "seed": seed, "train_s": train_s,
+        row = {"name": name, "seed": seed, "train_s": train_s, "train_cpu_s": time.process_time() - cpu,
                **measure_model(model, arch, held, args)}
         row["measure_s"] = time.perf_counter() - started - train_s
         rows.append(row)
