@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> None:
             settings.append(argparse.Namespace(**{**vars(parser().parse_args([])), **saved["args"]}))
             archs = architectures(settings[-1])
             rows += [{**r, **model_flops(archs[r["name"]][0], settings[-1].seq_len, r)} for r in saved["rows"]]
-            base = base if len(settings) > 1 else saved["baselines"]
+            if len(settings) == 1:   # the first file's baselines
+                base = saved["baselines"]
         report(rows, base, settings[0])
         return
     setup(args.threads)
