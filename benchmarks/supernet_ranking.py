@@ -11,7 +11,8 @@ The ground truth is stand-alone training, measured once: preferably a calibratio
 smallest the search's budget; validation values of its first objective only), or the
 files of ``benchmarks.supernet_ground_truth`` (4x with two seeds and 1x with seed 0,
 the same draw: ``draw`` here and calibrate's draw give the same architectures for one
-file and seed). Its noise ceiling is Kendall's tau between the first two training seeds
+file and seed), or a ``--json`` results file that saved its truth (``truth``: the table
+again without the run). Its noise ceiling is Kendall's tau between the first two training seeds
 at the truth's budget: how well one stand-alone training ranks the others.
 
 Per variant ``SAMPLING/SHOTS`` (``search.supernet.sampling`` / ``shots``), one supernet
@@ -80,6 +81,7 @@ def read_truth(paths: list[Path]) -> dict:
             raise SystemExit(f"{path}: no ground truth; make it with python -m benchmarks.supernet_ground_truth "
                              "or dynas calibrate (then pass its run directory)")
         data = json.loads(path.read_text())
+        data = data.get("truth", data)         # a results file that saved the truth it was judged on
         if truth is None:
             truth = data
             continue
@@ -202,8 +204,9 @@ def table(truth: dict, results: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--truth", type=Path, nargs="+", default=[Path("docs/supernet_ground_truth_4x.json")],
-                   help="ground-truth files of one draw (parts measured by separate processes)")
+    p.add_argument("--truth", type=Path, nargs="+", required=True,
+                   help="a calibration run directory (dynas calibrate), or the supernet_ground_truth "
+                        "files of one draw (parts measured by separate processes)")
     p.add_argument("--archs", type=int, default=24, help="the first N of the truth file's draw are scored")
     p.add_argument("--factor", type=float, default=2.0,
                    help="supernet steps per experience, as a multiple of the training section's")

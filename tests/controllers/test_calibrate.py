@@ -265,3 +265,12 @@ def test_goal_gap_is_paired(calibration):
     a, b = list(np.linspace(0, 1, 10)), list(np.linspace(0, 1, 10))
     gap, lo, hi = sr.goal_gap(a, b, a)            # inherited = truth = seed 1: 1 - 0.8 x 1 on every resample
     assert gap == pytest.approx(0.2) and lo == pytest.approx(0.2) and hi == pytest.approx(0.2)
+
+
+def test_a_results_file_that_saved_its_truth_reprints_the_table_without_the_run(calibration, tmp_path):
+    _, run_dir = calibration
+    truth = sr.read_truth([run_dir])
+    saved = tmp_path / "ranking.json"
+    saved.write_text(json.dumps({"truth": truth, "results": []}))
+    assert sr.read_truth([saved]) == json.loads(json.dumps(truth))
+    assert sr.table(sr.read_truth([saved]), []) == sr.table(truth, [])
