@@ -14,6 +14,9 @@ Trainings are expensive (minutes each on one thread), so the file is written aft
 every one and a rerun with the same arguments trains only what is missing; the order is
 architecture by architecture (every seed of one before the next), so a run cut short
 still holds whole architectures. ``benchmarks.supernet_ranking --truth FILE`` reads it.
+A calibration run (``dynas calibrate``) measures the same draw through the search's
+executors and is the truth to use (``--truth RUN_DIR``): this script stays only to read
+and extend the files measured with it (``docs/supernet_ground_truth_4x*.json``).
 """
 from __future__ import annotations
 

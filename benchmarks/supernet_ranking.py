@@ -1,27 +1,32 @@
 """Does a weight-sharing supernet rank candidates like stand-alone training at the budget
 users deploy? (the longer-trained model a search's winner becomes)
 
-    nice -n 19 python -m benchmarks.supernet_ground_truth --archs 24 --seeds 2 --budget 4
-    nice -n 19 python -m benchmarks.supernet_ranking [--truth docs/supernet_ground_truth_4x.json]
-        [--archs 24] [--factor 2] [--variants uniform/one fair/one sandwich/one uniform/d_model ...]
+    nice -n 19 dynas calibrate examples/quickstart.yaml --archs 24 --seeds 2 --budgets 1 4 --runner local
+    nice -n 19 python -m benchmarks.supernet_ranking --truth RUN_DIR [--archs 24] [--factor 2]
+        [--variants uniform/one fair/one sandwich/one uniform/d_model ...] [--seed 0]
         [--json docs/supernet_ranking_4x.json] [--table-only]
 
-The ground truth is a file (``benchmarks.supernet_ground_truth``): architectures drawn
-uniformly from the experiment's space, each trained stand-alone with ``trainers.fit`` at
-4x the training section's steps per experience with two training seeds, and once at
-the file's own budget. Its noise ceiling is Kendall's tau between seed 0 and seed 1 at
-4x: how well one stand-alone training ranks the others.
+The ground truth is stand-alone training, measured once: preferably a calibration run
+(``dynas calibrate``; its largest budget is the truth, every training seed, its
+smallest the search's budget; validation values of its first objective only), or the
+files of ``benchmarks.supernet_ground_truth`` (4x with two seeds and 1x with seed 0,
+the same draw: ``draw`` here and calibrate's draw give the same architectures for one
+file and seed), or a ``--json`` results file that saved its truth (``truth``: the table
+again without the run). Its noise ceiling is Kendall's tau between the first two training seeds
+at the truth's budget: how well one stand-alone training ranks the others.
 
 Per variant ``SAMPLING/SHOTS`` (``search.supernet.sampling`` / ``shots``), one supernet
 (few-shot: one per part) trained by ``train_supernet`` with ``--factor`` x the training
-section's steps per experience, and the first ``--archs`` architectures of the draw
-scored with their inherited weights (``evaluate_inherited``). Ranking: Kendall's tau-b
-between the inherited and the stand-alone validation final average accuracy (4x seed 0,
-4x mean of seeds, 1x seed 0), on the architectures the truth file holds both 4x seeds
-of, with 95% percentile bootstrap intervals over architectures. One process, one thread;
-each variant's scores are written to ``--json`` as soon as it is done, and a rerun
-skips the variants already there (``--table-only``: the table from the files alone, e.g.
-once the ground truth holds more architectures).
+section's steps per experience and supernet seed ``--seed``, and the first ``--archs``
+architectures of the truth's draw scored with their inherited weights
+(``evaluate_inherited``). Ranking: Kendall's tau-b between the inherited and the
+stand-alone validation final average accuracy (truth seed a, truth mean of seeds, the
+search budget's seed a), on the architectures the truth holds every seed of, with 95%
+percentile bootstrap intervals over architectures, and the goal's margin: tau - 0.8 x
+the noise ceiling, its interval paired (both taus on each resample). One process, one
+thread; each (variant, factor, seed)'s scores are written to ``--json`` as soon as it is
+done, and a rerun skips those already there (``--table-only``: the table from the files
+alone, e.g. once the ground truth holds more architectures).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +51,7 @@ from dynas.search_space.suggest import RandomSuggester  # noqa: E402
 
 ACC, TEST_ACC = names.FINAL_AVG_ACCURACY, names.as_test(names.FINAL_AVG_ACCURACY)
 MIN_INTERVAL = 8                     # architectures needed for a bootstrap interval
+GOAL = 0.8                           # the target: tau(inherited, truth) >= GOAL x the noise ceiling
 DEFAULT_VARIANTS = ["uniform/one", "fair/one", "sandwich/one", "uniform/d_model", "uniform/attention",
                     "fair/d_model"]
 
@@ -64,12 +71,17 @@ def draw(space, shape, n: int, seed: int) -> list:
 
 
 def read_truth(paths: list[Path]) -> dict:
-    """The ground-truth files of one draw as one (their architectures in draw order)."""
+    """The ground truth as one: a calibration run directory (``dynas calibrate``), or the
+    ``supernet_ground_truth`` files of one draw (their architectures in draw order)."""
+    if len(paths) == 1 and paths[0].is_dir():
+        return truth_from_calibration(paths[0])
     truth = None
     for path in paths:
         if not path.is_file():
-            raise SystemExit(f"{path}: no ground truth; make it with python -m benchmarks.supernet_ground_truth")
+            raise SystemExit(f"{path}: no ground truth; make it with python -m benchmarks.supernet_ground_truth "
+                             "or dynas calibrate (then pass its run directory)")
         data = json.loads(path.read_text())
+        data = data.get("truth", data)         # a results file that saved the truth it was judged on
         if truth is None:
             truth = data
             continue
@@ -78,6 +90,43 @@ def read_truth(paths: list[Path]) -> dict:
                 raise SystemExit(f"{path}: {key} {data[key]!r} differs from {paths[0]}'s {truth[key]!r}")
         truth["archs"] += [a for a in data["archs"] if a["arch_id"] not in {b["arch_id"] for b in truth["archs"]}]
     return truth
+
+
+def truth_from_calibration(run_dir: Path) -> dict:
+    """A calibration run as a ground truth in the files' shape: its largest budget is the
+    truth (every seed), its smallest the search's budget (``low``); validation values of
+    its first objective only (``load_calibration`` never reads a test value). The
+    architectures are the run's own draw (``archs_from``), trained with its own file."""
+    from dynas.analysis.calibration import is_calibration, load_calibration
+
+    if not is_calibration(run_dir):
+        raise SystemExit(f"{run_dir}: not a calibration run directory (dynas calibrate)")
+    cal = load_calibration(run_dir)
+    if len(cal.budgets) < 2:
+        raise SystemExit(f"{run_dir}: one budget ({cal.budgets}); the truth needs a larger budget than the search's")
+    from dynas.controllers.records import iter_records
+
+    plan = json.loads((run_dir / "calibration.json").read_text(encoding="utf-8"))
+    flops = {r.arch_id: r.metrics.get(names.FLOPS) for r in iter_records(run_dir)}     # static cost
+    low, high = cal.budgets[0], cal.budgets[-1]
+    cell = lambda v: {"val": float(v)}
+    archs = [{"arch_id": aid, "arch": entry["arch"], "flops": flops.get(aid),
+              **{f"x{b}": {str(s): cell(cal.values[b][i, j]) for j, s in enumerate(cal.seeds)
+                           if np.isfinite(cal.values[b][i, j])} for b in (low, high)}}
+             for i, (aid, entry) in enumerate(zip(cal.arch_ids, plan["archs"]))]
+    return {"config": str(run_dir / json.loads((run_dir / "run.json").read_text())["experiment"]),
+            "arch_seed": plan.get("draw_seed"), "budget": high, "low": low, "seeds": cal.seeds,
+            "metric": cal.metric, "run_dir": str(run_dir), "archs": archs}
+
+
+def archs_from(truth: dict, space, shape, n: int) -> list:
+    """The first ``n`` architectures a truth ranks: a calibration's own draw, else the
+    files' draw repeated (``draw`` with their seed)."""
+    if "run_dir" in truth:
+        from dynas.search_space.arch import ArchConfig
+
+        return [ArchConfig.from_dict(a["arch"]) for a in truth["archs"][:n]]
+    return draw(space, shape, n, truth["arch_seed"])
 
 
 def train_variant(variant: str, exp, task, archs: list, factor: float, seed: int) -> dict:
@@ -91,7 +140,7 @@ def train_variant(variant: str, exp, task, archs: list, factor: float, seed: int
     for arch in archs:
         m = evaluate_inherited(net, arch, task, exp.training)
         scores[arch.arch_id] = {"val": m.values[ACC], "test": m.values[TEST_ACC]}
-    return {"variant": variant, "factor": factor, "parts": len(net.parts), "steps": net.steps,
+    return {"variant": variant, "factor": factor, "seed": seed, "parts": len(net.parts), "steps": net.steps,
             "paths": net.paths, "train_s": round(net.wall_time_s, 1),
             "eval_s": round(time.perf_counter() - started, 1), "scores": scores}
 
@@ -105,29 +154,49 @@ def tau_ci(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return kendall_tau(a_, b_), lo, hi
 
 
+def goal_gap(truth0: list[float], truth1: list[float], inherited: list[float]) -> tuple[float, float, float]:
+    """tau(inherited, truth seed a) - ``GOAL`` x tau(truth seed a, seed b), with a paired
+    95% bootstrap interval (both taus on the same resampled architectures)."""
+    a, b, c = (np.asarray(v, float) for v in (truth0, truth1, inherited))
+    gap = lambda idx: kendall_tau(a[idx], c[idx]) - GOAL * kendall_tau(a[idx], b[idx])
+    if len(a) < MIN_INTERVAL:
+        return gap(np.arange(len(a))), float("nan"), float("nan")
+    return (gap(np.arange(len(a))), *bootstrap_interval(gap, len(a)))
+
+
 def table(truth: dict, results: list[dict]) -> list[str]:
     """The Markdown table: every variant against the complete ground truth."""
-    budget = f"x{truth['budget']}"
-    whole = [a for a in truth["archs"] if all(str(s) in a[budget] for s in truth["seeds"]) and "0" in a["x1"]]
-    seed0 = [a[budget]["0"]["val"] for a in whole]
-    mean = [statistics.mean(a[budget][str(s)]["val"] for s in truth["seeds"]) for a in whole]
-    x1 = [a["x1"]["0"]["val"] for a in whole]
-    ceiling = tau_ci(seed0, [a[budget]["1"]["val"] for a in whole]) if len(truth["seeds"]) > 1 else (float("nan"),) * 3
+    budget, low, seeds = f"x{truth['budget']}", f"x{truth.get('low', 1)}", [str(s) for s in truth["seeds"]]
+    whole = [a for a in truth["archs"] if all(s in a[budget] for s in seeds) and seeds[0] in a[low]]
+    seed0 = [a[budget][seeds[0]]["val"] for a in whole]
+    seed1 = [a[budget][seeds[1]]["val"] for a in whole] if len(seeds) > 1 else []
+    mean = [statistics.mean(a[budget][s]["val"] for s in seeds) for a in whole]
+    x1 = [a[low][seeds[0]]["val"] for a in whole]
+    flops = [a.get("flops", a[budget][seeds[0]].get("flops")) for a in whole]
+    ceiling = tau_ci(seed0, seed1) if seed1 else (float("nan"),) * 3
     transfer = tau_ci(x1, seed0)
+    by_cost = lambda v: kendall_tau(v, flops) if None not in flops else float("nan")
     fmt = lambda t: f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]" if t[1] == t[1] else f"{t[0]:.2f} [n < {MIN_INTERVAL}]"
-    lines = [f"{len(whole)} architectures with both {budget} seeds; noise ceiling ({budget} seed 1 vs seed 0) "
-             f"tau {fmt(ceiling)}; 0.8 x ceiling = {0.8 * ceiling[0]:.2f}; the search budget (x1 seed 0) "
-             f"ranks {budget} seed 0 at tau {fmt(transfer)}", "",
-             f"| variant (sampling / shots) | parts | paths trained | supernet training (s) | scoring (s) | "
-             f"τ vs {budget} seed 0 [95%] | τ vs {budget} mean of seeds [95%] | τ vs x1 seed 0 | "
-             f"τ / ceiling | mean inherited val (all scored) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    a, b = (f"seed {s}" for s in (seeds + seeds)[:2])
+    lines = [f"{len(whole)} architectures with all {budget} seeds; noise ceiling ({budget} {b} vs {a}) "
+             f"tau {fmt(ceiling)}; {GOAL} x ceiling = {GOAL * ceiling[0]:.2f}; the search budget ({low} {a}) "
+             f"ranks {budget} {a} at tau {fmt(transfer)}; tau with FLOPs: {budget} mean of seeds {by_cost(mean):.2f}, "
+             f"{low} {a} {by_cost(x1):.2f}", "",
+             f"| variant (sampling / shots) | supernet seed | parts | paths trained | supernet training (s) | "
+             f"scoring (s) | τ vs {budget} {a} [95%] | τ vs {budget} mean of seeds [95%] | τ vs {low} {a} | "
+             f"τ / ceiling | τ − {GOAL} × ceiling [95%, paired] | τ vs FLOPs | mean inherited val (all scored) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         got = [r["scores"].get(a["arch_id"]) for a in whole]
         keep = [i for i, g in enumerate(got) if g is not None]
         inh = [got[i]["val"] for i in keep]
         t0, tm, t1 = (tau_ci([ref[i] for i in keep], inh) for ref in (seed0, mean, x1))
-        lines.append(f"| {r['variant']} (×{r['factor']:g}) | {r['parts']} | {r['paths']} | {r['train_s']:.0f} | "
-                     f"{r['eval_s']:.0f} | {fmt(t0)} | {fmt(tm)} | {t1[0]:.2f} | {t0[0] / ceiling[0]:.2f} | "
+        by_cost_kept = lambda rows, v: kendall_tau(v, [flops[i] for i in rows]) if None not in flops \
+            else float("nan")
+        gap = goal_gap([seed0[i] for i in keep], [seed1[i] for i in keep], inh) if seed1 else (float("nan"),) * 3
+        lines.append(f"| {r['variant']} (×{r['factor']:g}) | {r.get('seed', 0)} | {r['parts']} | {r['paths']} | "
+                     f"{r['train_s']:.0f} | {r['eval_s']:.0f} | {fmt(t0)} | {fmt(tm)} | {t1[0]:.2f} | "
+                     f"{t0[0] / ceiling[0]:.2f} | {fmt(gap)} | {by_cost_kept(keep, inh):.2f} | "
                      f"{statistics.mean(v['val'] for v in r['scores'].values()):.3f} ({len(r['scores'])}) |"
                      + ("" if len(keep) == len(whole) else f" (on {len(keep)})"))
     return lines
@@ -135,8 +204,9 @@ def table(truth: dict, results: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--truth", type=Path, nargs="+", default=[Path("docs/supernet_ground_truth_4x.json")],
-                   help="ground-truth files of one draw (parts measured by separate processes)")
+    p.add_argument("--truth", type=Path, nargs="+", required=True,
+                   help="a calibration run directory (dynas calibrate), or the supernet_ground_truth "
+                        "files of one draw (parts measured by separate processes)")
     p.add_argument("--archs", type=int, default=24, help="the first N of the truth file's draw are scored")
     p.add_argument("--factor", type=float, default=2.0,
                    help="supernet steps per experience, as a multiple of the training section's")
@@ -153,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
 
         exp = load_experiment(truth["config"])
         task = build_task(exp.task, seed=exp.training.seed)
-        archs = draw(exp.space, task.shape, args.archs, truth["arch_seed"])
+        archs = archs_from(truth, exp.space, task.shape, args.archs)
         t0 = time.perf_counter()
         for variant in args.variants:
-            if any(r["variant"] == variant and r["factor"] == args.factor for r in done["results"]):
+            if any(r["variant"] == variant and r["factor"] == args.factor and r.get("seed", 0) == args.seed
+                   for r in done["results"]):
                 continue
             r = train_variant(variant, exp, task, archs, args.factor, args.seed)
             done["results"].append(r)

@@ -1,6 +1,7 @@
 """``dynas calibrate``: architectures drawn from a space, trained at every (budget,
 seed), recorded with both; the noise ceiling, the transfer between budgets and the
-recommendation computed from validation values only; bad plans refused before any work."""
+recommendation computed from validation values only; bad plans refused before any work;
+the supernet benchmark reads its ground truth from a calibration run."""
 from __future__ import annotations
 
 import json
@@ -9,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import supernet_ranking as sr
 from dynas.analysis.calibration import (calibration_section, kendall_tau, load_calibration,
                                         write_calibration_report)
 from dynas.analysis.cli import main
 from dynas.controllers.records import RUN_FILE, TrialRecord, append_record, iter_records, write_json_atomic
 from dynas.controllers.run.calibrate import CALIBRATION_FILE, run_calibration
 from dynas.search_space import names
-from dynas.search_space.experiment import parse_experiment
+from dynas.search_space.experiment import load_experiment, parse_experiment
 from dynas.search_space.suggest import RandomSuggester
 from dynas.trainers.results import TrialMetrics
+from dynas.trainers.tasks import build_task
 
 TINY = """\
 space:
@@ -216,3 +219,72 @@ def test_an_interrupted_run_names_the_command_that_continues_it(tmp_path, comman
             raise Interrupted(signal.SIGTERM)
     assert caught.value.line().endswith(f"continue with: dynas {command} {tmp_path}")
     assert caught.value.exit_code == 143
+
+
+# --- the supernet benchmark's ground truth is a calibration run ---------------------------
+# ``benchmarks.supernet_ranking --truth RUN_DIR``: the same architectures (calibrate and the
+# benchmark draw alike for one file and seed), the largest budget as the truth, validation
+# values only.
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    root = tmp_path_factory.mktemp("truth")
+    config = root / "tiny.yaml"
+    config.write_text(TINY)
+    return config, run_calibration(config, archs=3, seeds=2, budgets=[1, 2], runner="local", storage=root,
+                                   name="cal", verbose=0)
+
+
+def test_the_truth_is_the_calibrations_largest_budget_on_its_own_draw(calibration):
+    config, run_dir = calibration
+    truth = sr.read_truth([run_dir])
+    cal = load_calibration(run_dir)
+    assert (truth["budget"], truth["low"], truth["seeds"]) == (2, 1, [0, 1])
+    assert [a["arch_id"] for a in truth["archs"]] == cal.arch_ids
+    for i, entry in enumerate(truth["archs"]):
+        for b in (1, 2):
+            assert [entry[f"x{b}"][str(s)]["val"] for s in (0, 1)] == list(cal.values[b][i])
+            assert all(set(cell) == {"val"} for cell in entry[f"x{b}"].values()), "validation values only"
+
+    exp = load_experiment(config)
+    shape = build_task(exp.task, seed=exp.training.seed).shape
+    drawn = [a.arch_id for a in sr.draw(exp.space, shape, 3, exp.search.seed)]
+    assert drawn == cal.arch_ids, "one draw for one file and seed: the benchmark's and calibrate's"
+    assert [a.arch_id for a in sr.archs_from(truth, exp.space, shape, 2)] == cal.arch_ids[:2]
+
+
+def test_the_table_ranks_inherited_scores_against_the_truth_and_the_goal(calibration):
+    _, run_dir = calibration
+    truth = sr.read_truth([run_dir])
+    truth["archs"] = [dict(a, **{"x2": {"0": {"val": v0}, "1": {"val": v1}}})      # a known truth
+                      for a, v0, v1 in zip(truth["archs"], (0.1, 0.2, 0.3), (0.1, 0.3, 0.2))]
+    scores = {a["arch_id"]: {"val": v} for a, v in zip(truth["archs"], (0.5, 0.6, 0.7))}
+    result = {"variant": "uniform/one", "factor": 2, "seed": 1, "parts": 1, "steps": 4, "paths": 4,
+              "train_s": 1.0, "eval_s": 1.0, "scores": scores}
+    lines = sr.table(truth, [result])
+    ceiling = sr.kendall_tau([0.1, 0.2, 0.3], [0.1, 0.3, 0.2])
+    assert f"tau {ceiling:.2f} [n < {sr.MIN_INTERVAL}]" in lines[0]
+    row = lines[-1].split(" | ")
+    assert row[1:3] == ["1", "1"] and row[6].startswith("1.00")             # supernet seed, parts; tau 1
+    assert row[10].startswith(f"{1 - sr.GOAL * ceiling:.2f}")               # tau - 0.8 x ceiling
+
+
+def test_a_directory_that_is_no_calibration_is_refused(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "search"}))
+    with pytest.raises(SystemExit, match="not a calibration"):
+        sr.read_truth([tmp_path])
+
+
+def test_goal_gap_is_paired(calibration):
+    a, b = list(np.linspace(0, 1, 10)), list(np.linspace(0, 1, 10))
+    gap, lo, hi = sr.goal_gap(a, b, a)            # inherited = truth = seed 1: 1 - 0.8 x 1 on every resample
+    assert gap == pytest.approx(0.2) and lo == pytest.approx(0.2) and hi == pytest.approx(0.2)
+
+
+def test_a_results_file_that_saved_its_truth_reprints_the_table_without_the_run(calibration, tmp_path):
+    _, run_dir = calibration
+    truth = sr.read_truth([run_dir])
+    saved = tmp_path / "ranking.json"
+    saved.write_text(json.dumps({"truth": truth, "results": []}))
+    assert sr.read_truth([saved]) == json.loads(json.dumps(truth))
+    assert sr.table(sr.read_truth([saved]), []) == sr.table(truth, [])
