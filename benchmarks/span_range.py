@@ -2,6 +2,10 @@
 
     python -m benchmarks.span_range [--distances 16 64 192] [--seeds 0 1 2] [--steps 400]
 
+The T = 256 recipe on docs/benchmarks.md (d = 192 learned, spans held):
+``--d-model 16 --steps 800 --lr 1e-2 --lr-schedule cosine --warmup 0.05 --n-train 2000
+--penalty-hold 300``.
+
 ``span_range`` makes every answer depend on one token exactly d tokens back and on
 nothing farther (``trainers.tasks.dynamic``), so a learned span has a right value.
 Two studies, same model size, steps, seeds:

@@ -49,7 +49,8 @@ steps), and the probe cannot pull it back (the queries never learned to match th
 0.01 alike. For the same reason a *ramp* of the L1 weight from 0 does not help under
 Adam (the step does not scale with the weight); a hold of exactly 0 does. The
 reference implementation (Adagrad, also scale-free) warms up ``lr`` for every parameter
-instead; a hold delays only the penalty.
+instead; a hold delays only the penalty. With a hold of 300 of 800 steps the same
+benchmark learned d = 192 at full attention's accuracy (docs/benchmarks.md).
 """
 from __future__ import annotations
 
