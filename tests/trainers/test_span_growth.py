@@ -81,3 +81,80 @@ def test_the_trainer_reopens_spans_when_a_later_experience_begins_not_the_first(
         attn.span_fraction.data = torch.tensor([0.25, 0.0])
         system.begin_experience(index, task.experiences[index], 4, index + 1, seed=0)
         assert attn.span_fraction.tolist() == pytest.approx(opened)
+
+
+def shrink_under_adam(hold: int, steps: int) -> list[float]:
+    """Spans at z = max_span (every key on the mask's flat part: no task gradient) under
+    Adam with only the L1 penalty: the span after each step."""
+    attn = DynamicSpanAttention(D, 2, 16, causal=True, penalty_hold=hold)
+    opt = torch.optim.Adam([attn.span_fraction], lr=0.05)
+    x = torch.randn(2, 16, D)
+    out = []
+    for _ in range(steps):
+        y, aux = attn(x)
+        loss = y.sum() * 0 + aux["span"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(float(attn.spans().detach().max()))
+    return out
+
+
+def test_the_penalty_held_for_n_steps_leaves_the_span_then_shrinks_it():
+    held = shrink_under_adam(hold=5, steps=10)
+    assert held[:5] == [16.0] * 5                      # no gradient at all while held
+    assert held[9] < held[5] < 16.0                    # then Adam's step of lr x max_span
+    assert shrink_under_adam(hold=0, steps=1)[0] < 16.0   # off: the old behaviour
+
+
+def test_a_ramped_l1_weight_does_not_slow_the_shrink_under_adam():
+    """Why a hold and not a ramp: Adam's step does not scale with the weight. A weight
+    ramped linearly from 0 over 20 steps moves the span about as far as the full weight."""
+    def shrink(weights: list[float]) -> float:
+        attn = DynamicSpanAttention(D, 2, 16, causal=True)
+        opt = torch.optim.Adam([attn.span_fraction], lr=0.01)
+        for weight in weights:
+            opt.zero_grad()
+            (weight * attn(torch.randn(2, 16, D))[1]["span"]).backward()
+            opt.step()
+        return 1.0 - float(attn.span_fraction.detach()[0])
+    ramped, full = shrink([0.1 * (t + 1) / 20 for t in range(20)]), shrink([0.1] * 20)
+    assert full == pytest.approx(0.2, rel=0.01)       # lr a step, 20 steps
+    assert ramped > 0.8 * full                        # the ramp kept less than 20% of it
+
+
+def test_the_hold_counts_training_steps_only_and_restarts_with_each_experience():
+    attn = DynamicSpanAttention(D, 2, 16, causal=True, penalty_hold=2)
+    x = torch.randn(1, 16, D)
+    attn.eval()
+    assert float(attn(x)[1]["span"].detach()) == 1.0            # evaluation: the penalty, not counted
+    attn.train()
+    assert [float(attn(x)[1]["span"].detach()) for _ in range(3)] == [0.0, 0.0, 1.0]
+    attn.new_experience()
+    assert float(attn(x)[1]["span"].detach()) == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_a_bad_penalty_hold_is_refused(bad):
+    with pytest.raises(ValueError, match="penalty_hold"):
+        DynamicSpanAttention(D, 2, 16, penalty_hold=bad)
+
+
+@pytest.mark.parametrize("flag, bad", [("--penalty-hold", "-1"), ("--penalty-hold", "x"),
+                                       ("--penalty-hold", "2.5"), ("--warmup", "1"),
+                                       ("--warmup", "-0.1"), ("--warmup", "x")])
+def test_the_benchmark_refuses_a_bad_hold_or_warmup_in_one_line_with_exit_2(flag, bad, capsys):
+    from benchmarks import span_range
+    with pytest.raises(SystemExit) as stop:
+        span_range.parse([flag, bad])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and flag in err, err
+
+
+def test_the_benchmark_passes_a_good_hold_and_warmup_through():
+    from benchmarks import span_range
+    args = span_range.parse(["--penalty-hold", "150", "--warmup", "0.05", "--lr-schedule", "cosine"])
+    assert (args.penalty_hold, args.warmup, args.lr_schedule) == (150, 0.05, "cosine")
+    with span_range.span_options(1.0, True, True, args.penalty_hold):
+        assert DynamicSpanAttention(D, 2, 16).penalty_hold == 150
+    assert DynamicSpanAttention(D, 2, 16).penalty_hold == 0

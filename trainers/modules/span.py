@@ -35,6 +35,22 @@ So when a later experience starts (``new_experience``, called by the trainer), e
 span opens again to ``init_fraction`` of max_span, as at the first: the new
 experience's dependencies are visible, and the L1 penalty trims the span back to what
 the loss pays for.
+
+Holding the penalty (``penalty_hold``, training only; 0, the default, is off): for the
+first ``penalty_hold`` training steps of each experience the L1 penalty is 0 (value and
+gradient). Under Adam a constant gradient is normalised to a step of ``lr``, whatever
+its size: while the task gives a span no gradient (before the model has learned to
+read a far key, and at z >= T, where every key sits on the flat part of the mask),
+any positive L1 weight shrinks z by ``lr x max_span`` tokens a step. At T = 256,
+lr 0.01 that is 2.56 tokens a step, so a span reaches below a need at d = 192 in
+about 40 steps, long before full attention learns that dependency (hundreds of
+steps), and the probe cannot pull it back (the queries never learned to match the key):
+``benchmarks/span_range.py`` measured spans of 0 at d = 192 with the L1 weight 0.1 and
+0.01 alike. For the same reason a *ramp* of the L1 weight from 0 does not help under
+Adam (the step does not scale with the weight); a hold of exactly 0 does. The
+reference implementation (Adagrad, also scale-free) warms up ``lr`` for every parameter
+instead; a hold delays only the penalty. With a hold of 300 of 800 steps the same
+benchmark learned d = 192 at full attention's accuracy (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -49,6 +65,7 @@ from .positions import alibi_bias
 from .registry import builder
 
 PROBE = 1e-6           # mask value of a probe key beyond the ramp (training, ``grow``)
+PENALTY_HOLD = 0       # training steps per experience with no L1 penalty (0: off)
 INIT_FRACTION = 1.0    # spans start at max_span: every dependency is visible at first
 
 
@@ -61,7 +78,8 @@ class DynamicSpanAttention(nn.Module):
     reference implementation starts at 0, ``--adapt-span-init 0``, and on a dependency
     farther than the ramp the span then never moved: ``benchmarks/span_range.py``.)
     ``grow``: the training-time probe beyond the ramp; ``reopen``: spans open again
-    when a later experience starts (both: module docstring). Its forward value is clamped to
+    when a later experience starts; ``penalty_hold``: training steps at the start of
+    each experience with no L1 penalty (all three: module docstring). Its forward value is clamped to
     [0, 1] with a straight-through gradient, so a span pushed past a bound is not
     stuck there. Aux loss ``"span"``: mean over heads of relu(z_h) / max_span, the L1
     penalty that shrinks spans not worth their cost (weight set by the trainer).
@@ -71,10 +89,12 @@ class DynamicSpanAttention(nn.Module):
 
     def __init__(self, d_model: int, heads: int, max_span: int, causal: bool = False,
                  ramp: int | None = None, init_fraction: float = INIT_FRACTION, grow: bool = True,
-                 reopen: bool = True):
+                 reopen: bool = True, penalty_hold: int = PENALTY_HOLD):
         super().__init__()
         if max_span < 1:
             raise ValueError(f"max_span must be >= 1, got {max_span}")
+        if isinstance(penalty_hold, bool) or not isinstance(penalty_hold, int) or penalty_hold < 0:
+            raise ValueError(f"penalty_hold must be an integer >= 0, got {penalty_hold!r}")
         self.proj = HeadProjection(d_model, heads)
         self.max_span = max_span
         self.ramp = ramp if ramp is not None else span_ramp(max_span)
@@ -83,6 +103,8 @@ class DynamicSpanAttention(nn.Module):
         self.crop = True
         self.grow = grow
         self.init_fraction, self.reopen = float(init_fraction), reopen
+        self.penalty_hold = penalty_hold
+        self.trained_steps = 0     # training forwards this experience (not state: a resume restarts the hold)
         self.alibi = False                          # ``positions: alibi``
 
     def spans(self) -> Tensor:
@@ -94,7 +116,9 @@ class DynamicSpanAttention(nn.Module):
     @torch.no_grad()
     def new_experience(self) -> None:
         """A later experience starts (the trainer calls this): with ``reopen``, a span
-        shorter than ``init_fraction`` of max_span opens to it again."""
+        shorter than ``init_fraction`` of max_span opens to it again. The penalty's hold
+        starts again either way: the new experience's dependencies are not learned yet."""
+        self.trained_steps = 0
         if self.reopen:
             self.span_fraction.clamp_(min=self.init_fraction)
 
@@ -158,8 +182,17 @@ class DynamicSpanAttention(nn.Module):
         for i in range(h):
             y[:, :, i] = F.scaled_dot_product_attention(
                 qb[:, i], kb[:, i], vb[:, i], attn_mask=bias[i][None]).flatten(1, 2)
+        return self.proj.merge(y[:, :t].transpose(1, 2)), {"span": self.penalty()}
+
+    def penalty(self) -> Tensor:
+        """The L1 span penalty of this forward (counting it as a training step when
+        training): mean over heads of relu(z_h) / max_span, times 0 while held."""
         penalty = self.span_fraction.clamp(min=0.0).mean()
-        return self.proj.merge(y[:, :t].transpose(1, 2)), {"span": penalty}
+        if self.training and torch.is_grad_enabled():
+            self.trained_steps += 1
+        if self.training and 0 < self.penalty_hold and self.trained_steps <= self.penalty_hold:
+            return penalty * 0.0
+        return penalty
 
 
 @builder("attention", "dynamic_span")
