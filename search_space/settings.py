@@ -89,6 +89,7 @@ class LossWeights:
     span: float = 0.0                 # L1 on learned dynamic spans
     router_entropy: float = 0.0       # dynamic router: entropy of p per token (fewer experts)
     router_l1: float = 0.0            # relu router: L1 of its gate scores (fewer experts)
+    span_hold: int = 0                # training steps of each experience before ``span`` applies
 
     def validate(self, key: str = "") -> None:
         check_ranges(self, key)
@@ -355,7 +356,7 @@ RANGES: dict[type, dict[str, Range]] = {
     ReplaySettings: {"budget": Range(0, 10**7), "der_alpha": Range(0, 1000)},
     LossWeights: {"balance": Range(0, 1000), "z_loss": Range(0, 1000),
                   "bias_update_rate": Range(0, 1), "span": Range(0, 1000), "router_entropy": Range(0, 1000),
-                  "router_l1": Range(0, 1000)},
+                  "router_l1": Range(0, 1000), "span_hold": Range(0, 10**7)},
     TrainingSettings: {
         "steps_per_experience": COUNT, "batch_size": Range(1, 2**20), "lr": Range(0, 100, low_open=True),
         "weight_decay": Range(0, 100), "seed": SEED, "eval_batch_size": Range(1, 2**20),

@@ -133,9 +133,10 @@ class ContinualSystem(L.LightningModule):
         self._sums: dict[str, Tensor] = {}
         self._count = 0
         self.last_terms: dict[str, Tensor] = {}
-        if index > 0:             # a later experience: learned spans open again (modules.span)
-            for module in self.model.modules():
-                if isinstance(module, DynamicSpanAttention):
+        for module in self.model.modules():
+            if isinstance(module, DynamicSpanAttention):
+                module.penalty_hold = self.cfg.loss_weights.span_hold   # no L1 until the range is learned
+                if index > 0:     # a later experience: learned spans open again (modules.span)
                     module.new_experience()
         cur = self.cfg.curriculum
         self.curriculum = None

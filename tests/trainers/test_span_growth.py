@@ -158,3 +158,19 @@ def test_the_benchmark_passes_a_good_hold_and_warmup_through():
     with span_range.span_options(1.0, True, True, args.penalty_hold):
         assert DynamicSpanAttention(D, 2, 16).penalty_hold == 150
     assert DynamicSpanAttention(D, 2, 16).penalty_hold == 0
+
+
+def test_a_training_config_holds_the_penalty_of_every_span_it_trains():
+    task = build_task(TaskSettings("span_range", {"distances": [3, 9], "seq_len": 16,
+                                                  "n_train": 32, "n_val": 8, "n_test": 8}))
+    attention = AttentionConfig("dynamic_span", 2, max_span=16)
+    arch = ArchConfig(D, tuple(LayerConfig(attention, FFNConfig("dense", expansion=2)) for _ in range(2)))
+    for hold in (0, 7):
+        cfg = TrainingSettings(loss_weights=LossWeights(span=0.1, span_hold=hold))
+        system = ContinualSystem(arch.to_dict(), dataclasses.asdict(task.shape), settings_dict(cfg),
+                                 [list(e.classes) for e in task.experiences], task.scenario)
+        system.begin_experience(0, task.experiences[0], 4, 1, seed=0)
+        spans = [m for m in system.model.modules() if isinstance(m, DynamicSpanAttention)]
+        assert len(spans) == 2 and all(m.penalty_hold == hold for m in spans)
+        spans[0].train()
+        assert (spans[0].penalty().item() == 0.0) == (hold > 0)    # held: no L1 in the first steps
