@@ -63,6 +63,7 @@ from dynas.search_space.cost import Realised, estimate_cost
 from dynas.search_space.settings import LossWeights
 from dynas.trainers.dynamics import learned_spans, measure
 from dynas.trainers.model import build_model
+from dynas.trainers.modules.span import DynamicSpanAttention
 from dynas.trainers.modules import MoE
 from dynas.trainers.tasks.text import (CATEGORIES, SEPARATOR, VOCAB_SIZE, article_splits, encode,
                                        read_corpus, windows)
@@ -129,7 +130,7 @@ def architectures(args) -> dict[str, tuple[ArchConfig, LossWeights]]:
     dynamic = RouterConfig("dynamic", args.cap, args.top_p)
     return {"full": (stack(full, dense), base),
             "dynamic_span": (stack(AttentionConfig("dynamic_span", h, max_span=t), dense),
-                             dataclasses.replace(base, span=args.span_penalty)),
+                             dataclasses.replace(base, span=args.span_penalty, span_hold=args.span_hold)),
             "sliding_window": (stack(AttentionConfig("sliding_window", h, window=args.window), dense), base),
             "top2": (stack(full, moe(RouterConfig("topk", 2))), base),
             "dynamic_k": (stack(full, moe(dynamic)), base),
@@ -156,6 +157,9 @@ def train(arch: ArchConfig, weights: LossWeights, stream: Tensor, args, seed: in
     """A fresh model from ``arch`` trained for ``args.steps`` steps of ``args.batch`` crops."""
     torch.manual_seed(seed)
     model = build_model(arch, shape(args.seq_len))
+    for module in model.modules():         # as trainers.system sets it from loss_weights.span_hold
+        if isinstance(module, DynamicSpanAttention):
+            module.penalty_hold = weights.span_hold
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99),
                             weight_decay=args.weight_decay)
     warmup = max(1, round(args.warmup * args.steps))
@@ -306,6 +310,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cap", type=int, default=4, help="the dynamic router's top_k cap")
     p.add_argument("--window", type=int, default=128, help="sliding_window's width")
     p.add_argument("--span-penalty", type=float, default=0.01, help="loss_weights.span")
+    p.add_argument("--span-hold", type=int, default=0,
+                   help="loss_weights.span_hold: training steps with no span penalty (0: off)")
     p.add_argument("--entropy-penalty", type=float, default=0.01, help="loss_weights.router_entropy")
     p.add_argument("--heldout-windows", type=int, default=0, help="per category (0 = all)")
     p.add_argument("--trace-windows", type=int, default=32, help="per category, for Spearman(k, loss)")

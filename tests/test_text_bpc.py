@@ -8,6 +8,7 @@ from torch import nn
 
 from benchmarks import text_bpc, text_bpc_report
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig, RouterConfig
+from dynas.trainers.modules.span import DynamicSpanAttention
 from dynas.trainers.output import ModelOutput
 
 
@@ -160,3 +161,13 @@ def test_a_few_training_steps_of_every_model_run_and_log_the_span_crops(capsys):
         assert not model.training, name
     out = capsys.readouterr().out
     assert out.count("step 2: train loss") == 6 and out.count("crops {'layers.0.attn': 32, 'layers.1.attn': 32}") == 2
+
+
+def test_the_span_hold_reaches_the_span_model_and_keeps_its_penalty_off():
+    args = text_bpc.parser().parse_args(["--seq-len", "32", "--batch", "2", "--steps", "3", "--log-every", "1",
+                                         "--d-model", "16", "--heads", "2", "--span-hold", "5"])
+    spec, weights = text_bpc.architectures(args)["dynamic_span"]
+    assert weights.span_hold == 5 and text_bpc.architectures(args)["full"][1].span_hold == 0
+    model = text_bpc.train(spec, weights, torch.arange(400) % 98, args, seed=0)
+    spans = [m for m in model.modules() if isinstance(m, DynamicSpanAttention)]
+    assert spans and all(m.penalty_hold == 5 and 0 < m.trained_steps <= 5 for m in spans)
