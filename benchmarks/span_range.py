@@ -39,8 +39,6 @@ import statistics
 import sys
 from contextlib import contextmanager
 
-import torch
-
 from benchmarks._timing import print_table, setup
 from dynas.search_space import names
 from dynas.search_space.arch import ArchConfig, AttentionConfig, FFNConfig, LayerConfig
