@@ -64,13 +64,13 @@ from dynas.search_space.settings import LossWeights
 from dynas.trainers.dynamics import learned_spans, measure
 from dynas.trainers.model import build_model
 from dynas.trainers.modules.span import DynamicSpanAttention
+from dynas.trainers.system import AUX_TERMS
 from dynas.trainers.modules import MoE
 from dynas.trainers.tasks.text import (CATEGORIES, SEPARATOR, VOCAB_SIZE, article_splits, encode,
                                        read_corpus, windows)
 
 DATA_SEED = 0          # text_lm's seed-0 article split, whatever the model's seed
 SPLITS = ("train", "val", "test")
-AUX_TERMS = ("balance", "z_loss", "span", "router_entropy")
 COMPRESSORS = {"zlib -9": lambda b: zlib.compress(b, 9),
                "bz2 -9": lambda b: bz2.compress(b, 9),
                "xz -9e": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME)}
